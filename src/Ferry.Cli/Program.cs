@@ -1,0 +1,9 @@
+using System.CommandLine;
+using Ferry.Cli;
+
+var root = new RootCommand("Ferry: live migration of RISC-V virtual machines (pre-copy, post-copy, hybrid)")
+{
+    RunCommands.Run(),
+    RunCommands.Resume(),
+};
+return await root.Parse(args).InvokeAsync();

@@ -1,0 +1,325 @@
+using System.Collections.Concurrent;
+using Ferry.Machine.Cpu;
+using Ferry.Machine.Devices;
+using Ferry.Machine.Memory;
+using Ferry.Machine.State;
+
+namespace Ferry.Machine.Board;
+
+/// <summary>
+/// The RISC-V "virt" computer: RAM at 0x8000_0000, ns16550a UART at 0x1000_0000, CLINT at
+/// 0x0200_0000, sifive_test at 0x0010_0000, one RV64IMAC hart.
+///
+/// <see cref="Run"/> drives the hart in bounded runs on the calling thread (the VM's thread).
+/// Between runs it serves safe-point requests (<see cref="AtSafePointAsync"/>): the only
+/// moments another thread may read or change machine state, collect the dirty log or start an
+/// access window. Stopping is a request honoured between runs.
+/// </summary>
+public sealed class VirtMachine : IDisposable
+{
+    /// <summary>Longest run between checks of the clock, stop requests and safe points.</summary>
+    public const long MaxRunInstructions = 200_000;
+
+    private readonly object _gate = new();
+    private readonly ConcurrentQueue<(Action Action, TaskCompletionSource Done)> _safePoints = new();
+    private readonly AutoResetEvent _wake = new(false);
+    private CancellationTokenSource _stallCancellation = new();
+    private volatile bool _stopRequested;
+    private bool _running;
+
+    public VirtMachine(MachineConfig config, ConsoleLog? console = null)
+    {
+        Config = config;
+        Console = console ?? new ConsoleLog();
+        Memory = new GuestMemory(config.MemorySize);
+        Hart? hart = null;
+        Clock = new MachineClock(config.Icount, () => hart!.VirtualClock);
+        Uart = new Uart16550(Console);
+        Finisher = new SifiveTest(OnGuestExit);
+        var bus = new DeferredBus();
+        hart = new Hart(Memory, bus);
+        Hart = hart;
+        Clint = new Clint(Clock, hart);
+        bus.Target = new Bus(Clock, Uart, Clint, Finisher);
+        Hart.StallCancellation = _stallCancellation.Token;
+    }
+
+    public MachineConfig Config { get; }
+
+    public GuestMemory Memory { get; }
+
+    public Hart Hart { get; }
+
+    public MachineClock Clock { get; }
+
+    public Uart16550 Uart { get; }
+
+    public Clint Clint { get; }
+
+    public SifiveTest Finisher { get; }
+
+    public ConsoleLog Console { get; }
+
+    /// <summary>Set once the guest has written to the finisher.</summary>
+    public GuestExit? Exit { get; private set; }
+
+    /// <summary>Loads an ELF image into RAM and points the hart at its entry with a0 = hart id.</summary>
+    public void Load(GuestImage image)
+    {
+        foreach (LoadSegment s in image.Segments)
+        {
+            if (!Memory.Contains(s.PhysicalAddress) || s.MemorySize > Memory.BaseAddress + Memory.Size - s.PhysicalAddress)
+            {
+                throw new GuestImageException(
+                    $"{image.Name}: segment at 0x{s.PhysicalAddress:x} (+0x{s.MemorySize:x}) is outside RAM 0x{Memory.BaseAddress:x}-0x{Memory.BaseAddress + Memory.Size - 1:x}");
+            }
+        }
+
+        if (!Memory.Contains(image.Entry))
+        {
+            throw new GuestImageException($"{image.Name}: entry point 0x{image.Entry:x} is outside RAM");
+        }
+
+        foreach (LoadSegment s in image.Segments)
+        {
+            // The part beyond the file size is zero already (fresh RAM): leave it unpopulated.
+            Memory.WritePhysical(s.PhysicalAddress, image.Bytes.Slice(s.FileOffset, s.FileSize));
+        }
+
+        Hart.Pc = image.Entry;
+        Hart.SetRegister(10, Hart.HartId);
+        Memory.Dirty.ClearAll();
+    }
+
+    /// <summary>
+    /// Runs the machine on this thread until the guest exits, <paramref name="stopAtInstructions"/>
+    /// instructions have retired in total, or a stop is requested.
+    /// </summary>
+    public RunOutcome Run(ulong stopAtInstructions = ulong.MaxValue)
+    {
+        lock (_gate)
+        {
+            if (_running)
+            {
+                throw new InvalidOperationException("the machine is already running");
+            }
+
+            _running = true;
+            _stopRequested = false;
+            if (_stallCancellation.IsCancellationRequested)
+            {
+                _stallCancellation.Dispose();
+                _stallCancellation = new CancellationTokenSource();
+                Hart.StallCancellation = _stallCancellation.Token;
+            }
+        }
+
+        try
+        {
+            while (true)
+            {
+                DrainSafePoints();
+                if (Exit is not null)
+                {
+                    return RunOutcome.GuestExited;
+                }
+
+                if (_stopRequested)
+                {
+                    return RunOutcome.Stopped;
+                }
+
+                ulong retired = Hart.InstructionsRetired;
+                if (retired >= stopAtInstructions)
+                {
+                    return RunOutcome.InstructionLimit;
+                }
+
+                Clint.UpdateInterruptLines();
+                if (Hart.WaitingForInterrupt && !Hart.InterruptPendingForWfi)
+                {
+                    Idle();
+                    continue;
+                }
+
+                long budget = (long)Math.Min(stopAtInstructions - retired, MaxRunInstructions);
+                if (Clock.Icount && (Hart.Mie & Irq.MTIP) != 0)
+                {
+                    // End the run exactly where mtime reaches mtimecmp, so the timer interrupt is
+                    // taken at the same instruction on every run.
+                    ulong deadline = Clock.VirtualClockAt(Clint.MTimeCmp);
+                    ulong now = Hart.VirtualClock;
+                    if (deadline > now && deadline - now < (ulong)budget)
+                    {
+                        budget = (long)(deadline - now);
+                    }
+                }
+
+                Hart.Run(budget);
+            }
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _running = false;
+            }
+
+            DrainSafePoints();
+            Console.Flush();
+        }
+    }
+
+    /// <summary>Asks <see cref="Run"/> to return at the next boundary (any thread). Unblocks absent-page waits.</summary>
+    public void RequestStop()
+    {
+        _stopRequested = true;
+        Hart.RequestEndOfRun();
+        _stallCancellation.Cancel();
+        Memory.WakeWaiters();
+        _wake.Set();
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> when no instruction is executing: between runs on the
+    /// machine's thread, or at once on the caller's thread if the machine is not running.
+    /// </summary>
+    public Task AtSafePointAsync(Action action)
+    {
+        lock (_gate)
+        {
+            if (!_running)
+            {
+                action();
+                return Task.CompletedTask;
+            }
+
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _safePoints.Enqueue((action, done));
+            Hart.RequestEndOfRun();
+            _wake.Set();
+            return done.Task;
+        }
+    }
+
+    public async Task<T> AtSafePointAsync<T>(Func<T> func)
+    {
+        T result = default!;
+        await AtSafePointAsync(() => { result = func(); }).ConfigureAwait(false);
+        return result;
+    }
+
+    /// <summary>The CPU and device state (not memory). Safe point only.</summary>
+    public MachineState SaveState() => new(Config, Hart.SaveState(), Clint.SaveState(), Uart.SaveState(), Clock.SaveState());
+
+    /// <summary>Rebuilds CPU and devices from saved state. Safe point only; memory is restored separately.</summary>
+    public void RestoreState(MachineState state)
+    {
+        if (state.Config.MemorySize != Config.MemorySize || state.Config.Icount != Config.Icount)
+        {
+            throw new InvalidDataException(
+                $"state is for a {state.Config.MemorySize >> 20} MiB {(state.Config.Icount ? "icount" : "real-time")} machine, this one is {Config.MemorySize >> 20} MiB {(Config.Icount ? "icount" : "real-time")}");
+        }
+
+        Hart.RestoreState(state.Hart);
+        Clock.RestoreState(state.Clock);
+        Clint.RestoreState(state.Clint);
+        Uart.RestoreState(state.Uart);
+        Console.ContinueAt((long)state.Uart.Transmitted);
+    }
+
+    public void Dispose()
+    {
+        Hart.Dispose();
+        Memory.Dispose();
+        _wake.Dispose();
+        _stallCancellation.Dispose();
+    }
+
+    private void OnGuestExit(GuestExit exit)
+    {
+        Exit ??= exit;
+        Hart.RequestEndOfRun();
+    }
+
+    private void DrainSafePoints()
+    {
+        while (_safePoints.TryDequeue(out var item))
+        {
+            try
+            {
+                item.Action();
+                item.Done.TrySetResult();
+            }
+            catch (Exception e)
+            {
+                item.Done.TrySetException(e);
+            }
+        }
+    }
+
+    /// <summary>The hart waits for an interrupt: skip (icount) or sleep (real time) to the next timer event.</summary>
+    private void Idle()
+    {
+        bool timerArmed = (Hart.Mie & Irq.MTIP) != 0 && Clint.MTimeCmp != ulong.MaxValue;
+        if (Clock.Icount)
+        {
+            if (!timerArmed)
+            {
+                _wake.WaitOne(100);
+                return;
+            }
+
+            ulong deadline = Clock.VirtualClockAt(Clint.MTimeCmp);
+            ulong now = Hart.VirtualClock;
+            if (deadline <= now)
+            {
+                return;
+            }
+
+            if (Config.IdleSleep)
+            {
+                // 1 instruction = 10 ns of guest time; a stop or safe point cuts the sleep short
+                // and the skip is resumed on the next pass, so the result is the same.
+                var sleep = TimeSpan.FromTicks((long)Math.Min((deadline - now) / 10, (ulong)TimeSpan.TicksPerSecond));
+                if (sleep > TimeSpan.FromMilliseconds(1) && _wake.WaitOne(sleep))
+                {
+                    return;
+                }
+            }
+
+            Hart.AdvanceVirtualClock(deadline - now);
+            return;
+        }
+
+        TimeSpan wait = timerArmed ? Clock.RealTimeUntil(Clint.MTimeCmp) : TimeSpan.FromMilliseconds(100);
+        if (wait == Timeout.InfiniteTimeSpan || wait > TimeSpan.FromMilliseconds(100))
+        {
+            wait = TimeSpan.FromMilliseconds(100);
+        }
+
+        if (wait > TimeSpan.Zero)
+        {
+            _wake.WaitOne(wait);
+        }
+    }
+
+    /// <summary>Breaks the construction cycle hart -> bus -> CLINT -> hart.</summary>
+    private sealed class DeferredBus : IHartBus
+    {
+        public IHartBus Target { get; set; } = null!;
+
+        public bool Read(ulong address, int size, out ulong value) => Target.Read(address, size, out value);
+
+        public bool Write(ulong address, int size, ulong value) => Target.Write(address, size, value);
+
+        public ulong ReadTime() => Target.ReadTime();
+    }
+}
+
+public enum RunOutcome
+{
+    GuestExited,
+    InstructionLimit,
+    Stopped,
+}
