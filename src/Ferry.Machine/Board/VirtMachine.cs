@@ -105,7 +105,6 @@ public sealed class VirtMachine : IDisposable
             }
 
             _running = true;
-            _stopRequested = false;
             if (_stallCancellation.IsCancellationRequested)
             {
                 _stallCancellation.Dispose();
@@ -170,7 +169,10 @@ public sealed class VirtMachine : IDisposable
         }
     }
 
-    /// <summary>Asks <see cref="Run"/> to return at the next boundary (any thread). Unblocks absent-page waits.</summary>
+    /// <summary>Forgets an earlier <see cref="RequestStop"/> so the next <see cref="Run"/> runs.</summary>
+    public void ClearStopRequest() => _stopRequested = false;
+
+    /// <summary>Asks <see cref="Run"/> to return at the next boundary (any thread). Unblocks absent-page waits; sticky until <see cref="ClearStopRequest"/>.</summary>
     public void RequestStop()
     {
         _stopRequested = true;

@@ -137,11 +137,11 @@ public sealed unsafe partial class Hart
                 return true;
             case Csr.Mcycle:
             case Csr.Minstret:
-                value = _instret + (ulong)_progress;
+                value = _instret + (ulong)_progress + _counterOffset;
                 return true;
             case Csr.Cycle:
             case Csr.Instret:
-                value = _instret + (ulong)_progress;
+                value = _instret + (ulong)_progress + _counterOffset;
                 return CounterEnabled(csr);
             case Csr.Time:
                 value = _bus.ReadTime();
@@ -260,8 +260,9 @@ public sealed unsafe partial class Hart
 
             case Csr.Mcycle:
             case Csr.Minstret:
-                // The value read by the next instruction is the value written.
-                _instret = value - (ulong)_progress - 1;
+                // The value read by the next instruction is the value written. Only the guest's
+                // view moves: InstructionsRetired keeps counting what really retired.
+                _counterOffset = value - (_instret + (ulong)_progress + 1);
                 return true;
             case Csr.Pmpcfg0:
                 _pmp.WriteCfg(0, value);

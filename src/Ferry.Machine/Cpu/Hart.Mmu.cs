@@ -364,8 +364,9 @@ public sealed unsafe partial class Hart
         if ((va & GuestMemory.PageMask) > (ulong)(GuestMemory.PageSize - size))
         {
             // Misaligned across a page boundary: check both pages first so a fault leaves memory untouched.
-            ulong last = va + (ulong)size - 1;
-            if (!ResolveData(va, 1, Access.Write, out _, out _) || !ResolveData(last, 1, Access.Write, out _, out _))
+            // A fault on the second page reports its first byte (as QEMU 7.2).
+            ulong second = (va | GuestMemory.PageMask) + 1;
+            if (!ResolveData(va, 1, Access.Write, out _, out _) || !ResolveData(second, 1, Access.Write, out _, out _))
             {
                 return false;
             }
@@ -486,21 +487,31 @@ public sealed unsafe partial class Hart
         return true;
     }
 
-    /// <summary>Host pointer for an aligned read-modify-write (AMO, SC) in RAM; devices refuse atomics.</summary>
+    /// <summary>
+    /// Host pointer for an aligned LR, SC or AMO in RAM; devices refuse atomics. QEMU 7.2 (one hart,
+    /// TCG) performs these as a load followed by a store, so the load's checks come first and we
+    /// match its causes: misaligned is a load address misaligned (4), outside RAM a load access
+    /// fault (5), a page or PMP region without read permission a load fault; then the store's.
+    /// </summary>
     private bool ResolveAtomic(ulong va, int size, Access access, long n, out byte* host)
     {
         _progress = n;
         host = null;
         if ((va & (ulong)(size - 1)) != 0)
         {
-            return Fail(access == Access.Read ? TrapCause.LoadAddressMisaligned : TrapCause.StoreAddressMisaligned, va);
+            return Fail(TrapCause.LoadAddressMisaligned, va);
         }
 
-        if (!ResolveData(va, size, access, out host, out _))
+        if (!ResolveData(va, size, Access.Read, out host, out _))
         {
             return false;
         }
 
-        return host != null || Fail(access == Access.Read ? TrapCause.LoadAccessFault : TrapCause.StoreAccessFault, va);
+        if (host == null)
+        {
+            return Fail(TrapCause.LoadAccessFault, va);
+        }
+
+        return access == Access.Read || ResolveData(va, size, Access.Write, out host, out _);
     }
 }

@@ -203,26 +203,32 @@ public sealed unsafe partial class Hart
 
             case Op.ScW or Op.ScD:
             {
+                // As QEMU 7.2: the address is compared with the reservation first, so an SC without a
+                // matching reservation fails (rd = 1) without touching memory or trapping, even when
+                // misaligned or unmapped. Any SC clears the reservation.
+                if (_reservation != va)
+                {
+                    _reservation = NoReservation;
+                    _x[d.Rd] = 1;
+                    return true;
+                }
+
+                _reservation = NoReservation;
                 if (!ResolveAtomic(va, size, Access.Write, n, out byte* host))
                 {
                     return false;
                 }
 
-                bool success = _reservation == va;
-                _reservation = NoReservation;
-                if (success)
+                if (word)
                 {
-                    if (word)
-                    {
-                        *(uint*)host = (uint)_x[d.Rs2];
-                    }
-                    else
-                    {
-                        *(ulong*)host = _x[d.Rs2];
-                    }
+                    *(uint*)host = (uint)_x[d.Rs2];
+                }
+                else
+                {
+                    *(ulong*)host = _x[d.Rs2];
                 }
 
-                _x[d.Rd] = success ? 0UL : 1UL;
+                _x[d.Rd] = 0;
                 return true;
             }
 
@@ -263,6 +269,7 @@ public sealed unsafe partial class Hart
             X = x,
             Privilege = _priv,
             InstructionsRetired = _instret,
+            CounterOffset = _counterOffset,
             VirtualClock = _vclock,
             WaitingForInterrupt = _wfi,
             Reservation = _reservation,
@@ -310,6 +317,7 @@ public sealed unsafe partial class Hart
         _pc = s.Pc;
         _priv = s.Privilege;
         _instret = s.InstructionsRetired;
+        _counterOffset = s.CounterOffset;
         _vclock = s.VirtualClock;
         _wfi = s.WaitingForInterrupt;
         _reservation = s.Reservation;

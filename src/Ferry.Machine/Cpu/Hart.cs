@@ -29,6 +29,10 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
     private ulong _pc;
     private PrivilegeMode _priv = PrivilegeMode.Machine;
     private ulong _instret;
+
+    /// <summary>minstret/mcycle minus <see cref="_instret"/>: the guest may write those counters,
+    /// but <see cref="InstructionsRetired"/> (run limits, icount determinism) never moves back.</summary>
+    private ulong _counterOffset;
     private ulong _vclock;
     private bool _wfi;
     private ulong _reservation = NoReservation;
@@ -560,8 +564,9 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                     _excTval = 0;
                     goto Fault;
                 case Op.Ebreak:
+                    // mtval = 0 as QEMU 7.2 (the spec allows 0 or the pc; console output must match QEMU's).
                     _excCause = TrapCause.Breakpoint;
-                    _excTval = pc;
+                    _excTval = 0;
                     goto Fault;
 
                 // ---- Zifencei: decoded code is kept coherent on every store, so nothing is stale here.

@@ -16,6 +16,9 @@ public sealed record HartState
 
     public required ulong InstructionsRetired { get; init; }
 
+    /// <summary>minstret/mcycle as the guest sees them, minus <see cref="InstructionsRetired"/> (the guest may write them).</summary>
+    public ulong CounterOffset { get; init; }
+
     /// <summary>Instruction-counted virtual clock: retired instructions plus time skipped in WFI.</summary>
     public required ulong VirtualClock { get; init; }
 

@@ -186,6 +186,38 @@ public sealed unsafe class GuestMemory : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Destination side, before the VM runs: sets a page's content as received (no dirty or
+    /// accessed marks; the VM has not touched it). Empty or all-zero content makes it zero.
+    /// </summary>
+    public void LoadPage(int page, ReadOnlySpan<byte> content)
+    {
+        CheckPage(page);
+        Span<byte> target = new(_host + ((long)page << PageShift), PageSize);
+        if (content.IsEmpty || !content.ContainsAnyExcept((byte)0))
+        {
+            if (Populated.Get(page))
+            {
+                target.Clear();
+            }
+        }
+        else
+        {
+            if (content.Length != PageSize)
+            {
+                throw new ArgumentException("a page is 4096 bytes", nameof(content));
+            }
+
+            content.CopyTo(target);
+            Populated.Set(page);
+        }
+
+        foreach (ITranslationCache cache in _translationCaches)
+        {
+            cache.InvalidateCode(page);
+        }
+    }
+
     /// <summary>Destination side, before the VM runs: every page in <paramref name="pages"/> becomes absent.</summary>
     public void MarkAbsent(PageBitmap pages)
     {

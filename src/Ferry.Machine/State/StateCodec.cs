@@ -33,6 +33,7 @@ public static class StateCodec
 
             w.Write((byte)h.Privilege);
             w.Write(h.InstructionsRetired);
+            w.Write(h.CounterOffset);
             w.Write(h.VirtualClock);
             w.Write(h.WaitingForInterrupt);
             w.Write(h.Reservation);
@@ -105,6 +106,7 @@ public static class StateCodec
             }
 
             ulong instret = r.ReadUInt64();
+            ulong counterOffset = r.ReadUInt64();
             ulong vclock = r.ReadUInt64();
             bool wfi = r.ReadBoolean();
             ulong reservation = r.ReadUInt64();
@@ -127,6 +129,7 @@ public static class StateCodec
                 X = xs,
                 Privilege = (PrivilegeMode)priv,
                 InstructionsRetired = instret,
+                CounterOffset = counterOffset,
                 VirtualClock = vclock,
                 WaitingForInterrupt = wfi,
                 Reservation = reservation,

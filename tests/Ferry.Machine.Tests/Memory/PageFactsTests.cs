@@ -1,0 +1,268 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Ferry.Machine.Board;
+using Ferry.Machine.Memory;
+using Ferry.Machine.Tests.Support;
+
+namespace Ferry.Machine.Tests.Memory;
+
+/// <summary>Page facts (dirty, accessed, absent, populated, code) checked against what a program provably did.</summary>
+public sealed class PageFactsTests : IDisposable
+{
+    private static readonly ulong PageA = Rig.Data + 0x5000, PageB = Rig.Data + 0x9000, PageC = Rig.Data + 0xC000;
+    private readonly Rig _rig = new();
+
+    public void Dispose() => _rig.Dispose();
+
+    private GuestMemory Memory => _rig.Memory;
+
+    private PageBitmap NewBitmap() => new(Memory.PageCount);
+
+    private static int[] Pages(PageBitmap bitmap)
+    {
+        var list = new List<int>();
+        foreach (int p in bitmap.EnumerateSet())
+        {
+            list.Add(p);
+        }
+
+        return [.. list];
+    }
+
+    private int[] CollectDirty()
+    {
+        PageBitmap b = NewBitmap();
+        Memory.CollectDirtyLog(b);
+        return Pages(b);
+    }
+
+    private static int P(ulong address) => Rig.PageOf(address);
+
+    /// <summary>sd to A (twice) and B, ld from C; then, after label <c>phase2</c>, sd to A again; then spin.</summary>
+    private (int Phase1, int Phase2) LoadStoreProgram()
+    {
+        var p = Rig.NewProgram()
+            .Li(R.S0, PageA + 0x10).Li(R.S1, PageB + 0x800).Li(R.S2, PageC + 0x18).Li(R.A0, 0x1111);
+        int setup = (p.Size / 4);
+        p.Emit(Asm.Sd(R.A0, R.S0, 0), Asm.Sd(R.A0, R.S0, 8), Asm.Sd(R.A0, R.S1, 0), Asm.Ld(R.A1, R.S2, 0));
+        p.Emit(Asm.Sd(R.A0, R.S0, 16));
+        p.Halt();
+        _rig.Load(p);
+        return (setup + 4, 1);
+    }
+
+    [Fact]
+    public void DirtyLog_HoldsExactlyThePagesTheGuestWrote_AndLogsAgainAfterCollection()
+    {
+        (int phase1, int phase2) = LoadStoreProgram();
+        CollectDirty(); // the loader's writes
+        Assert.Empty(CollectDirty());
+
+        _rig.Step(phase1);
+        Assert.Equal([P(PageA), P(PageB)], CollectDirty());
+        Assert.Empty(CollectDirty()); // no writes since: nothing logged
+
+        // The write TLB held page A; the collection must have flushed it so this store is logged again.
+        _rig.Step(phase2);
+        Assert.Equal(0x1111UL, _rig.ReadU64(PageA + 0x10 + 16));
+        Assert.Equal([P(PageA)], CollectDirty());
+
+        _rig.Step(1000); // spinning on `j .` writes nothing
+        Assert.Empty(CollectDirty());
+    }
+
+    [Fact]
+    public void AccessWindow_RecordsReadsWritesAndFetches()
+    {
+        (int phase1, int phase2) = LoadStoreProgram();
+        Memory.StartAccessWindow(null);
+        Assert.Equal(0, Memory.Accessed.PopCount());
+
+        _rig.Step(phase1);
+        Assert.Equal([P(Rig.Code), P(PageA), P(PageB), P(PageC)], Pages(Memory.Accessed));
+
+        PageBitmap window = NewBitmap();
+        Memory.StartAccessWindow(window);
+        Assert.Equal([P(Rig.Code), P(PageA), P(PageB), P(PageC)], Pages(window));
+        Assert.Equal(0, Memory.Accessed.PopCount());
+
+        // New window: only the code page (fetch, re-recorded after the flush) and A (one store).
+        _rig.Step(phase2 + 100);
+        Assert.Equal([P(Rig.Code), P(PageA)], Pages(Memory.Accessed));
+    }
+
+    [Fact]
+    public void Populated_OnlyForWrittenPages_ReadsDoNotPopulate()
+    {
+        (int phase1, _) = LoadStoreProgram();
+        _rig.Step(phase1);
+        Assert.Equal([P(Rig.Code), P(Rig.TrapHandler), P(PageA), P(PageB)], Pages(Memory.Populated));
+        Assert.True(Memory.IsZeroPage(P(PageC)));
+        Assert.False(Memory.IsZeroPage(P(PageA)));
+        Assert.Equal(0UL, _rig.X(R.A1)); // C read as zero
+    }
+
+    [Fact]
+    public void SelfModifyingCode_OnTheExecutingPage_RunsTheNewInstruction()
+    {
+        // Three passes over `patched` (addi a0, a0, 1): the first decodes and runs it, the second
+        // overwrites it from the same (decoded) page right before reaching it, without fence.i:
+        // Ferry keeps decoded code coherent with every store. The third runs the new code again.
+        var p = Rig.NewProgram();
+        Label patched = p.NewLabel(), loop = p.NewLabel();
+        p.La(R.S0, patched).Li(R.S1, Asm.Addi(R.A0, R.A0, 100)).Li(R.A0, 0).Li(R.A2, 0);
+        p.Bind(loop);
+        p.Emit(Asm.Addi(R.A2, R.A2, 1), Asm.Addi(R.T0, R.Zero, 2));
+        p.Emit(Asm.Bne(R.A2, R.T0, 12));  // only on pass 2: fall into the store
+        p.Emit(Asm.Sw(R.S1, R.S0, 0), Asm.Nop());
+        p.Bind(patched);
+        p.Emit(Asm.Addi(R.A0, R.A0, 1), Asm.Addi(R.T0, R.Zero, 3));
+        p.Emit(loop, off => Asm.Bne(R.A2, R.T0, off));
+        p.Exit();
+        _rig.Load(p).RunToExit();
+
+        Assert.Equal(201UL, _rig.X(R.A0));
+        Assert.Equal(3UL, _rig.X(R.A2));
+    }
+
+    [Fact]
+    public void HostWriteOverDecodedCode_IsExecutedOnTheNextRun()
+    {
+        var p = Rig.NewProgram();
+        Label loop = p.Mark();
+        p.Emit(Asm.Addi(R.A0, R.A0, 1)).J(loop);
+        _rig.Load(p);
+        _rig.Step(10);
+        Assert.Equal(5UL, _rig.X(R.A0));
+        Assert.True(_rig.Hart.DecodedPageCount > 0);
+
+        Memory.WritePhysical(Rig.Code, BitConverter.GetBytes(Asm.Addi(R.A0, R.A0, 1000)));
+        _rig.Step(2);
+        Assert.Equal(1005UL, _rig.X(R.A0));
+    }
+
+    private sealed class DelayedPager : IAbsentPageHandler
+    {
+        private readonly GuestMemory _memory;
+        private readonly byte[] _content;
+        private readonly TimeSpan _delay;
+
+        public DelayedPager(GuestMemory memory, byte[] content, TimeSpan delay, bool install = true)
+        {
+            _memory = memory;
+            _content = content;
+            _delay = delay;
+            Install = install;
+        }
+
+        public bool Install { get; set; }
+
+        public ConcurrentQueue<(int Page, int Thread)> Needed { get; } = new();
+
+        public ConcurrentQueue<(int Page, TimeSpan Stall)> Stalls { get; } = new();
+
+        public void PageNeeded(int page)
+        {
+            Needed.Enqueue((page, Environment.CurrentManagedThreadId));
+            if (Install)
+            {
+                _ = Task.Run(async () =>
+                {
+                    await Task.Delay(_delay);
+                    _memory.InstallPage(page, _content);
+                });
+            }
+        }
+
+        public void StallEnded(int page, TimeSpan stall) => Stalls.Enqueue((page, stall));
+    }
+
+    private static byte[] PageContent(ulong marker)
+    {
+        var content = new byte[GuestMemory.PageSize];
+        BitConverter.TryWriteBytes(content.AsSpan(0x18), marker);
+        return content;
+    }
+
+    [Fact]
+    public void AbsentPage_BlocksTheHartUntilInstalled_ThenTheLoadSeesTheContent()
+    {
+        var p = Rig.NewProgram().Li(R.S2, PageC + 0x18).Emit(Asm.Ld(R.A1, R.S2, 0)).Exit();
+        _rig.Load(p);
+        var pager = new DelayedPager(Memory, PageContent(0xABCD_EF01_2345_6789), TimeSpan.FromMilliseconds(150));
+        Memory.AbsentPageHandler = pager;
+        PageBitmap absent = NewBitmap();
+        absent.Set(P(PageC));
+        Memory.MarkAbsent(absent);
+
+        var watch = Stopwatch.StartNew();
+        _rig.RunToExit();
+        watch.Stop();
+
+        Assert.Equal(0xABCD_EF01_2345_6789UL, _rig.X(R.A1));
+        Assert.Equal([(P(PageC), Environment.CurrentManagedThreadId)], pager.Needed.ToArray()); // on the hart's (this) thread
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(140), $"the run took {watch.Elapsed.TotalMilliseconds} ms: the hart did not wait");
+        (int page, TimeSpan stall) = Assert.Single(pager.Stalls);
+        Assert.Equal(P(PageC), page);
+        Assert.True(stall >= TimeSpan.FromMilliseconds(140), $"stall reported as {stall.TotalMilliseconds} ms");
+        Assert.False(Memory.Absent.Get(P(PageC)));
+        Assert.True(Memory.Populated.Get(P(PageC)));
+    }
+
+    [Fact]
+    public void AbsentCodePage_BlocksTheFetch()
+    {
+        ulong far = Rig.Data + 0x2_0000;
+        var p = Rig.NewProgram().Li(R.T0, far).Emit(Asm.Jalr(R.Ra, R.T0, 0));
+        _rig.Load(p);
+        byte[] code = new byte[GuestMemory.PageSize];
+        byte[] body = new ProgramBuilder(far).Li(R.A3, 77).Exit().Build();
+        body.CopyTo(code, 0);
+        var pager = new DelayedPager(Memory, code, TimeSpan.FromMilliseconds(50));
+        Memory.AbsentPageHandler = pager;
+        PageBitmap absent = NewBitmap();
+        absent.Set(P(far));
+        Memory.MarkAbsent(absent);
+
+        _rig.RunToExit();
+        Assert.Equal(77UL, _rig.X(R.A3));
+        Assert.Equal(P(far), Assert.Single(pager.Needed).Page);
+    }
+
+    [Fact]
+    public void StopWhileBlockedOnAnAbsentPage_RetriesTheInstructionOnTheNextRun()
+    {
+        var p = Rig.NewProgram().Li(R.S2, PageC + 0x18);
+        int before = p.Size / 4;
+        p.Emit(Asm.Ld(R.A1, R.S2, 0)).Exit();
+        _rig.Load(p);
+        var pager = new DelayedPager(Memory, PageContent(42), TimeSpan.Zero, install: false);
+        Memory.AbsentPageHandler = pager;
+        PageBitmap absent = NewBitmap();
+        absent.Set(P(PageC));
+        Memory.MarkAbsent(absent);
+
+        using var stopper = new Timer(_ => _rig.Machine.RequestStop(), null, 100, Timeout.Infinite);
+        Assert.Equal(RunOutcome.Stopped, _rig.Step(1000));
+        Assert.Equal((ulong)before, _rig.Hart.InstructionsRetired); // the load did not retire
+        Assert.Equal(Rig.Code + (ulong)(before * 4), _rig.Hart.Pc);
+        Assert.Empty(pager.Stalls);
+
+        Assert.True(Memory.InstallPage(P(PageC), PageContent(42)));
+        Assert.False(Memory.InstallPage(P(PageC), PageContent(43))); // a duplicate delivery is ignored
+        _rig.Machine.ClearStopRequest(); // stop requests are sticky
+        _rig.RunToExit();
+        Assert.Equal(42UL, _rig.X(R.A1));
+    }
+
+    [Fact]
+    public void InstallingAZeroPage_LeavesItUnpopulated()
+    {
+        PageBitmap absent = NewBitmap();
+        absent.Set(P(PageC));
+        Memory.MarkAbsent(absent);
+        Assert.True(Memory.InstallPage(P(PageC), new byte[GuestMemory.PageSize]));
+        Assert.False(Memory.Populated.Get(P(PageC)));
+        Assert.False(Memory.Absent.Get(P(PageC)));
+    }
+}
