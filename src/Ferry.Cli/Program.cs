@@ -5,5 +5,9 @@ var root = new RootCommand("Ferry: live migration of RISC-V virtual machines (pr
 {
     RunCommands.Run(),
     RunCommands.Resume(),
+    HostCommand.Create(),
+    VmCommands.Create(),
+    MigrateCommand.Create(),
 };
-return await root.Parse(args).InvokeAsync();
+var config = new InvocationConfiguration { ProcessTerminationTimeout = null };
+return await root.Parse(args).InvokeAsync(config);

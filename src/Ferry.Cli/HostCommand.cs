@@ -1,0 +1,101 @@
+using System.CommandLine;
+using System.Net;
+using Ferry.Host;
+
+namespace Ferry.Cli;
+
+/// <summary>`ferry host`: the host agent.</summary>
+internal static class HostCommand
+{
+    public static Command Create()
+    {
+        var listen = new Option<string>("--listen") { Description = "migration data endpoint ADDR:PORT (port 0: any free port)", DefaultValueFactory = _ => "127.0.0.1:7700" };
+        var api = new Option<string?>("--api") { Description = "control API URL (default: the listen address, port + 1; port 0: any free port)" };
+        var secret = Common.SecretOption();
+        var name = new Option<string?>("--name") { Description = "this host's name in statuses and reports" };
+        var cmd = new Command("host", "Run a host agent: runs VMs, serves the control API, accepts incoming migrations")
+        {
+            listen, api, secret, name,
+        };
+        cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
+        {
+            IPEndPoint data = ParseEndpoint(p.GetValue(listen)!);
+            string apiUrl = p.GetValue(api) ?? $"http://{Format(data.Address)}:{(data.Port == 0 ? 0 : data.Port + 1)}";
+            var options = new HostOptions
+            {
+                DataEndpoint = data,
+                ApiUrl = apiUrl,
+                Secret = p.GetValue(secret) ?? Environment.GetEnvironmentVariable("FERRY_SECRET"),
+                Name = p.GetValue(name) ?? $"{Environment.MachineName}:{data.Port}",
+            };
+            await using var agent = new HostAgent(options);
+            await agent.StartAsync();
+            System.Console.Out.WriteLine($"ferry host: api {agent.ApiUrl} data {agent.DataEndpoint}");
+            System.Console.Out.Flush();
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static string Format(IPAddress a) => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{a}]" : a.ToString();
+
+    private static IPEndPoint ParseEndpoint(string text)
+    {
+        if (!IPEndPoint.TryParse(text, out IPEndPoint? endpoint))
+        {
+            throw new CliException($"'{text}' is not ADDR:PORT (example: 127.0.0.1:7700)");
+        }
+
+        return endpoint;
+    }
+}
+
+internal static class Common
+{
+    public static Option<string> HostOption(string name = "--host", string description = "host agent API URL") => new(name)
+    {
+        Description = description + " (default: $FERRY_HOST or http://127.0.0.1:7701)",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("FERRY_HOST") ?? "http://127.0.0.1:7701",
+    };
+
+    public static Option<string?> SecretOption() => new("--secret") { Description = "shared API secret (default: $FERRY_SECRET)" };
+
+    public static Option<bool> JsonOption() => new("--json") { Description = "print JSON" };
+
+    public static string? Secret(ParseResult p, Option<string?> option) => p.GetValue(option) ?? Environment.GetEnvironmentVariable("FERRY_SECRET");
+
+    public static TimeSpan ParseDuration(string text)
+    {
+        string t = text.Trim().ToLowerInvariant();
+        double unit = 1;
+        if (t.EndsWith("ms", StringComparison.Ordinal))
+        {
+            t = t[..^2];
+        }
+        else if (t.EndsWith("us", StringComparison.Ordinal))
+        {
+            unit = 0.001;
+            t = t[..^2];
+        }
+        else if (t.EndsWith('s'))
+        {
+            unit = 1000;
+            t = t[..^1];
+        }
+
+        if (!double.TryParse(t, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) || v <= 0)
+        {
+            throw new CliException($"'{text}' is not a duration (examples: 300ms, 2s)");
+        }
+
+        return TimeSpan.FromMilliseconds(v * unit);
+    }
+}

@@ -1,0 +1,149 @@
+using System.CommandLine;
+using System.Text.Json;
+using Ferry.Host;
+using Ferry.Migration.Metrics;
+using Spectre.Console;
+
+namespace Ferry.Cli;
+
+/// <summary>`ferry migrate`: move a running VM between two hosts, with a live progress bar and a summary.</summary>
+internal static class MigrateCommand
+{
+    public static Command Create()
+    {
+        var name = new Argument<string>("NAME") { Description = "the VM to move" };
+        var from = Common.HostOption("--from", "source host API URL");
+        var to = new Option<string>("--to") { Description = "destination host API URL", Required = true };
+        var secret = Common.SecretOption();
+        var strategy = new Option<string>("--strategy") { Description = "precopy, postcopy or hybrid", DefaultValueFactory = _ => "hybrid" };
+        var (settings, parse) = TuningOptions();
+        var json = new Option<string?>("--json") { Description = "write the full report (JSON) to this file" };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "no progress bar" };
+        var cmd = new Command("migrate", "Live-migrate a VM from one host to another") { name, from, to, secret, strategy, json, quiet };
+        foreach (Option o in settings)
+        {
+            cmd.Options.Add(o);
+        }
+
+        cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
+        {
+            MigrateRequest request = parse(p) with { Strategy = p.GetValue(strategy)! };
+            string? secretValue = Common.Secret(p, secret);
+            using var source = new HostClient(p.GetValue(from)!, secretValue);
+            using var destination = new HostClient(p.GetValue(to)!, secretValue);
+            MigrationReport report = p.GetValue(quiet)
+                ? await MigrationDriver.RunAsync(source, destination, p.GetValue(name)!, request, null, ct)
+                : await WithProgressAsync(source, destination, p.GetValue(name)!, request, ct);
+            if (p.GetValue(json) is string file)
+            {
+                await File.WriteAllTextAsync(file, JsonSerializer.Serialize(report, MigrationReport.Json), CancellationToken.None);
+            }
+
+            PrintSummary(report);
+            return report.Outcome switch { "completed" => 0, "cancelled" => 2, _ => 1 };
+        }));
+        return cmd;
+    }
+
+    /// <summary>The options every migration entry point (migrate, demo, bench) shares.</summary>
+    public static (Option[] Options, Func<ParseResult, MigrateRequest> Parse) TuningOptions()
+    {
+        var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate (1Gbit, 100Mbit, unlimited)", DefaultValueFactory = _ => "unlimited" };
+        var downtime = new Option<string>("--downtime-limit") { Description = "pre-copy: switch over once the rest fits this pause; hybrid: caps the working set at what the link carries in it", DefaultValueFactory = _ => "300ms" };
+        var maxRounds = new Option<int?>("--max-rounds") { Description = "pre-copy: rounds before stop-and-copy (default 30)" };
+        var maxLive = new Option<string?>("--max-live-time") { Description = "pre-copy: time before stop-and-copy (default 60s)" };
+        var locality = new Option<int?>("--locality") { Description = "hybrid: pages fetched per network fault (default 16)" };
+        var wsWindows = new Option<int?>("--ws-windows") { Description = "hybrid: working set = pages accessed in at least --ws-min-hits of the last N 100 ms windows (default 3)" };
+        var wsMinHits = new Option<int?>("--ws-min-hits") { Description = "hybrid: see --ws-windows (default 3)" };
+        var wsMax = new Option<string?>("--ws-max") { Description = "hybrid: cap on the working set sent in the pause (default: what the link carries in the downtime limit)" };
+        var wsPresend = new Option<bool>("--ws-presend") { Description = "hybrid: send the working set while the VM still runs too" };
+        var pushOrder = new Option<string?>("--push-order") { Description = "linear, fault-near, fault-near-recency (default: linear for post-copy, fault-near-recency for hybrid)" };
+        var compress = new Option<bool>("--compress") { Description = "LZ4-compress pages on the wire" };
+        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, wsWindows, wsMinHits, wsMax, wsPresend, pushOrder, compress];
+        return (all, p => new MigrateRequest
+        {
+            Destination = "",
+            Token = "",
+            Bandwidth = p.GetValue(bandwidth)!,
+            DowntimeLimitMs = Common.ParseDuration(p.GetValue(downtime)!).TotalMilliseconds,
+            MaxRounds = p.GetValue(maxRounds),
+            MaxLiveTimeMs = p.GetValue(maxLive) is string l ? Common.ParseDuration(l).TotalMilliseconds : null,
+            LocalityPages = p.GetValue(locality),
+            WorkingSetWindows = p.GetValue(wsWindows),
+            WorkingSetMinHits = p.GetValue(wsMinHits),
+            WorkingSetMaxBytes = p.GetValue(wsMax) is string m ? (long)Ferry.Machine.Board.MachineConfig.ParseSize(m) : null,
+            WorkingSetPresend = p.GetValue(wsPresend) ? true : null,
+            PushOrder = p.GetValue(pushOrder),
+            Compress = p.GetValue(compress) ? true : null,
+        });
+    }
+
+    public static async Task<MigrationReport> WithProgressAsync(HostClient source, HostClient destination, string name, MigrateRequest request, CancellationToken ct)
+    {
+        MigrationReport? report = null;
+        await AnsiConsole.Progress()
+            .AutoClear(false)
+            .HideCompleted(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .StartAsync(async context =>
+            {
+                ProgressTask task = context.AddTask($"migrating {Markup.Escape(name)}", maxValue: 1);
+                report = await MigrationDriver.RunAsync(source, destination, name, request, status =>
+                {
+                    long total = Math.Max(1, status.PagesTotal);
+                    task.MaxValue = total;
+                    task.Value = Math.Clamp(total - status.PagesRemaining, 0, total);
+                    task.Description = Describe(status);
+                    if (status.Done)
+                    {
+                        task.Value = total;
+                        task.StopTask();
+                    }
+                }, ct);
+            });
+        return report!;
+    }
+
+    public static string Describe(MigrationStatus s)
+    {
+        string round = s.Phase == "livecopy" && s.Round > 0 ? $" round {s.Round}" : "";
+        return $"[bold]{s.Phase}{round}[/] sent {Mib(s.BytesSent)}, remaining {Mib(s.PagesRemaining * 4096)}, "
+            + $"{s.RateBitsPerSecond / 1e6:0} Mbit/s, {s.FaultRequests} faults";
+    }
+
+    public static string Mib(double bytes) => $"{bytes / (1 << 20):0.0} MiB";
+
+    public static void PrintSummary(MigrationReport r)
+    {
+        var grid = new Grid().AddColumn().AddColumn();
+        void Row(string k, string v) => grid.AddRow(new Markup($"[grey]{k}[/]"), new Markup(Markup.Escape(v)));
+        Row("outcome", r.Outcome + (r.Error is null ? "" : $": {r.Error}"));
+        Row("vm is at", r.VmLocation);
+        Row("strategy", r.Strategy);
+        Row("total time", $"{r.TotalTimeMs:0.0} ms (setup {r.SetupTimeMs:0.0}, live {r.LiveTimeMs:0.0}, post-copy {r.PostCopyTimeMs:0.0})");
+        Row("downtime", $"{r.DowntimeMs:0.00} ms");
+        Row("on the wire", $"{Mib(r.BytesOnWire)} (live {Mib(r.Bytes.Live)}, pause {Mib(r.Bytes.Pause)}, push {Mib(r.Bytes.Push)}, faults {Mib(r.Bytes.FaultReplies)})");
+        Row("pages", $"{r.Pages.Total:N0} ({r.Pages.Zero:N0} zero, {r.Pages.Resent:N0} resent)");
+        if (r.Strategy == "precopy")
+        {
+            Row("pre-copy rounds", r.PrecopyRounds.ToString());
+        }
+
+        if (r.Strategy != "precopy")
+        {
+            Row("network faults", $"{r.NetworkFaults.Count:N0} (stall total {r.NetworkFaults.StallTotalMs:0.0} ms, p50 {r.NetworkFaults.StallP50Ms:0.000} ms, p99 {r.NetworkFaults.StallP99Ms:0.000} ms)");
+            Row("pages arrived", $"fault {r.PagesArrived.Fault:N0}, prefetch {r.PagesArrived.Prefetch:N0}, push {r.PagesArrived.Push:N0}, pause {r.PagesArrived.Pause:N0}");
+            Row("fully resident", $"{r.TimeToFullyResidentMs:0.0} ms after resume");
+        }
+
+        if (r.WorkingSet is { } ws)
+        {
+            Row("working set", $"{ws.Pages:N0} pages ({Mib(ws.Bytes)}), prefetch hits {r.Prefetch.Hits:N0}, waste {r.Prefetch.Waste:N0}");
+        }
+
+        Row("guest speed", $"before {Mips(r.Guest.IpsBefore)}, during {Mips(r.Guest.IpsDuring)}, after {Mips(r.Guest.IpsAfter)} MIPS");
+        AnsiConsole.Write(grid);
+    }
+
+    private static string Mips(double? ips) => ips is double v ? $"{v / 1e6:0.0}" : "n/a";
+}

@@ -1,0 +1,64 @@
+using Ferry.Host;
+using Ferry.Migration.Metrics;
+
+namespace Ferry.Cli;
+
+/// <summary>
+/// Runs one migration between two host agents through their APIs: prepare the destination,
+/// start the migration at the source, follow its progress, and on cancellation ask the
+/// source to cancel (and keep following until it has decided), never abandoning it.
+/// </summary>
+internal static class MigrationDriver
+{
+    public static async Task<MigrationReport> RunAsync(HostClient from, HostClient to, string name, MigrateRequest settings,
+        Action<MigrationStatus>? onProgress, CancellationToken cancellation)
+    {
+        VmStatus vm = await from.StatusAsync(name, cancellation).ConfigureAwait(false);
+        IncomingResponse incoming = await to.PrepareIncomingAsync(new IncomingRequest
+        {
+            Name = name,
+            MemoryBytes = vm.MemoryBytes,
+            Icount = vm.Icount,
+        }, cancellation).ConfigureAwait(false);
+
+        MigrateResponse started = await from.MigrateAsync(name, settings with
+        {
+            Destination = ReachableEndpoint(incoming.DataEndpoint, to.BaseUrl),
+            Token = incoming.Token,
+            DestinationLabel = settings.DestinationLabel ?? to.BaseUrl.ToString(),
+        }, cancellation).ConfigureAwait(false);
+
+        bool cancelSent = false;
+        while (true)
+        {
+            if (cancellation.IsCancellationRequested && !cancelSent)
+            {
+                cancelSent = true;
+                await from.CancelMigrationAsync(started.Id, CancellationToken.None).ConfigureAwait(false);
+            }
+
+            MigrationStatus status = await from.MigrationAsync(started.Id, CancellationToken.None).ConfigureAwait(false);
+            onProgress?.Invoke(status);
+            if (status.Done && status.Report is not null)
+            {
+                return status.Report;
+            }
+
+            try
+            {
+                await Task.Delay(100, cancelSent ? CancellationToken.None : cancellation).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+
+    /// <summary>A destination bound to 0.0.0.0 or [::] is reached at the host of its API URL.</summary>
+    private static string ReachableEndpoint(string endpoint, Uri api)
+    {
+        int colon = endpoint.LastIndexOf(':');
+        string host = endpoint[..colon];
+        return host is "0.0.0.0" or "[::]" ? $"{api.Host}:{endpoint[(colon + 1)..]}" : endpoint;
+    }
+}

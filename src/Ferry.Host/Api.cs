@@ -1,0 +1,147 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Ferry.Host;
+
+// The control API's request and response bodies (JSON, camelCase). docs/api.md lists the routes.
+
+public sealed record StartVmRequest
+{
+    public required string Name { get; init; }
+
+    /// <summary>The guest ELF, base64.</summary>
+    public required string Image { get; init; }
+
+    public ulong MemoryBytes { get; init; } = 256UL << 20;
+
+    public bool Icount { get; init; }
+
+    public bool IdleSleep { get; init; } = true;
+
+    /// <summary>Pause when this many instructions have retired, wherever the VM then runs.</summary>
+    public ulong? StopAt { get; init; }
+}
+
+public sealed record VmStatus
+{
+    public required string Name { get; init; }
+
+    /// <summary>running, paused, exited, stopped, migrating, incoming, migrated, failed.</summary>
+    public required string State { get; init; }
+
+    public required ulong InstructionsRetired { get; init; }
+
+    public required string Host { get; init; }
+
+    public required ulong MemoryBytes { get; init; }
+
+    public required bool Icount { get; init; }
+
+    public ulong? StopAt { get; init; }
+
+    public int? ExitStatus { get; init; }
+
+    /// <summary>State digest (hex) once the VM has stopped executing (paused, exited, stopped).</summary>
+    public string? Digest { get; init; }
+
+    public required long ConsoleBytes { get; init; }
+
+    /// <summary>Where the console of this host's part starts (non-zero for a VM that arrived by migration).</summary>
+    public required long ConsoleStart { get; init; }
+
+    public string? Migration { get; init; }
+
+    public string? Detail { get; init; }
+}
+
+public sealed record IncomingRequest
+{
+    public required string Name { get; init; }
+
+    public required ulong MemoryBytes { get; init; }
+
+    public bool Icount { get; init; }
+}
+
+public sealed record IncomingResponse(string Token, string DataEndpoint);
+
+public sealed record MigrateRequest
+{
+    /// <summary>The destination's migration data endpoint, host:port.</summary>
+    public required string Destination { get; init; }
+
+    public required string Token { get; init; }
+
+    public string Strategy { get; init; } = "hybrid";
+
+    public string Bandwidth { get; init; } = "unlimited";
+
+    public double DowntimeLimitMs { get; init; } = 300;
+
+    public int? MaxRounds { get; init; }
+
+    public double? MaxLiveTimeMs { get; init; }
+
+    public int? LocalityPages { get; init; }
+
+    public int? WorkingSetWindows { get; init; }
+
+    public int? WorkingSetMinHits { get; init; }
+
+    public long? WorkingSetMaxBytes { get; init; }
+
+    public bool? WorkingSetPresend { get; init; }
+
+    public string? PushOrder { get; init; }
+
+    public bool? Compress { get; init; }
+
+    /// <summary>Label of the destination for the report (e.g. its API URL).</summary>
+    public string? DestinationLabel { get; init; }
+}
+
+public sealed record MigrateResponse(string Id);
+
+public sealed record MigrationStatus
+{
+    public required string Id { get; init; }
+
+    public required string Vm { get; init; }
+
+    public required string Strategy { get; init; }
+
+    /// <summary>connecting, livecopy, switchover, postcopy, verifying, completed, failed, cancelled.</summary>
+    public required string Phase { get; init; }
+
+    public required bool Done { get; init; }
+
+    public int Round { get; init; }
+
+    public long BytesSent { get; init; }
+
+    public long PagesRemaining { get; init; }
+
+    public long PagesTotal { get; init; }
+
+    public long FaultRequests { get; init; }
+
+    public double ElapsedMs { get; init; }
+
+    public double RateBitsPerSecond { get; init; }
+
+    public Ferry.Migration.Metrics.MigrationReport? Report { get; init; }
+}
+
+public sealed record ErrorResponse(string Error);
+
+public sealed record HostInfo(string Name, string Version, string DataEndpoint, int Vms);
+
+public static class ApiJson
+{
+    public static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+}

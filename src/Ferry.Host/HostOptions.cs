@@ -1,0 +1,25 @@
+using System.Net;
+
+namespace Ferry.Host;
+
+/// <summary>How a host agent is configured (`ferry host` options).</summary>
+public sealed record HostOptions
+{
+    /// <summary>Where migrations arrive (TCP); port 0 picks a free port.</summary>
+    public IPEndPoint DataEndpoint { get; init; } = new(IPAddress.Loopback, 7700);
+
+    /// <summary>The control API's URL (HTTP); port 0 picks a free port.</summary>
+    public string ApiUrl { get; init; } = "http://127.0.0.1:7701";
+
+    /// <summary>If set, API calls must carry "Authorization: Bearer &lt;secret&gt;".</summary>
+    public string? Secret { get; init; }
+
+    /// <summary>A label for this host in statuses and reports.</summary>
+    public string Name { get; init; } = Environment.MachineName;
+
+    /// <summary>Largest VM this host accepts.</summary>
+    public ulong MaxMemoryBytes { get; init; } = 16UL << 30;
+
+    /// <summary>How long a prepared incoming slot waits for its source.</summary>
+    public TimeSpan IncomingLifetime { get; init; } = TimeSpan.FromMinutes(2);
+}

@@ -1,0 +1,333 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Ferry.Machine.Memory;
+using Ferry.Machine.State;
+using Ferry.Migration.Mechanisms;
+using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Transport;
+
+namespace Ferry.Migration;
+
+/// <summary>
+/// The destination side of one migration, after the host accepted the main connection's
+/// Hello: receives pages into the new VM, checks what arrived before resuming it, serves its
+/// network faults through the remote pager, and verifies the whole memory against the
+/// source's digest before the source lets the VM go. Every frame is validated against this
+/// VM's configuration; anything malformed fails the migration and discards the VM here.
+/// </summary>
+public sealed class DestinationMigration
+{
+    private readonly Hello _hello;
+    private readonly IIncomingVm _vm;
+    private readonly FrameChannel _main;
+    private readonly Task<FrameChannel> _faultChannel;
+    private readonly PageHashLedger _received;
+    private readonly byte[] _arrival;
+    private readonly long[] _arrivals = new long[6];
+    private readonly List<TimelinePoint> _timeline = [];
+    private RemotePager? _pager;
+    private int _absentRemaining;
+    private long _resumeAt, _residentAt;
+    private readonly TaskCompletionSource _resident = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public DestinationMigration(Hello hello, IIncomingVm vm, FrameChannel main, Task<FrameChannel> faultChannel)
+    {
+        _hello = hello;
+        _vm = vm;
+        _main = main;
+        _faultChannel = faultChannel;
+        _received = new PageHashLedger(Memory.PageCount);
+        _arrival = new byte[Memory.PageCount];
+    }
+
+    public DestinationPhase Phase { get; private set; } = DestinationPhase.Receiving;
+
+    public long NetworkFaults => _pager?.Faults ?? 0;
+
+    private GuestMemory Memory => _vm.Machine.Memory;
+
+    /// <summary>Runs to completion; throws (after discarding the VM here) if the migration fails.</summary>
+    public async Task RunAsync(CancellationToken cancellation)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        CancellationToken ct = stop.Token;
+        bool started = false;
+        try
+        {
+            FrameChannel fault = await _faultChannel.WaitAsync(TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
+            byte[] scratch = new byte[GuestMemory.PageSize];
+
+            // Before switchover: pages into a VM that does not run yet.
+            StateBundle bundle;
+            while (true)
+            {
+                (MessageType type, ReadOnlyMemory<byte> payload) = await _main.ReceiveAsync(ct).ConfigureAwait(false);
+                if (type == MessageType.Pages)
+                {
+                    ReceivePages(payload.Span, scratch, running: false);
+                    continue;
+                }
+
+                if (type == MessageType.StateBundle)
+                {
+                    bundle = StateBundle.Decode(payload.Span, Memory.PageCount);
+                    break;
+                }
+
+                throw FrameChannel.Unexpected(type, payload, "Pages or StateBundle");
+            }
+
+            // Switchover: check what arrived, restore CPU and devices, mark what is still to come, resume.
+            Phase = DestinationPhase.Switchover;
+            long restoreStart = Stopwatch.GetTimestamp();
+            if (bundle.SentDigest != _received.Digest || bundle.SentPages != (uint)_received.NonZeroPages)
+            {
+                throw new ProtocolException($"pages received before switchover do not match the source's digest ({_received.NonZeroPages} of {bundle.SentPages} non-zero pages)");
+            }
+
+            MachineState state;
+            try
+            {
+                state = StateCodec.Decode(bundle.MachineState);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new ProtocolException("machine state: " + e.Message);
+            }
+
+            if (state.Config.MemorySize != _hello.Machine.MemorySize || state.Config.Icount != _hello.Machine.Icount)
+            {
+                throw new ProtocolException("machine state does not match the configuration announced in Hello");
+            }
+
+            _vm.Machine.RestoreState(state);
+            Memory.Accessed.ClearAll();
+            if (bundle.AbsentPages is not null)
+            {
+                var absent = new PageBitmap(Memory.PageCount);
+                bundle.AbsentPages.CopyTo(absent.Words);
+                _absentRemaining = absent.PopCount();
+                _pager = new RemotePager(Memory, _hello.LocalityPages);
+                Memory.MarkAbsent(absent);
+                Memory.AbsentPageHandler = _pager;
+                _ = _pager.RunSenderAsync(fault, ct);
+                _ = ReceiveFaultRepliesAsync(fault, ct).ContinueWith(t => { if (t.IsFaulted) { stop.Cancel(); } }, TaskScheduler.Default);
+            }
+
+            if (_absentRemaining == 0)
+            {
+                MarkResident();
+            }
+
+            double restoreMs = Stopwatch.GetElapsedTime(restoreStart).TotalMilliseconds;
+            _vm.Start();
+            started = true;
+            _resumeAt = Stopwatch.GetTimestamp();
+            await _main.SendAsync(MessageType.Resumed, ReadOnlyMemory<byte>.Empty, ct).ConfigureAwait(false);
+            _ = SampleAsync(ct);
+
+            // Post-copy phase: pushed pages on the main connection, fault replies on the other.
+            Phase = DestinationPhase.PostCopy;
+            Complete complete;
+            while (true)
+            {
+                (MessageType type, ReadOnlyMemory<byte> payload) = await _main.ReceiveAsync(ct).ConfigureAwait(false);
+                if (type == MessageType.Pages)
+                {
+                    ReceivePages(payload.Span, scratch, running: true);
+                    continue;
+                }
+
+                if (type == MessageType.Complete)
+                {
+                    complete = Complete.Decode(payload.Span);
+                    break;
+                }
+
+                throw FrameChannel.Unexpected(type, payload, "Pages or Complete");
+            }
+
+            // Verification: every page arrived, and their digest is the source's memory digest.
+            Phase = DestinationPhase.Verifying;
+            await _resident.Task.WaitAsync(TimeSpan.FromMinutes(5), ct).ConfigureAwait(false);
+            _pager?.Complete();
+            bool ok = complete.MemoryDigest == _received.Digest && complete.NonZeroPages == (uint)_received.NonZeroPages;
+            string message = ok ? "memory verified" : $"memory digest mismatch: {_received.NonZeroPages} non-zero pages here, {complete.NonZeroPages} at the source";
+            await _main.SendAsync(MessageType.Verified, new Verified(ok, message, Metrics(restoreMs, null)).Encode(), ct).ConfigureAwait(false);
+            if (!ok)
+            {
+                throw new ProtocolException(message);
+            }
+
+            Phase = DestinationPhase.Completed;
+            Memory.AbsentPageHandler = null;
+            _vm.Completed();
+
+            // The guest's speed after the migration, for the source's report (best effort).
+            await Task.Delay(500, ct).ConfigureAwait(false);
+            long now = Stopwatch.GetTimestamp();
+            double? after = _vm.Rate.Rate(Math.Max(_residentAt, now - Stopwatch.Frequency), now);
+            await _main.SendAsync(MessageType.Report, Metrics(restoreMs, after), ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Phase != DestinationPhase.Completed)
+        {
+            Phase = DestinationPhase.Failed;
+            stop.Cancel();
+            _vm.Abort(started ? "migration failed after switchover: " + e.Message : "migration failed: " + e.Message);
+            try
+            {
+                await _main.SendAsync(MessageType.Failed, ReasonMessage.Encode(e.Message), CancellationToken.None).AsTask()
+                    .WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // The source may be gone; it keeps (or resumes) its copy either way.
+            }
+
+            throw;
+        }
+        catch (Exception) when (Phase == DestinationPhase.Completed)
+        {
+            // After verification the VM is ours: a lost Report is not a failure.
+        }
+        finally
+        {
+            _pager?.Complete();
+        }
+    }
+
+    private void ReceivePages(ReadOnlySpan<byte> payload, Span<byte> scratch, bool running, bool faultConnection = false)
+    {
+        (PagePhase phase, uint faultPage) = PageBatchReader.Header(payload);
+        bool allowed = !running ? phase is PagePhase.Live or PagePhase.Pause
+            : faultConnection ? phase == PagePhase.FaultReply : phase == PagePhase.Push;
+        if (!allowed)
+        {
+            throw new ProtocolException($"{phase} pages are not allowed {(running ? "after" : "before")} switchover on this connection");
+        }
+
+        PageBatchReader.Read(payload, Memory.PageCount, scratch, (page, zero, content) =>
+        {
+            // Before switchover pages land directly (the VM does not run); after, only absent pages are filled.
+            if (running)
+            {
+                if (!Memory.InstallPage(page, zero ? [] : content))
+                {
+                    return;
+                }
+            }
+            else
+            {
+                Memory.LoadPage(page, zero ? [] : content);
+            }
+
+            _received.Record(page, zero ? 0 : PageHash.Of(page, content));
+            Arrival kind = phase switch
+            {
+                PagePhase.Live => Arrival.Live,
+                PagePhase.Pause => Arrival.Pause,
+                PagePhase.Push => Arrival.Push,
+                _ => (uint)page == faultPage ? Arrival.Fault : Arrival.Prefetch,
+            };
+            _arrival[page] = (byte)kind;
+            Interlocked.Increment(ref _arrivals[(int)kind]);
+            if (running && Interlocked.Decrement(ref _absentRemaining) == 0)
+            {
+                MarkResident();
+            }
+        });
+    }
+
+    private async Task ReceiveFaultRepliesAsync(FrameChannel fault, CancellationToken ct)
+    {
+        byte[] scratch = new byte[GuestMemory.PageSize];
+        while (!ct.IsCancellationRequested && Volatile.Read(ref _absentRemaining) > 0)
+        {
+            (MessageType type, ReadOnlyMemory<byte> payload) = await fault.ReceiveAsync(ct).ConfigureAwait(false);
+            if (type != MessageType.Pages)
+            {
+                throw FrameChannel.Unexpected(type, payload, nameof(MessageType.Pages));
+            }
+
+            ReceivePages(payload.Span, scratch, running: true, faultConnection: true);
+        }
+    }
+
+    private void MarkResident()
+    {
+        _residentAt = Stopwatch.GetTimestamp();
+        _resident.TrySetResult();
+    }
+
+    private async Task SampleAsync(CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(25));
+        try
+        {
+            do
+            {
+                lock (_timeline)
+                {
+                    _timeline.Add(new TimelinePoint(Stopwatch.GetElapsedTime(_resumeAt).TotalMilliseconds, 0, NetworkFaults, _vm.Machine.Hart.InstructionsRetired));
+                }
+            }
+            while (Phase is DestinationPhase.PostCopy or DestinationPhase.Verifying && await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private byte[] Metrics(double restoreMs, double? ipsAfter)
+    {
+        long hits = 0, prefetched = 0;
+        for (int p = 0; p < _arrival.Length; p++)
+        {
+            if (_arrival[p] == (byte)Arrival.Prefetch)
+            {
+                prefetched++;
+                if (Memory.Accessed.Get(p))
+                {
+                    hits++;
+                }
+            }
+        }
+
+        List<TimelinePoint> timeline;
+        lock (_timeline)
+        {
+            timeline = [.. _timeline];
+        }
+
+        double residentMs = _residentAt != 0 && _resumeAt != 0 ? Math.Max(0, (_residentAt - _resumeAt) * 1000.0 / Stopwatch.Frequency) : 0;
+        var metrics = new DestinationMetrics
+        {
+            PagesLive = _arrivals[(int)Arrival.Live],
+            PagesPause = _arrivals[(int)Arrival.Pause],
+            PagesFault = _arrivals[(int)Arrival.Fault],
+            PagesPrefetch = prefetched,
+            PagesPush = _arrivals[(int)Arrival.Push],
+            Faults = _pager?.Faults ?? 0,
+            Requests = _pager?.RequestsSent ?? 0,
+            StallsMs = _pager?.Stalls() ?? [],
+            PrefetchHits = hits,
+            RestoreMs = restoreMs,
+            TimeToFullyResidentMs = residentMs,
+            IpsDuring = _residentAt != 0 ? _vm.Rate.Rate(_resumeAt, _residentAt) : null,
+            IpsAfter = ipsAfter,
+            Timeline = timeline,
+        };
+        return JsonSerializer.SerializeToUtf8Bytes(metrics, MigrationReport.Json);
+    }
+
+    private enum Arrival : byte
+    {
+        None = 0,
+        Live = 1,
+        Pause = 2,
+        Fault = 3,
+        Prefetch = 4,
+        Push = 5,
+    }
+}

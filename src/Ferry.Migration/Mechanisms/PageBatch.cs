@@ -1,0 +1,151 @@
+using System.Buffers.Binary;
+using Ferry.Machine.Memory;
+using Ferry.Machine.State;
+using Ferry.Migration.Protocol;
+
+namespace Ferry.Migration.Mechanisms;
+
+/// <summary>
+/// Builds one Pages frame in a buffer it owns and reuses (the page sender's hot path
+/// allocates nothing). Layout:
+///   u8 phase | u8 0 | u16 count | u32 fault page (0xFFFFFFFF if none)
+///   count x { u32 page | u8 encoding (zero, raw, lz4) | u16 length | bytes }
+/// </summary>
+public sealed class PageBatchWriter
+{
+    public const int HeaderSize = 8;
+    public const int EntryHeaderSize = 7;
+    public const int DefaultMaxPages = 64;
+    public const uint NoFault = uint.MaxValue;
+
+    private readonly byte[] _buffer;
+    private readonly bool _compress;
+    private int _position;
+
+    public PageBatchWriter(int maxPages = DefaultMaxPages, bool compress = false)
+    {
+        MaxPages = maxPages;
+        _compress = compress;
+        _buffer = new byte[HeaderSize + (maxPages * (EntryHeaderSize + GuestMemory.PageSize))];
+        Begin(PagePhase.Live);
+    }
+
+    public int MaxPages { get; }
+
+    public int Count { get; private set; }
+
+    public bool IsFull => Count == MaxPages;
+
+    public ReadOnlyMemory<byte> Payload => _buffer.AsMemory(0, _position);
+
+    /// <summary>Bytes of page content in this batch (excluding headers), for accounting.</summary>
+    public int ZeroPages { get; private set; }
+
+    public void Begin(PagePhase phase, uint faultPage = NoFault)
+    {
+        _buffer[0] = (byte)phase;
+        _buffer[1] = 0;
+        BinaryPrimitives.WriteUInt32LittleEndian(_buffer.AsSpan(4), faultPage);
+        _position = HeaderSize;
+        Count = 0;
+        ZeroPages = 0;
+        BinaryPrimitives.WriteUInt16LittleEndian(_buffer.AsSpan(2), 0);
+    }
+
+    /// <summary>Appends a page (zero pages become markers); returns the page's hash.</summary>
+    public ulong Add(int page, ReadOnlySpan<byte> content)
+    {
+        Span<byte> entry = _buffer.AsSpan(_position);
+        (PageEncoding encoding, int length) = PageCodec.Encode(content, entry[EntryHeaderSize..], _compress);
+        BinaryPrimitives.WriteUInt32LittleEndian(entry, (uint)page);
+        entry[4] = (byte)encoding;
+        BinaryPrimitives.WriteUInt16LittleEndian(entry[5..], (ushort)length);
+        _position += EntryHeaderSize + length;
+        Count++;
+        BinaryPrimitives.WriteUInt16LittleEndian(_buffer.AsSpan(2), (ushort)Count);
+        if (encoding == PageEncoding.Zero)
+        {
+            ZeroPages++;
+            return 0;
+        }
+
+        return PageHash.Of(page, content);
+    }
+}
+
+/// <summary>Reads a Pages frame, validating every field against the receiver's page count.</summary>
+public static class PageBatchReader
+{
+    /// <summary>The batch's phase and fault page, checked.</summary>
+    public static (PagePhase Phase, uint FaultPage) Header(ReadOnlySpan<byte> payload)
+    {
+        var r = new WireReader(payload);
+        byte phase = r.U8();
+        r.U8();
+        r.U16();
+        uint faultPage = r.U32();
+        if (phase is < (byte)PagePhase.Live or > (byte)PagePhase.FaultReply)
+        {
+            throw new ProtocolException($"unknown page phase {phase}");
+        }
+
+        return ((PagePhase)phase, faultPage);
+    }
+
+    /// <summary>Calls <paramref name="onPage"/> for each page, decoded into <paramref name="scratch"/> (4096 bytes).</summary>
+    public static (PagePhase Phase, uint FaultPage, int Count) Read(
+        ReadOnlySpan<byte> payload, int pageCount, Span<byte> scratch, PageVisitor onPage)
+    {
+        var r = new WireReader(payload);
+        byte phase = r.U8();
+        if (phase is < (byte)PagePhase.Live or > (byte)PagePhase.FaultReply)
+        {
+            throw new ProtocolException($"unknown page phase {phase}");
+        }
+
+        if (r.U8() != 0)
+        {
+            throw new ProtocolException("reserved page batch byte is set");
+        }
+
+        int count = r.U16();
+        uint faultPage = r.U32();
+        if (count > 4096)
+        {
+            throw new ProtocolException($"a batch of {count} pages exceeds the limit");
+        }
+
+        if (faultPage != PageBatchWriter.NoFault && faultPage >= (uint)pageCount)
+        {
+            throw new ProtocolException($"fault page {faultPage} is outside RAM");
+        }
+
+        for (int i = 0; i < count; i++)
+        {
+            uint page = r.U32();
+            var encoding = (PageEncoding)r.U8();
+            int length = r.U16();
+            if (page >= (uint)pageCount)
+            {
+                throw new ProtocolException($"page {page} is outside this VM's {pageCount} pages");
+            }
+
+            ReadOnlySpan<byte> data = r.Bytes(length);
+            try
+            {
+                PageCodec.Decode(encoding, data, scratch);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new ProtocolException($"page {page}: {e.Message}");
+            }
+
+            onPage((int)page, encoding == PageEncoding.Zero, scratch);
+        }
+
+        r.End();
+        return ((PagePhase)phase, faultPage, count);
+    }
+}
+
+public delegate void PageVisitor(int page, bool zero, ReadOnlySpan<byte> content);

@@ -1,0 +1,100 @@
+using Ferry.Machine.Memory;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Transport;
+
+namespace Ferry.Migration.Mechanisms;
+
+/// <summary>
+/// Sends guest pages on one connection in batches (zero pages as markers, optional LZ4),
+/// paced by the link shaper, and keeps the books: bytes and pages by phase, resends, and the
+/// hash of what was last sent for each page. One per connection; not thread-safe.
+/// The per-page path allocates nothing (measured in bench/ by PageSenderBenchmarks).
+/// </summary>
+public sealed class PageSender
+{
+    private readonly FrameChannel _channel;
+    private readonly GuestMemory _memory;
+    private readonly PageBatchWriter _batch;
+    private readonly SourceBooks _books;
+    private PagePhase _phase = PagePhase.Live;
+    private uint _faultPage = PageBatchWriter.NoFault;
+    private int _resentInBatch;
+
+    public PageSender(FrameChannel channel, GuestMemory memory, SourceBooks books, int batchPages, bool compress)
+    {
+        _channel = channel;
+        _memory = memory;
+        _books = books;
+        _batch = new PageBatchWriter(batchPages, compress);
+    }
+
+    /// <summary>Starts a batch of a given phase (flushing any batch of another kind first).</summary>
+    public async ValueTask BeginAsync(PagePhase phase, uint faultPage, CancellationToken cancellation)
+    {
+        if (_batch.Count > 0 && (phase != _phase || faultPage != _faultPage))
+        {
+            await FlushAsync(cancellation).ConfigureAwait(false);
+        }
+
+        _phase = phase;
+        _faultPage = faultPage;
+        if (_batch.Count == 0)
+        {
+            _batch.Begin(phase, faultPage);
+        }
+    }
+
+    /// <summary>Adds a page to the current batch, sending the batch when it is full.</summary>
+    public ValueTask SendAsync(int page, CancellationToken cancellation)
+    {
+        ulong hash = _batch.Add(page, _memory.Page(page));
+        _books.Sent.Record(page, hash);
+        if (!_books.EverSent.Set(page))
+        {
+            _resentInBatch++;
+        }
+
+        return _batch.IsFull ? FlushAsync(cancellation) : ValueTask.CompletedTask;
+    }
+
+    public async ValueTask FlushAsync(CancellationToken cancellation)
+    {
+        if (_batch.Count == 0)
+        {
+            return;
+        }
+
+        ReadOnlyMemory<byte> payload = _batch.Payload;
+        await _channel.SendAsync(MessageType.Pages, payload, cancellation).ConfigureAwait(false);
+        _books.Counters.AddPages(_phase, _batch.Count, _batch.ZeroPages, _resentInBatch, payload.Length + FrameChannel.HeaderSize);
+        _resentInBatch = 0;
+        _batch.Begin(_phase, _faultPage);
+    }
+
+    /// <summary>Sends every page set in <paramref name="pages"/>, ascending; returns how many.</summary>
+    public async ValueTask<int> SendAllAsync(PageBitmap pages, PagePhase phase, CancellationToken cancellation)
+    {
+        await BeginAsync(phase, PageBatchWriter.NoFault, cancellation).ConfigureAwait(false);
+        int n = 0;
+        for (int page = pages.NextSet(0); page >= 0; page = pages.NextSet(page + 1))
+        {
+            await SendAsync(page, cancellation).ConfigureAwait(false);
+            n++;
+        }
+
+        await FlushAsync(cancellation).ConfigureAwait(false);
+        return n;
+    }
+}
+
+/// <summary>The source's books, shared by its page senders.</summary>
+public sealed class SourceBooks(int pageCount)
+{
+    public TransferCounters Counters { get; } = new();
+
+    /// <summary>Hash of the content last sent for each page (its digest is checked by the destination before resuming).</summary>
+    public PageHashLedger Sent { get; } = new(pageCount);
+
+    /// <summary>Pages sent at least once (a second send is a resend).</summary>
+    public PageBitmap EverSent { get; } = new(pageCount);
+}

@@ -1,0 +1,125 @@
+using System.Collections.Concurrent;
+using Ferry.Machine.Memory;
+
+namespace Ferry.Migration.Mechanisms;
+
+/// <summary>
+/// The pages still owed to the destination after it resumed (post-copy phase), and the order
+/// in which the background push takes them. Each page is claimed exactly once, by the push or
+/// by the fault server (an atomic clear of its pending bit), so every page crosses once.
+///
+/// Orders: linear (ascending); or, for hybrid, the neighbourhood of each recent fault first
+/// (the fault server reports faults here), then pages by how recently the VM touched them
+/// (from the working-set estimator), then the rest ascending.
+/// </summary>
+public sealed class PushQueue
+{
+    private readonly PageBitmap _pending;
+    private readonly ConcurrentQueue<int> _faults = new();
+    private readonly int[] _recency;
+    private readonly int _neighbourhood;
+    private readonly int _pageCount;
+    private int _remaining;
+    private int _recencyCursor;
+    private int _linearCursor;
+    private int _hotspot = -1;
+    private int _hotspotOffset;
+
+    public PushQueue(PageBitmap pending, PushOrder order, int neighbourhoodPages, int[]? recency)
+    {
+        _pending = pending;
+        _pageCount = pending.BitCount;
+        _remaining = pending.PopCount();
+        Order = order;
+        _neighbourhood = order is PushOrder.FaultNeighbourhood or PushOrder.FaultNeighbourhoodThenRecency ? neighbourhoodPages : 0;
+        _recency = order == PushOrder.FaultNeighbourhoodThenRecency ? recency ?? [] : [];
+    }
+
+    public PushOrder Order { get; }
+
+    public int Remaining => Volatile.Read(ref _remaining);
+
+    public int Total { get; private set; }
+
+    /// <summary>Claims a page for sending (push or fault reply); false if someone else already sent it.</summary>
+    public bool TryClaim(int page)
+    {
+        if (!_pending.Clear(page))
+        {
+            return false;
+        }
+
+        Interlocked.Decrement(ref _remaining);
+        return true;
+    }
+
+    /// <summary>The fault server reports a fault so the push can serve its neighbourhood next.</summary>
+    public void NoteFault(int page)
+    {
+        if (_neighbourhood > 0)
+        {
+            _faults.Enqueue(page);
+        }
+    }
+
+    /// <summary>Next page for the push (already claimed), or -1 when none is pending.</summary>
+    public int Next()
+    {
+        while (Remaining > 0)
+        {
+            // 1. Around the most recent fault: N pages after it (access runs forward), then N/4 before it.
+            if (_neighbourhood > 0)
+            {
+                while (_faults.TryDequeue(out int fault))
+                {
+                    _hotspot = fault;
+                    _hotspotOffset = 1;
+                }
+
+                int span = _neighbourhood + (_neighbourhood / 4);
+                while (_hotspot >= 0 && _hotspotOffset <= span)
+                {
+                    int offset = _hotspotOffset++;
+                    int page = offset <= _neighbourhood ? _hotspot + offset : _hotspot - (offset - _neighbourhood);
+                    if ((uint)page < (uint)_pageCount && TryClaim(page))
+                    {
+                        return page;
+                    }
+                }
+
+                _hotspot = -1;
+            }
+
+            // 2. Recently touched pages, most recent first.
+            while (_recencyCursor < _recency.Length)
+            {
+                int page = _recency[_recencyCursor++];
+                if (TryClaim(page))
+                {
+                    return page;
+                }
+            }
+
+            // 3. The rest, ascending.
+            int next = _pending.NextSet(_linearCursor);
+            if (next < 0)
+            {
+                if (_linearCursor == 0)
+                {
+                    return -1;
+                }
+
+                _linearCursor = 0;
+                continue;
+            }
+
+            _linearCursor = next + 1;
+            if (TryClaim(next))
+            {
+                return next;
+            }
+        }
+
+        return -1;
+    }
+}

@@ -1,0 +1,129 @@
+using System.Numerics;
+using Ferry.Machine.Board;
+using Ferry.Machine.Memory;
+
+namespace Ferry.Migration.Mechanisms;
+
+/// <summary>
+/// Estimates a VM's working set from accessed-page sampling: every window (default 100 ms) it
+/// collects the pages the VM touched (GuestMemory's accessed bits, cleared for the next
+/// window at a safe point) and shifts them into an 8-window history per page (bit 0 = the
+/// most recent window). The working set is then a rule over that history: pages accessed in
+/// at least m of the last n windows, most-often and most-recently used first under a cap.
+/// The host runs one per VM all the time, so a migration finds the estimate ready.
+/// </summary>
+public sealed class WorkingSetEstimator
+{
+    private readonly VirtMachine _machine;
+    private readonly byte[] _history;
+    private readonly PageBitmap _window;
+    private readonly object _lock = new();
+
+    public WorkingSetEstimator(VirtMachine machine, TimeSpan window)
+    {
+        _machine = machine;
+        Window = window;
+        _history = new byte[machine.Memory.PageCount];
+        _window = new PageBitmap(machine.Memory.PageCount);
+    }
+
+    public TimeSpan Window { get; }
+
+    /// <summary>Windows closed so far (the history is meaningful once this reaches the rule's n).</summary>
+    public int WindowsClosed { get; private set; }
+
+    /// <summary>Closes windows until cancelled.</summary>
+    public async Task RunAsync(CancellationToken cancellation)
+    {
+        using var timer = new PeriodicTimer(Window);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellation).ConfigureAwait(false))
+            {
+                await _machine.AtSafePointAsync(CloseWindow).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Closes the current window. Safe point only (the machine's AtSafePointAsync, or the VM paused).</summary>
+    public void CloseWindow()
+    {
+        lock (_lock)
+        {
+            _window.ClearAll();
+            _machine.Memory.StartAccessWindow(_window);
+            Span<ulong> words = _window.Words;
+            for (int w = 0; w < words.Length; w++)
+            {
+                ulong bits = words[w];
+                int baseIndex = w * 64;
+                int end = Math.Min(64, _history.Length - baseIndex);
+                for (int i = 0; i < end; i++)
+                {
+                    _history[baseIndex + i] = (byte)((_history[baseIndex + i] << 1) | (int)((bits >> i) & 1));
+                }
+            }
+
+            WindowsClosed++;
+        }
+    }
+
+    /// <summary>
+    /// Pages accessed in at least <paramref name="minHits"/> of the last <paramref name="windows"/>
+    /// windows, restricted to <paramref name="candidates"/>, at most <paramref name="maxPages"/>
+    /// (the most hits first, then the most recent).
+    /// </summary>
+    public PageBitmap Select(int windows, int minHits, int maxPages, PageBitmap candidates)
+    {
+        var selected = new PageBitmap(_history.Length);
+        int mask = (1 << windows) - 1;
+        var chosen = new List<(int Page, int Hits, byte History)>();
+        lock (_lock)
+        {
+            foreach (int page in candidates.EnumerateSet())
+            {
+                byte h = _history[page];
+                int hits = BitOperations.PopCount((uint)(h & mask));
+                if (hits >= minHits)
+                {
+                    chosen.Add((page, hits, h));
+                }
+            }
+        }
+
+        if (chosen.Count > maxPages)
+        {
+            chosen.Sort((a, b) => a.Hits != b.Hits ? b.Hits.CompareTo(a.Hits) : b.History.CompareTo(a.History));
+            chosen.RemoveRange(maxPages, chosen.Count - maxPages);
+        }
+
+        foreach ((int page, _, _) in chosen)
+        {
+            selected.Set(page);
+        }
+
+        return selected;
+    }
+
+    /// <summary>Pages of <paramref name="candidates"/> touched in any recorded window, most recent first (push order).</summary>
+    public int[] ByRecency(PageBitmap candidates)
+    {
+        var touched = new List<(int Page, byte History)>();
+        lock (_lock)
+        {
+            foreach (int page in candidates.EnumerateSet())
+            {
+                if (_history[page] != 0)
+                {
+                    touched.Add((page, _history[page]));
+                }
+            }
+        }
+
+        touched.Sort((a, b) => a.History != b.History ? b.History.CompareTo(a.History) : a.Page.CompareTo(b.Page));
+        return touched.Select(t => t.Page).ToArray();
+    }
+}

@@ -1,0 +1,108 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Ferry.Migration.Metrics;
+
+/// <summary>
+/// The full account of one migration (docs/report-schema.md). Times in milliseconds, rates
+/// per second, sizes in bytes. Built by the source from its own measurements and the
+/// destination's (<see cref="DestinationMetrics"/>).
+/// </summary>
+public sealed record MigrationReport
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required string Id { get; init; }
+    public required string Vm { get; init; }
+    public required string Strategy { get; init; }
+    public string? Source { get; init; }
+    public string? Destination { get; init; }
+
+    /// <summary>completed, failed or cancelled.</summary>
+    public required string Outcome { get; init; }
+    public string? Error { get; init; }
+
+    /// <summary>Where the VM is now: destination (running), source (running), or source-paused (needs a decision).</summary>
+    public required string VmLocation { get; init; }
+
+    public required OptionsReport Options { get; init; }
+    public required DateTimeOffset StartedAt { get; init; }
+    public double TotalTimeMs { get; init; }
+    public double SetupTimeMs { get; init; }
+    public double LiveTimeMs { get; init; }
+    public double DowntimeMs { get; init; }
+    public double PostCopyTimeMs { get; init; }
+
+    /// <summary>From the destination's resume to its last absent page arriving.</summary>
+    public double TimeToFullyResidentMs { get; init; }
+
+    public long BytesOnWire { get; init; }
+    public required BytesReport Bytes { get; init; }
+    public required PagesReport Pages { get; init; }
+    public int PrecopyRounds { get; init; }
+    public List<RoundReport> Rounds { get; init; } = [];
+    public required FaultReport NetworkFaults { get; init; }
+    public required ArrivalReport PagesArrived { get; init; }
+    public required PrefetchReport Prefetch { get; init; }
+    public WorkingSetReport? WorkingSet { get; init; }
+    public required GuestReport Guest { get; init; }
+
+    /// <summary>Achieved page throughput over the whole migration, bits per second.</summary>
+    public double ThroughputBitsPerSecond { get; init; }
+    public required TimelineReport Timeline { get; init; }
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+}
+
+public sealed record OptionsReport(
+    long BandwidthBitsPerSecond, double DowntimeLimitMs, int MaxRounds, double MaxLiveTimeMs, int LocalityPages,
+    int WorkingSetWindows, int WorkingSetMinHits, double WorkingSetWindowMs, long WorkingSetCapBytes, bool WorkingSetPresend,
+    string PushOrder, int FaultNeighbourhoodPages, bool Compress, int BatchPages);
+
+public sealed record BytesReport(long Live, long Pause, long Push, long FaultReplies, long Control, long Total);
+
+public sealed record PagesReport(long Total, long Normal, long Zero, long Resent, long Live, long Pause, long Push, long FaultReplies);
+
+public sealed record RoundReport(int Round, long Pages, long Bytes, double DurationMs, long DirtiedPages, double DirtyPagesPerSecond, double ExpectedDowntimeMs);
+
+public sealed record FaultReport(long Count, long Requests, double StallTotalMs, double StallP50Ms, double StallP99Ms, double StallMaxMs);
+
+public sealed record ArrivalReport(long Live, long Pause, long Fault, long Prefetch, long Push);
+
+public sealed record PrefetchReport(long Pages, long Hits, long Waste);
+
+public sealed record WorkingSetReport(long Pages, long Bytes, int WindowsAvailable);
+
+public sealed record GuestReport(double? IpsBefore, double? IpsDuring, double? IpsAfter, double? SlowdownDuring, ulong InstructionsAtPause);
+
+/// <summary>Samples every ~25 ms, on the source's clock (ms since the migration started).</summary>
+public sealed record TimelineReport(double PauseAtMs, double ResumeAtMs, List<TimelinePoint> Points);
+
+/// <summary>Cumulative counts at a moment: bytes sent, network faults, and the guest's retired instructions (wherever it ran).</summary>
+public sealed record TimelinePoint(double Ms, long Bytes, long Faults, ulong Instructions);
+
+/// <summary>What the destination measured, sent in Verified and Report (JSON).</summary>
+public sealed record DestinationMetrics
+{
+    public long PagesLive { get; init; }
+    public long PagesPause { get; init; }
+    public long PagesFault { get; init; }
+    public long PagesPrefetch { get; init; }
+    public long PagesPush { get; init; }
+    public long Faults { get; init; }
+    public long Requests { get; init; }
+    public double[] StallsMs { get; init; } = [];
+    public long PrefetchHits { get; init; }
+    public double RestoreMs { get; init; }
+    public double TimeToFullyResidentMs { get; init; }
+    public double? IpsDuring { get; init; }
+    public double? IpsAfter { get; init; }
+
+    /// <summary>Destination samples: (ms since resume, faults, instructions).</summary>
+    public List<TimelinePoint> Timeline { get; init; } = [];
+}

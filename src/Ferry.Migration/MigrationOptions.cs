@@ -1,0 +1,94 @@
+using Ferry.Migration.Protocol;
+
+namespace Ferry.Migration;
+
+/// <summary>
+/// Everything a migration can be told, with the defaults Ferry uses. The paper leaves the
+/// working-set window, its cap, the locality window and the push order open: they are here,
+/// explicit, and their defaults are measured in docs/results.md.
+/// </summary>
+public sealed record MigrationOptions
+{
+    public StrategyKind Strategy { get; init; } = StrategyKind.Hybrid;
+
+    /// <summary>Emulated link rate in bits per second (token bucket on the sender); 0 = unlimited.</summary>
+    public long BandwidthBitsPerSecond { get; init; }
+
+    /// <summary>Pre-copy switches over once the remaining dirty pages fit this pause at the link rate.</summary>
+    public TimeSpan DowntimeLimit { get; init; } = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>Pre-copy gives up iterating after this many rounds and stops-and-copies.</summary>
+    public int MaxRounds { get; init; } = 30;
+
+    /// <summary>Pre-copy gives up iterating after this long live and stops-and-copies.</summary>
+    public TimeSpan MaxLiveTime { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Hybrid: pages fetched per network fault (the faulted page and its neighbours).</summary>
+    public int LocalityPages { get; init; } = 16;
+
+    /// <summary>Hybrid: a page is in the working set if accessed in at least <see cref="WorkingSetMinHits"/> of the last <see cref="WorkingSetWindows"/> windows.</summary>
+    public int WorkingSetWindows { get; init; } = 3;
+
+    public int WorkingSetMinHits { get; init; } = 3;
+
+    /// <summary>Hybrid: cap on the working set sent in the pause; 0 = what the link carries in <see cref="DowntimeLimit"/> (64 MiB if unlimited).</summary>
+    public long WorkingSetMaxBytes { get; init; }
+
+    /// <summary>Hybrid: also send the working set while the VM still runs, so the pause resends only its dirty part.</summary>
+    public bool WorkingSetPresend { get; init; }
+
+    /// <summary>Order of the background push after the VM resumes at the destination.</summary>
+    public PushOrder PushOrder { get; init; } = PushOrder.Default;
+
+    /// <summary>Pages pushed around each recent fault before the push resumes its order (hybrid).</summary>
+    public int FaultNeighbourhoodPages { get; init; } = 64;
+
+    /// <summary>LZ4-compress non-zero pages on the wire.</summary>
+    public bool Compress { get; init; }
+
+    /// <summary>Pages per Pages frame.</summary>
+    public int BatchPages { get; init; } = 32;
+
+    /// <summary>The effective locality window: exact-page faults for post-copy, the window for hybrid.</summary>
+    public int EffectiveLocality => Strategy == StrategyKind.Hybrid ? Math.Max(1, LocalityPages) : 1;
+
+    public PushOrder EffectivePushOrder => PushOrder != PushOrder.Default ? PushOrder
+        : Strategy == StrategyKind.Hybrid ? PushOrder.FaultNeighbourhoodThenRecency : PushOrder.Linear;
+
+    public long EffectiveWorkingSetCap => WorkingSetMaxBytes > 0 ? WorkingSetMaxBytes
+        : BandwidthBitsPerSecond > 0 ? (long)(BandwidthBitsPerSecond / 8.0 * DowntimeLimit.TotalSeconds)
+        : 64L << 20;
+
+    public void Validate()
+    {
+        if (LocalityPages is < 1 or > 1024)
+        {
+            throw new ArgumentException("the locality window must be 1..1024 pages");
+        }
+
+        if (WorkingSetWindows is < 1 or > 8 || WorkingSetMinHits < 1 || WorkingSetMinHits > WorkingSetWindows)
+        {
+            throw new ArgumentException("working-set windows must be 1..8 and min hits 1..windows");
+        }
+
+        if (MaxRounds < 1 || DowntimeLimit <= TimeSpan.Zero || BatchPages is < 1 or > 256)
+        {
+            throw new ArgumentException("max rounds, downtime limit and batch size must be positive (batch at most 256 pages)");
+        }
+    }
+}
+
+public enum PushOrder
+{
+    /// <summary>Linear for post-copy, fault-neighbourhood-then-recency for hybrid.</summary>
+    Default,
+
+    /// <summary>Ascending page index.</summary>
+    Linear,
+
+    /// <summary>Pages near recent faults first, then by how recently the VM touched them, then the rest.</summary>
+    FaultNeighbourhoodThenRecency,
+
+    /// <summary>Pages near recent faults first, then ascending.</summary>
+    FaultNeighbourhood,
+}

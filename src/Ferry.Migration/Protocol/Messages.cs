@@ -1,0 +1,296 @@
+using Ferry.Machine.Board;
+
+namespace Ferry.Migration.Protocol;
+
+/// <summary>The first frame on each connection. Validated field by field by the destination.</summary>
+public sealed record Hello
+{
+    public const ulong Magic = 0x4749_4D59_5252_4546; // "FERRYMIG"
+    public const ushort ProtocolVersion = 1;
+    public const int TokenLength = 32;
+    public const int MaxNameBytes = 64;
+
+    public ushort Version { get; init; } = ProtocolVersion;
+
+    public required ConnectionRole Role { get; init; }
+
+    public required byte[] Token { get; init; }
+
+    /// <summary>The VM name (it keeps its name on the destination).</summary>
+    public required string VmName { get; init; }
+
+    public required MachineConfig Machine { get; init; }
+
+    public required StrategyKind Strategy { get; init; }
+
+    /// <summary>Pauses the VM when it has retired this many instructions, wherever it runs (ulong.MaxValue: none).</summary>
+    public ulong StopAt { get; init; } = ulong.MaxValue;
+
+    /// <summary>Pages the destination requests around each network fault (1 = exact page).</summary>
+    public ushort LocalityPages { get; init; } = 1;
+
+    public uint PageSize { get; init; } = 4096;
+
+    public byte[] Encode()
+    {
+        var buffer = new byte[256];
+        var w = new WireWriter(buffer);
+        w.U64(Magic);
+        w.U16(Version);
+        w.U8((byte)Role);
+        w.Bytes(Token);
+        w.String(VmName);
+        w.U64(Machine.MemorySize);
+        w.U8(Machine.Icount ? (byte)1 : (byte)0);
+        w.U8(Machine.IdleSleep ? (byte)1 : (byte)0);
+        w.U8((byte)Strategy);
+        w.U64(StopAt);
+        w.U16(LocalityPages);
+        w.U32(PageSize);
+        return buffer[..w.Position];
+    }
+
+    /// <summary>Decodes and checks what can be checked without the receiver's configuration.</summary>
+    public static Hello Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new WireReader(payload);
+        if (r.U64() != Magic)
+        {
+            throw new ProtocolException("not a Ferry migration stream (bad magic)");
+        }
+
+        ushort version = r.U16();
+        if (version != ProtocolVersion)
+        {
+            throw new ProtocolException($"protocol version {version} is not supported (this host speaks version {ProtocolVersion})");
+        }
+
+        byte role = r.U8();
+        if (role is not ((byte)ConnectionRole.Main or (byte)ConnectionRole.Fault))
+        {
+            throw new ProtocolException($"unknown connection role {role}");
+        }
+
+        byte[] token = r.Bytes(TokenLength).ToArray();
+        string name = r.String(MaxNameBytes);
+        ulong memory = r.U64();
+        bool icount = r.U8() != 0;
+        bool idleSleep = r.U8() != 0;
+        byte strategy = r.U8();
+        if (strategy is < 1 or > 3)
+        {
+            throw new ProtocolException($"unknown strategy {strategy}");
+        }
+
+        ulong stopAt = r.U64();
+        ushort locality = r.U16();
+        uint pageSize = r.U32();
+        r.End();
+        return new Hello
+        {
+            Version = version,
+            Role = (ConnectionRole)role,
+            Token = token,
+            VmName = name,
+            Machine = new MachineConfig { MemorySize = memory, Icount = icount, IdleSleep = idleSleep },
+            Strategy = (StrategyKind)strategy,
+            StopAt = stopAt,
+            LocalityPages = locality,
+            PageSize = pageSize,
+        };
+    }
+}
+
+/// <summary>Destination's acceptance, or its refusal.</summary>
+public sealed record HelloReply(bool Accepted, string Message)
+{
+    public byte[] Encode()
+    {
+        var buffer = new byte[8 + (Message.Length * 3)];
+        var w = new WireWriter(buffer);
+        w.U8(Accepted ? (byte)1 : (byte)0);
+        w.String(Message.Length > 1000 ? Message[..1000] : Message);
+        return buffer[..w.Position];
+    }
+
+    public static HelloReply Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new WireReader(payload);
+        bool accepted = r.U8() == 1;
+        string message = r.String(4000);
+        r.End();
+        return new HelloReply(accepted, message);
+    }
+}
+
+/// <summary>A text reason (Cancel, Failed).</summary>
+public static class ReasonMessage
+{
+    public static byte[] Encode(string reason)
+    {
+        string r = reason.Length > 1000 ? reason[..1000] : reason;
+        var buffer = new byte[2 + (r.Length * 3)];
+        var w = new WireWriter(buffer);
+        w.String(r);
+        return buffer[..w.Position];
+    }
+
+    public static string Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new WireReader(payload);
+        string s = r.String(4000);
+        r.End();
+        return s;
+    }
+}
+
+/// <summary>
+/// Switchover. State (StateCodec bytes), then the pages still to come (post-copy and hybrid:
+/// the destination marks them absent), then the digest of every page sent so far, which the
+/// destination checks against what it received before it resumes the VM.
+/// </summary>
+public sealed record StateBundle(byte[] MachineState, ulong[]? AbsentPages, ulong SentDigest, uint SentPages)
+{
+    public byte[] Encode()
+    {
+        int bitmapBytes = AbsentPages is null ? 0 : AbsentPages.Length * 8;
+        var buffer = new byte[4 + MachineState.Length + 5 + bitmapBytes + 12];
+        var w = new WireWriter(buffer);
+        w.U32((uint)MachineState.Length);
+        w.Bytes(MachineState);
+        w.U8(AbsentPages is null ? (byte)0 : (byte)1);
+        if (AbsentPages is not null)
+        {
+            w.U32((uint)AbsentPages.Length);
+            foreach (ulong word in AbsentPages)
+            {
+                w.U64(word);
+            }
+        }
+
+        w.U64(SentDigest);
+        w.U32(SentPages);
+        return buffer[..w.Position];
+    }
+
+    /// <summary>Decodes, checking the absent map against the receiver's page count.</summary>
+    public static StateBundle Decode(ReadOnlySpan<byte> payload, int pageCount)
+    {
+        var r = new WireReader(payload);
+        uint stateLength = r.U32();
+        if (stateLength > Ferry.Machine.State.StateCodec.MaxEncodedSize)
+        {
+            throw new ProtocolException($"machine state of {stateLength} bytes exceeds the limit");
+        }
+
+        byte[] state = r.Bytes((int)stateLength).ToArray();
+        ulong[]? absent = null;
+        if (r.U8() == 1)
+        {
+            uint words = r.U32();
+            if (words != (uint)((pageCount + 63) / 64))
+            {
+                throw new ProtocolException($"absent-page map has {words} words, this VM needs {(pageCount + 63) / 64}");
+            }
+
+            absent = new ulong[words];
+            for (int i = 0; i < words; i++)
+            {
+                absent[i] = r.U64();
+            }
+
+            int tail = pageCount & 63;
+            if (tail != 0 && (absent[^1] >> tail) != 0)
+            {
+                throw new ProtocolException("absent-page map names pages beyond the end of RAM");
+            }
+        }
+
+        ulong digest = r.U64();
+        uint sent = r.U32();
+        r.End();
+        return new StateBundle(state, absent, digest, sent);
+    }
+}
+
+/// <summary>Destination -> source: page <see cref="FaultPage"/> faulted; send what is unsent of [First, First + Count).</summary>
+public readonly record struct PageRequest(uint FaultPage, uint First, ushort Count)
+{
+    public const int Size = 10;
+
+    public void Encode(Span<byte> buffer)
+    {
+        var w = new WireWriter(buffer);
+        w.U32(FaultPage);
+        w.U32(First);
+        w.U16(Count);
+    }
+
+    public static PageRequest Decode(ReadOnlySpan<byte> payload, int pageCount)
+    {
+        var r = new WireReader(payload);
+        var req = new PageRequest(r.U32(), r.U32(), r.U16());
+        r.End();
+        if (req.Count == 0 || req.First >= (uint)pageCount || req.Count > (uint)pageCount - req.First
+            || req.FaultPage < req.First || req.FaultPage >= req.First + req.Count)
+        {
+            throw new ProtocolException($"page request {req} lies outside this VM's {pageCount} pages");
+        }
+
+        return req;
+    }
+}
+
+/// <summary>Source: all pages sent. <see cref="MemoryDigest"/> covers every non-zero page of the source's memory at the pause.</summary>
+public sealed record Complete(ulong MemoryDigest, uint NonZeroPages)
+{
+    public byte[] Encode()
+    {
+        var buffer = new byte[12];
+        var w = new WireWriter(buffer);
+        w.U64(MemoryDigest);
+        w.U32(NonZeroPages);
+        return buffer;
+    }
+
+    public static Complete Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new WireReader(payload);
+        var c = new Complete(r.U64(), r.U32());
+        r.End();
+        return c;
+    }
+}
+
+/// <summary>Destination's verdict and measurements (JSON, bounded).</summary>
+public sealed record Verified(bool Ok, string Message, byte[] MetricsJson)
+{
+    public const int MaxMetricsBytes = 2 << 20;
+
+    public byte[] Encode()
+    {
+        var buffer = new byte[1 + 2 + (Message.Length * 3) + 4 + MetricsJson.Length];
+        var w = new WireWriter(buffer);
+        w.U8(Ok ? (byte)1 : (byte)0);
+        w.String(Message);
+        w.U32((uint)MetricsJson.Length);
+        w.Bytes(MetricsJson);
+        return buffer[..w.Position];
+    }
+
+    public static Verified Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new WireReader(payload);
+        bool ok = r.U8() == 1;
+        string message = r.String(4000);
+        uint n = r.U32();
+        if (n > MaxMetricsBytes)
+        {
+            throw new ProtocolException($"metrics of {n} bytes exceed the limit");
+        }
+
+        byte[] json = r.Bytes((int)n).ToArray();
+        r.End();
+        return new Verified(ok, message, json);
+    }
+}

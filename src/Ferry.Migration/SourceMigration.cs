@@ -1,0 +1,526 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Ferry.Machine.Memory;
+using Ferry.Machine.State;
+using Ferry.Migration.Mechanisms;
+using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
+using Ferry.Migration.Transport;
+
+namespace Ferry.Migration;
+
+/// <summary>
+/// The source side of one migration: connects, runs the strategy's live phase, switches over,
+/// serves faults and pushes the rest, and waits for the destination to verify memory before
+/// letting the VM go. It never harms the VM: until the destination confirms it has resumed,
+/// any failure or cancellation resumes the VM here; after that, a failure the destination
+/// reports resumes it here from the switchover state (the destination has stopped its copy),
+/// and a silent loss of the destination leaves it paused here for the operator (it may be
+/// running there), so the VM never runs on both hosts at once.
+/// </summary>
+public sealed class SourceMigration
+{
+    private readonly IMigrationSource _vm;
+    private readonly MigrationOptions _options;
+    private readonly Func<ConnectionRole, CancellationToken, Task<Stream>> _connect;
+    private readonly byte[] _token;
+    private readonly CancellationTokenSource _cancel = new();
+    private volatile bool _pastPointOfNoReturn;
+
+    public SourceMigration(IMigrationSource vm, MigrationOptions options, byte[] token,
+        Func<ConnectionRole, CancellationToken, Task<Stream>> connect, string id, string? destination = null)
+    {
+        options.Validate();
+        _vm = vm;
+        _options = options;
+        _token = token;
+        _connect = connect;
+        Id = id;
+        Destination = destination;
+    }
+
+    public string Id { get; }
+
+    public string? Destination { get; }
+
+    public MigrationProgress Progress { get; } = new();
+
+    /// <summary>Asks the migration to stop. Honoured until the switchover state is sent; returns false after.</summary>
+    public bool Cancel()
+    {
+        if (_pastPointOfNoReturn)
+        {
+            return false;
+        }
+
+        _cancel.Cancel();
+        return true;
+    }
+
+    public async Task<MigrationReport> RunAsync(CancellationToken cancellation)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellation, _cancel.Token);
+        CancellationToken ct = linked.Token;
+        var run = new Run(this);
+        try
+        {
+            await run.ExecuteAsync(ct).ConfigureAwait(false);
+            return run.Report("completed", null, "destination");
+        }
+        catch (Exception e) when (e is OperationCanceledException && _cancel.IsCancellationRequested && !run.StateSent)
+        {
+            await run.AbandonAsync(MessageType.Cancel, "cancelled by the operator").ConfigureAwait(false);
+            Progress.Phase = SourcePhase.Cancelled;
+            return run.Report("cancelled", "cancelled before switchover; the VM keeps running at the source", "source");
+        }
+        catch (Exception e)
+        {
+            string reason = Describe(e);
+            Progress.Phase = SourcePhase.Failed;
+            if (!run.StateSent)
+            {
+                await run.AbandonAsync(MessageType.Failed, reason).ConfigureAwait(false);
+                return run.Report("failed", reason, "source");
+            }
+
+            if (run.DestinationStopped)
+            {
+                // The destination refused or stopped its copy: the switchover state here is the VM.
+                _vm.ResumeHere();
+                await run.CloseAsync().ConfigureAwait(false);
+                return run.Report("failed", reason + "; the VM resumed at the source from the switchover state", "source");
+            }
+
+            await run.CloseAsync().ConfigureAwait(false);
+            return run.Report("failed", reason + "; the destination's state is unknown, so the VM stays paused at the source (resume it there only if it does not run at the destination)", "source-paused");
+        }
+        finally
+        {
+            run.StopSampling();
+        }
+    }
+
+    private static string Describe(Exception e) => e switch
+    {
+        ProtocolException or MigrationPeerException => e.Message,
+        System.Net.Sockets.SocketException s => $"destination unreachable: {s.Message}",
+        IOException io => $"connection lost: {io.Message}",
+        OperationCanceledException => "timed out or cancelled",
+        _ => $"{e.GetType().Name}: {e.Message}",
+    };
+
+    /// <summary>One execution: the state of a migration in flight.</summary>
+    private sealed class Run(SourceMigration owner)
+    {
+        private readonly long _start = Stopwatch.GetTimestamp();
+        private readonly DateTimeOffset _startedAt = DateTimeOffset.UtcNow;
+        private readonly List<TimelinePoint> _timeline = [];
+        private readonly CancellationTokenSource _sampling = new();
+        private FrameChannel? _main;
+        private FrameChannel? _fault;
+        private SourceContext? _context;
+        private SourceBooks? _books;
+        private FaultServer? _faultServer;
+        private bool _paused;
+        private long _setupEnd, _pauseAt, _resumeAt, _residentAt, _end;
+        private ulong _instructionsAtPause;
+        private DestinationMetrics? _destination;
+
+        public bool StateSent { get; private set; }
+
+        public bool DestinationStopped { get; private set; }
+
+        private IMigrationSource Vm => owner._vm;
+
+        private MigrationOptions Options => owner._options;
+
+        public async Task ExecuteAsync(CancellationToken ct)
+        {
+            GuestMemory memory = Vm.Machine.Memory;
+            var shaper = new LinkShaper(Options.BandwidthBitsPerSecond);
+            StrategyPolicy policy = StrategyPolicy.For(Options.Strategy);
+            owner.Progress.Phase = SourcePhase.Connecting;
+
+            // Handshake: main connection, then the fault connection. Nothing touches the VM yet.
+            _main = new FrameChannel(await owner._connect(ConnectionRole.Main, ct).ConfigureAwait(false), shaper);
+            await HelloAsync(_main, ConnectionRole.Main, ct).ConfigureAwait(false);
+            _fault = new FrameChannel(await owner._connect(ConnectionRole.Fault, ct).ConfigureAwait(false), shaper, urgent: true);
+            await HelloAsync(_fault, ConnectionRole.Fault, ct).ConfigureAwait(false);
+            _setupEnd = Stopwatch.GetTimestamp();
+
+            _books = new SourceBooks(memory.PageCount);
+            var sender = new PageSender(_main, memory, _books, Options.BatchPages, Options.Compress);
+            _faultServer = new FaultServer(_fault, memory, _books, Options.EffectiveLocality, Options.Compress);
+            WorkingSetEstimator estimator = Vm.WorkingSet ?? new WorkingSetEstimator(Vm.Machine, TimeSpan.FromMilliseconds(100));
+            _context = new SourceContext(Vm, Options, sender, _books, shaper, owner.Progress, estimator, _start);
+            _ = SampleAsync(_sampling.Token);
+
+            // Live phase: dirty logging starts now (the first collection discards what came before).
+            owner.Progress.Phase = SourcePhase.LiveCopy;
+            await _context.CollectDirtyAsync().ConfigureAwait(false);
+            if (Vm.WorkingSet is null && policy.Kind == StrategyKind.Hybrid)
+            {
+                await SampleWorkingSetAsync(estimator, ct).ConfigureAwait(false);
+            }
+
+            await policy.RunLiveAsync(_context, ct).ConfigureAwait(false);
+
+            // Switchover: pause, last dirty pages, the strategy's pause pages, CPU and devices.
+            owner.Progress.Phase = SourcePhase.Switchover;
+            await Vm.PauseAsync(ct).ConfigureAwait(false);
+            _paused = true;
+            _pauseAt = Stopwatch.GetTimestamp();
+            ct.ThrowIfCancellationRequested();
+            await _context.CollectDirtyAsync().ConfigureAwait(false);
+            if (policy.Kind == StrategyKind.Hybrid)
+            {
+                estimator.CloseWindow(); // the VM is paused: include what it touched since the last window
+            }
+
+            PageBitmap pausePages = policy.SelectPausePages(_context);
+            await sender.SendAllAsync(pausePages, PagePhase.Pause, ct).ConfigureAwait(false);
+            _context.MarkDelivered(pausePages);
+            PageBitmap remaining = _context.Undelivered();
+            int remainingCount = remaining.PopCount();
+            if (!policy.ResumesBeforeAllPages && remainingCount != 0)
+            {
+                throw new InvalidOperationException($"pre-copy left {remainingCount} pages undelivered at switchover");
+            }
+
+            var queue = new PushQueue(remaining, Options.EffectivePushOrder, Options.FaultNeighbourhoodPages,
+                Options.EffectivePushOrder == PushOrder.FaultNeighbourhoodThenRecency ? estimator.ByRecency(remaining) : null);
+            _faultServer.Start(queue);
+            using var faultStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            Task faultTask = _faultServer.RunAsync(faultStop.Token);
+
+            Machine.State.MachineState state = Vm.Machine.SaveState();
+            _instructionsAtPause = state.Hart.InstructionsRetired;
+            var bundle = new StateBundle(StateCodec.Encode(state), remainingCount > 0 ? remaining.Words.ToArray() : null,
+                _books.Sent.Digest, (uint)_books.Sent.NonZeroPages);
+            owner._pastPointOfNoReturn = true;
+            if (owner._cancel.IsCancellationRequested)
+            {
+                throw new OperationCanceledException();
+            }
+
+            // From here on the VM belongs to the destination unless it says otherwise.
+            StateSent = true;
+            byte[] encoded = bundle.Encode();
+            await _main.SendAsync(MessageType.StateBundle, encoded, CancellationToken.None).ConfigureAwait(false);
+            _books.Counters.AddControl(encoded.Length + FrameChannel.HeaderSize);
+            await ExpectFromDestinationAsync(MessageType.Resumed, CancellationToken.None).ConfigureAwait(false);
+            _resumeAt = Stopwatch.GetTimestamp();
+
+            // Post-copy phase: the destination runs; push what it still lacks, while faults are served.
+            owner.Progress.Phase = SourcePhase.PostCopy;
+            using var post = new CancellationTokenSource();
+            Task<(MessageType, byte[])> verdict = ReceiveVerdictAsync(post.Token);
+            Task<(ulong Digest, uint Pages)> digest = Task.Run(() => PageHash.OfMemory(memory), CancellationToken.None);
+            await sender.BeginAsync(PagePhase.Push, PageBatchWriter.NoFault, CancellationToken.None).ConfigureAwait(false);
+            for (int page = queue.Next(); page >= 0; page = queue.Next())
+            {
+                if (verdict.IsCompleted)
+                {
+                    break; // the destination gave up (or answered early): stop pushing
+                }
+
+                await sender.SendAsync(page, CancellationToken.None).ConfigureAwait(false);
+            }
+
+            await sender.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            _residentAt = Stopwatch.GetTimestamp();
+            (ulong memoryDigest, uint nonZero) = await digest.ConfigureAwait(false);
+            if (!verdict.IsCompleted)
+            {
+                byte[] complete = new Complete(memoryDigest, nonZero).Encode();
+                await _main.SendAsync(MessageType.Complete, complete, CancellationToken.None).ConfigureAwait(false);
+                _books.Counters.AddControl(complete.Length + FrameChannel.HeaderSize);
+            }
+
+            // Verification: the destination checks every page against the source's digest.
+            owner.Progress.Phase = SourcePhase.Verifying;
+            (MessageType type, byte[] payload) = await verdict.WaitAsync(TimeSpan.FromMinutes(5), CancellationToken.None).ConfigureAwait(false);
+            if (type != MessageType.Verified)
+            {
+                DestinationStopped = true;
+                throw FrameChannel.Unexpected(type, payload, nameof(MessageType.Verified));
+            }
+
+            Verified verified = Verified.Decode(payload);
+            _destination = ParseMetrics(verified.MetricsJson);
+            if (!verified.Ok)
+            {
+                DestinationStopped = true;
+                throw new MigrationPeerException("destination memory verification failed: " + verified.Message);
+            }
+
+            _end = Stopwatch.GetTimestamp();
+            owner.Progress.Phase = SourcePhase.Completed;
+            StopSampling();
+
+            // The destination's last word: the guest's speed after the migration (best effort).
+            try
+            {
+                ReadOnlyMemory<byte> report = await _main.ExpectAsync(MessageType.Report, CancellationToken.None)
+                    .AsTask().WaitAsync(TimeSpan.FromSeconds(3), CancellationToken.None).ConfigureAwait(false);
+                _destination = ParseMetrics(report.ToArray()) ?? _destination;
+            }
+            catch (Exception e) when (e is TimeoutException or ProtocolException or IOException)
+            {
+            }
+
+            post.Cancel();
+            faultStop.Cancel();
+            await faultTask.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+            await CloseAsync().ConfigureAwait(false);
+        }
+
+        private async Task HelloAsync(FrameChannel channel, ConnectionRole role, CancellationToken ct)
+        {
+            var hello = new Hello
+            {
+                Role = role,
+                Token = owner._token,
+                VmName = Vm.Name,
+                Machine = Vm.Machine.Config,
+                Strategy = Options.Strategy,
+                StopAt = Vm.StopAt,
+                LocalityPages = (ushort)Options.EffectiveLocality,
+            };
+            await channel.SendAsync(MessageType.Hello, hello.Encode(), ct).ConfigureAwait(false);
+            ReadOnlyMemory<byte> reply = await channel.ExpectAsync(MessageType.Welcome, ct).AsTask()
+                .WaitAsync(TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
+            HelloReply welcome = HelloReply.Decode(reply.Span);
+            if (!welcome.Accepted)
+            {
+                throw new MigrationPeerException("refused: " + welcome.Message);
+            }
+        }
+
+        private async Task ExpectFromDestinationAsync(MessageType expected, CancellationToken ct)
+        {
+            (MessageType type, ReadOnlyMemory<byte> payload) = await _main!.ReceiveAsync(ct).AsTask()
+                .WaitAsync(TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
+            if (type == expected)
+            {
+                return;
+            }
+
+            // A destination that refuses the switchover has not resumed the VM.
+            DestinationStopped = type is MessageType.Failed or MessageType.Refused;
+            throw FrameChannel.Unexpected(type, payload, expected.ToString());
+        }
+
+        private async Task<(MessageType, byte[])> ReceiveVerdictAsync(CancellationToken ct)
+        {
+            (MessageType type, ReadOnlyMemory<byte> payload) = await _main!.ReceiveAsync(ct).ConfigureAwait(false);
+            return (type, payload.ToArray());
+        }
+
+        private async Task SampleWorkingSetAsync(WorkingSetEstimator estimator, CancellationToken ct)
+        {
+            for (int i = 0; i < Options.WorkingSetWindows; i++)
+            {
+                await Task.Delay(estimator.Window, ct).ConfigureAwait(false);
+                await Vm.Machine.AtSafePointAsync(estimator.CloseWindow).ConfigureAwait(false);
+            }
+        }
+
+        /// <summary>Tells the destination (best effort) and resumes the VM here if it was paused.</summary>
+        public async Task AbandonAsync(MessageType type, string reason)
+        {
+            try
+            {
+                if (_main is not null)
+                {
+                    await _main.SendAsync(type, ReasonMessage.Encode(reason), CancellationToken.None).AsTask()
+                        .WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (e is IOException or TimeoutException or ObjectDisposedException or ProtocolException or System.Net.Sockets.SocketException)
+            {
+            }
+
+            if (_paused)
+            {
+                Vm.ResumeHere();
+            }
+
+            await CloseAsync().ConfigureAwait(false);
+        }
+
+        public async Task CloseAsync()
+        {
+            foreach (FrameChannel? c in new[] { _main, _fault })
+            {
+                if (c is not null)
+                {
+                    try
+                    {
+                        await c.DisposeAsync().ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is IOException or ObjectDisposedException)
+                    {
+                    }
+                }
+            }
+        }
+
+        public void StopSampling() => _sampling.Cancel();
+
+        private async Task SampleAsync(CancellationToken ct)
+        {
+            using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(25));
+            try
+            {
+                do
+                {
+                    lock (_timeline)
+                    {
+                        _timeline.Add(new TimelinePoint(Ms(Stopwatch.GetTimestamp()), _books?.Counters.TotalPageBytes ?? 0,
+                            _faultServer?.Requests ?? 0, Vm.Machine.Hart.InstructionsRetired));
+                    }
+
+                    MigrationProgress p = owner.Progress;
+                    long sent = _books?.Counters.TotalPageBytes ?? 0;
+                    double elapsed = Ms(Stopwatch.GetTimestamp());
+                    p.RateBitsPerSecond = elapsed > 0 ? sent * 8 / (elapsed / 1000) : 0;
+                    Interlocked.Exchange(ref p.BytesSent, sent);
+                    Interlocked.Exchange(ref p.FaultRequests, _faultServer?.Requests ?? 0);
+                    p.ElapsedMs = elapsed;
+                    if (_context is not null)
+                    {
+                        long total = Vm.Machine.Memory.Populated.PopCount();
+                        Interlocked.Exchange(ref p.PagesTotal, total);
+                        Interlocked.Exchange(ref p.PagesRemaining, Math.Max(0, total - _context.Delivered.PopCount() - (_books?.Counters.Pages(PagePhase.Push) ?? 0) - (_books?.Counters.Pages(PagePhase.FaultReply) ?? 0)));
+                    }
+                }
+                while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
+        private double Ms(long ticks) => ticks == 0 ? 0 : (ticks - _start) * 1000.0 / Stopwatch.Frequency;
+
+        private static DestinationMetrics? ParseMetrics(byte[] json)
+        {
+            try
+            {
+                return json.Length == 0 ? null : JsonSerializer.Deserialize<DestinationMetrics>(json, MigrationReport.Json);
+            }
+            catch (JsonException)
+            {
+                return null;
+            }
+        }
+
+        public MigrationReport Report(string outcome, string? error, string location)
+        {
+            long end = _end != 0 ? _end : Stopwatch.GetTimestamp();
+            TransferCounters c = _books?.Counters ?? new TransferCounters();
+            DestinationMetrics d = _destination ?? new DestinationMetrics();
+            double[] stalls = [.. d.StallsMs.Order()];
+            double resumeMs = Ms(_resumeAt);
+            var points = new List<TimelinePoint>();
+            lock (_timeline)
+            {
+                // Source samples until the pause; after the resume, the destination's guest progress.
+                points.AddRange(_timeline.Where(p => _resumeAt == 0 || p.Ms <= resumeMs)
+                    .Select(p => p with { Faults = 0 }));
+                if (_resumeAt != 0)
+                {
+                    List<TimelinePoint> sourceAfter = _timeline.Where(p => p.Ms > resumeMs).ToList();
+                    foreach (TimelinePoint dp in d.Timeline)
+                    {
+                        double ms = resumeMs + dp.Ms;
+                        long bytes = sourceAfter.LastOrDefault(p => p.Ms <= ms)?.Bytes ?? sourceAfter.FirstOrDefault()?.Bytes ?? 0;
+                        points.Add(new TimelinePoint(ms, bytes, dp.Faults, dp.Instructions));
+                    }
+                }
+            }
+
+            double total = Ms(end);
+            long bytesOnWire = c.TotalPageBytes + c.ControlBytes;
+            double? ipsBefore = Vm.Rate.Rate(_start - (Stopwatch.Frequency * 2), _start);
+            double? ipsDuringSource = _pauseAt != 0 ? Vm.Rate.Rate(_start, _pauseAt) : null;
+            double? ipsDuring = CombineDuring(ipsDuringSource, Ms(_pauseAt) - Ms(_setupEnd), d.IpsDuring, d.TimeToFullyResidentMs);
+            MigrationOptions o = Options;
+            long prefetched = d.PagesPrefetch;
+            return new MigrationReport
+            {
+                Id = owner.Id,
+                Vm = Vm.Name,
+                Strategy = StrategyName(o.Strategy),
+                Destination = owner.Destination,
+                Outcome = outcome,
+                Error = error,
+                VmLocation = location,
+                Options = new OptionsReport(o.BandwidthBitsPerSecond, o.DowntimeLimit.TotalMilliseconds, o.MaxRounds, o.MaxLiveTime.TotalMilliseconds,
+                    o.EffectiveLocality, o.WorkingSetWindows, o.WorkingSetMinHits, (Vm.WorkingSet?.Window ?? TimeSpan.FromMilliseconds(100)).TotalMilliseconds,
+                    o.EffectiveWorkingSetCap, o.WorkingSetPresend, o.EffectivePushOrder.ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
+                StartedAt = _startedAt,
+                TotalTimeMs = total,
+                SetupTimeMs = Ms(_setupEnd),
+                LiveTimeMs = _pauseAt != 0 ? Ms(_pauseAt) - Ms(_setupEnd) : 0,
+                DowntimeMs = _resumeAt != 0 ? Ms(_resumeAt) - Ms(_pauseAt) : 0,
+                PostCopyTimeMs = _resumeAt != 0 && _end != 0 ? Ms(_end) - Ms(_resumeAt) : 0,
+                TimeToFullyResidentMs = d.TimeToFullyResidentMs,
+                BytesOnWire = bytesOnWire,
+                Bytes = new BytesReport(c.Bytes(PagePhase.Live), c.Bytes(PagePhase.Pause), c.Bytes(PagePhase.Push), c.Bytes(PagePhase.FaultReply), c.ControlBytes, bytesOnWire),
+                Pages = new PagesReport(c.TotalPages, c.TotalPages - c.ZeroPages, c.ZeroPages, c.ResentPages,
+                    c.Pages(PagePhase.Live), c.Pages(PagePhase.Pause), c.Pages(PagePhase.Push), c.Pages(PagePhase.FaultReply)),
+                PrecopyRounds = _context?.Rounds.Count ?? 0,
+                Rounds = _context?.Rounds ?? [],
+                NetworkFaults = new FaultReport(d.Faults, d.Requests, stalls.Sum(), Percentile(stalls, 0.5), Percentile(stalls, 0.99), stalls.Length > 0 ? stalls[^1] : 0),
+                PagesArrived = new ArrivalReport(d.PagesLive, d.PagesPause, d.PagesFault, d.PagesPrefetch, d.PagesPush),
+                Prefetch = new PrefetchReport(prefetched, d.PrefetchHits, prefetched - d.PrefetchHits),
+                WorkingSet = o.Strategy == StrategyKind.Hybrid && _context is not null
+                    ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed)
+                    : null,
+                Guest = new GuestReport(ipsBefore, ipsDuring, d.IpsAfter,
+                    ipsBefore is > 0 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _instructionsAtPause),
+                ThroughputBitsPerSecond = total > 0 ? c.TotalPageBytes * 8 / (total / 1000) : 0,
+                Timeline = new TimelineReport(Ms(_pauseAt), resumeMs, points),
+            };
+        }
+
+        private static double? CombineDuring(double? source, double sourceMs, double? destination, double destinationMs)
+        {
+            double weight = 0, sum = 0;
+            if (source is not null && sourceMs > 0)
+            {
+                sum += source.Value * sourceMs;
+                weight += sourceMs;
+            }
+
+            if (destination is not null && destinationMs > 0)
+            {
+                sum += destination.Value * destinationMs;
+                weight += destinationMs;
+            }
+
+            return weight > 0 ? sum / weight : source ?? destination;
+        }
+
+        private static double Percentile(double[] sorted, double q)
+            => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
+    }
+
+    public static string StrategyName(StrategyKind kind) => kind switch
+    {
+        StrategyKind.PreCopy => "precopy",
+        StrategyKind.PostCopy => "postcopy",
+        _ => "hybrid",
+    };
+
+    public static StrategyKind ParseStrategy(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "precopy" or "pre-copy" => StrategyKind.PreCopy,
+        "postcopy" or "post-copy" => StrategyKind.PostCopy,
+        "hybrid" => StrategyKind.Hybrid,
+        _ => throw new ArgumentException($"unknown strategy '{name}' (precopy, postcopy, hybrid)"),
+    };
+}

@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using Ferry.Machine.Board;
+using Ferry.Machine.Memory;
+using Ferry.Migration.Mechanisms;
+using Ferry.Migration.Metrics;
+using Ferry.Migration.Transport;
+
+namespace Ferry.Migration.Strategies;
+
+/// <summary>What a strategy policy works with on the source: the mechanisms and the books.</summary>
+internal sealed class SourceContext
+{
+    private readonly long _start;
+    private readonly PageBitmap _scratch;
+
+    public SourceContext(IMigrationSource vm, MigrationOptions options, PageSender sender, SourceBooks books,
+        LinkShaper shaper, MigrationProgress progress, WorkingSetEstimator estimator, long start)
+    {
+        Vm = vm;
+        Options = options;
+        Sender = sender;
+        Books = books;
+        Shaper = shaper;
+        Progress = progress;
+        Estimator = estimator;
+        _start = start;
+        Delivered = new PageBitmap(Memory.PageCount);
+        _scratch = new PageBitmap(Memory.PageCount);
+    }
+
+    public IMigrationSource Vm { get; }
+
+    public VirtMachine Machine => Vm.Machine;
+
+    public GuestMemory Memory => Vm.Machine.Memory;
+
+    public MigrationOptions Options { get; }
+
+    public PageSender Sender { get; }
+
+    public SourceBooks Books { get; }
+
+    public LinkShaper Shaper { get; }
+
+    public MigrationProgress Progress { get; }
+
+    public WorkingSetEstimator Estimator { get; }
+
+    /// <summary>Pages whose current content the destination has (sent, and not dirtied since).</summary>
+    public PageBitmap Delivered { get; }
+
+    public List<RoundReport> Rounds { get; } = [];
+
+    /// <summary>The working set chosen for the pause (hybrid), for the report.</summary>
+    public long WorkingSetPages { get; set; }
+
+    public TimeSpan Elapsed => Stopwatch.GetElapsedTime(_start);
+
+    /// <summary>Populated pages the destination does not have.</summary>
+    public PageBitmap Undelivered()
+    {
+        var pages = new PageBitmap(Memory.PageCount);
+        pages.CopyFrom(Memory.Populated);
+        pages.AndNot(Delivered);
+        return pages;
+    }
+
+    public void MarkDelivered(PageBitmap pages) => Delivered.Or(pages);
+
+    /// <summary>Collects the dirty log at a safe point; pages written since are no longer delivered.</summary>
+    public async Task<PageBitmap> CollectDirtyAsync()
+    {
+        var dirty = new PageBitmap(Memory.PageCount);
+        await Machine.AtSafePointAsync(() => Memory.CollectDirtyLog(dirty)).ConfigureAwait(false);
+        Delivered.AndNot(dirty);
+        return dirty;
+    }
+
+    /// <summary>The link rate if capped, else the rate measured so far (never below 1 MB/s).</summary>
+    public double BandwidthBytesPerSecond()
+    {
+        if (!Shaper.Unlimited)
+        {
+            return Shaper.BitsPerSecond / 8.0;
+        }
+
+        double seconds = Math.Max(Elapsed.TotalSeconds, 1e-3);
+        return Math.Max(Books.Counters.TotalPageBytes / seconds, 1e6);
+    }
+
+    /// <summary>The working set under the configured rule and cap, among pages not yet delivered.</summary>
+    public PageBitmap WorkingSet()
+    {
+        _scratch.CopyFrom(Memory.Populated);
+        _scratch.AndNot(Delivered);
+        int capPages = (int)Math.Min(int.MaxValue, Options.EffectiveWorkingSetCap / GuestMemory.PageSize);
+        PageBitmap ws = Estimator.Select(Options.WorkingSetWindows, Options.WorkingSetMinHits, capPages, _scratch);
+        WorkingSetPages = ws.PopCount();
+        return ws;
+    }
+}

@@ -1,0 +1,184 @@
+using System.Buffers.Binary;
+using Ferry.Migration.Protocol;
+
+namespace Ferry.Migration.Transport;
+
+/// <summary>
+/// One connection of a migration as a sequence of frames:
+/// [u8 type | u8 flags | u16 reserved | u32 length] + payload. Works over any Stream (a TCP
+/// NetworkStream, or the in-memory duplex pair used by tests and benchmarks). Sends are
+/// serialized and paced by the migration's <see cref="LinkShaper"/>; receives validate the
+/// header and bound the length before reading the payload into a reused buffer.
+/// </summary>
+public sealed class FrameChannel : IAsyncDisposable
+{
+    public const int HeaderSize = 8;
+    public const int MaxPayload = 8 << 20;
+
+    private readonly Stream _stream;
+    private readonly LinkShaper _shaper;
+    private readonly bool _urgent;
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private const int SmallFrame = 4096;
+    private readonly byte[] _sendHeader = new byte[HeaderSize];
+    private readonly byte[] _smallFrame = new byte[SmallFrame];
+    private readonly byte[] _receiveHeader = new byte[HeaderSize];
+    private byte[] _receiveBuffer = new byte[64 << 10];
+    private long _bytesSent;
+    private long _bytesReceived;
+
+    /// <param name="urgent">Frames on this channel go ahead of bulk traffic on the shaped link.</param>
+    public FrameChannel(Stream stream, LinkShaper? shaper = null, bool urgent = false)
+    {
+        _stream = stream;
+        _shaper = shaper ?? LinkShaper.None;
+        _urgent = urgent;
+    }
+
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    public long BytesReceived => Interlocked.Read(ref _bytesReceived);
+
+    public async ValueTask SendAsync(MessageType type, ReadOnlyMemory<byte> payload, CancellationToken cancellation)
+    {
+        if (payload.Length > MaxPayload)
+        {
+            throw new ArgumentException($"a {payload.Length}-byte frame exceeds the protocol limit", nameof(payload));
+        }
+
+        await _shaper.AcquireAsync(HeaderSize + payload.Length, _urgent, cancellation).ConfigureAwait(false);
+        await _sendLock.WaitAsync(cancellation).ConfigureAwait(false);
+        try
+        {
+            byte[] header = _sendHeader;
+            header[0] = (byte)type;
+            header[1] = 0;
+            header[2] = 0;
+            header[3] = 0;
+            BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(4), payload.Length);
+            if (payload.Length <= SmallFrame - HeaderSize)
+            {
+                // Small frames (requests, acknowledgements) go out in one write.
+                header.AsSpan(0, HeaderSize).CopyTo(_smallFrame);
+                payload.Span.CopyTo(_smallFrame.AsSpan(HeaderSize));
+                await _stream.WriteAsync(_smallFrame.AsMemory(0, HeaderSize + payload.Length), cancellation).ConfigureAwait(false);
+            }
+            else
+            {
+                await _stream.WriteAsync(header, cancellation).ConfigureAwait(false);
+                await _stream.WriteAsync(payload, cancellation).ConfigureAwait(false);
+            }
+
+            await _stream.FlushAsync(cancellation).ConfigureAwait(false);
+            Interlocked.Add(ref _bytesSent, HeaderSize + payload.Length);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Receives the next frame. The payload memory is valid until the next call. A closed
+    /// connection, a bad header or an oversized frame is a <see cref="ProtocolException"/>.
+    /// </summary>
+    public async ValueTask<(MessageType Type, ReadOnlyMemory<byte> Payload)> ReceiveAsync(CancellationToken cancellation)
+    {
+        await ReadExactAsync(_receiveHeader, cancellation).ConfigureAwait(false);
+        byte type = _receiveHeader[0];
+        int length = BinaryPrimitives.ReadInt32LittleEndian(_receiveHeader.AsSpan(4));
+        if (type == (byte)MessageType.Invalid || type > (byte)MessageType.Report)
+        {
+            throw new ProtocolException($"invalid frame type {type}");
+        }
+
+        if (_receiveHeader[1] != 0 || _receiveHeader[2] != 0 || _receiveHeader[3] != 0)
+        {
+            throw new ProtocolException("reserved frame header bits are set");
+        }
+
+        if (length < 0 || length > MaxPayload)
+        {
+            throw new ProtocolException($"frame length {length} exceeds the {MaxPayload} byte limit");
+        }
+
+        if (length > _receiveBuffer.Length)
+        {
+            _receiveBuffer = new byte[Math.Max(length, _receiveBuffer.Length * 2)];
+        }
+
+        Memory<byte> payload = _receiveBuffer.AsMemory(0, length);
+        await ReadExactAsync(payload, cancellation).ConfigureAwait(false);
+        Interlocked.Add(ref _bytesReceived, HeaderSize + length);
+        return ((MessageType)type, payload);
+    }
+
+    /// <summary>Receives a frame that must be of <paramref name="expected"/> type; Failed/Refused/Cancel become errors with the peer's reason.</summary>
+    public async ValueTask<ReadOnlyMemory<byte>> ExpectAsync(MessageType expected, CancellationToken cancellation)
+    {
+        (MessageType type, ReadOnlyMemory<byte> payload) = await ReceiveAsync(cancellation).ConfigureAwait(false);
+        if (type == expected)
+        {
+            return payload;
+        }
+
+        throw Unexpected(type, payload, expected.ToString());
+    }
+
+    /// <summary>The error for a frame that is not allowed in the current state.</summary>
+    public static Exception Unexpected(MessageType type, ReadOnlyMemory<byte> payload, string expected) => type switch
+    {
+        MessageType.Failed => new MigrationPeerException("peer failed: " + SafeReason(payload)),
+        MessageType.Cancel => new MigrationPeerException("peer cancelled: " + SafeReason(payload)),
+        MessageType.Refused => new MigrationPeerException("refused: " + HelloReplyMessage(payload)),
+        _ => new ProtocolException($"unexpected {type} frame (expected {expected})"),
+    };
+
+    private static string SafeReason(ReadOnlyMemory<byte> payload)
+    {
+        try
+        {
+            return ReasonMessage.Decode(payload.Span);
+        }
+        catch (ProtocolException)
+        {
+            return "(unreadable reason)";
+        }
+    }
+
+    private static string HelloReplyMessage(ReadOnlyMemory<byte> payload)
+    {
+        try
+        {
+            return HelloReply.Decode(payload.Span).Message;
+        }
+        catch (ProtocolException)
+        {
+            return "(unreadable reason)";
+        }
+    }
+
+    private async ValueTask ReadExactAsync(Memory<byte> buffer, CancellationToken cancellation)
+    {
+        int read = 0;
+        while (read < buffer.Length)
+        {
+            int n = await _stream.ReadAsync(buffer[read..], cancellation).ConfigureAwait(false);
+            if (n == 0)
+            {
+                throw new ProtocolException(read == 0 && buffer.Length == HeaderSize ? "connection closed by peer" : "connection closed in the middle of a frame");
+            }
+
+            read += n;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stream.DisposeAsync().ConfigureAwait(false);
+        _sendLock.Dispose();
+    }
+}
+
+/// <summary>The peer reported failure, cancelled, or refused: the message carries its reason.</summary>
+public sealed class MigrationPeerException(string message) : Exception(message);

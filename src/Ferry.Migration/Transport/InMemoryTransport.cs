@@ -1,0 +1,60 @@
+using System.IO.Pipelines;
+
+namespace Ferry.Migration.Transport;
+
+/// <summary>
+/// A connected pair of in-memory streams (two pipes), standing in for a TCP connection in
+/// unit tests and benchmarks: the same FrameChannel and migration code run over it.
+/// </summary>
+public static class InMemoryTransport
+{
+    public static (Stream A, Stream B) CreatePair()
+    {
+        var aToB = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20, useSynchronizationContext: false));
+        var bToA = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20, useSynchronizationContext: false));
+        return (new DuplexPipeStream(bToA.Reader, aToB.Writer), new DuplexPipeStream(aToB.Reader, bToA.Writer));
+    }
+
+    private sealed class DuplexPipeStream(PipeReader reader, PipeWriter writer) : Stream
+    {
+        private readonly Stream _read = reader.AsStream();
+        private readonly Stream _write = writer.AsStream();
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Flush() => _write.Flush();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => _write.FlushAsync(cancellationToken);
+
+        public override int Read(byte[] buffer, int offset, int count) => _read.Read(buffer, offset, count);
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => _read.ReadAsync(buffer, cancellationToken);
+
+        public override void Write(byte[] buffer, int offset, int count) => _write.Write(buffer, offset, count);
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => _write.WriteAsync(buffer, cancellationToken);
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                reader.Complete();
+                writer.Complete();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+}

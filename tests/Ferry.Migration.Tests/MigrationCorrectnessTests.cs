@@ -1,0 +1,52 @@
+using Ferry.Machine.Board;
+using Ferry.Machine.State;
+using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
+using Xunit;
+
+namespace Ferry.Migration.Tests;
+
+public class MigrationCorrectnessTests
+{
+    public static TheoryData<StrategyKind, string, string> Cases()
+    {
+        var data = new TheoryData<StrategyKind, string, string>();
+        foreach (StrategyKind s in new[] { StrategyKind.PreCopy, StrategyKind.PostCopy, StrategyKind.Hybrid })
+        {
+            data.Add(s, "verify", "size_mib=8");
+            data.Add(s, "kvstore", "table_mib=24,report_every=20000");
+            data.Add(s, "dirty", "size_mib=8,rate=0");
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task Migrated_vm_reaches_the_unmigrated_digest_and_console(StrategyKind strategy, string guest, string config)
+    {
+        const ulong memory = 64UL << 20;
+        const ulong migrateAfter = 20_000_000;
+        const ulong stopAt = 60_000_000;
+        (string digest, byte[] console) = Harness.Reference(guest, config, memory, stopAt);
+
+        var options = new MigrationOptions { Strategy = strategy, DowntimeLimit = TimeSpan.FromMilliseconds(50), MaxRounds = 5 };
+        (MigrationReport report, TestVm source, TestVm destination) = await Harness.MigrateAsync(guest, config, memory, migrateAfter, stopAt, options);
+        using (source)
+        using (destination)
+        {
+            Assert.True(report.Outcome == "completed", report.Error);
+            Assert.Equal("destination", report.VmLocation);
+            RunOutcome outcome = await destination.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(RunOutcome.InstructionLimit, outcome);
+            Assert.Equal(stopAt, destination.Machine.Hart.InstructionsRetired);
+            Assert.Equal(digest, StateDigest.Compute(destination.Machine));
+
+            // Console: the source's part, then the destination's, with nothing lost or repeated.
+            (long offset, byte[] tail) = destination.Machine.Console.Read(0);
+            byte[] head = source.Machine.Console.Read(0).Bytes[..(int)offset];
+            Assert.Equal(console, head.Concat(tail).ToArray());
+            Assert.DoesNotContain("CORRUPT", System.Text.Encoding.ASCII.GetString(console));
+        }
+    }
+}
