@@ -13,9 +13,10 @@ internal static class HostCommand
         var api = new Option<string?>("--api") { Description = "control API URL (default: the listen address, port + 1; port 0: any free port)" };
         var secret = Common.SecretOption();
         var name = new Option<string?>("--name") { Description = "this host's name in statuses and reports" };
+        var noWarmUp = new Option<bool>("--no-warm-up") { Description = "skip the start-up self-migration that compiles the migration code ahead of real downtimes" };
         var cmd = new Command("host", "Run a host agent: runs VMs, serves the control API, accepts incoming migrations")
         {
-            listen, api, secret, name,
+            listen, api, secret, name, noWarmUp,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
@@ -27,6 +28,7 @@ internal static class HostCommand
                 ApiUrl = apiUrl,
                 Secret = p.GetValue(secret) ?? Environment.GetEnvironmentVariable("FERRY_SECRET"),
                 Name = p.GetValue(name) ?? $"{Environment.MachineName}:{data.Port}",
+                WarmUpImage = p.GetValue(noWarmUp) ? null : GuestCatalog.Resolve("dirty", "size_mib=2"),
             };
             await using var agent = new HostAgent(options);
             await agent.StartAsync();

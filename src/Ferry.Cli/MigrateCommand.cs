@@ -121,7 +121,7 @@ internal static class MigrateCommand
         Row("vm is at", r.VmLocation);
         Row("strategy", r.Strategy);
         Row("total time", $"{r.TotalTimeMs:0.0} ms (setup {r.SetupTimeMs:0.0}, live {r.LiveTimeMs:0.0}, post-copy {r.PostCopyTimeMs:0.0})");
-        Row("downtime", $"{r.DowntimeMs:0.00} ms");
+        Row("downtime", $"{r.DowntimeMs:0.00} ms (observed at the source: {r.DowntimeObservedMs:0.00} ms)");
         Row("on the wire", $"{Mib(r.BytesOnWire)} (live {Mib(r.Bytes.Live)}, pause {Mib(r.Bytes.Pause)}, push {Mib(r.Bytes.Push)}, faults {Mib(r.Bytes.FaultReplies)})");
         Row("pages", $"{r.Pages.Total:N0} ({r.Pages.Zero:N0} zero, {r.Pages.Resent:N0} resent)");
         if (r.Strategy == "precopy")

@@ -61,6 +61,11 @@ public sealed class HostAgent : IAsyncDisposable
 
     public async Task StartAsync()
     {
+        if (_options.WarmUpImage is GuestImage warmUp)
+        {
+            await Ferry.Migration.Local.LocalMigration.WarmUpAsync(warmUp, _stopping.Token).ConfigureAwait(false);
+        }
+
         _incoming.Start(_stopping.Token);
         await _app.StartAsync().ConfigureAwait(false);
         ApiUrl = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
@@ -192,7 +197,7 @@ public sealed class HostAgent : IAsyncDisposable
             throw new ApiException(409, $"a VM named '{request.Name}' already exists on this host");
         }
 
-        vm.Start();
+        vm.Boot();
         return vm.Status();
     }
 

@@ -20,6 +20,12 @@ public sealed record HostOptions
     /// <summary>Largest VM this host accepts.</summary>
     public ulong MaxMemoryBytes { get; init; } = 16UL << 30;
 
+    /// <summary>
+    /// A small guest to migrate in-process once per strategy before the host reports ready, so
+    /// that no real migration's downtime pays for just-in-time compilation. Null: no warm-up.
+    /// </summary>
+    public Ferry.Machine.Board.GuestImage? WarmUpImage { get; init; }
+
     /// <summary>How long a prepared incoming slot waits for its source.</summary>
     public TimeSpan IncomingLifetime { get; init; } = TimeSpan.FromMinutes(2);
 }

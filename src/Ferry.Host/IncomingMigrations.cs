@@ -152,6 +152,7 @@ public sealed class IncomingMigrations
             return;
         }
 
+        vm.PrepareToRun();
         await MigrationAcceptor.AcceptAsync(channel, stopping).ConfigureAwait(false);
         _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, client.Client.RemoteEndPoint);
         var migration = new DestinationMigration(hello, vm, channel, fault.Task);

@@ -89,6 +89,16 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
         _runner.Start();
     }
 
+    /// <summary>Starts a VM created here (not by migration): it runs and its working set is tracked.</summary>
+    public void Boot()
+    {
+        Start();
+        StartEstimator();
+    }
+
+    /// <summary>Creates the VM thread ahead of the switchover, so that resuming is only a signal.</summary>
+    public void PrepareToRun() => _runner.Prepare();
+
     public VmStatus Status()
     {
         lock (_lock)
@@ -239,8 +249,7 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
         }
 
         _life.Cancel();
-        Machine.RequestStop();
-        _runner.WaitAsync().Wait(TimeSpan.FromSeconds(10));
+        _runner.Dispose();
         _estimatorTask.Wait(TimeSpan.FromSeconds(5));
         Machine.Dispose();
     }

@@ -60,6 +60,7 @@ public sealed class DestinationMigration
 
             // Before switchover: pages into a VM that does not run yet.
             StateBundle bundle;
+            long bundleAt;
             while (true)
             {
                 (MessageType type, ReadOnlyMemory<byte> payload) = await _main.ReceiveAsync(ct).ConfigureAwait(false);
@@ -71,6 +72,7 @@ public sealed class DestinationMigration
 
                 if (type == MessageType.StateBundle)
                 {
+                    bundleAt = Stopwatch.GetTimestamp();
                     bundle = StateBundle.Decode(payload.Span, Memory.PageCount);
                     break;
                 }
@@ -124,7 +126,8 @@ public sealed class DestinationMigration
             _vm.Start();
             started = true;
             _resumeAt = Stopwatch.GetTimestamp();
-            await _main.SendAsync(MessageType.Resumed, ReadOnlyMemory<byte>.Empty, ct).ConfigureAwait(false);
+            double switchMs = (_resumeAt - bundleAt) * 1000.0 / Stopwatch.Frequency;
+            await _main.SendAsync(MessageType.Resumed, new Resumed(switchMs, _resumeAt, MonotonicClock.BootId).Encode(), ct, urgent: true).ConfigureAwait(false);
             _ = SampleAsync(ct);
 
             // Post-copy phase: pushed pages on the main connection, fault replies on the other.

@@ -123,7 +123,12 @@ public sealed class SourceMigration
         private SourceBooks? _books;
         private FaultServer? _faultServer;
         private bool _paused;
-        private long _setupEnd, _pauseAt, _resumeAt, _residentAt, _end;
+        private long _setupEnd, _pauseAt, _selectedAt, _pausePagesSentAt, _bundleSentAt, _resumeAt, _residentAt, _end;
+        private long _bundleBytes;
+        private long _resumedReceivedAt;
+        private double _handshakeRttMs;
+        private double _destinationSwitchMs;
+        private string? _downtimeMethod;
         private ulong _instructionsAtPause;
         private DestinationMetrics? _destination;
 
@@ -179,7 +184,9 @@ public sealed class SourceMigration
             }
 
             PageBitmap pausePages = policy.SelectPausePages(_context);
+            _selectedAt = Stopwatch.GetTimestamp();
             await sender.SendAllAsync(pausePages, PagePhase.Pause, ct).ConfigureAwait(false);
+            _pausePagesSentAt = Stopwatch.GetTimestamp();
             _context.MarkDelivered(pausePages);
             PageBitmap remaining = _context.Undelivered();
             int remainingCount = remaining.PopCount();
@@ -188,8 +195,7 @@ public sealed class SourceMigration
                 throw new InvalidOperationException($"pre-copy left {remainingCount} pages undelivered at switchover");
             }
 
-            var queue = new PushQueue(remaining, Options.EffectivePushOrder, Options.FaultNeighbourhoodPages,
-                Options.EffectivePushOrder == PushOrder.FaultNeighbourhoodThenRecency ? estimator.ByRecency(remaining) : null);
+            var queue = new PushQueue(remaining, Options.EffectivePushOrder, Options.FaultNeighbourhoodPages);
             _faultServer.Start(queue);
             using var faultStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             Task faultTask = _faultServer.RunAsync(faultStop.Token);
@@ -207,16 +213,41 @@ public sealed class SourceMigration
             // From here on the VM belongs to the destination unless it says otherwise.
             StateSent = true;
             byte[] encoded = bundle.Encode();
-            await _main.SendAsync(MessageType.StateBundle, encoded, CancellationToken.None).ConfigureAwait(false);
+            await _main.SendAsync(MessageType.StateBundle, encoded, CancellationToken.None, urgent: true).ConfigureAwait(false);
+            _bundleSentAt = Stopwatch.GetTimestamp();
+            _bundleBytes = encoded.Length + FrameChannel.HeaderSize;
             _books.Counters.AddControl(encoded.Length + FrameChannel.HeaderSize);
-            await ExpectFromDestinationAsync(MessageType.Resumed, CancellationToken.None).ConfigureAwait(false);
-            _resumeAt = Stopwatch.GetTimestamp();
+            ReadOnlyMemory<byte> resumed = await ExpectFromDestinationAsync(MessageType.Resumed, CancellationToken.None).ConfigureAwait(false);
+            _resumedReceivedAt = Stopwatch.GetTimestamp();
+            Resumed at = Resumed.Decode(resumed.Span);
+            _destinationSwitchMs = at.SwitchoverMs;
+            if (at.BootId == MonotonicClock.BootId && MonotonicClock.SharedAcrossProcesses && at.MonotonicTicks > _pauseAt && at.MonotonicTicks <= _resumedReceivedAt)
+            {
+                // Both hosts run on this machine: one monotonic clock, so the downtime is exact.
+                _resumeAt = at.MonotonicTicks;
+                _downtimeMethod = "shared-clock";
+            }
+            else
+            {
+                // Different machines: our part (pause -> state sent), the state's time on the link
+                // and its propagation (half the handshake's round trip), and the destination's part.
+                double transitMs = shaper.Transmission(_bundleBytes).TotalMilliseconds + (_handshakeRttMs / 2);
+                _resumeAt = Math.Min(_resumedReceivedAt, _bundleSentAt + (long)((transitMs + _destinationSwitchMs) * Stopwatch.Frequency / 1000));
+                _downtimeMethod = "estimated";
+            }
 
             // Post-copy phase: the destination runs; push what it still lacks, while faults are served.
             owner.Progress.Phase = SourcePhase.PostCopy;
             using var post = new CancellationTokenSource();
             Task<(MessageType, byte[])> verdict = ReceiveVerdictAsync(post.Token);
             Task<(ulong Digest, uint Pages)> digest = Task.Run(() => PageHash.OfMemory(memory), CancellationToken.None);
+            if (queue.Order == PushOrder.FaultNeighbourhoodThenRecency)
+            {
+                var pending = new PageBitmap(memory.PageCount);
+                pending.CopyFrom(remaining);
+                queue.SetRecency(estimator.ByRecency(pending));
+            }
+
             await sender.BeginAsync(PagePhase.Push, PageBatchWriter.NoFault, CancellationToken.None).ConfigureAwait(false);
             for (int page = queue.Next(); page >= 0; page = queue.Next())
             {
@@ -288,9 +319,12 @@ public sealed class SourceMigration
                 StopAt = Vm.StopAt,
                 LocalityPages = (ushort)Options.EffectiveLocality,
             };
+            long sent = Stopwatch.GetTimestamp();
             await channel.SendAsync(MessageType.Hello, hello.Encode(), ct).ConfigureAwait(false);
             ReadOnlyMemory<byte> reply = await channel.ExpectAsync(MessageType.Welcome, ct).AsTask()
                 .WaitAsync(TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
+            double rtt = Stopwatch.GetElapsedTime(sent).TotalMilliseconds;
+            _handshakeRttMs = _handshakeRttMs == 0 ? rtt : Math.Min(_handshakeRttMs, rtt);
             HelloReply welcome = HelloReply.Decode(reply.Span);
             if (!welcome.Accepted)
             {
@@ -298,13 +332,13 @@ public sealed class SourceMigration
             }
         }
 
-        private async Task ExpectFromDestinationAsync(MessageType expected, CancellationToken ct)
+        private async Task<ReadOnlyMemory<byte>> ExpectFromDestinationAsync(MessageType expected, CancellationToken ct)
         {
             (MessageType type, ReadOnlyMemory<byte> payload) = await _main!.ReceiveAsync(ct).AsTask()
                 .WaitAsync(TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
             if (type == expected)
             {
-                return;
+                return payload;
             }
 
             // A destination that refuses the switchover has not resumed the VM.
@@ -466,6 +500,8 @@ public sealed class SourceMigration
                 SetupTimeMs = Ms(_setupEnd),
                 LiveTimeMs = _pauseAt != 0 ? Ms(_pauseAt) - Ms(_setupEnd) : 0,
                 DowntimeMs = _resumeAt != 0 ? Ms(_resumeAt) - Ms(_pauseAt) : 0,
+                DowntimeObservedMs = _resumedReceivedAt != 0 ? Ms(_resumedReceivedAt) - Ms(_pauseAt) : 0,
+                DowntimeMethod = _downtimeMethod,
                 PostCopyTimeMs = _resumeAt != 0 && _end != 0 ? Ms(_end) - Ms(_resumeAt) : 0,
                 TimeToFullyResidentMs = d.TimeToFullyResidentMs,
                 BytesOnWire = bytesOnWire,
@@ -484,6 +520,10 @@ public sealed class SourceMigration
                     ipsBefore is > 0 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _instructionsAtPause),
                 ThroughputBitsPerSecond = total > 0 ? c.TotalPageBytes * 8 / (total / 1000) : 0,
                 Timeline = new TimelineReport(Ms(_pauseAt), resumeMs, points),
+                Switchover = _resumeAt == 0 ? null : new SwitchoverReport(
+                    Ms(_selectedAt) - Ms(_pauseAt), Ms(_pausePagesSentAt) - Ms(_selectedAt), c.Bytes(PagePhase.Pause),
+                    Ms(_bundleSentAt) - Ms(_pausePagesSentAt), _bundleBytes, _handshakeRttMs, _destinationSwitchMs,
+                    Ms(_resumedReceivedAt) - Ms(_bundleSentAt)),
             };
         }
 

@@ -1,90 +1,9 @@
 using Ferry.Machine.Board;
 using Ferry.Machine.State;
-using Ferry.Migration.Mechanisms;
+using Ferry.Migration.Local;
 using Ferry.Migration.Metrics;
-using Ferry.Migration.Protocol;
-using Ferry.Migration.Transport;
 
 namespace Ferry.Migration.Tests;
-
-/// <summary>A VM on a thread, as the host agent runs it, for both ends of an in-memory migration.</summary>
-internal sealed class TestVm : IMigrationSource, IIncomingVm, IDisposable
-{
-    private readonly CancellationTokenSource _sampling = new();
-
-    public TestVm(string name, VirtMachine machine, ulong stopAt, bool estimator)
-    {
-        Name = name;
-        Machine = machine;
-        Runner = new MachineRunner(machine, stopAt);
-        if (estimator)
-        {
-            WorkingSet = new WorkingSetEstimator(machine, TimeSpan.FromMilliseconds(20));
-            _ = WorkingSet.RunAsync(_sampling.Token);
-        }
-
-        _ = SampleAsync();
-    }
-
-    public string Name { get; }
-
-    public VirtMachine Machine { get; }
-
-    public MachineRunner Runner { get; }
-
-    public ulong StopAt => Runner.StopAt;
-
-    public WorkingSetEstimator? WorkingSet { get; }
-
-    public InstructionRateMeter Rate { get; } = new();
-
-    public string? AbortReason { get; private set; }
-
-    public bool CompletedHere { get; private set; }
-
-    public bool ResumedHere { get; private set; }
-
-    public Task PauseAsync(CancellationToken cancellation) => Runner.PauseAsync();
-
-    public void ResumeHere()
-    {
-        ResumedHere = true;
-        Runner.Start();
-    }
-
-    public void Start() => Runner.Start();
-
-    public void Abort(string reason)
-    {
-        AbortReason = reason;
-        Machine.RequestStop();
-    }
-
-    public void Completed() => CompletedHere = true;
-
-    private async Task SampleAsync()
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(10));
-        try
-        {
-            while (await timer.WaitForNextTickAsync(_sampling.Token))
-            {
-                Rate.Sample(Machine.Hart.InstructionsRetired);
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-    }
-
-    public void Dispose()
-    {
-        _sampling.Cancel();
-        Machine.RequestStop();
-        Runner.WaitAsync().Wait(TimeSpan.FromSeconds(5));
-        Machine.Dispose();
-    }
-}
 
 internal static class Harness
 {
@@ -120,73 +39,25 @@ internal static class Harness
         return (StateDigest.Compute(m), m.Console.Read(0).Bytes);
     }
 
-    /// <summary>
-    /// Migrates a running VM over in-memory connections once it has retired
-    /// <paramref name="migrateAfter"/> instructions, then lets the destination run to
-    /// <paramref name="stopAt"/>. Returns the report and both VMs.
-    /// </summary>
-    public static async Task<(MigrationReport Report, TestVm Source, TestVm Destination)> MigrateAsync(
-        string guest, string? config, ulong memory, ulong migrateAfter, ulong stopAt, MigrationOptions options,
-        Func<Hello, IncomingSlot, IncomingSlot>? tamperSlot = null)
+    /// <summary>Starts a VM that will stop at <paramref name="stopAt"/>, waits until it has retired <paramref name="runFirst"/>.</summary>
+    public static async Task<LocalVm> StartAsync(string guest, string? config, ulong memory, ulong runFirst, ulong stopAt)
     {
-        var source = new TestVm("vm1", Boot(guest, config, memory), stopAt, estimator: true);
-        source.Runner.Start();
-        while (source.Machine.Hart.InstructionsRetired < migrateAfter && source.Runner.IsRunning)
+        var source = new LocalVm("vm1", Boot(guest, config, memory), stopAt, TimeSpan.FromMilliseconds(20));
+        source.Start();
+        while (source.Machine.Hart.InstructionsRetired < runFirst && source.Runner.IsRunning)
         {
             await Task.Delay(2);
         }
 
-        var slot = IncomingSlot.Create("vm1", source.Machine.Config, TimeSpan.FromMinutes(1));
-        (Stream mainA, Stream mainB) = InMemoryTransport.CreatePair();
-        (Stream faultA, Stream faultB) = InMemoryTransport.CreatePair();
-        TestVm? destination = null;
-        var destinationReady = new TaskCompletionSource<TestVm?>();
+        return source;
+    }
 
-        Task destinationTask = Task.Run(async () =>
-        {
-            var main = new FrameChannel(mainB);
-            var fault = new FrameChannel(faultB);
-            Hello hello = await MigrationAcceptor.ReadHelloAsync(main, CancellationToken.None);
-            IncomingSlot effective = tamperSlot?.Invoke(hello, slot) ?? slot;
-            string? error = effective.Validate(hello);
-            if (error is not null)
-            {
-                await MigrationAcceptor.RefuseAsync(main, error);
-                destinationReady.SetResult(null);
-                return;
-            }
-
-            await MigrationAcceptor.AcceptAsync(main, CancellationToken.None);
-            var faultReady = Task.Run(async () =>
-            {
-                Hello fh = await MigrationAcceptor.ReadHelloAsync(fault, CancellationToken.None);
-                if (!slot.Matches(fh.Token) || fh.Role != ConnectionRole.Fault)
-                {
-                    throw new ProtocolException("bad fault hello");
-                }
-
-                await MigrationAcceptor.AcceptAsync(fault, CancellationToken.None);
-                return fault;
-            });
-            var machine = new VirtMachine(hello.Machine);
-            destination = new TestVm("vm1", machine, hello.StopAt, estimator: false);
-            destinationReady.SetResult(destination);
-            var migration = new DestinationMigration(hello, destination, main, faultReady);
-            try
-            {
-                await migration.RunAsync(CancellationToken.None);
-            }
-            catch (Exception)
-            {
-                // The source's report says what happened.
-            }
-        });
-
-        var sourceMigration = new SourceMigration(source, options, slot.Token,
-            (role, _) => Task.FromResult(role == ConnectionRole.Main ? mainA : faultA), "test");
-        MigrationReport report = await sourceMigration.RunAsync(CancellationToken.None);
-        await destinationTask.WaitAsync(TimeSpan.FromSeconds(30));
-        TestVm? dest = await destinationReady.Task;
-        return (report, source, dest!);
+    /// <summary>Migrates a running VM after <paramref name="migrateAfter"/> instructions; the destination runs on to <paramref name="stopAt"/>.</summary>
+    public static async Task<(MigrationReport Report, LocalVm Source, LocalVm Destination)> MigrateAsync(
+        string guest, string? config, ulong memory, ulong migrateAfter, ulong stopAt, MigrationOptions options)
+    {
+        LocalVm source = await StartAsync(guest, config, memory, migrateAfter, stopAt);
+        (MigrationReport report, LocalVm? destination) = await LocalMigration.RunAsync(source, options);
+        return (report, source, destination!);
     }
 }

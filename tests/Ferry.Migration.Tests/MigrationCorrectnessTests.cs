@@ -2,6 +2,7 @@ using Ferry.Machine.Board;
 using Ferry.Machine.State;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
+using Ferry.Migration.Local;
 using Xunit;
 
 namespace Ferry.Migration.Tests;
@@ -31,7 +32,7 @@ public class MigrationCorrectnessTests
         (string digest, byte[] console) = Harness.Reference(guest, config, memory, stopAt);
 
         var options = new MigrationOptions { Strategy = strategy, DowntimeLimit = TimeSpan.FromMilliseconds(50), MaxRounds = 5 };
-        (MigrationReport report, TestVm source, TestVm destination) = await Harness.MigrateAsync(guest, config, memory, migrateAfter, stopAt, options);
+        (MigrationReport report, LocalVm source, LocalVm destination) = await Harness.MigrateAsync(guest, config, memory, migrateAfter, stopAt, options);
         using (source)
         using (destination)
         {

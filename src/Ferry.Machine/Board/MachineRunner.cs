@@ -2,13 +2,18 @@ namespace Ferry.Machine.Board;
 
 /// <summary>
 /// Runs a machine on its own thread (the VM thread) and lets other threads pause it and start
-/// it again. Pausing returns once no instruction executes; the run ends by itself when the
-/// guest exits or reaches the instruction limit.
+/// it again. The thread is created once and parks between runs, so starting a VM (the last
+/// step of a migration's switchover) is a signal, not a thread creation. Pausing returns once
+/// no instruction executes; a run also ends by itself when the guest exits or reaches the
+/// instruction limit.
 /// </summary>
-public sealed class MachineRunner
+public sealed class MachineRunner : IDisposable
 {
     private readonly object _lock = new();
-    private Task<RunOutcome>? _run;
+    private readonly SemaphoreSlim _go = new(0);
+    private Thread? _thread;
+    private TaskCompletionSource<RunOutcome>? _run;
+    private volatile bool _disposed;
     private ulong _stopAt;
 
     public MachineRunner(VirtMachine machine, ulong stopAt = ulong.MaxValue)
@@ -32,7 +37,7 @@ public sealed class MachineRunner
         {
             lock (_lock)
             {
-                return _run is { IsCompleted: false };
+                return _run is { Task.IsCompleted: false };
             }
         }
     }
@@ -43,40 +48,38 @@ public sealed class MachineRunner
     /// <summary>Raised on the VM thread when a run ends (by a pause, the guest's exit or the limit).</summary>
     public event Action<RunOutcome>? RunEnded;
 
-    /// <summary>Starts (or resumes) the VM on a new thread; no-op if it already runs.</summary>
+    /// <summary>Creates the VM thread now (it parks), so that a later <see cref="Start"/> costs only a signal.</summary>
+    public void Prepare()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_thread is null)
+            {
+                _thread = new Thread(Loop) { IsBackground = true, Name = "vm" };
+                _thread.Start();
+            }
+        }
+    }
+
+    /// <summary>Starts (or resumes) the VM; no-op if it already runs.</summary>
     public void Start()
     {
         lock (_lock)
         {
-            if (_run is { IsCompleted: false })
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_run is { Task.IsCompleted: false })
             {
                 return;
             }
 
             LastOutcome = null;
             Machine.ClearStopRequest();
-            var done = new TaskCompletionSource<RunOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var thread = new Thread(() =>
-            {
-                try
-                {
-                    RunOutcome outcome = Machine.Run(_stopAt);
-                    LastOutcome = outcome;
-                    done.SetResult(outcome);
-                    RunEnded?.Invoke(outcome);
-                }
-                catch (Exception e)
-                {
-                    done.TrySetException(e);
-                }
-            })
-            {
-                IsBackground = true,
-                Name = "vm",
-            };
-            _run = done.Task;
-            thread.Start();
+            _run = new TaskCompletionSource<RunOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
         }
+
+        Prepare();
+        _go.Release();
     }
 
     /// <summary>Stops the VM between instructions; completes when it no longer runs.</summary>
@@ -85,7 +88,7 @@ public sealed class MachineRunner
         Task<RunOutcome>? run;
         lock (_lock)
         {
-            run = _run;
+            run = _run?.Task;
         }
 
         if (run is null || run.IsCompleted)
@@ -102,7 +105,56 @@ public sealed class MachineRunner
     {
         lock (_lock)
         {
-            return _run ?? Task.FromResult(RunOutcome.Stopped);
+            return _run?.Task ?? Task.FromResult(RunOutcome.Stopped);
+        }
+    }
+
+    /// <summary>Ends the VM thread (after stopping a run in progress).</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+        }
+
+        Machine.RequestStop();
+        _go.Release();
+        _thread?.Join(TimeSpan.FromSeconds(10));
+        _go.Dispose();
+    }
+
+    private void Loop()
+    {
+        while (true)
+        {
+            _go.Wait();
+            if (_disposed)
+            {
+                return;
+            }
+
+            TaskCompletionSource<RunOutcome> run;
+            lock (_lock)
+            {
+                run = _run!;
+            }
+
+            try
+            {
+                RunOutcome outcome = Machine.Run(_stopAt);
+                LastOutcome = outcome;
+                run.TrySetResult(outcome);
+                RunEnded?.Invoke(outcome);
+            }
+            catch (Exception e)
+            {
+                run.TrySetException(e);
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ public sealed class PushQueue
 {
     private readonly PageBitmap _pending;
     private readonly ConcurrentQueue<int> _faults = new();
-    private readonly int[] _recency;
+    private int[] _recency = [];
     private readonly int _neighbourhood;
     private readonly int _pageCount;
     private int _remaining;
@@ -25,14 +25,25 @@ public sealed class PushQueue
     private int _hotspot = -1;
     private int _hotspotOffset;
 
-    public PushQueue(PageBitmap pending, PushOrder order, int neighbourhoodPages, int[]? recency)
+    public PushQueue(PageBitmap pending, PushOrder order, int neighbourhoodPages)
     {
         _pending = pending;
         _pageCount = pending.BitCount;
         _remaining = pending.PopCount();
         Order = order;
         _neighbourhood = order is PushOrder.FaultNeighbourhood or PushOrder.FaultNeighbourhoodThenRecency ? neighbourhoodPages : 0;
-        _recency = order == PushOrder.FaultNeighbourhoodThenRecency ? recency ?? [] : [];
+    }
+
+    /// <summary>
+    /// Pages in the order the VM last touched them, most recent first (FaultNeighbourhoodThenRecency).
+    /// Set once the VM runs at the destination: sorting is kept out of the pause.
+    /// </summary>
+    public void SetRecency(int[] pages)
+    {
+        if (Order == PushOrder.FaultNeighbourhoodThenRecency)
+        {
+            _recency = pages;
+        }
     }
 
     public PushOrder Order { get; }

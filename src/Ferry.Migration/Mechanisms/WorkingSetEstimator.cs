@@ -29,6 +29,11 @@ public sealed class WorkingSetEstimator
 
     public TimeSpan Window { get; }
 
+    /// <summary>Spread[b] has byte i = bit i of b: eight pages' window bits, one per history byte.</summary>
+    private static readonly ulong[] Spread = Enumerable.Range(0, 256)
+        .Select(b => Enumerable.Range(0, 8).Aggregate(0UL, (v, i) => v | ((ulong)((b >> i) & 1) << (8 * i))))
+        .ToArray();
+
     /// <summary>Windows closed so far (the history is meaningful once this reaches the rule's n).</summary>
     public int WindowsClosed { get; private set; }
 
@@ -55,16 +60,19 @@ public sealed class WorkingSetEstimator
         {
             _window.ClearAll();
             _machine.Memory.StartAccessWindow(_window);
-            Span<ulong> words = _window.Words;
-            for (int w = 0; w < words.Length; w++)
+
+            // Shift every page's history by one window and add this window's bit, 8 pages per
+            // 64-bit word: (h << 1) without carries between bytes, OR the window's bits spread one per byte.
+            ReadOnlySpan<byte> bits = System.Runtime.InteropServices.MemoryMarshal.AsBytes((ReadOnlySpan<ulong>)_window.Words);
+            Span<ulong> history = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(_history.AsSpan(0, _history.Length & ~7));
+            for (int i = 0; i < history.Length; i++)
             {
-                ulong bits = words[w];
-                int baseIndex = w * 64;
-                int end = Math.Min(64, _history.Length - baseIndex);
-                for (int i = 0; i < end; i++)
-                {
-                    _history[baseIndex + i] = (byte)((_history[baseIndex + i] << 1) | (int)((bits >> i) & 1));
-                }
+                history[i] = ((history[i] << 1) & 0xFEFE_FEFE_FEFE_FEFE) | Spread[bits[i]];
+            }
+
+            for (int page = _history.Length & ~7; page < _history.Length; page++)
+            {
+                _history[page] = (byte)((_history[page] << 1) | (_window.Get(page) ? 1 : 0));
             }
 
             WindowsClosed++;
@@ -83,13 +91,23 @@ public sealed class WorkingSetEstimator
         var chosen = new List<(int Page, int Hits, byte History)>();
         lock (_lock)
         {
-            foreach (int page in candidates.EnumerateSet())
+            ReadOnlySpan<ulong> words = candidates.Words;
+            for (int w = 0; w < words.Length; w++)
             {
-                byte h = _history[page];
-                int hits = BitOperations.PopCount((uint)(h & mask));
-                if (hits >= minHits)
+                for (ulong bits = words[w]; bits != 0; bits &= bits - 1)
                 {
-                    chosen.Add((page, hits, h));
+                    int page = (w << 6) + BitOperations.TrailingZeroCount(bits);
+                    byte h = _history[page];
+                    if (h == 0)
+                    {
+                        continue;
+                    }
+
+                    int hits = BitOperations.PopCount((uint)(h & mask));
+                    if (hits >= minHits)
+                    {
+                        chosen.Add((page, hits, h));
+                    }
                 }
             }
         }

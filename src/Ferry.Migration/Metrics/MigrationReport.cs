@@ -29,7 +29,19 @@ public sealed record MigrationReport
     public double TotalTimeMs { get; init; }
     public double SetupTimeMs { get; init; }
     public double LiveTimeMs { get; init; }
+    /// <summary>
+    /// Source pause to destination resume. With both hosts on one machine ("shared-clock"), the
+    /// two instants are read from the same monotonic clock; across machines ("estimated"), it is
+    /// the source's part, the state's transit (its bytes at the link rate plus half the
+    /// handshake round trip) and the destination's part (<see cref="Switchover"/>).
+    /// </summary>
     public double DowntimeMs { get; init; }
+
+    /// <summary>shared-clock or estimated (see <see cref="DowntimeMs"/>).</summary>
+    public string? DowntimeMethod { get; init; }
+
+    /// <summary>Source pause to the source receiving Resumed: an upper bound on the downtime (one extra trip and scheduling).</summary>
+    public double DowntimeObservedMs { get; init; }
     public double PostCopyTimeMs { get; init; }
 
     /// <summary>From the destination's resume to its last absent page arriving.</summary>
@@ -50,6 +62,9 @@ public sealed record MigrationReport
     public double ThroughputBitsPerSecond { get; init; }
     public required TimelineReport Timeline { get; init; }
 
+    /// <summary>Where the downtime went (null if the VM never resumed at the destination).</summary>
+    public SwitchoverReport? Switchover { get; init; }
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
@@ -63,6 +78,16 @@ public sealed record OptionsReport(
     long BandwidthBitsPerSecond, double DowntimeLimitMs, int MaxRounds, double MaxLiveTimeMs, int LocalityPages,
     int WorkingSetWindows, int WorkingSetMinHits, double WorkingSetWindowMs, long WorkingSetCapBytes, bool WorkingSetPresend,
     string PushOrder, int FaultNeighbourhoodPages, bool Compress, int BatchPages);
+
+/// <summary>
+/// The downtime, part by part: at the source, choosing the pause pages (last dirty-log
+/// collection, working set), sending them, building and sending CPU/device state and the
+/// absent map; on the link, the handshake's round trip (half of it is the state's propagation);
+/// at the destination, from the state's arrival to the VM running; and, for reference, the
+/// source's wait from sending the state to receiving Resumed.
+/// </summary>
+public sealed record SwitchoverReport(double SelectMs, double PausePagesMs, long PausePagesBytes, double StateMs, long BundleBytes,
+    double RoundTripMs, double DestinationMs, double WaitResumedMs);
 
 public sealed record BytesReport(long Live, long Pause, long Push, long FaultReplies, long Control, long Total);
 

@@ -294,3 +294,64 @@ public sealed record Verified(bool Ok, string Message, byte[] MetricsJson)
         return new Verified(ok, message, json);
     }
 }
+
+/// <summary>
+/// Destination: the VM runs here now. Carries the destination's part of the downtime (state
+/// received to VM started) and, so that two hosts on one machine can measure the downtime
+/// exactly, its monotonic clock reading at the resume and its kernel boot id.
+/// </summary>
+public readonly record struct Resumed(double SwitchoverMs, long MonotonicTicks, Guid BootId)
+{
+    public byte[] Encode()
+    {
+        var buffer = new byte[32];
+        var w = new WireWriter(buffer);
+        w.U64((ulong)Math.Round(SwitchoverMs * 1000));
+        w.U64((ulong)MonotonicTicks);
+        w.Bytes(BootId.ToByteArray());
+        return buffer;
+    }
+
+    public static Resumed Decode(ReadOnlySpan<byte> payload)
+    {
+        var r = new WireReader(payload);
+        ulong micros = r.U64();
+        long ticks = (long)r.U64();
+        var boot = new Guid(r.Bytes(16));
+        r.End();
+        if (micros > 3_600_000_000)
+        {
+            throw new ProtocolException($"destination switchover time {micros} us is implausible");
+        }
+
+        return new Resumed(micros / 1000.0, ticks, boot);
+    }
+}
+
+/// <summary>This machine's identity for clock comparisons: the kernel's boot id (Linux), else a per-process id.</summary>
+public static class MonotonicClock
+{
+    public static Guid BootId { get; } = ReadBootId();
+
+    /// <summary>True when Stopwatch ticks are CLOCK_MONOTONIC nanoseconds, shared by every process of one boot.</summary>
+    public static bool SharedAcrossProcesses => OperatingSystem.IsLinux() && System.Diagnostics.Stopwatch.Frequency == 1_000_000_000;
+
+    private static Guid ReadBootId()
+    {
+        try
+        {
+            if (OperatingSystem.IsLinux() && Guid.TryParse(File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim(), out Guid id))
+            {
+                return id;
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+
+        return Guid.NewGuid();
+    }
+}

@@ -39,14 +39,15 @@ public sealed class FrameChannel : IAsyncDisposable
 
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
 
-    public async ValueTask SendAsync(MessageType type, ReadOnlyMemory<byte> payload, CancellationToken cancellation)
+    /// <param name="urgent">Send ahead of bulk traffic on the shaped link even on a bulk channel (switchover control frames).</param>
+    public async ValueTask SendAsync(MessageType type, ReadOnlyMemory<byte> payload, CancellationToken cancellation, bool urgent = false)
     {
         if (payload.Length > MaxPayload)
         {
             throw new ArgumentException($"a {payload.Length}-byte frame exceeds the protocol limit", nameof(payload));
         }
 
-        await _shaper.AcquireAsync(HeaderSize + payload.Length, _urgent, cancellation).ConfigureAwait(false);
+        await _shaper.AcquireAsync(HeaderSize + payload.Length, _urgent || urgent, cancellation).ConfigureAwait(false);
         await _sendLock.WaitAsync(cancellation).ConfigureAwait(false);
         try
         {

@@ -21,9 +21,16 @@ public sealed class LinkShaper
     {
         BitsPerSecond = bitsPerSecond;
         _bytesPerTick = bitsPerSecond / 8.0 / Stopwatch.Frequency;
-        _burstTicks = (long)((burst ?? TimeSpan.FromMilliseconds(2)).TotalSeconds * Stopwatch.Frequency);
+        _burstTicks = (long)((burst ?? DefaultBurst).TotalSeconds * Stopwatch.Frequency);
         _virtualTime = Stopwatch.GetTimestamp();
     }
+
+    /// <summary>
+    /// How far behind schedule a sender may fall and still catch up (the bucket's depth): a few
+    /// timer ticks, so that late wake-ups do not lower the rate, while a sender that really
+    /// idles gets no more than this much credit.
+    /// </summary>
+    public static readonly TimeSpan DefaultBurst = TimeSpan.FromMilliseconds(5);
 
     public long BitsPerSecond { get; }
 
