@@ -34,14 +34,7 @@ internal static class HostCommand
             await agent.StartAsync();
             System.Console.Out.WriteLine($"ferry host: api {agent.ApiUrl} data {agent.DataEndpoint}");
             System.Console.Out.Flush();
-            try
-            {
-                await Task.Delay(Timeout.Infinite, ct);
-            }
-            catch (OperationCanceledException)
-            {
-            }
-
+            await agent.WaitForShutdownAsync(ct);
             return 0;
         }));
         return cmd;

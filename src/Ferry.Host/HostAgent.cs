@@ -72,7 +72,14 @@ public sealed class HostAgent : IAsyncDisposable
         DataEndpoint = _incoming.Endpoint!.ToString();
     }
 
-    public Task WaitForShutdownAsync(CancellationToken cancellation) => _app.WaitForShutdownAsync(cancellation);
+    /// <summary>Completes when the host is asked to stop (SIGTERM through ASP.NET's lifetime, or <paramref name="cancellation"/>).</summary>
+    public async Task WaitForShutdownAsync(CancellationToken cancellation)
+    {
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using CancellationTokenRegistration a = _app.Lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
+        using CancellationTokenRegistration b = cancellation.Register(() => stopping.TrySetResult());
+        await stopping.Task.ConfigureAwait(false);
+    }
 
     public async ValueTask DisposeAsync()
     {
