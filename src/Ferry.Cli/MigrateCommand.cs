@@ -107,7 +107,8 @@ internal static class MigrateCommand
     public static string Describe(MigrationStatus s)
     {
         string round = s.Phase == "livecopy" && s.Round > 0 ? $" round {s.Round}" : "";
-        return $"[bold]{s.Phase}{round}[/] sent {Mib(s.BytesSent)}, remaining {Mib(s.PagesRemaining * 4096)}, "
+        long remaining = s.Done ? 0 : s.PagesRemaining;
+        return $"[bold]{s.Phase}{round}[/] sent {Mib(s.BytesSent)}, remaining {Mib(remaining * 4096)}, "
             + $"{s.RateBitsPerSecond / 1e6:0} Mbit/s, {s.FaultRequests} faults";
     }
 

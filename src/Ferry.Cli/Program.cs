@@ -8,6 +8,7 @@ var root = new RootCommand("Ferry: live migration of RISC-V virtual machines (pr
     HostCommand.Create(),
     VmCommands.Create(),
     MigrateCommand.Create(),
+    DemoCommand.Create(),
 };
 // Ctrl-C and SIGTERM cancel the running command, which then winds down cleanly (a migration is
 // cancelled, not abandoned; a host stops its VMs); after 30 s the process is ended regardless.

@@ -1,0 +1,106 @@
+using System.CommandLine;
+using System.Text;
+using Ferry.Host;
+using Ferry.Migration.Metrics;
+using Spectre.Console;
+
+namespace Ferry.Cli;
+
+/// <summary>
+/// `ferry demo`: two host agents on this machine, the kvstore guest serving on the first, a
+/// hybrid live migration to the second over an emulated 1 Gbit/s link while it keeps serving,
+/// then the summary and the console picking up where it left off.
+/// </summary>
+internal static class DemoCommand
+{
+    public static Command Create()
+    {
+        var strategy = new Option<string>("--strategy") { Description = "precopy, postcopy or hybrid", DefaultValueFactory = _ => "hybrid" };
+        var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate", DefaultValueFactory = _ => "1Gbit" };
+        var memory = new Option<string>("--memory") { Description = "guest RAM", DefaultValueFactory = _ => "256M" };
+        var cmd = new Command("demo", "Migrate a serving kvstore VM between two local host agents (hybrid, 1 Gbit/s) and show what it cost")
+        {
+            strategy, bandwidth, memory,
+        };
+        cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(() => RunAsync(p.GetValue(strategy)!, p.GetValue(bandwidth)!, p.GetValue(memory)!, ct)));
+        return cmd;
+    }
+
+    private static async Task<int> RunAsync(string strategy, string bandwidth, string memory, CancellationToken ct)
+    {
+        AnsiConsole.MarkupLine("[bold]Ferry demo[/]: live migration of a RISC-V VM between two host agents on this machine");
+        AnsiConsole.MarkupLine("[grey]starting host agents A and B ...[/]");
+        Task<LocalHost> startA = LocalHost.StartAsync("A", ct);
+        Task<LocalHost> startB = LocalHost.StartAsync("B", ct);
+        await using LocalHost a = await startA;
+        await using LocalHost b = await startB;
+        AnsiConsole.MarkupLine($"  A: api {a.Api}, migrations on {a.Data}");
+        AnsiConsole.MarkupLine($"  B: api {b.Api}, migrations on {b.Data}");
+
+        using var hostA = new HostClient(a.Api, null);
+        using var hostB = new HostClient(b.Api, null);
+        var guest = GuestCatalog.Resolve("kvstore");
+        await hostA.StartVmAsync(new StartVmRequest
+        {
+            Name = "kvstore",
+            Image = Convert.ToBase64String(guest.Bytes),
+            MemoryBytes = Ferry.Machine.Board.MachineConfig.ParseSize(memory),
+        }, ct);
+        AnsiConsole.MarkupLine($"[grey]booted the kvstore guest on A ({Markup.Escape(memory)}): it fills a 192 MiB hash table, then serves gets and puts, 95% of them on a 4 MiB hot set[/]");
+
+        // Let it populate its table and serve for a while, showing its console.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(4);
+        long shown = 0;
+        while (DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(500, ct);
+            shown = await ShowConsoleAsync(hostA, "A", shown, ct);
+        }
+
+        AnsiConsole.MarkupLine($"[bold]migrating kvstore A -> B[/] with [bold]{Markup.Escape(strategy)}[/] over an emulated {Markup.Escape(bandwidth)}/s link, while it serves");
+        var request = new MigrateRequest { Destination = "", Token = "", Strategy = strategy, Bandwidth = bandwidth };
+        MigrationReport report = await MigrateCommand.WithProgressAsync(hostA, hostB, "kvstore", request, ct);
+        MigrateCommand.PrintSummary(report);
+        if (report.Outcome != "completed")
+        {
+            return 1;
+        }
+
+        // The console continues on B exactly where A's ended.
+        VmStatus atB = await hostB.StatusAsync("kvstore", ct);
+        await Task.Delay(1500, ct);
+        AnsiConsole.MarkupLine($"[bold]console[/]: A's part ends at byte {atB.ConsoleStart}; B continues from there:");
+        using var tail = new MemoryStream();
+        await hostA.ConsoleAsync("kvstore", Math.Max(0, atB.ConsoleStart - 120), false, tail, ct);
+        PrintLines("A", Encoding.ASCII.GetString(tail.ToArray()), 2);
+        using var head = new MemoryStream();
+        await hostB.ConsoleAsync("kvstore", atB.ConsoleStart, false, head, ct);
+        PrintLines("B", Encoding.ASCII.GetString(head.ToArray()), 4, fromStart: true);
+        AnsiConsole.MarkupLine($"[grey]status on B: {Markup.Escape(atB.State)}, {atB.InstructionsRetired:N0} instructions at the time of the check; the full report: ferry migrate ... --json FILE[/]");
+        return 0;
+    }
+
+    private static async Task<long> ShowConsoleAsync(HostClient host, string label, long from, CancellationToken ct)
+    {
+        using var buffer = new MemoryStream();
+        long start = await host.ConsoleAsync("kvstore", from, false, buffer, ct);
+        string text = Encoding.ASCII.GetString(buffer.ToArray());
+        int complete = text.LastIndexOf('\n') + 1;
+        foreach (string line in text[..complete].Split('\n', StringSplitOptions.RemoveEmptyEntries).TakeLast(2))
+        {
+            AnsiConsole.MarkupLine($"  [grey]{label}>[/] {Markup.Escape(line)}");
+        }
+
+        return start + Encoding.ASCII.GetByteCount(text[..complete]);
+    }
+
+    private static void PrintLines(string label, string text, int count, bool fromStart = false)
+    {
+        string[] lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        IEnumerable<string> chosen = fromStart ? lines.Take(count) : lines.TakeLast(count);
+        foreach (string line in chosen)
+        {
+            AnsiConsole.MarkupLine($"  [grey]{label}>[/] {Markup.Escape(line)}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+
+namespace Ferry.Cli;
+
+/// <summary>Host agents started as child processes of this `ferry` (for demo and bench).</summary>
+internal sealed class LocalHost : IAsyncDisposable
+{
+    private readonly Process _process;
+
+    private LocalHost(Process process, string name, string api, string data)
+    {
+        _process = process;
+        Name = name;
+        Api = api;
+        Data = data;
+    }
+
+    public string Name { get; }
+
+    public string Api { get; }
+
+    public string Data { get; }
+
+    public static async Task<LocalHost> StartAsync(string name, CancellationToken cancellation)
+    {
+        var psi = new ProcessStartInfo(Environment.ProcessPath!)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+
+        // Under `dotnet ferry.dll` the process is dotnet itself: pass the assembly along.
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet")
+        {
+            psi.ArgumentList.Add(typeof(LocalHost).Assembly.Location);
+        }
+
+        foreach (string a in new[] { "host", "--listen", "127.0.0.1:0", "--name", name })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        psi.Environment.Remove("FERRY_SECRET");
+        var process = Process.Start(psi) ?? throw new CliException("could not start a host agent process");
+        var ready = new TaskCompletionSource<(string, string)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var errors = new System.Text.StringBuilder();
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                ready.TrySetException(new CliException($"host agent {name} exited: {errors.ToString().Trim()}"));
+            }
+            else if (e.Data.StartsWith("ferry host: api ", StringComparison.Ordinal))
+            {
+                string[] parts = e.Data.Split(' ');
+                ready.TrySetResult((parts[3], parts[5]));
+            }
+        };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                lock (errors)
+                {
+                    errors.AppendLine(e.Data);
+                }
+            }
+        };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            (string api, string data) = await ready.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellation);
+            return new LocalHost(process, name, api, data);
+        }
+        catch
+        {
+            process.Kill(entireProcessTree: true);
+            process.Dispose();
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+
+        _process.Dispose();
+    }
+}
