@@ -49,13 +49,13 @@ internal static class MigrateCommand
     public static (Option[] Options, Func<ParseResult, MigrateRequest> Parse) TuningOptions()
     {
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate (1Gbit, 100Mbit, unlimited)", DefaultValueFactory = _ => "unlimited" };
-        var downtime = new Option<string>("--downtime-limit") { Description = "pre-copy: switch over once the rest fits this pause; hybrid: caps the working set at what the link carries in it", DefaultValueFactory = _ => "300ms" };
+        var downtime = new Option<string>("--downtime-limit") { Description = "pre-copy: switch over once the remaining dirty pages fit this pause at the link rate", DefaultValueFactory = _ => "300ms" };
         var maxRounds = new Option<int?>("--max-rounds") { Description = "pre-copy: rounds before stop-and-copy (default 30)" };
         var maxLive = new Option<string?>("--max-live-time") { Description = "pre-copy: time before stop-and-copy (default 60s)" };
         var locality = new Option<int?>("--locality") { Description = "hybrid: pages fetched per network fault (default 16)" };
         var wsWindows = new Option<int?>("--ws-windows") { Description = "hybrid: working set = pages accessed in at least --ws-min-hits of the last N 100 ms windows (default 3)" };
         var wsMinHits = new Option<int?>("--ws-min-hits") { Description = "hybrid: see --ws-windows (default 3)" };
-        var wsMax = new Option<string?>("--ws-max") { Description = "hybrid: cap on the working set sent in the pause (default: what the link carries in the downtime limit)" };
+        var wsMax = new Option<string?>("--ws-max") { Description = "hybrid: cap on the working set sent in the pause, most-used pages first (default 64M)" };
         var wsPresend = new Option<bool>("--ws-presend") { Description = "hybrid: send the working set while the VM still runs too" };
         var pushOrder = new Option<string?>("--push-order") { Description = "linear, fault-near, fault-near-recency (default: linear for post-copy, fault-near-recency for hybrid)" };
         var compress = new Option<bool>("--compress") { Description = "LZ4-compress pages on the wire" };

@@ -31,8 +31,10 @@ public sealed record MigrationOptions
 
     public int WorkingSetMinHits { get; init; } = 3;
 
-    /// <summary>Hybrid: cap on the working set sent in the pause; 0 = what the link carries in <see cref="DowntimeLimit"/> (64 MiB if unlimited).</summary>
-    public long WorkingSetMaxBytes { get; init; }
+    /// <summary>Hybrid: cap on the working set sent in the pause (the most-used pages first). Default 64 MiB.</summary>
+    public long WorkingSetMaxBytes { get; init; } = DefaultWorkingSetMaxBytes;
+
+    public const long DefaultWorkingSetMaxBytes = 64L << 20;
 
     /// <summary>Hybrid: also send the working set while the VM still runs, so the pause resends only its dirty part.</summary>
     public bool WorkingSetPresend { get; init; }
@@ -55,9 +57,7 @@ public sealed record MigrationOptions
     public PushOrder EffectivePushOrder => PushOrder != PushOrder.Default ? PushOrder
         : Strategy == StrategyKind.Hybrid ? PushOrder.FaultNeighbourhoodThenRecency : PushOrder.Linear;
 
-    public long EffectiveWorkingSetCap => WorkingSetMaxBytes > 0 ? WorkingSetMaxBytes
-        : BandwidthBitsPerSecond > 0 ? (long)(BandwidthBitsPerSecond / 8.0 * DowntimeLimit.TotalSeconds)
-        : 64L << 20;
+    public long EffectiveWorkingSetCap => WorkingSetMaxBytes > 0 ? WorkingSetMaxBytes : DefaultWorkingSetMaxBytes;
 
     public void Validate()
     {

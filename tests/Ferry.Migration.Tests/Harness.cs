@@ -39,14 +39,27 @@ internal static class Harness
         return (StateDigest.Compute(m), m.Console.Read(0).Bytes);
     }
 
+    private static readonly Lazy<Task> Warm = new(() => LocalMigration.WarmUpAsync(
+        GuestImage.Load(GuestPath("dirty")).WithConfig(GuestImage.ParseConfig("size_mib=2"))));
+
     /// <summary>Starts a VM that will stop at <paramref name="stopAt"/>, waits until it has retired <paramref name="runFirst"/>.</summary>
     public static async Task<LocalVm> StartAsync(string guest, string? config, ulong memory, ulong runFirst, ulong stopAt)
     {
-        var source = new LocalVm("vm1", Boot(guest, config, memory), stopAt, TimeSpan.FromMilliseconds(20));
+        // As a host agent does at start-up: compile the hart and migration code first, so that
+        // the guest runs at speed and working-set windows see what it really touches.
+        await Warm.Value;
+        var source = new LocalVm("vm1", Boot(guest, config, memory), stopAt, TimeSpan.FromMilliseconds(50));
         source.Start();
         while (source.Machine.Hart.InstructionsRetired < runFirst && source.Runner.IsRunning)
         {
             await Task.Delay(2);
+        }
+
+        // Give the working-set estimator three full windows of the guest at work.
+        int windows = source.WorkingSet!.WindowsClosed;
+        while (source.WorkingSet.WindowsClosed < windows + 4 && source.Runner.IsRunning)
+        {
+            await Task.Delay(10);
         }
 
         return source;

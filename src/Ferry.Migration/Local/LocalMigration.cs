@@ -11,12 +11,11 @@ namespace Ferry.Migration.Local;
 /// </summary>
 public static class LocalMigration
 {
-    /// <param name="adjustSlot">Lets a test change what the destination expects (wrong size, wrong token...).</param>
     public static async Task<(MigrationReport Report, LocalVm? Destination)> RunAsync(LocalVm source, MigrationOptions options,
-        Func<IncomingSlot, IncomingSlot>? adjustSlot = null, CancellationToken cancellation = default)
+        LocalMigrationHooks? hooks = null, CancellationToken cancellation = default)
     {
         IncomingSlot slot = IncomingSlot.Create(source.Name, source.Machine.Config, TimeSpan.FromMinutes(1));
-        IncomingSlot expected = adjustSlot?.Invoke(slot) ?? slot;
+        IncomingSlot expected = hooks?.AdjustSlot?.Invoke(slot) ?? slot;
         (Stream mainA, Stream mainB) = InMemoryTransport.CreatePair();
         (Stream faultA, Stream faultB) = InMemoryTransport.CreatePair();
         var ready = new TaskCompletionSource<LocalVm?>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -50,8 +49,12 @@ public static class LocalMigration
             }
         }, CancellationToken.None);
 
-        var migration = new SourceMigration(source, options, slot.Token,
-            (role, _) => Task.FromResult(role == ConnectionRole.Main ? mainA : faultA), "local");
+        var migration = new SourceMigration(source, options, slot.Token, (role, _) =>
+        {
+            Stream stream = role == ConnectionRole.Main ? mainA : faultA;
+            return Task.FromResult(hooks?.Intercept?.Invoke(role, stream) ?? stream);
+        }, "local");
+        hooks?.OnStarted?.Invoke(migration);
         MigrationReport report = await migration.RunAsync(cancellation).ConfigureAwait(false);
         await destination.WaitAsync(TimeSpan.FromSeconds(60), CancellationToken.None).ConfigureAwait(false);
         return (report, await ready.Task.ConfigureAwait(false));
@@ -87,4 +90,17 @@ public static class LocalMigration
             destination?.Dispose();
         }
     }
+}
+
+/// <summary>Ways for tests to provoke failures in a local migration.</summary>
+public sealed record LocalMigrationHooks
+{
+    /// <summary>Changes what the destination expects (wrong size, wrong token...).</summary>
+    public Func<IncomingSlot, IncomingSlot>? AdjustSlot { get; init; }
+
+    /// <summary>Stands between the source and its connections (to corrupt or cut them).</summary>
+    public Func<ConnectionRole, Stream, Stream>? Intercept { get; init; }
+
+    /// <summary>Sees the source migration as it starts (to cancel it).</summary>
+    public Action<SourceMigration>? OnStarted { get; init; }
 }

@@ -19,6 +19,7 @@ public sealed class PageBatchWriter
     public const uint NoFault = uint.MaxValue;
 
     private readonly byte[] _buffer;
+    private readonly byte[] _snapshot = new byte[GuestMemory.PageSize];
     private readonly bool _compress;
     private int _position;
 
@@ -52,9 +53,16 @@ public sealed class PageBatchWriter
         BinaryPrimitives.WriteUInt16LittleEndian(_buffer.AsSpan(2), 0);
     }
 
-    /// <summary>Appends a page (zero pages become markers); returns the page's hash.</summary>
+    /// <summary>
+    /// Appends a page (zero pages become markers); returns the hash of exactly the bytes sent.
+    /// The page may be changing under a running VM: it is copied once, and the encoding and
+    /// the hash are both taken from that copy (a torn copy is harmless: the page is dirty and
+    /// will be sent again).
+    /// </summary>
     public ulong Add(int page, ReadOnlySpan<byte> content)
     {
+        content.CopyTo(_snapshot);
+        content = _snapshot;
         Span<byte> entry = _buffer.AsSpan(_position);
         (PageEncoding encoding, int length) = PageCodec.Encode(content, entry[EntryHeaderSize..], _compress);
         BinaryPrimitives.WriteUInt32LittleEndian(entry, (uint)page);

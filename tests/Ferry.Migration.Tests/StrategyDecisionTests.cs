@@ -1,0 +1,270 @@
+using Ferry.Machine.State;
+using Ferry.Migration.Local;
+using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
+using Xunit;
+
+namespace Ferry.Migration.Tests;
+
+/// <summary>
+/// What each strategy decides, checked on real migrations over in-memory connections: what is
+/// sent while the VM runs, in the pause and after; how pages arrive; and what happens to the
+/// VM when the migration fails at each stage.
+/// </summary>
+public class StrategyDecisionTests
+{
+    private const ulong Memory = 32UL << 20;
+
+    [Fact]
+    public async Task Precopy_on_a_quiet_guest_converges_and_resumes_with_every_page_present()
+    {
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("idle", "interval_ms=1,pages=4", Memory, 200_000, 4_000_000,
+            new MigrationOptions { Strategy = StrategyKind.PreCopy, DowntimeLimit = TimeSpan.FromMilliseconds(50) });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.InRange(r.PrecopyRounds, 1, 3);
+            Assert.True(r.Bytes.Live > 0);
+            Assert.Equal(0, r.Bytes.Push);
+            Assert.Equal(0, r.Bytes.FaultReplies);
+            Assert.Equal(0, r.NetworkFaults.Count);
+            Assert.Equal(0, r.PagesArrived.Push + r.PagesArrived.Fault + r.PagesArrived.Prefetch);
+            Assert.Equal(r.Pages.Live + r.Pages.Pause, r.PagesArrived.Live + r.PagesArrived.Pause);
+        }
+    }
+
+    [Fact]
+    public async Task Precopy_stops_iterating_after_max_rounds_when_the_guest_outruns_the_link()
+    {
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 4_000_000_000,
+            new MigrationOptions { Strategy = StrategyKind.PreCopy, DowntimeLimit = TimeSpan.FromMilliseconds(1), MaxRounds = 3, BandwidthBitsPerSecond = 400_000_000 });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.Equal(3, r.PrecopyRounds);
+            Assert.True(r.Rounds[^1].ExpectedDowntimeMs > 1, "the last round still did not fit the limit");
+            Assert.True(r.Pages.Resent > 0, "dirtied pages were sent again");
+            Assert.True(r.Bytes.Pause > 0, "the rest went in the pause (stop-and-copy)");
+            Assert.Equal(0, r.NetworkFaults.Count);
+        }
+    }
+
+    [Fact]
+    public async Task Postcopy_sends_nothing_ahead_and_every_page_once_by_exact_fault_or_push()
+    {
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 40_000_000, 4_000_000_000,
+            new MigrationOptions { Strategy = StrategyKind.PostCopy, BandwidthBitsPerSecond = 400_000_000 });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.Equal(0, r.Bytes.Live);
+            Assert.Equal(0, r.Pages.Pause);
+            Assert.Equal(0, r.Pages.Resent);
+            Assert.Equal(r.Pages.Total, r.PagesArrived.Fault + r.PagesArrived.Push);
+            Assert.Equal(0, r.PagesArrived.Prefetch);
+            Assert.Equal(r.Pages.FaultReplies, r.PagesArrived.Fault);
+            Assert.True(r.NetworkFaults.Count > 0, "the guest ran into absent pages");
+            Assert.Equal(1, r.Options.LocalityPages);
+            Assert.Null(r.WorkingSet);
+        }
+    }
+
+    [Fact]
+    public async Task Hybrid_sends_the_working_set_in_the_pause_and_fetches_a_locality_window_per_fault()
+    {
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, 4_000_000_000,
+            new MigrationOptions { Strategy = StrategyKind.Hybrid, BandwidthBitsPerSecond = 400_000_000, LocalityPages = 16 });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.NotNull(r.WorkingSet);
+            Assert.True(r.WorkingSet!.Pages > 0, $"kvstore has a hot set ({r.WorkingSet.WindowsAvailable} windows, paused at {r.Guest.InstructionsAtPause})");
+            Assert.Equal(r.WorkingSet.Pages, r.Pages.Pause);
+            Assert.Equal(r.WorkingSet.Pages, r.PagesArrived.Pause);
+            Assert.Equal(0, r.Bytes.Live);
+            Assert.Equal(0, r.Pages.Resent);
+            Assert.Equal(r.Pages.Total, r.PagesArrived.Pause + r.PagesArrived.Fault + r.PagesArrived.Prefetch + r.PagesArrived.Push);
+            if (r.NetworkFaults.Count > 0)
+            {
+                Assert.True(r.PagesArrived.Prefetch > 0, "faults brought their neighbours");
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Hybrid_presend_sends_the_working_set_live_and_only_its_dirtied_part_in_the_pause()
+    {
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, 4_000_000_000,
+            new MigrationOptions { Strategy = StrategyKind.Hybrid, WorkingSetPresend = true, BandwidthBitsPerSecond = 400_000_000 });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Pages.Live > 0);
+            Assert.True(r.Pages.Pause <= r.Pages.Live + r.WorkingSet!.Pages);
+            Assert.True(r.Pages.Resent <= r.Pages.Live, "only pages sent live and dirtied since are sent again");
+        }
+    }
+
+    [Fact]
+    public async Task A_refused_handshake_leaves_the_vm_running_at_the_source()
+    {
+        using LocalVm source = await Harness.StartAsync("idle", "interval_ms=1", Memory, 100_000, ulong.MaxValue);
+        (MigrationReport r, LocalVm? destination) = await LocalMigration.RunAsync(source, new MigrationOptions(),
+            new LocalMigrationHooks { AdjustSlot = slot => slot with { Config = slot.Config with { MemorySize = 64UL << 20 } } });
+        Assert.Null(destination);
+        Assert.Equal("failed", r.Outcome);
+        Assert.Contains("memory size mismatch", r.Error);
+        Assert.Equal("source", r.VmLocation);
+        Assert.True(source.Runner.IsRunning);
+        Assert.False(source.ResumedHere, "it was never paused");
+    }
+
+    [Fact]
+    public async Task Cancelling_during_the_live_phase_leaves_the_vm_running_at_the_source()
+    {
+        using LocalVm source = await Harness.StartAsync("dirty", "size_mib=8,rate=0", Memory, 1_000_000, ulong.MaxValue);
+        SourceMigration? migration = null;
+        Task<(MigrationReport, LocalVm?)> run = LocalMigration.RunAsync(source,
+            new MigrationOptions { Strategy = StrategyKind.PreCopy, BandwidthBitsPerSecond = 20_000_000, DowntimeLimit = TimeSpan.FromMilliseconds(1) },
+            new LocalMigrationHooks { OnStarted = m => migration = m });
+        while (migration?.Progress.Phase != SourcePhase.LiveCopy)
+        {
+            await Task.Delay(5);
+        }
+
+        await Task.Delay(100);
+        Assert.True(migration.Cancel());
+        (MigrationReport r, LocalVm? destination) = await run;
+        Assert.Equal("cancelled", r.Outcome);
+        Assert.Equal("source", r.VmLocation);
+        Assert.True(source.Runner.IsRunning);
+        Assert.NotNull(destination?.AbortReason);
+    }
+
+    [Fact]
+    public async Task Corruption_after_switchover_is_caught_and_the_vm_continues_at_the_source_from_the_switchover_state()
+    {
+        const ulong stopAt = 150_000_000;
+        (string digest, byte[] console) = Harness.Reference("verify", "size_mib=8", Memory, stopAt);
+        using LocalVm source = await Harness.StartAsync("verify", "size_mib=8", Memory, 30_000_000, stopAt);
+        (MigrationReport r, LocalVm? destination) = await LocalMigration.RunAsync(source,
+            new MigrationOptions { Strategy = StrategyKind.PostCopy, BandwidthBitsPerSecond = 400_000_000 },
+            new LocalMigrationHooks { Intercept = (role, s) => role == ConnectionRole.Main ? new CorruptingStream(s, PagePhase.Push) : s });
+        using (destination)
+        {
+            Assert.Equal("failed", r.Outcome);
+            Assert.Contains("digest mismatch", r.Error);
+            Assert.Equal("source", r.VmLocation);
+            Assert.True(source.ResumedHere);
+            Assert.NotNull(destination?.AbortReason);
+        }
+
+        // The VM was never lost: it runs on at the source to the same end as an unmigrated run.
+        await source.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(stopAt, source.Machine.Hart.InstructionsRetired);
+        Assert.Equal(digest, StateDigest.Compute(source.Machine));
+        Assert.Equal(console, source.Machine.Console.Read(0).Bytes);
+    }
+
+    [Fact]
+    public async Task A_connection_lost_after_switchover_leaves_the_vm_paused_at_the_source()
+    {
+        using LocalVm source = await Harness.StartAsync("kvstore", "table_mib=16", Memory, 40_000_000, ulong.MaxValue);
+        (MigrationReport r, LocalVm? destination) = await LocalMigration.RunAsync(source,
+            new MigrationOptions { Strategy = StrategyKind.PostCopy, BandwidthBitsPerSecond = 200_000_000 },
+            new LocalMigrationHooks { Intercept = (role, s) => role == ConnectionRole.Main ? new CuttingStream(s, PagePhase.Push, afterFrames: 20) : s });
+        using (destination)
+        {
+            Assert.Equal("failed", r.Outcome);
+            Assert.Equal("source-paused", r.VmLocation);
+            Assert.False(source.Runner.IsRunning, "the destination may run it: the source must not");
+            Assert.False(source.ResumedHere);
+        }
+    }
+}
+
+/// <summary>Flips one byte of page content in the first raw page of the first Pages frame of a phase.</summary>
+internal sealed class CorruptingStream(Stream inner, PagePhase phase) : DelegatingStream(inner)
+{
+    private bool _nextIsPayload;
+    private bool _done;
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (!_done && _nextIsPayload && buffer.Length > 200 && buffer.Span[0] == (byte)phase && buffer.Span[8 + 4] == 1)
+        {
+            byte[] copy = buffer.ToArray();
+            copy[8 + 7 + 100] ^= 0x5A;
+            _done = true;
+            buffer = copy;
+        }
+
+        _nextIsPayload = buffer.Length == 8 && buffer.Span[0] == (byte)MessageType.Pages;
+        return base.WriteAsync(buffer, cancellationToken);
+    }
+}
+
+/// <summary>Breaks the connection after a number of Pages frames of a phase.</summary>
+internal sealed class CuttingStream(Stream inner, PagePhase phase, int afterFrames) : DelegatingStream(inner)
+{
+    private bool _nextIsPayload;
+    private int _frames;
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (_nextIsPayload && buffer.Length > 0 && buffer.Span[0] == (byte)phase && ++_frames > afterFrames)
+        {
+            Inner.Dispose();
+            throw new IOException("connection reset (test)");
+        }
+
+        _nextIsPayload = buffer.Length == 8 && buffer.Span[0] == (byte)MessageType.Pages;
+        return base.WriteAsync(buffer, cancellationToken);
+    }
+}
+
+internal abstract class DelegatingStream(Stream inner) : Stream
+{
+    protected Stream Inner => inner;
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => true;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override void Flush() => inner.Flush();
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+
+    public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+
+    public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(buffer, cancellationToken);
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            inner.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}
