@@ -34,6 +34,14 @@ public sealed class WorkingSetEstimator
         .Select(b => Enumerable.Range(0, 8).Aggregate(0UL, (v, i) => v | ((ulong)((b >> i) & 1) << (8 * i))))
         .ToArray();
 
+    /// <summary>
+    /// Recency[h] orders histories most recent first: h with its bits reversed, so that the newest
+    /// window (bit 0) weighs most. Comparing raw history bytes would rank the oldest access first.
+    /// </summary>
+    private static readonly byte[] Recency = Enumerable.Range(0, 256)
+        .Select(h => (byte)Enumerable.Range(0, 8).Aggregate(0, (v, i) => v | (((h >> i) & 1) << (7 - i))))
+        .ToArray();
+
     /// <summary>Windows closed so far (the history is meaningful once this reaches the rule's n).</summary>
     public int WindowsClosed { get; private set; }
 
@@ -114,7 +122,7 @@ public sealed class WorkingSetEstimator
 
         if (chosen.Count > maxPages)
         {
-            chosen.Sort((a, b) => a.Hits != b.Hits ? b.Hits.CompareTo(a.Hits) : b.History.CompareTo(a.History));
+            chosen.Sort((a, b) => a.Hits != b.Hits ? b.Hits.CompareTo(a.Hits) : Recency[b.History].CompareTo(Recency[a.History]));
             chosen.RemoveRange(maxPages, chosen.Count - maxPages);
         }
 
@@ -141,7 +149,7 @@ public sealed class WorkingSetEstimator
             }
         }
 
-        touched.Sort((a, b) => a.History != b.History ? b.History.CompareTo(a.History) : a.Page.CompareTo(b.Page));
+        touched.Sort((a, b) => a.History != b.History ? Recency[b.History].CompareTo(Recency[a.History]) : a.Page.CompareTo(b.Page));
         return touched.Select(t => t.Page).ToArray();
     }
 }

@@ -112,7 +112,9 @@ public sealed class LinkShaper
             t = t[..^1];
         }
 
-        if (!double.TryParse(t, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) || v <= 0)
+        // NaN, infinities, rates below 1 bit/s (which would truncate to 0: unlimited) and rates beyond a long are not bandwidths.
+        if (!double.TryParse(t, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v)
+            || !(v * unit >= 1 && v * unit < long.MaxValue))
         {
             throw new FormatException($"'{text}' is not a bandwidth (examples: 1Gbit, 100Mbit, unlimited)");
         }

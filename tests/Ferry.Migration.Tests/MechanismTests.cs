@@ -1,0 +1,760 @@
+using System.Diagnostics;
+using System.Numerics;
+using CsCheck;
+using Ferry.Machine.Board;
+using Ferry.Machine.Memory;
+using Ferry.Migration.Mechanisms;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Transport;
+using Xunit;
+
+namespace Ferry.Migration.Tests;
+
+/// <summary>The migration's moving parts, one at a time: push queue, working-set estimator, digest, link shaper, remote pager.</summary>
+public sealed class MechanismTests
+{
+    private const int PageSize = GuestMemory.PageSize;
+
+    private static CancellationToken Timeout => new CancellationTokenSource(TimeSpan.FromSeconds(20)).Token;
+
+    // ---------------------------------------------------------------- push queue
+
+    private static PageBitmap Pending(int pageCount, IEnumerable<int>? pages = null)
+    {
+        var b = new PageBitmap(pageCount);
+        if (pages is null)
+        {
+            b.SetAll();
+        }
+        else
+        {
+            foreach (int p in pages)
+            {
+                b.Set(p);
+            }
+        }
+
+        return b;
+    }
+
+    private static List<int> Drain(PushQueue q, int max = int.MaxValue)
+    {
+        var order = new List<int>();
+        for (int p = q.Next(); p >= 0; p = q.Next())
+        {
+            order.Add(p);
+            if (order.Count == max)
+            {
+                break;
+            }
+        }
+
+        return order;
+    }
+
+    [Fact]
+    public void PushQueue_linear_order_is_ascending_and_ends_with_minus_one()
+    {
+        int[] pages = [130, 0, 3, 64, 5, 65, 199];
+        var q = new PushQueue(Pending(200, pages), PushOrder.Linear, 16);
+        Assert.Equal(7, q.Remaining);
+        q.NoteFault(100); // no neighbourhood in linear order
+        Assert.Equal(new[] { 0, 3, 5, 64, 65, 130, 199 }, Drain(q));
+        Assert.Equal(0, q.Remaining);
+        Assert.Equal(-1, q.Next());
+    }
+
+    [Fact]
+    public void PushQueue_returns_every_pending_page_exactly_once_and_claims_are_exclusive()
+    {
+        const int n = 300;
+        var q = new PushQueue(Pending(n), PushOrder.Linear, 0);
+        Assert.True(q.TryClaim(7));
+        Assert.False(q.TryClaim(7));
+        Assert.True(q.TryClaim(299));
+        Assert.Equal(n - 2, q.Remaining);
+
+        List<int> first = Drain(q, 10);
+        Assert.Equal(new[] { 0, 1, 2, 3, 4, 5, 6, 8, 9, 10 }, first);
+        Assert.All(first, p => Assert.False(q.TryClaim(p)));
+        Assert.Equal(n - 12, q.Remaining);
+        Assert.True(q.TryClaim(150)); // a fault reply takes a page ahead of the push
+
+        List<int> rest = Drain(q);
+        List<int> all = [7, 299, 150, .. first, .. rest];
+        Assert.Equal(n, all.Count);
+        Assert.Equal(Enumerable.Range(0, n), all.Order());
+        Assert.DoesNotContain(150, rest);
+        Assert.Equal(0, q.Remaining);
+        Assert.False(q.TryClaim(42));
+        Assert.Equal(0, q.Remaining); // a failed claim does not count
+    }
+
+    [Fact]
+    public void PushQueue_only_hands_out_pending_pages()
+    {
+        var q = new PushQueue(Pending(100, [10, 20]), PushOrder.FaultNeighbourhood, 16);
+        Assert.False(q.TryClaim(11));
+        Assert.Equal(2, q.Remaining);
+        q.NoteFault(9);
+        Assert.Equal(new[] { 10, 20 }, Drain(q));
+    }
+
+    [Fact]
+    public void PushQueue_serves_the_fault_neighbourhood_first_then_the_rest_ascending()
+    {
+        const int n = 256, neighbourhood = 16;
+        var q = new PushQueue(Pending(n), PushOrder.FaultNeighbourhood, neighbourhood);
+        // The fault server took the faulted page and one page either side of it.
+        Assert.True(q.TryClaim(100));
+        Assert.True(q.TryClaim(103));
+        Assert.True(q.TryClaim(98));
+        q.NoteFault(100);
+
+        List<int> order = Drain(q);
+        int[] after = Enumerable.Range(101, neighbourhood).Where(p => p != 103).ToArray(); // p+1 .. p+N
+        int[] before = [99, 97, 96]; // p-1 .. p-N/4, without 98
+        int[] rest = Enumerable.Range(0, n).Except([100, 103, 98, .. after, .. before]).ToArray();
+        Assert.Equal([.. after, .. before, .. rest], order);
+    }
+
+    [Fact]
+    public void PushQueue_neighbourhood_stays_inside_RAM_and_follows_the_latest_fault()
+    {
+        const int n = 256, neighbourhood = 16;
+        var q = new PushQueue(Pending(n), PushOrder.FaultNeighbourhood, neighbourhood);
+        Assert.Equal(new[] { 0, 1, 2, 3, 4 }, Drain(q, 5));
+
+        // A fault near the end: nothing past the last page, and its N/4 before it.
+        q.NoteFault(250);
+        Assert.Equal(new[] { 251, 252, 253, 254, 255, 249, 248, 247, 246 }, Drain(q, 9));
+
+        // Two faults before the push looks: it serves the latest one.
+        q.NoteFault(10);
+        q.NoteFault(60);
+        Assert.Equal(Enumerable.Range(61, neighbourhood).Concat([59, 58, 57, 56]), Drain(q, 20));
+
+        // Then the rest ascending, from where the linear sweep left off and around.
+        List<int> rest = Drain(q);
+        Assert.Equal(Enumerable.Range(5, n - 5).Except([.. Enumerable.Range(246, 10).Except([250]), .. Enumerable.Range(56, 21).Except([60])]), rest);
+        Assert.Equal(0, q.Remaining);
+    }
+
+    [Fact]
+    public void PushQueue_with_recency_serves_recent_pages_before_the_linear_rest()
+    {
+        const int n = 128;
+        var q = new PushQueue(Pending(n), PushOrder.FaultNeighbourhoodThenRecency, 8);
+        q.SetRecency([90, 10, 127, 10, 45]);
+        Assert.True(q.TryClaim(45)); // sent as a fault reply in the meantime
+        Assert.Equal(new[] { 90, 10, 127, 0, 1, 2 }, Drain(q, 6));
+
+        // A fault goes ahead of everything.
+        q.NoteFault(50);
+        Assert.Equal(new[] { 51, 52, 53, 54, 55, 56, 57, 58, 49, 48, 3, 4 }, Drain(q, 12));
+        Assert.Equal(n - 3 - 1 - 3 - 10 - 2, q.Remaining);
+
+        // Recency is ignored by an order that does not use it.
+        var plain = new PushQueue(Pending(n), PushOrder.FaultNeighbourhood, 8);
+        plain.SetRecency([90, 10]);
+        Assert.Equal(new[] { 0, 1, 2 }, Drain(plain, 3));
+    }
+
+    [Fact]
+    public void PushQueue_recency_pages_follow_the_fault_neighbourhood()
+    {
+        var q = new PushQueue(Pending(64), PushOrder.FaultNeighbourhoodThenRecency, 4);
+        q.SetRecency([40, 2]);
+        q.NoteFault(20);
+        Assert.Equal(new[] { 21, 22, 23, 24, 19, 40, 2, 0, 1, 3 }, Drain(q, 10));
+    }
+
+    [Theory]
+    [InlineData(PushOrder.Linear)]
+    [InlineData(PushOrder.FaultNeighbourhood)]
+    [InlineData(PushOrder.FaultNeighbourhoodThenRecency)]
+    public async Task PushQueue_push_and_fault_server_racing_never_claim_a_page_twice(PushOrder order)
+    {
+        const int n = 200_000;
+        int faultedTotal = 0, pushedTotal = 0;
+        for (int round = 0; round < 3; round++)
+        {
+            var q = new PushQueue(Pending(n), order, 64);
+            var rng = new Random(round);
+            q.SetRecency(Enumerable.Range(0, 5000).Select(_ => rng.Next(n)).ToArray());
+            var pushed = new List<int>(n);
+            var faulted = new List<int>(n);
+            using var start = new Barrier(2);
+
+            Task push = Task.Run(() =>
+            {
+                start.SignalAndWait();
+                for (int p = q.Next(); p >= 0; p = q.Next())
+                {
+                    pushed.Add(p);
+                }
+            });
+            Task faults = Task.Run(() =>
+            {
+                var r = new Random(100 + round);
+                start.SignalAndWait();
+                while (q.Remaining > 0)
+                {
+                    // As the fault server: note the fault, claim the page, then its window.
+                    int page = r.Next(n);
+                    q.NoteFault(page);
+                    for (int p = page; p < Math.Min(n, page + 4); p++)
+                    {
+                        if (q.TryClaim(p))
+                        {
+                            faulted.Add(p);
+                        }
+                    }
+                }
+            });
+            await Task.WhenAll(push, faults).WaitAsync(TimeSpan.FromSeconds(60));
+
+            Assert.Equal(0, q.Remaining);
+            Assert.Equal(-1, q.Next());
+            Assert.Equal(n, pushed.Count + faulted.Count);
+            var seen = new bool[n];
+            foreach (int p in pushed.Concat(faulted))
+            {
+                Assert.False(seen[p], $"page {p} was claimed twice");
+                seen[p] = true;
+            }
+
+            faultedTotal += faulted.Count;
+            pushedTotal += pushed.Count;
+        }
+
+        Assert.True(faultedTotal > 0 && pushedTotal > 0, $"both sides claimed pages (push {pushedTotal}, faults {faultedTotal})");
+    }
+
+    // ---------------------------------------------------------------- working-set estimator
+
+    /// <summary>The estimator's rule, kept the obvious way: one history byte per page, bit 0 = the most recent window.</summary>
+    private sealed class HistoryModel(int pageCount)
+    {
+        public byte[] History { get; } = new byte[pageCount];
+
+        public void Close(IEnumerable<int> accessed)
+        {
+            var hit = accessed.ToHashSet();
+            for (int p = 0; p < History.Length; p++)
+            {
+                History[p] = (byte)((History[p] << 1) | (hit.Contains(p) ? 1 : 0));
+            }
+        }
+
+        public int Hits(int page, int windows) => BitOperations.PopCount((uint)(History[page] & ((1 << windows) - 1)));
+
+        /// <summary>Most recent first: compares the windows from the newest back (bit 0, then bit 1, ...).</summary>
+        public int Recency(int page) => ReverseBits(History[page]);
+
+        public int[] ByRecency(IEnumerable<int> candidates)
+            => candidates.Where(p => History[p] != 0).OrderByDescending(Recency).ThenBy(p => p).ToArray();
+    }
+
+    private static int ReverseBits(byte b)
+    {
+        int r = 0;
+        for (int i = 0; i < 8; i++)
+        {
+            r |= ((b >> i) & 1) << (7 - i);
+        }
+
+        return r;
+    }
+
+    private static VirtMachine SmallMachine(int pages) => new(new MachineConfig { MemorySize = (ulong)pages * PageSize });
+
+    private static void Window(VirtMachine m, WorkingSetEstimator e, params int[] accessed)
+    {
+        foreach (int p in accessed)
+        {
+            m.Memory.Accessed.Set(p);
+        }
+
+        e.CloseWindow();
+    }
+
+    private static int[] Pages(PageBitmap b)
+    {
+        var list = new List<int>();
+        foreach (int p in b.EnumerateSet())
+        {
+            list.Add(p);
+        }
+
+        return [.. list];
+    }
+
+    [Fact]
+    public void WorkingSet_selects_pages_accessed_in_at_least_m_of_the_last_n_windows()
+    {
+        using VirtMachine m = new(new MachineConfig { MemorySize = 1 << 20 });
+        var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100));
+        PageBitmap all = Pending(m.Memory.PageCount);
+        Assert.Equal(256, m.Memory.PageCount);
+        Assert.Equal(0, e.WindowsClosed);
+        Assert.Empty(Pages(e.Select(8, 1, int.MaxValue, all)));
+
+        // Oldest window first. Page 1: every window. Page 2: the last two. Page 3: only the oldest four.
+        // Page 200: the last one. Page 255: the 3rd and 5th counting back from the newest.
+        Window(m, e, 1, 3);
+        Window(m, e, 1, 3);
+        Window(m, e, 1, 3);
+        Window(m, e, 1, 3, 255);
+        Window(m, e, 1);
+        Window(m, e, 1, 255);
+        Window(m, e, 1, 2);
+        Window(m, e, 1, 2, 200);
+        Assert.Equal(8, e.WindowsClosed);
+
+        Assert.Equal(new[] { 1, 2, 200 }, Pages(e.Select(1, 1, int.MaxValue, all)));
+        Assert.Equal(new[] { 1, 2, 200, 255 }, Pages(e.Select(3, 1, int.MaxValue, all)));
+        Assert.Equal(new[] { 1, 2 }, Pages(e.Select(3, 2, int.MaxValue, all)));
+        Assert.Equal(new[] { 1, 2 }, Pages(e.Select(4, 2, int.MaxValue, all)));
+        Assert.Equal(new[] { 1, 2, 255 }, Pages(e.Select(5, 2, int.MaxValue, all)));
+        Assert.Equal(new[] { 1, 3 }, Pages(e.Select(8, 4, int.MaxValue, all)));
+        Assert.Equal(new[] { 1 }, Pages(e.Select(8, 5, int.MaxValue, all)));
+        Assert.Equal(new[] { 1 }, Pages(e.Select(8, 8, int.MaxValue, all)));
+        Assert.Equal(new[] { 1, 2, 3, 200, 255 }, Pages(e.Select(8, 1, int.MaxValue, all)));
+
+        // Only candidates are considered.
+        PageBitmap some = Pending(m.Memory.PageCount, [2, 3, 4, 255]);
+        Assert.Equal(new[] { 2, 3, 255 }, Pages(e.Select(8, 1, int.MaxValue, some)));
+        Assert.Equal(new[] { 2, 255 }, Pages(e.Select(4, 1, int.MaxValue, some)));
+        Assert.Empty(Pages(e.Select(8, 1, int.MaxValue, Pending(m.Memory.PageCount, []))));
+
+        // The window bits were consumed: closing an empty window shifts everything back by one.
+        e.CloseWindow();
+        Assert.Equal(9, e.WindowsClosed);
+        Assert.Empty(Pages(e.Select(1, 1, int.MaxValue, all)));
+        Assert.Equal(new[] { 1, 2, 200 }, Pages(e.Select(2, 1, int.MaxValue, all)));
+    }
+
+    [Fact]
+    public void WorkingSet_under_a_cap_keeps_the_most_hit_then_the_most_recent_pages()
+    {
+        using VirtMachine m = SmallMachine(64);
+        var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100));
+        PageBitmap all = Pending(64);
+
+        // Page 10: hit in windows 1,2,3 (oldest). Page 20: hit in 4,5,6 (newest). Page 30: 1 and 6.
+        // Page 40: all six. Page 50: window 6 only. Page 60: window 1 only.
+        Window(m, e, 10, 30, 40, 60);
+        Window(m, e, 10, 40);
+        Window(m, e, 10, 40);
+        Window(m, e, 20, 40);
+        Window(m, e, 20, 40);
+        Window(m, e, 20, 30, 40, 50);
+
+        Assert.Equal(new[] { 40 }, Pages(e.Select(6, 1, 1, all)));
+        Assert.Equal(new[] { 20, 40 }, Pages(e.Select(6, 1, 2, all))); // 20 and 10 tie on hits: 20 is more recent
+        Assert.Equal(new[] { 10, 20, 40 }, Pages(e.Select(6, 1, 3, all)));
+        Assert.Equal(new[] { 10, 20, 30, 40 }, Pages(e.Select(6, 1, 4, all)));
+        Assert.Equal(new[] { 10, 20, 30, 40, 50 }, Pages(e.Select(6, 1, 5, all))); // 50 (newest window) before 60
+        Assert.Equal(new[] { 10, 20, 30, 40, 50, 60 }, Pages(e.Select(6, 1, 6, all)));
+        Assert.Equal(new[] { 20, 30, 40, 50 }, Pages(e.Select(1, 1, 4, all)));
+        Assert.Equal(new[] { 20, 40 }, Pages(e.Select(2, 1, 2, all)));
+        Assert.Empty(Pages(e.Select(6, 1, 0, all)));
+    }
+
+    [Fact]
+    public void WorkingSet_ByRecency_orders_pages_by_their_most_recent_access()
+    {
+        using VirtMachine m = SmallMachine(64);
+        var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100));
+        Window(m, e, 5, 9, 33);       // oldest
+        Window(m, e, 7);
+        Window(m, e, 6, 33);
+        Window(m, e, 8, 9);           // newest
+
+        // 9 and 8 were touched in the newest window (9 also in the oldest: more history); then 6 and 33
+        // (33 also in the oldest); then 7; then 5. Ties broken by page index. 0 was never touched.
+        Assert.Equal(new[] { 9, 8, 33, 6, 7, 5 }, e.ByRecency(Pending(64)));
+        Assert.Equal(new[] { 33, 7, 5 }, e.ByRecency(Pending(64, [0, 5, 7, 33])));
+        Assert.Empty(e.ByRecency(Pending(64, [0, 1])));
+    }
+
+    [Theory]
+    [InlineData(301)] // neither a multiple of 8 nor of 64
+    [InlineData(256)]
+    [InlineData(77)]
+    [InlineData(8)]
+    public void WorkingSet_history_matches_a_per_page_model_over_random_access_patterns(int pageCount)
+    {
+        Gen.Select(Gen.Int[0, 100].Array[20], Gen.Int[0, pageCount - 1].Array[0, 40].Array[12]).Sample((densities, windows) =>
+        {
+            using VirtMachine m = SmallMachine(pageCount);
+            var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100));
+            var model = new HistoryModel(pageCount);
+            int[] everyPage = Enumerable.Range(0, pageCount).ToArray();
+            PageBitmap all = Pending(pageCount);
+            var rng = new Random(densities[0]);
+            for (int w = 0; w < windows.Length; w++)
+            {
+                // Some explicit pages, plus a random share of all pages (so whole words and tails fill).
+                int density = densities[w];
+                int[] accessed = [.. windows[w], .. everyPage.Where(_ => rng.Next(100) < density / 4)];
+                Window(m, e, accessed);
+                model.Close(accessed);
+                Assert.Equal(w + 1, e.WindowsClosed);
+
+                for (int n = 1; n <= 8; n++)
+                {
+                    for (int k = 1; k <= n; k++)
+                    {
+                        int[] expected = everyPage.Where(p => model.Hits(p, n) >= k).ToArray();
+                        Assert.Equal(expected, Pages(e.Select(n, k, int.MaxValue, all)));
+                    }
+                }
+
+                Assert.Equal(model.ByRecency(everyPage), e.ByRecency(all));
+            }
+
+            // Capped selections against the model: the right number, all eligible, and none left
+            // out that ranks above one kept (hits first, then recency).
+            foreach ((int n, int k, int cap) in new[] { (8, 1, 5), (4, 2, 3), (8, 3, 10), (2, 1, 1), (8, 1, pageCount / 2) })
+            {
+                int[] eligible = everyPage.Where(p => model.Hits(p, n) >= k).ToArray();
+                int[] kept = Pages(e.Select(n, k, cap, all));
+                Assert.Equal(Math.Min(cap, eligible.Length), kept.Length);
+                Assert.Subset(eligible.ToHashSet(), kept.ToHashSet());
+                (int, int) Rank(int p) => (model.Hits(p, n), model.Recency(p));
+                foreach (int left in eligible.Except(kept))
+                {
+                    foreach (int k2 in kept)
+                    {
+                        Assert.True(Rank(k2).CompareTo(Rank(left)) >= 0, $"page {left} (rank {Rank(left)}) was dropped for page {k2} (rank {Rank(k2)})");
+                    }
+                }
+            }
+        }, iter: 25, threads: 1);
+    }
+
+    // ---------------------------------------------------------------- digest
+
+    [Fact]
+    public void PageHashLedger_digest_is_the_sum_of_current_hashes()
+    {
+        var ledger = new PageHashLedger(16);
+        Assert.Equal(0UL, ledger.Digest);
+        Assert.Equal(0, ledger.NonZeroPages);
+
+        ledger.Record(3, 100);
+        ledger.Record(5, ulong.MaxValue); // the sum wraps mod 2^64
+        Assert.Equal(99UL, ledger.Digest);
+        Assert.Equal(2, ledger.NonZeroPages);
+
+        ledger.Record(3, 7); // a resend replaces the page's hash
+        Assert.Equal(unchecked(7UL + ulong.MaxValue), ledger.Digest);
+        Assert.Equal(2, ledger.NonZeroPages);
+
+        ledger.Record(5, 0); // the page became zero
+        Assert.Equal(7UL, ledger.Digest);
+        Assert.Equal(1, ledger.NonZeroPages);
+        ledger.Record(5, 0);
+        Assert.Equal(1, ledger.NonZeroPages);
+
+        ledger.Record(15, 1000);
+        ledger.Record(3, 0);
+        Assert.Equal(1000UL, ledger.Digest);
+        Assert.Equal(1, ledger.NonZeroPages);
+    }
+
+    [Fact]
+    public void PageHash_of_memory_equals_the_ledger_of_its_non_zero_pages()
+    {
+        const int pageCount = 100;
+        using var memory = new GuestMemory(pageCount * PageSize);
+        var rng = new Random(21);
+        var page = new byte[PageSize];
+        for (int p = 0; p < pageCount; p += 3)
+        {
+            rng.NextBytes(page);
+            memory.WritePhysical(memory.BaseAddress + ((ulong)p * PageSize), page);
+        }
+
+        memory.WritePhysical(memory.BaseAddress + (10UL * PageSize) + 5, [0xAB]); // a single byte
+        memory.WritePhysical(memory.BaseAddress + (9UL * PageSize), new byte[PageSize]); // populated but zero again
+        memory.WritePhysical(memory.BaseAddress + (99UL * PageSize), new byte[PageSize]);
+
+        var ledger = new PageHashLedger(pageCount);
+        for (int p = pageCount - 1; p >= 0; p--) // order does not matter
+        {
+            ledger.Record(p, PageHash.Of(p, memory.Page(p)));
+        }
+
+        (ulong digest, uint nonZero) = PageHash.OfMemory(memory);
+        Assert.Equal(ledger.Digest, digest);
+        Assert.Equal(ledger.NonZeroPages, (int)nonZero);
+        Assert.Equal(33, (int)nonZero); // 0,3,...,96 without 9 and 99, plus 10
+
+        // The hash is seeded by the page index, so moved content changes the digest.
+        ReadOnlySpan<byte> content = memory.Page(3);
+        Assert.NotEqual(PageHash.Of(3, content), PageHash.Of(4, content));
+        Assert.Equal(0UL, PageHash.Of(1, memory.Page(1)));
+
+        memory.WritePhysical(memory.BaseAddress + (50UL * PageSize), [1]);
+        Assert.NotEqual(digest, PageHash.OfMemory(memory).Digest);
+    }
+
+    // ---------------------------------------------------------------- link shaper
+
+    [Theory]
+    [InlineData("1Gbit", 1_000_000_000L)]
+    [InlineData("100Mbit", 100_000_000L)]
+    [InlineData("500M", 500_000_000L)]
+    [InlineData("1G", 1_000_000_000L)]
+    [InlineData("2.5Gbit", 2_500_000_000L)]
+    [InlineData("10kbit", 10_000L)]
+    [InlineData(" 40 Mbit/s ", 40_000_000L)]
+    [InlineData("1gbps", 1_000_000_000L)]
+    [InlineData("123456", 123_456L)]
+    [InlineData("unlimited", 0L)]
+    [InlineData("UNLIMITED", 0L)]
+    [InlineData("none", 0L)]
+    [InlineData("0", 0L)]
+    public void LinkShaper_parses_rates(string text, long bitsPerSecond) => Assert.Equal(bitsPerSecond, LinkShaper.ParseRate(text));
+
+    [Theory]
+    [InlineData("fast")]
+    [InlineData("Gbit")]
+    [InlineData("-5M")]
+    [InlineData("0M")]
+    [InlineData("1Tbit")]
+    [InlineData("1,5G")]
+    [InlineData("NaN")]
+    [InlineData("infinity")]
+    [InlineData("1e30G")]
+    [InlineData("0.5")]
+    [InlineData("0.0000001k")]
+    public void LinkShaper_rejects_bad_rates(string text)
+    {
+        FormatException e = Assert.Throws<FormatException>(() => LinkShaper.ParseRate(text));
+        Assert.Contains(text, e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0L, "unlimited")]
+    [InlineData(-1L, "unlimited")]
+    [InlineData(1_000_000_000L, "1Gbit")]
+    [InlineData(10_000_000_000L, "10Gbit")]
+    [InlineData(1_500_000_000L, "1500Mbit")]
+    [InlineData(100_000_000L, "100Mbit")]
+    [InlineData(2_500_000L, "2.5Mbit")]
+    [InlineData(5_000L, "5000bit")]
+    public void LinkShaper_formats_rates_and_parses_them_back(long bitsPerSecond, string text)
+    {
+        Assert.Equal(text, LinkShaper.Format(bitsPerSecond));
+        Assert.Equal(Math.Max(0, bitsPerSecond), LinkShaper.ParseRate(text));
+    }
+
+    [Fact]
+    public void LinkShaper_transmission_time_follows_the_rate()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(1), new LinkShaper(8_000_000).Transmission(1_000_000));
+        Assert.Equal(TimeSpan.FromMilliseconds(80), new LinkShaper(100_000_000).Transmission(1_000_000));
+        Assert.Equal(TimeSpan.Zero, new LinkShaper(0).Transmission(1_000_000));
+        Assert.True(LinkShaper.None.Unlimited);
+        Assert.False(new LinkShaper(1).Unlimited);
+    }
+
+    [Fact]
+    public async Task LinkShaper_never_lets_bulk_traffic_exceed_the_cap()
+    {
+        const long rate = 200_000_000;
+        const int total = 4 << 20, chunk = 64 << 10;
+        double minimum = (total * 8.0 / rate) - LinkShaper.DefaultBurst.TotalSeconds;
+        CancellationToken ct = Timeout;
+        for (int round = 0; round < 3; round++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            var shaper = new LinkShaper(rate);
+            for (int sent = 0; sent < total; sent += chunk)
+            {
+                await shaper.AcquireAsync(chunk, urgent: false, ct);
+            }
+
+            double elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            Assert.True(elapsed >= minimum, $"4 MiB at 200 Mbit/s took {elapsed * 1000:F2} ms, less than the {minimum * 1000:F2} ms the cap allows");
+        }
+    }
+
+    /// <summary>True if the acquisition returned without waiting (consumes the ValueTask).</summary>
+    private static bool CompletedAtOnce(ValueTask acquisition)
+    {
+        bool done = acquisition.IsCompleted;
+        if (done)
+        {
+            acquisition.GetAwaiter().GetResult();
+        }
+        else
+        {
+            _ = acquisition.AsTask();
+        }
+
+        return done;
+    }
+
+    [Fact]
+    public async Task LinkShaper_urgent_traffic_never_waits_even_when_the_link_is_in_debt()
+    {
+        var shaper = new LinkShaper(1_000_000); // 125 kB/s
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+
+        // 1 MB books eight seconds of the link.
+        Assert.True(CompletedAtOnce(shaper.AcquireAsync(1_000_000, urgent: false, cts.Token)), "the first bulk send starts at once");
+
+        for (int i = 0; i < 10; i++)
+        {
+            Assert.True(CompletedAtOnce(shaper.AcquireAsync(64 << 10, urgent: true, cts.Token)), "an urgent send waited");
+        }
+
+        // Bulk traffic now waits the debt out (and can be cancelled while it waits).
+        using var bulkCancel = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
+        Task bulk = shaper.AcquireAsync(1, urgent: false, bulkCancel.Token).AsTask();
+        Assert.False(bulk.IsCompleted, "bulk traffic must wait behind the debt");
+        bulkCancel.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await bulk);
+
+        // An unlimited link never waits.
+        var unlimited = new LinkShaper(0);
+        Assert.True(CompletedAtOnce(unlimited.AcquireAsync(int.MaxValue, urgent: false, cts.Token)));
+        Assert.True(CompletedAtOnce(unlimited.AcquireAsync(int.MaxValue, urgent: false, cts.Token)));
+    }
+
+    // ---------------------------------------------------------------- remote pager
+
+    private static async Task<List<PageRequest>> RequestsSentAsync(RemotePager pager, int pageCount)
+    {
+        (Stream a, Stream b) = InMemoryTransport.CreatePair();
+        await using var rx = new FrameChannel(b);
+        CancellationToken ct = Timeout;
+        var requests = new List<PageRequest>();
+        await using (var tx = new FrameChannel(a, urgent: true))
+        {
+            pager.Complete();
+            await pager.RunSenderAsync(tx, ct);
+        }
+
+        // Everything queued before Complete() was sent, then the connection closed: read to the end.
+        while (true)
+        {
+            (MessageType type, ReadOnlyMemory<byte> payload) frame;
+            try
+            {
+                frame = await rx.ReceiveAsync(ct);
+            }
+            catch (ProtocolException e) when (e.Message == "connection closed by peer")
+            {
+                return requests;
+            }
+
+            Assert.Equal(MessageType.PageRequest, frame.type);
+            requests.Add(PageRequest.Decode(frame.payload.Span, pageCount));
+        }
+    }
+
+    [Fact]
+    public async Task RemotePager_requests_each_locality_window_once()
+    {
+        const int pageCount = 64;
+        using var memory = new GuestMemory(pageCount * PageSize);
+        foreach (int p in Enumerable.Range(8, 56).Where(p => p != 20))
+        {
+            memory.Absent.Set(p);
+        }
+
+        var pager = new RemotePager(memory, 8);
+        pager.PageNeeded(12);  // window [12 - 2, 12 + 6)
+        pager.PageNeeded(15);  // inside it: already on its way
+        pager.PageNeeded(10);
+        pager.PageNeeded(17);
+        pager.PageNeeded(18);  // just past it: a new window (its first pages already requested)
+        pager.PageNeeded(62);  // near the end: the window shifts to stay inside RAM
+        pager.PageNeeded(56);  // already requested by the previous window
+        Assert.Equal(7, pager.Faults);
+        Assert.Equal(3, pager.RequestsSent);
+
+        List<PageRequest> sent = await RequestsSentAsync(pager, pageCount);
+        Assert.Equal(new[] { new PageRequest(12, 10, 8), new PageRequest(18, 16, 8), new PageRequest(62, 56, 8) }, sent);
+        Assert.Equal(7, pager.Faults);
+    }
+
+    [Fact]
+    public async Task RemotePager_windows_are_clipped_to_RAM()
+    {
+        const int pageCount = 10;
+        using var memory = new GuestMemory(pageCount * PageSize);
+        memory.Absent.SetAll();
+
+        var small = new RemotePager(memory, 4);
+        small.PageNeeded(0); // at the start: [0, 4)
+        small.PageNeeded(9); // at the end: [6, 10)
+        small.PageNeeded(5); // nothing requested yet at 5: [4, 8)
+        Assert.Equal(new[] { new PageRequest(0, 0, 4), new PageRequest(9, 6, 4), new PageRequest(5, 4, 4) }, await RequestsSentAsync(small, pageCount));
+
+        var wide = new RemotePager(memory, 1024); // wider than RAM: all of it, once
+        wide.PageNeeded(3);
+        for (int p = 0; p < pageCount; p++)
+        {
+            wide.PageNeeded(p);
+        }
+
+        Assert.Equal(11, wide.Faults);
+        Assert.Equal(new[] { new PageRequest(3, 0, pageCount) }, await RequestsSentAsync(wide, pageCount));
+
+        var exact = new RemotePager(memory, 0); // at least the page itself
+        exact.PageNeeded(7);
+        exact.PageNeeded(7);
+        Assert.Equal(new[] { new PageRequest(7, 7, 1) }, await RequestsSentAsync(exact, pageCount));
+    }
+
+    [Fact]
+    public void RemotePager_records_every_stall()
+    {
+        using var memory = new GuestMemory(16 * PageSize);
+        var pager = new RemotePager(memory, 4);
+        Assert.Empty(pager.Stalls());
+        pager.StallEnded(3, TimeSpan.FromMilliseconds(2.5));
+        pager.StallEnded(3, TimeSpan.FromMilliseconds(40));
+        pager.StallEnded(9, TimeSpan.Zero);
+        Assert.Equal(new[] { 2.5, 40, 0 }, pager.Stalls());
+        Assert.Equal(0, pager.Faults);
+    }
+
+    [Fact]
+    public async Task RemotePager_is_told_by_guest_memory_when_a_hart_touches_an_absent_page()
+    {
+        const int pageCount = 32;
+        using var memory = new GuestMemory(pageCount * PageSize);
+        memory.Absent.Set(5);
+        memory.Absent.Set(6);
+        var pager = new RemotePager(memory, 4);
+        memory.AbsentPageHandler = pager;
+
+        // A hart blocks in WaitUntilPresent until the page is installed.
+        Task<bool> hart = Task.Run(() => memory.WaitUntilPresent(5, CancellationToken.None));
+        while (pager.Faults == 0)
+        {
+            await Task.Delay(1);
+        }
+
+        await Task.Delay(20);
+        var content = new byte[PageSize];
+        content[0] = 9;
+        Assert.True(memory.InstallPage(5, content));
+        Assert.True(await hart.WaitAsync(TimeSpan.FromSeconds(10)));
+
+        Assert.Equal(1, pager.Faults);
+        double stall = Assert.Single(pager.Stalls());
+        Assert.True(stall >= 15, $"the stall of {stall} ms covers the wait");
+        Assert.True(memory.WaitUntilPresent(5, CancellationToken.None)); // present now: no fault
+        Assert.Equal(1, pager.Faults);
+        Assert.Equal(new[] { new PageRequest(5, 4, 4) }, await RequestsSentAsync(pager, pageCount));
+    }
+}
