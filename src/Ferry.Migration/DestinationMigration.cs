@@ -128,10 +128,10 @@ public sealed class DestinationMigration
             _resumeAt = Stopwatch.GetTimestamp();
             double switchMs = (_resumeAt - bundleAt) * 1000.0 / Stopwatch.Frequency;
             await _main.SendAsync(MessageType.Resumed, new Resumed(switchMs, _resumeAt, MonotonicClock.BootId).Encode(), ct, urgent: true).ConfigureAwait(false);
-            _ = SampleAsync(ct);
-
             // Post-copy phase: pushed pages on the main connection, fault replies on the other.
             Phase = DestinationPhase.PostCopy;
+            using var sampling = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            _ = SampleAsync(sampling.Token);
             Complete complete;
             while (true)
             {
@@ -169,6 +169,7 @@ public sealed class DestinationMigration
 
             // The guest's speed after the migration, for the source's report (best effort).
             await Task.Delay(500, ct).ConfigureAwait(false);
+            sampling.Cancel();
             long now = Stopwatch.GetTimestamp();
             double? after = _vm.Rate.Rate(Math.Max(_residentAt, now - Stopwatch.Frequency), now);
             await _main.SendAsync(MessageType.Report, Metrics(restoreMs, after), ct).ConfigureAwait(false);
@@ -275,7 +276,7 @@ public sealed class DestinationMigration
                     _timeline.Add(new TimelinePoint(Stopwatch.GetElapsedTime(_resumeAt).TotalMilliseconds, 0, NetworkFaults, _vm.Machine.Hart.InstructionsRetired));
                 }
             }
-            while (Phase is DestinationPhase.PostCopy or DestinationPhase.Verifying && await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false));
         }
         catch (OperationCanceledException)
         {

@@ -517,7 +517,7 @@ public sealed class SourceMigration
                     ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed)
                     : null,
                 Guest = new GuestReport(ipsBefore, ipsDuring, d.IpsAfter,
-                    ipsBefore is > 0 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _instructionsAtPause),
+                    ipsBefore is > 100_000 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _instructionsAtPause),
                 ThroughputBitsPerSecond = total > 0 ? c.TotalPageBytes * 8 / (total / 1000) : 0,
                 Timeline = new TimelineReport(Ms(_pauseAt), resumeMs, points),
                 Switchover = _resumeAt == 0 ? null : new SwitchoverReport(

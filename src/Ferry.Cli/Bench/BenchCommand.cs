@@ -1,0 +1,337 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using Ferry.Host;
+using Ferry.Machine.Board;
+using Ferry.Migration.Metrics;
+using Ferry.Migration.Transport;
+using Spectre.Console;
+
+namespace Ferry.Cli.Bench;
+
+/// <summary>
+/// `ferry bench`: the paper's comparison on this machine. For each workload and strategy it
+/// runs real migrations between two host agent processes (and, when QEMU is installed, QEMU's
+/// own pre-copy and post-copy on the same image, memory size and link cap), repeats them, and
+/// writes a table of medians, results.json, results.csv and plots.
+/// </summary>
+internal static class BenchCommand
+{
+    private static readonly string[] FerryStrategies = ["precopy", "postcopy", "hybrid"];
+    private static readonly string[] QemuStrategies = ["qemu-precopy", "qemu-postcopy"];
+
+    public static Command Create()
+    {
+        var quick = new Option<bool>("--quick") { Description = "small VMs and one repeat: the whole comparison in a few minutes" };
+        var output = new Option<string>("--out") { Description = "directory for results.json, results.csv and the plots", DefaultValueFactory = _ => "bench-results" };
+        var workloads = new Option<string?>("--workloads") { Description = "comma-separated: idle, dirty-slow, dirty-fast, kvstore, verify (default: all)" };
+        var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, qemu-precopy, qemu-postcopy (default: all; QEMU's when installed)" };
+        var repeat = new Option<int?>("--repeat") { Description = "migrations per workload and strategy (default 3, 1 with --quick)" };
+        var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate, for Ferry and QEMU alike", DefaultValueFactory = _ => "1Gbit" };
+        var memory = new Option<string?>("--memory") { Description = "guest RAM (default 256M, 64M with --quick)" };
+        var downtime = new Option<string>("--downtime-limit") { Description = "pre-copy's downtime limit, for Ferry and QEMU alike", DefaultValueFactory = _ => "20ms" };
+        var cmd = new Command("bench", "Compare pre-copy, post-copy and hybrid (and QEMU's own) on real migrations between two local host agents")
+        {
+            quick, output, workloads, strategies, repeat, bandwidth, memory, downtime,
+        };
+        cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
+        {
+            bool isQuick = p.GetValue(quick);
+            var settings = new Settings(
+                isQuick,
+                p.GetValue(output)!,
+                Workload.All(isQuick).Where(w => Selected(p.GetValue(workloads), w.Name)).ToList(),
+                [.. FerryStrategies.Concat(QemuStrategies).Where(s => Selected(p.GetValue(strategies), s))],
+                p.GetValue(repeat) ?? (isQuick ? 1 : 3),
+                LinkShaper.ParseRate(p.GetValue(bandwidth)!),
+                MachineConfig.ParseSize(p.GetValue(memory) ?? (isQuick ? "64M" : "256M")),
+                Common.ParseDuration(p.GetValue(downtime)!),
+                string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));
+            if (settings.Workloads.Count == 0 || settings.Strategies.Length == 0)
+            {
+                throw new CliException("no workload or no strategy selected");
+            }
+
+            return await RunAsync(settings, ct);
+        }));
+        return cmd;
+    }
+
+    private static bool Selected(string? list, string name)
+        => list is null || list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Contains(name, StringComparer.OrdinalIgnoreCase);
+
+    private sealed record Settings(bool Quick, string Output, List<Workload> Workloads, string[] Strategies, int Repeat,
+        long Bandwidth, ulong Memory, TimeSpan DowntimeLimit, string Command)
+    {
+        public TimeSpan WarmUp => Quick ? TimeSpan.FromSeconds(1.5) : TimeSpan.FromSeconds(4);
+
+        /// <summary>How long a QEMU migration may try before it counts as not converging.</summary>
+        public TimeSpan QemuTimeout => Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60);
+    }
+
+    /// <summary>A guest and its configuration (the same patched image runs under Ferry and QEMU).</summary>
+    private sealed record Workload(string Name, string Guest, string Config, string Description)
+    {
+        public static IEnumerable<Workload> All(bool quick) =>
+        [
+            new("idle", "idle", "interval_ms=100,pages=4", "heartbeat every 100 ms, touching 4 pages"),
+            new("dirty-slow", "dirty", quick ? "size_mib=16,rate=4" : "size_mib=64,rate=8", "rewrites its region at a quarter of the link rate (pages/ms of guest time)"),
+            new("dirty-fast", "dirty", quick ? "size_mib=16,rate=0" : "size_mib=64,rate=0", "rewrites its region as fast as it runs (far above the link rate)"),
+            new("kvstore", "kvstore", quick ? "table_mib=40" : "table_mib=192", "hash table, 95% of operations on a 2% hot set"),
+            new("verify", "verify", quick ? "size_mib=16" : "size_mib=32", "fills and checks a region pass after pass"),
+        ];
+    }
+
+    private static async Task<int> RunAsync(Settings s, CancellationToken ct)
+    {
+        Directory.CreateDirectory(s.Output);
+        bool qemu = QemuMigration.Available;
+        string[] strategies = qemu ? s.Strategies : [.. s.Strategies.Where(x => !x.StartsWith("qemu", StringComparison.Ordinal))];
+        if (!qemu && strategies.Length != s.Strategies.Length)
+        {
+            AnsiConsole.MarkupLine("[yellow]qemu-system-riscv64 is not installed: QEMU's rows are left out[/]");
+        }
+
+        AnsiConsole.MarkupLine($"[bold]ferry bench[/]: {s.Workloads.Count} workloads x {strategies.Length} strategies x {s.Repeat}, "
+            + $"{LinkShaper.Format(s.Bandwidth)}/s link, {s.Memory >> 20} MiB guests, pre-copy downtime limit {s.DowntimeLimit.TotalMilliseconds} ms");
+        Task<LocalHost> startA = LocalHost.StartAsync("A", ct);
+        Task<LocalHost> startB = LocalHost.StartAsync("B", ct);
+        await using LocalHost a = await startA;
+        await using LocalHost b = await startB;
+        using var hostA = new HostClient(a.Api, null);
+        using var hostB = new HostClient(b.Api, null);
+
+        var runs = new List<BenchRun>();
+        int total = s.Workloads.Count * strategies.Length * s.Repeat;
+        await AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .StartAsync(async context =>
+            {
+                ProgressTask progress = context.AddTask("benchmark", maxValue: total);
+                int n = 0;
+                for (int r = 1; r <= s.Repeat; r++)
+                {
+                    foreach (Workload w in s.Workloads)
+                    {
+                        foreach (string strategy in strategies)
+                        {
+                            ct.ThrowIfCancellationRequested();
+                            progress.Description = $"{w.Name} / {strategy} ({r}/{s.Repeat})";
+                            BenchRun run = strategy.StartsWith("qemu-", StringComparison.Ordinal)
+                                ? await RunQemuAsync(s, w, strategy, r, ct)
+                                : await RunFerryAsync(s, hostA, hostB, w, strategy, r, $"b{++n}-{w.Name}-{strategy}", ct);
+                            runs.Add(run);
+                            progress.Increment(1);
+                        }
+                    }
+                }
+            });
+
+        var results = new BenchResults
+        {
+            StartedAt = DateTimeOffset.UtcNow,
+            Command = "ferry " + s.Command,
+            Machine = DescribeMachine(),
+            BandwidthBitsPerSecond = s.Bandwidth,
+            MemoryBytes = s.Memory,
+            DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
+            Repeat = s.Repeat,
+            Workloads = [.. s.Workloads.Select(w => new WorkloadInfo(w.Name, w.Guest, w.Config, w.Description))],
+            Runs = runs,
+        };
+        string json = Path.Combine(s.Output, "results.json");
+        await File.WriteAllTextAsync(json, JsonSerializer.Serialize(results, BenchResults.Json), CancellationToken.None);
+        string csv = Path.Combine(s.Output, "results.csv");
+        await File.WriteAllTextAsync(csv, Csv(runs), CancellationToken.None);
+        IReadOnlyList<string> plots = BenchPlots.Write(results, s.Output);
+        AnsiConsole.Write(Table(results, strategies));
+        AnsiConsole.MarkupLine($"wrote {Markup.Escape(json)}, {Markup.Escape(csv)} and {plots.Count} plots in {Markup.Escape(s.Output)}");
+        return 0;
+    }
+
+    private static async Task<BenchRun> RunFerryAsync(Settings s, HostClient a, HostClient b, Workload w, string strategy, int repeat, string name, CancellationToken ct)
+    {
+        GuestImage image = GuestCatalog.Resolve(w.Guest, w.Config);
+        try
+        {
+            await a.StartVmAsync(new StartVmRequest { Name = name, Image = Convert.ToBase64String(image.Bytes), MemoryBytes = s.Memory }, ct);
+            await Task.Delay(s.WarmUp, ct);
+            var request = new MigrateRequest
+            {
+                Destination = "",
+                Token = "",
+                Strategy = strategy,
+                Bandwidth = s.Bandwidth.ToString(CultureInfo.InvariantCulture),
+                DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
+                MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,
+            };
+            MigrationReport r = await MigrationDriver.RunAsync(a, b, name, request, null, ct);
+            bool converged = r.Strategy != "precopy" || r.Rounds.Count == 0 || r.Rounds[^1].ExpectedDowntimeMs <= s.DowntimeLimit.TotalMilliseconds;
+            return new BenchRun
+            {
+                Strategy = strategy,
+                Workload = w.Name,
+                Repeat = repeat,
+                Outcome = r.Outcome != "completed" ? r.Outcome : converged ? "completed" : "forced-stop-and-copy",
+                Error = r.Error,
+                TotalTimeMs = r.TotalTimeMs,
+                DowntimeMs = r.DowntimeMs,
+                BytesOnWire = r.BytesOnWire,
+                NetworkFaults = r.Strategy == "precopy" ? null : r.NetworkFaults.Count,
+                FaultStallMs = r.Strategy == "precopy" ? null : r.NetworkFaults.StallTotalMs,
+                FaultStallP99Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP99Ms,
+                Slowdown = r.Guest.SlowdownDuring,
+                TimeToFullyResidentMs = r.Strategy == "precopy" ? null : r.TimeToFullyResidentMs,
+                Rounds = r.Strategy == "precopy" ? r.PrecopyRounds : null,
+                WorkingSetBytes = r.WorkingSet?.Bytes,
+                GuestMips = r.Guest.IpsBefore / 1e6,
+                LinkLimitMs = s.Bandwidth > 0 ? r.Pages.Normal * 4096.0 * 8 / s.Bandwidth * 1000 : null,
+                Report = r,
+            };
+        }
+        catch (CliException e)
+        {
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = e.Message };
+        }
+        finally
+        {
+            await TryRemoveAsync(b, name);
+            await TryRemoveAsync(a, name);
+        }
+    }
+
+    private static async Task TryRemoveAsync(HostClient host, string name)
+    {
+        try
+        {
+            await host.StopAsync(name, CancellationToken.None);
+            await host.RemoveAsync(name, CancellationToken.None);
+        }
+        catch (CliException)
+        {
+            // not there (it left, or never arrived)
+        }
+    }
+
+    private static async Task<BenchRun> RunQemuAsync(Settings s, Workload w, string strategy, int repeat, CancellationToken ct)
+    {
+        GuestImage image = GuestCatalog.Resolve(w.Guest, w.Config);
+        string mode = strategy["qemu-".Length..];
+        QemuRunResult q = await QemuMigration.RunAsync(new QemuMigrationSpec(w.Name, image.Bytes.ToArray(), s.Memory, mode, s.Bandwidth,
+            s.DowntimeLimit, s.WarmUp, s.QemuTimeout), ct);
+        return new BenchRun
+        {
+            Strategy = strategy,
+            Workload = w.Name,
+            Repeat = repeat,
+            Outcome = q.Completed ? "completed" : q.Error?.Contains("converge", StringComparison.OrdinalIgnoreCase) == true ? "did-not-converge" : "failed",
+            Error = q.Error,
+            TotalTimeMs = q.Completed ? q.TotalTimeMs : null,
+            DowntimeMs = q.Completed ? q.DowntimeMs : null,
+            BytesOnWire = q.BytesOnWire,
+            NetworkFaults = q.NetworkFaults,
+            Rounds = q.Rounds,
+            GuestMips = q.GuestMips,
+            LinkLimitMs = s.Bandwidth > 0 && q.Completed ? q.BytesOnWire * 8.0 / s.Bandwidth * 1000 : null,
+        };
+    }
+
+    private static MachineInfo DescribeMachine()
+    {
+        string cpu = "unknown";
+        try
+        {
+            cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? cpu;
+        }
+        catch (IOException)
+        {
+        }
+
+        return new MachineInfo(cpu, Environment.ProcessorCount, RuntimeInformation.OSDescription, RuntimeInformation.FrameworkDescription, QemuVersion());
+    }
+
+    private static string? QemuVersion()
+    {
+        if (!QemuMigration.Available)
+        {
+            return null;
+        }
+
+        using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("qemu-system-riscv64", "--version") { RedirectStandardOutput = true })!;
+        string first = p.StandardOutput.ReadLine() ?? "";
+        p.WaitForExit();
+        return first.Trim();
+    }
+
+    private static string Csv(List<BenchRun> runs)
+    {
+        var sb = new StringBuilder("strategy,workload,repeat,outcome,totalTimeMs,downtimeMs,bytesOnWire,networkFaults,faultStallMs,faultStallP99Ms,slowdown,timeToFullyResidentMs,rounds,workingSetBytes,guestMips,linkLimitMs,error\n");
+        foreach (BenchRun r in runs)
+        {
+            sb.AppendJoin(',', r.Strategy, r.Workload, r.Repeat, r.Outcome, F(r.TotalTimeMs), F(r.DowntimeMs), r.BytesOnWire, r.NetworkFaults, F(r.FaultStallMs),
+                F(r.FaultStallP99Ms), F(r.Slowdown), F(r.TimeToFullyResidentMs), r.Rounds, r.WorkingSetBytes, F(r.GuestMips), F(r.LinkLimitMs),
+                r.Error is null ? "" : "\"" + r.Error.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
+            sb.Append('\n');
+        }
+
+        return sb.ToString();
+    }
+
+    private static string F(double? v) => v?.ToString("0.###", CultureInfo.InvariantCulture) ?? "";
+
+    /// <summary>Medians with min-max; "n/a" says why a figure is missing rather than leaving a blank.</summary>
+    private static Table Table(BenchResults results, string[] strategies)
+    {
+        var table = new Table().Title($"medians (min-max) over {results.Repeat} run(s), {LinkShaper.Format(results.BandwidthBitsPerSecond)}/s link")
+            .AddColumns("workload", "strategy", "total ms", "link limit ms", "downtime ms", "wire MiB", "faults", "stall ms", "slowdown", "resident ms", "guest MIPS");
+        foreach (WorkloadInfo w in results.Workloads)
+        {
+            foreach (string strategy in strategies)
+            {
+                List<BenchRun> runs = [.. results.Runs.Where(r => r.Workload == w.Name && r.Strategy == strategy)];
+                if (runs.Count == 0)
+                {
+                    continue;
+                }
+
+                bool qemu = strategy.StartsWith("qemu", StringComparison.Ordinal);
+                bool pre = strategy.EndsWith("precopy", StringComparison.Ordinal);
+                string outcome = runs.All(r => r.Outcome == "completed") ? "" : $" [red]{string.Join(", ", runs.Select(r => r.Outcome).Distinct())}[/]";
+                table.AddRow(
+                    Markup.Escape(w.Name),
+                    Markup.Escape(strategy) + outcome,
+                    Cell(runs, r => r.TotalTimeMs, "not finished"),
+                    Cell(runs, r => r.LinkLimitMs, "no cap"),
+                    Cell(runs, r => r.DowntimeMs, "not finished"),
+                    Cell(runs, r => r.BytesOnWire / 1048576.0, "n/a"),
+                    Cell(runs, r => r.NetworkFaults, pre ? "none (pre-copy)" : "n/a"),
+                    Cell(runs, r => r.FaultStallMs, qemu ? "not reported by QEMU" : pre ? "none (pre-copy)" : "n/a"),
+                    Cell(runs, r => r.Slowdown * 100, qemu ? "not measured" : "n/a", "%"),
+                    Cell(runs, r => r.TimeToFullyResidentMs, qemu ? "not reported by QEMU" : pre ? "at resume" : "n/a"),
+                    Cell(runs, r => r.GuestMips, "not measured"));
+            }
+        }
+
+        return table;
+    }
+
+    private static string Cell(List<BenchRun> runs, Func<BenchRun, double?> metric, string missing, string unit = "")
+    {
+        double[] values = [.. runs.Select(metric).Where(v => v is not null).Select(v => v!.Value).Order()];
+        if (values.Length == 0)
+        {
+            return $"[grey]{Markup.Escape(missing)}[/]";
+        }
+
+        double median = values.Length % 2 == 1 ? values[values.Length / 2] : (values[(values.Length / 2) - 1] + values[values.Length / 2]) / 2;
+        string fmt = median >= 100 ? "0" : median >= 10 ? "0.0" : "0.00";
+        string m = median.ToString(fmt, CultureInfo.InvariantCulture) + unit;
+        return values.Length == 1 ? m : $"{m} ({values[0].ToString(fmt, CultureInfo.InvariantCulture)}-{values[^1].ToString(fmt, CultureInfo.InvariantCulture)})";
+    }
+
+    private static string Cell(List<BenchRun> runs, Func<BenchRun, long?> metric, string missing)
+        => Cell(runs, r => metric(r) is long v ? (double)v : null, missing);
+}

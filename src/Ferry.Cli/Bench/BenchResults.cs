@@ -1,0 +1,71 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Ferry.Migration.Metrics;
+
+namespace Ferry.Cli.Bench;
+
+/// <summary>Everything one `ferry bench` run measured (results.json; schema in docs/report.md).</summary>
+public sealed record BenchResults
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required DateTimeOffset StartedAt { get; init; }
+    public required string Command { get; init; }
+    public required MachineInfo Machine { get; init; }
+    public required long BandwidthBitsPerSecond { get; init; }
+    public required ulong MemoryBytes { get; init; }
+    public required double DowntimeLimitMs { get; init; }
+    public required int Repeat { get; init; }
+    public required List<WorkloadInfo> Workloads { get; init; }
+
+    /// <summary>One entry per migration (Ferry's and QEMU's), in the order they ran.</summary>
+    public required List<BenchRun> Runs { get; init; }
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        WriteIndented = true,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+}
+
+public sealed record MachineInfo(string Cpu, int Cores, string Os, string Runtime, string? Qemu);
+
+/// <summary>A workload: a guest and its configuration, plus the guest's speed where it was measured.</summary>
+public sealed record WorkloadInfo(string Name, string Guest, string Config, string Description);
+
+/// <summary>
+/// One migration. Ferry's strategies are precopy, postcopy, hybrid; QEMU's are qemu-precopy and
+/// qemu-postcopy. A figure one side cannot measure is null (the table says so).
+/// </summary>
+public sealed record BenchRun
+{
+    public required string Strategy { get; init; }
+    public required string Workload { get; init; }
+    public required int Repeat { get; init; }
+
+    /// <summary>completed, failed (with <see cref="Error"/>), or did-not-converge.</summary>
+    public required string Outcome { get; init; }
+    public string? Error { get; init; }
+    public double? TotalTimeMs { get; init; }
+    public double? DowntimeMs { get; init; }
+    public long? BytesOnWire { get; init; }
+    public long? NetworkFaults { get; init; }
+    public double? FaultStallMs { get; init; }
+    public double? FaultStallP99Ms { get; init; }
+
+    /// <summary>1 - (guest instructions/s during the migration) / (before it).</summary>
+    public double? Slowdown { get; init; }
+    public double? TimeToFullyResidentMs { get; init; }
+    public int? Rounds { get; init; }
+    public long? WorkingSetBytes { get; init; }
+
+    /// <summary>The guest's speed before the migration, million instructions per second.</summary>
+    public double? GuestMips { get; init; }
+
+    /// <summary>Page bytes that had to cross (non-zero pages x 4 KiB) at the link rate: the link's own limit on the total time.</summary>
+    public double? LinkLimitMs { get; init; }
+
+    /// <summary>Ferry's full report (null for QEMU runs).</summary>
+    public MigrationReport? Report { get; init; }
+}

@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Ferry.Cli.Bench;
+
+/// <summary>
+/// Estimates a guest's speed (MIPS) under QEMU from its own console progress. QEMU without
+/// <c>-icount</c> exposes no instruction count, so this uses the per-line instruction costs that
+/// guests/README.md documents for the CPU-bound guests:
+/// kvstore <c>ops N</c> (about 125 instructions per op), dirty <c>pass N</c> (about 0.9 M per
+/// 64 MiB pass, unpaced only) and verify <c>OK pass N</c> (about 72 M per 32 MiB pass).
+/// idle, hello, compute (one line at the end) and paced dirty give null.
+/// </summary>
+internal static class QemuGuestProgress
+{
+    private const double MinimumWindowSeconds = 0.2;
+
+    public static double? EstimateMips(IReadOnlyList<QemuConsoleLine> lines)
+    {
+        string? guest = null;
+        Dictionary<string, ulong> config = [];
+        var samples = new List<(long Timestamp, double Instructions)>();
+        foreach (QemuConsoleLine line in lines)
+        {
+            string text = line.Text.Trim();
+            if (guest is null)
+            {
+                // The first line "NAME: key=value ..." is the config the guest actually read.
+                int colon = text.IndexOf(':');
+                if (colon > 0 && text.Contains('='))
+                {
+                    guest = text[..colon];
+                    foreach (string kv in text[(colon + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                    {
+                        int eq = kv.IndexOf('=');
+                        if (eq > 0 && ulong.TryParse(kv.AsSpan(eq + 1), NumberStyles.None, CultureInfo.InvariantCulture, out ulong v))
+                        {
+                            config[kv[..eq]] = v;
+                        }
+                    }
+                }
+
+                continue;
+            }
+
+            double? instructions = guest switch
+            {
+                "kvstore" => Counter(text, "ops ") * 125.0,
+                "dirty" when config.GetValueOrDefault("rate") == 0 => Counter(text, "pass ") * 0.9e6 * config.GetValueOrDefault("size_mib", 64UL) / 64.0,
+                "verify" => Counter(text, "OK pass ") * 72e6 * config.GetValueOrDefault("size_mib", 32UL) / 32.0,
+                _ => null,
+            };
+            if (instructions is double i)
+            {
+                samples.Add((line.Timestamp, i));
+            }
+        }
+
+        if (samples.Count < 3)
+        {
+            return null;
+        }
+
+        (long t0, double i0) = samples[0];
+        (long t1, double i1) = samples[^1];
+        double seconds = (double)(t1 - t0) / Stopwatch.Frequency;
+        return seconds >= MinimumWindowSeconds && i1 > i0 ? (i1 - i0) / seconds / 1e6 : null;
+    }
+
+    /// <summary>N from a line "PREFIX N ...", or null.</summary>
+    private static ulong? Counter(string text, string prefix)
+    {
+        if (!text.StartsWith(prefix, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        ReadOnlySpan<char> rest = text.AsSpan(prefix.Length);
+        int end = rest.IndexOf(' ');
+        return ulong.TryParse(end < 0 ? rest : rest[..end], NumberStyles.None, CultureInfo.InvariantCulture, out ulong n) ? n : null;
+    }
+}

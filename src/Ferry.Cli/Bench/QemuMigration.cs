@@ -1,0 +1,412 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Ferry.Cli.Bench;
+
+/// <summary>One QEMU migration to run: the guest, the machine size and QEMU's migration settings.</summary>
+/// <param name="Workload">A label, e.g. "kvstore".</param>
+/// <param name="Image">The (config-patched) guest ELF bytes.</param>
+/// <param name="MemoryBytes">Guest RAM (a whole number of MiB), e.g. 256 MiB.</param>
+/// <param name="Strategy">"precopy" or "postcopy".</param>
+/// <param name="BandwidthBitsPerSecond">0 = unlimited; else max-bandwidth and max-postcopy-bandwidth = bits/8 bytes per second.</param>
+/// <param name="DowntimeLimit">downtime-limit (whole milliseconds).</param>
+/// <param name="WarmUp">How long the guest runs on the source before the migration starts.</param>
+/// <param name="Timeout">Give up (migrate_cancel) this long after the migrate command.</param>
+public sealed record QemuMigrationSpec(
+    string Workload,
+    byte[] Image,
+    ulong MemoryBytes,
+    string Strategy,
+    long BandwidthBitsPerSecond,
+    TimeSpan DowntimeLimit,
+    TimeSpan WarmUp,
+    TimeSpan Timeout);
+
+/// <summary>What one QEMU migration measured (see <see cref="QemuMigration.RunAsync"/> for each figure's source).</summary>
+public sealed record QemuRunResult(
+    string Strategy,
+    string Workload,
+    bool Completed,
+    string? Error,
+    double TotalTimeMs,
+    double DowntimeMs,
+    long BytesOnWire,
+    long? NetworkFaults,
+    double? SetupTimeMs,
+    int? Rounds,
+    double? GuestMips,
+    string DestinationConsoleTail);
+
+/// <summary>
+/// Runs QEMU's own pre-copy or post-copy migration of a guest between two local
+/// qemu-system-riscv64 processes, for comparison with Ferry's migrations.
+/// </summary>
+/// <remarks>
+/// <para>Sequence: write the image to a temp dir; start the destination (<c>-incoming defer</c>)
+/// and the source (running from the start); on both, <c>qmp_capabilities</c>,
+/// <c>migrate-set-capabilities</c> (events; postcopy-ram for post-copy) and
+/// <c>migrate-set-parameters</c> (max-bandwidth, max-postcopy-bandwidth, downtime-limit); the
+/// destination listens on a free loopback port (<c>migrate-incoming</c>); after the warm-up the
+/// source gets <c>migrate</c>, and <c>query-migrate</c> is polled every 50 ms until completed or
+/// failed, or until the timeout (then <c>migrate_cancel</c>).</para>
+/// <para>Post-copy: <c>migrate-start-postcopy</c> is sent right after <c>migrate</c> returns.
+/// QEMU only accepts it once a migration exists (status setup), and switches at the first
+/// iteration of its migration thread: RAM setup has marked every page dirty (the "first pass"
+/// has begun) but sent none, so the switch happens before any page is sent (the source's
+/// precopy-bytes stays ~0) and post-copy moves essentially all of RAM, background push plus
+/// faults, like Ferry's post-copy which sends nothing ahead.</para>
+/// <para>Figures. All instants are QMP event timestamps: both QEMUs run on this host and stamp
+/// events with the same wall clock (microseconds).
+/// <list type="bullet">
+/// <item>TotalTimeMs: from the source's MIGRATION "setup" event (emitted inside the migrate
+/// command) to the later of the MIGRATION "completed" events of source and destination (and the
+/// destination's RESUME). For pre-copy that is the RESUME to within ~0.1 ms; for post-copy it
+/// includes the post-copy phase (up to the last page arriving), like Ferry's total, where the
+/// RESUME would only mark the switch-over. Fallback: query-migrate total-time (whole ms).</item>
+/// <item>DowntimeMs: the source's STOP event to the destination's RESUME event (QEMU 7.2's own
+/// downtime figure is unreliable for post-copy).</item>
+/// <item>BytesOnWire: query-migrate ram.transferred: RAM pages and their headers, which is
+/// nearly all of the stream. QEMU 7.2 reports no count of the device-state sections (CPU,
+/// interrupt controllers, UART: a few KiB) or of the return path (post-copy page requests).</item>
+/// <item>NetworkFaults: ram.postcopy-requests (post-copy), null for pre-copy.</item>
+/// <item>Rounds: ram.dirty-sync-count, the number of dirty-bitmap syncs, which counts the
+/// initial sync: a pre-copy that converges after one full pass reports 2, post-copy reports 2.</item>
+/// <item>On failure (timeout, error), TotalTimeMs is query-migrate total-time so far, DowntimeMs 0,
+/// and the byte and round counts are those of the last query-migrate.</item>
+/// <item>GuestMips: from the source console during the warm-up (<see cref="QemuGuestProgress"/>).</item>
+/// <item>DestinationConsoleTail: the destination's last 200 console bytes, after letting it run
+/// for a further second once the migration completed.</item>
+/// </list></para>
+/// <para>QEMU 7.2's post-copy sends faster than max-postcopy-bandwidth: measured ~1.25 Gbit/s
+/// with a 1 Gbit/s cap (~8 % over at 400 Mbit/s); its pre-copy keeps to max-bandwidth.</para>
+/// <para>QEMU 7.2 does not re-arm the ACLINT timer (mtimecmp) on the destination, so a guest
+/// that waits for a timer interrupt in WFI (idle; dirty with rate &gt; 0) never wakes after the
+/// migration; kvstore, unpaced dirty, verify and compute do not use the timer.</para>
+/// </remarks>
+public static class QemuMigration
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
+    private static readonly TimeSpan EventWait = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan RunAfter = TimeSpan.FromSeconds(1);
+    private const int ConsoleTailBytes = 200;
+
+    /// <summary>Whether qemu-system-riscv64 is on PATH.</summary>
+    public static bool Available { get; } = QemuProcess.OnPath();
+
+    /// <summary>
+    /// Runs one migration. Failures (QEMU errors, timeouts, a guest that dies) are reported as
+    /// Completed = false with the reason; cancelling <paramref name="ct"/> throws
+    /// <see cref="OperationCanceledException"/>. Both QEMUs are killed and the temp files deleted in
+    /// every case.
+    /// </summary>
+    public static async Task<QemuRunResult> RunAsync(QemuMigrationSpec spec, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        bool postcopy = spec.Strategy switch
+        {
+            "precopy" => false,
+            "postcopy" => true,
+            _ => throw new ArgumentException($"unknown strategy '{spec.Strategy}' (precopy or postcopy)", nameof(spec)),
+        };
+        ArgumentOutOfRangeException.ThrowIfNegative(spec.BandwidthBitsPerSecond);
+        if (spec.MemoryBytes == 0 || spec.MemoryBytes % (1UL << 20) != 0)
+        {
+            throw new ArgumentException($"MemoryBytes must be a whole number of MiB (got {spec.MemoryBytes})", nameof(spec));
+        }
+
+        var run = new Run(spec, postcopy);
+        DirectoryInfo dir = Directory.CreateTempSubdirectory("ferry-qemu-");
+        QemuProcess? source = null, destination = null;
+        QmpClient? sourceQmp = null, destinationQmp = null;
+        try
+        {
+            string kernel = Path.Combine(dir.FullName, "guest.elf");
+            await File.WriteAllBytesAsync(kernel, spec.Image, ct);
+
+            destination = QemuProcess.Start("destination", dir.FullName, kernel, spec.MemoryBytes, incoming: true);
+            source = QemuProcess.Start("source", dir.FullName, kernel, spec.MemoryBytes, incoming: false);
+            QemuProcess src = source, dst = destination;
+            Task<QmpClient> connectDestination = QmpClient.ConnectAsync(dst.Name, dst.QmpPath, () => !dst.HasExited, StartTimeout, ct);
+            Task<QmpClient> connectSource = QmpClient.ConnectAsync(src.Name, src.QmpPath, () => !src.HasExited, StartTimeout, ct);
+            try
+            {
+                await Task.WhenAll(connectDestination, connectSource);
+            }
+            finally
+            {
+                // Keep whichever connected, so that it gets disposed.
+                destinationQmp = connectDestination.IsCompletedSuccessfully ? connectDestination.Result : null;
+                sourceQmp = connectSource.IsCompletedSuccessfully ? connectSource.Result : null;
+            }
+
+            return await run.ExecuteAsync(src, dst, sourceQmp!, destinationQmp!, ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            string error = ex.Message;
+            foreach (QemuProcess? p in (QemuProcess?[])[source, destination])
+            {
+                if (p is { HasExited: true })
+                {
+                    error += $" ({p.ExitDescription()})";
+                }
+            }
+
+            return run.Failed(error, destination);
+        }
+        finally
+        {
+            foreach (IAsyncDisposable? d in (IAsyncDisposable?[])[sourceQmp, destinationQmp, source, destination])
+            {
+                if (d is not null)
+                {
+                    await d.DisposeAsync();
+                }
+            }
+
+            try
+            {
+                dir.Delete(recursive: true);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Best effort: it is in the temp directory.
+            }
+        }
+    }
+
+    /// <summary>The state of one run, so that a failure at any step can still report what was measured.</summary>
+    private sealed class Run(QemuMigrationSpec spec, bool postcopy)
+    {
+        private JsonElement? _lastQuery;
+        private double? _guestMips;
+
+        public async Task<QemuRunResult> ExecuteAsync(QemuProcess src, QemuProcess dst, QmpClient srcQmp, QmpClient dstQmp, CancellationToken ct)
+        {
+            foreach (QmpClient qmp in (QmpClient[])[srcQmp, dstQmp])
+            {
+                var caps = new JsonArray { Capability("events", true) };
+                if (postcopy)
+                {
+                    caps.Add(Capability("postcopy-ram", true));
+                }
+
+                await qmp.ExecuteAsync("migrate-set-capabilities", new JsonObject { ["capabilities"] = caps }, ct);
+                long bytesPerSecond = spec.BandwidthBitsPerSecond / 8; // 0 = unlimited for both parameters
+                await qmp.ExecuteAsync("migrate-set-parameters", new JsonObject
+                {
+                    ["max-bandwidth"] = bytesPerSecond,
+                    ["max-postcopy-bandwidth"] = bytesPerSecond,
+                    ["downtime-limit"] = (long)Math.Round(spec.DowntimeLimit.TotalMilliseconds),
+                }, ct);
+            }
+
+            int port = await ListenAsync(dstQmp, ct);
+
+            // Warm-up: the source has been running since it started; wait out the rest.
+            var warm = Stopwatch.StartNew();
+            while (warm.Elapsed < spec.WarmUp)
+            {
+                if (src.HasExited)
+                {
+                    return Failed($"the source QEMU exited during the warm-up ({src.ExitDescription()}): {src.ConsoleTail(ConsoleTailBytes).Trim()}", dst);
+                }
+
+                TimeSpan left = spec.WarmUp - warm.Elapsed;
+                await Task.Delay(left < TimeSpan.FromMilliseconds(100) ? left : TimeSpan.FromMilliseconds(100), ct);
+            }
+
+            _guestMips = QemuGuestProgress.EstimateMips(src.Lines);
+            src.StopRecordingLines();
+            dst.StopRecordingLines();
+
+            double migrateWallMs = (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).TotalMilliseconds;
+            var clock = Stopwatch.StartNew();
+            await srcQmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = $"tcp:127.0.0.1:{port}" }, ct);
+            if (postcopy)
+            {
+                await srcQmp.ExecuteAsync("migrate-start-postcopy", null, ct);
+            }
+
+            string status;
+            while (true)
+            {
+                JsonElement info = await srcQmp.ExecuteAsync("query-migrate", null, ct);
+                _lastQuery = info;
+                status = Str(info, "status") ?? "none";
+                if (status is "completed" or "failed" or "cancelled")
+                {
+                    break;
+                }
+
+                if (src.HasExited || dst.HasExited)
+                {
+                    return Failed($"a QEMU exited during the migration ({(src.HasExited ? src : dst).ExitDescription()})", dst);
+                }
+
+                if (clock.Elapsed >= spec.Timeout)
+                {
+                    return await CancelAsync(srcQmp, dst, status, ct);
+                }
+
+                await Task.Delay(PollInterval, ct);
+            }
+
+            if (status != "completed")
+            {
+                string why = Str(_lastQuery!.Value, "error-desc") ?? status;
+                return Failed($"QEMU migration {status}: {why}", dst);
+            }
+
+            // The destination's RESUME (and, for post-copy, its own completion) can trail the source's completion slightly.
+            QmpEvent? resume = await dstQmp.WaitForEventAsync(e => e.Name == "RESUME", EventWait, ct);
+            QmpEvent? dstCompleted = await dstQmp.WaitForEventAsync(e => e.Name == "MIGRATION" && e.Status == "completed", EventWait, ct);
+            if (resume is null)
+            {
+                return Failed("the destination never resumed (no RESUME event)", dst);
+            }
+
+            // Let the guest run on at the destination, to show in its console that it kept going.
+            await Task.Delay(RunAfter, ct);
+            string tail = dst.ConsoleTail(ConsoleTailBytes);
+            if (dst.HasExited)
+            {
+                return Failed($"the guest stopped at the destination ({dst.ExitDescription()}): {tail.Trim()}", dst);
+            }
+
+            JsonElement state = await dstQmp.ExecuteAsync("query-status", null, ct);
+            if (Str(state, "status") != "running")
+            {
+                return Failed($"the destination is not running after the migration (status {Str(state, "status")})", dst);
+            }
+
+            if (tail.Contains("CORRUPT", StringComparison.Ordinal) || tail.Contains("TRAP ", StringComparison.Ordinal))
+            {
+                return Failed($"the guest reported an error at the destination: {tail.Trim()}", dst);
+            }
+
+            IReadOnlyList<QmpEvent> srcEvents = srcQmp.Events;
+            QmpEvent? stop = srcEvents.LastOrDefault(e => e.Name == "STOP" && e.TimestampMs <= resume.TimestampMs);
+            QmpEvent? setup = srcEvents.FirstOrDefault(e => e.Name == "MIGRATION" && e.Status == "setup");
+            QmpEvent? srcCompleted = srcEvents.LastOrDefault(e => e.Name == "MIGRATION" && e.Status == "completed");
+
+            double total;
+            double? queryTotal = Num(_lastQuery, "total-time");
+            if (srcCompleted is not null)
+            {
+                double start = setup?.TimestampMs ?? migrateWallMs;
+                double end = Math.Max(Math.Max(srcCompleted.TimestampMs, dstCompleted?.TimestampMs ?? 0), resume.TimestampMs);
+                total = end - start;
+            }
+            else
+            {
+                total = queryTotal ?? clock.Elapsed.TotalMilliseconds;
+            }
+
+            double downtime = stop is not null ? resume.TimestampMs - stop.TimestampMs : Num(_lastQuery, "downtime") ?? 0;
+            return Result(completed: true, error: stop is null ? "no STOP event from the source: downtime is QEMU's own figure" : null,
+                total, downtime, tail);
+        }
+
+        /// <summary>Cancels a migration that ran past the timeout and waits (briefly) for QEMU to settle.</summary>
+        private async Task<QemuRunResult> CancelAsync(QmpClient srcQmp, QemuProcess dst, string status, CancellationToken ct)
+        {
+            string seconds = $"{spec.Timeout.TotalSeconds:0.#}s";
+            string error = status == "postcopy-active"
+                ? $"post-copy did not complete within {seconds}"
+                : $"did not converge within {seconds}";
+            try
+            {
+                await srcQmp.ExecuteAsync("migrate_cancel", null, ct);
+                var settle = Stopwatch.StartNew();
+                while (settle.Elapsed < TimeSpan.FromSeconds(5))
+                {
+                    JsonElement info = await srcQmp.ExecuteAsync("query-migrate", null, ct);
+                    if (Str(info, "status") is "cancelled" or "failed" or "completed")
+                    {
+                        break;
+                    }
+
+                    _lastQuery = info;
+                    await Task.Delay(PollInterval, ct);
+                }
+            }
+            catch (Exception ex) when (ex is QmpException or IOException or TimeoutException)
+            {
+                error += $" (migrate_cancel: {ex.Message})";
+            }
+
+            return Failed(error, dst);
+        }
+
+        /// <summary>Opens the destination's incoming listener on a free loopback port (retrying if another process takes it first).</summary>
+        private static async Task<int> ListenAsync(QmpClient dstQmp, CancellationToken ct)
+        {
+            for (int attempt = 1; ; attempt++)
+            {
+                int port = FreePort();
+                try
+                {
+                    await dstQmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = $"tcp:127.0.0.1:{port}" }, ct);
+                    return port;
+                }
+                catch (QmpException) when (attempt < 5)
+                {
+                    // The port was taken between probing and binding: try another.
+                }
+            }
+        }
+
+        private static int FreePort()
+        {
+            var probe = new TcpListener(IPAddress.Loopback, 0);
+            probe.Start();
+            try
+            {
+                return ((IPEndPoint)probe.LocalEndpoint).Port;
+            }
+            finally
+            {
+                probe.Stop();
+            }
+        }
+
+        public QemuRunResult Failed(string error, QemuProcess? dst) =>
+            Result(completed: false, error, Num(_lastQuery, "total-time") ?? 0, 0, dst?.ConsoleTail(ConsoleTailBytes) ?? "");
+
+        private QemuRunResult Result(bool completed, string? error, double total, double downtime, string tail)
+        {
+            JsonElement? ram = _lastQuery is { } q && q.TryGetProperty("ram", out JsonElement r) ? r : null;
+            double? rounds = Num(ram, "dirty-sync-count");
+            return new QemuRunResult(
+                Strategy: spec.Strategy,
+                Workload: spec.Workload,
+                Completed: completed,
+                Error: error,
+                TotalTimeMs: total,
+                DowntimeMs: downtime,
+                BytesOnWire: (long)(Num(ram, "transferred") ?? 0),
+                NetworkFaults: postcopy ? (long)(Num(ram, "postcopy-requests") ?? 0) : null,
+                SetupTimeMs: Num(_lastQuery, "setup-time"),
+                Rounds: rounds is double n ? (int)n : null,
+                GuestMips: _guestMips,
+                DestinationConsoleTail: tail);
+        }
+    }
+
+    private static JsonObject Capability(string name, bool state) => new() { ["capability"] = name, ["state"] = state };
+
+    private static string? Str(JsonElement obj, string name) =>
+        obj.ValueKind == JsonValueKind.Object && obj.TryGetProperty(name, out JsonElement v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+    private static double? Num(JsonElement? obj, string name) =>
+        obj is { ValueKind: JsonValueKind.Object } o && o.TryGetProperty(name, out JsonElement v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
+}
