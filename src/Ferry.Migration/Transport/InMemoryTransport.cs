@@ -10,8 +10,11 @@ public static class InMemoryTransport
 {
     public static (Stream A, Stream B) CreatePair()
     {
-        var aToB = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20, useSynchronizationContext: false));
-        var bToA = new Pipe(new PipeOptions(pauseWriterThreshold: 4 << 20, resumeWriterThreshold: 2 << 20, useSynchronizationContext: false));
+        // 64 KiB segments and a 1 MiB backlog: few enough buffers for the pool to keep, so a
+        // steady stream of page batches allocates (almost) nothing (bench/ PageSenderBenchmarks).
+        var options = new PipeOptions(pauseWriterThreshold: 1 << 20, resumeWriterThreshold: 512 << 10, minimumSegmentSize: 64 << 10, useSynchronizationContext: false);
+        var aToB = new Pipe(options);
+        var bToA = new Pipe(options);
         return (new DuplexPipeStream(bToA.Reader, aToB.Writer), new DuplexPipeStream(aToB.Reader, bToA.Writer));
     }
 
