@@ -10,9 +10,10 @@ public static class InMemoryTransport
 {
     public static (Stream A, Stream B) CreatePair()
     {
-        // 64 KiB segments and a 1 MiB backlog: few enough buffers for the pool to keep, so a
-        // steady stream of page batches allocates (almost) nothing (bench/ PageSenderBenchmarks).
-        var options = new PipeOptions(pauseWriterThreshold: 1 << 20, resumeWriterThreshold: 512 << 10, minimumSegmentSize: 64 << 10, useSynchronizationContext: false);
+        // 64 KiB segments: few enough buffers for the pool to keep, so a steady stream of page
+        // batches allocates (almost) nothing (bench/ PageSenderBenchmarks). The backlog may
+        // exceed the largest frame, so a writer never waits for a reader to finish a frame.
+        var options = new PipeOptions(pauseWriterThreshold: 16 << 20, resumeWriterThreshold: 8 << 20, minimumSegmentSize: 64 << 10, useSynchronizationContext: false);
         var aToB = new Pipe(options);
         var bToA = new Pipe(options);
         return (new DuplexPipeStream(bToA.Reader, aToB.Writer), new DuplexPipeStream(aToB.Reader, bToA.Writer));
