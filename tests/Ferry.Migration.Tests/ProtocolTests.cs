@@ -765,56 +765,20 @@ public sealed class ProtocolTests
     }
 
     /// <summary>Records the size of every write, to see how frames are put on the stream.</summary>
-    private sealed class RecordingStream(Stream inner) : Stream
+    private sealed class RecordingStream(Stream inner) : DelegatingStream(inner)
     {
         public List<int> Writes { get; } = [];
-
-        public override bool CanRead => false;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override void Flush() => inner.Flush();
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         public override void Write(byte[] buffer, int offset, int count)
         {
             Writes.Add(count);
-            inner.Write(buffer, offset, count);
-        }
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-        {
-            Writes.Add(count);
-            return inner.WriteAsync(buffer, offset, count, cancellationToken);
+            base.Write(buffer, offset, count);
         }
 
         public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
             Writes.Add(buffer.Length);
-            return inner.WriteAsync(buffer, cancellationToken);
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-            {
-                inner.Dispose();
-            }
-
-            base.Dispose(disposing);
+            return base.WriteAsync(buffer, cancellationToken);
         }
     }
 
