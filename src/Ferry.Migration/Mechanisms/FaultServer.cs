@@ -51,10 +51,13 @@ public sealed class FaultServer
 
             await _sender.BeginAsync(PagePhase.FaultReply, request.FaultPage, cancellation).ConfigureAwait(false);
             int served = 0;
-            // The faulted page first, then its window.
+
+            // The faulted page goes alone in its own frame, so the stalled hart waits for one
+            // page, not for its whole locality window; the window follows in a second frame.
             if (queue.TryClaim((int)request.FaultPage))
             {
                 await _sender.SendAsync((int)request.FaultPage, cancellation).ConfigureAwait(false);
+                await _sender.FlushAsync(cancellation).ConfigureAwait(false);
                 served++;
             }
 

@@ -62,10 +62,15 @@ internal sealed class PreCopyPolicy : StrategyPolicy
             context.Rounds.Add(new Metrics.RoundReport(round, pages, bytes, duration.TotalMilliseconds, dirtied,
                 duration.TotalSeconds > 0 ? dirtied / duration.TotalSeconds : 0, expected));
 
+            // Switch over once the rest fits the downtime limit, unless the rounds are still
+            // converging fast (this round's dirtied pages are under half of what it sent): then
+            // another round costs a fraction of this one and cuts the pause in proportion, down
+            // to a floor below which a pause is as short as it gets.
             bool fits = expected <= context.Options.DowntimeLimit.TotalMilliseconds;
+            bool converging = dirtied * 2 < pages && expected > ConvergedDowntimeMs;
             bool outOfRounds = round + 1 >= context.Options.MaxRounds;
             bool outOfTime = context.Elapsed >= context.Options.MaxLiveTime;
-            if (fits || outOfRounds || outOfTime)
+            if ((fits && !converging) || outOfRounds || outOfTime)
             {
                 return;
             }
@@ -77,6 +82,9 @@ internal sealed class PreCopyPolicy : StrategyPolicy
     public override PageBitmap SelectPausePages(SourceContext context) => context.Undelivered();
 
     private const int PageBatchEntryOverhead = 7;
+
+    /// <summary>An expected pause this short is not worth another round.</summary>
+    private const double ConvergedDowntimeMs = 1.0;
 }
 
 /// <summary>Send nothing ahead: CPU and devices (and the map of pages still to come) in the pause, then exact-page faults and a linear push.</summary>
