@@ -19,7 +19,7 @@ public sealed class IncomingMigrations
     private readonly HostOptions _options;
     private readonly VmRegistry _vms;
     private readonly ILogger _log;
-    private readonly ConcurrentDictionary<string, IncomingSlot> _slots = new();
+    private readonly ConcurrentDictionary<string, Prepared> _slots = new();
     private readonly ConcurrentDictionary<string, TaskCompletionSource<FrameChannel>> _faultWaiters = new();
     private TcpListener? _listener;
 
@@ -39,23 +39,45 @@ public sealed class IncomingMigrations
             throw new ApiException(400, $"memory size {request.MemoryBytes} is not acceptable on this host (max {_options.MaxMemoryBytes >> 20} MiB)");
         }
 
-        if (_vms.NameTaken(request.Name))
+        // The VM is built now, as QEMU's destination is started with -incoming before the source
+        // connects: its memory and thread are ready, so the migration's setup does not pay for
+        // them, and its name is reserved on this host.
+        // Preparing again for the same name (a retry) replaces a slot that was never used.
+        foreach ((string oldKey, Prepared old) in _slots)
         {
-            throw new ApiException(409, $"a VM named '{request.Name}' already exists on this host");
-        }
-
-        var slot = IncomingSlot.Create(request.Name, new MachineConfig { MemorySize = request.MemoryBytes, Icount = request.Icount }, _options.IncomingLifetime);
-        _slots[Convert.ToHexString(slot.Token)] = slot;
-        foreach ((string key, IncomingSlot old) in _slots)
-        {
-            if (old.Expires < DateTimeOffset.UtcNow)
+            if (old.Vm.Name == request.Name && _slots.TryRemove(oldKey, out _))
             {
-                _slots.TryRemove(key, out _);
+                _vms.RemoveFailed(old.Vm);
             }
         }
 
+        var slot = IncomingSlot.Create(request.Name, new MachineConfig { MemorySize = request.MemoryBytes, Icount = request.Icount }, _options.IncomingLifetime);
+        var vm = new VmInstance(request.Name, new VirtMachine(slot.Config), null, VmState.Incoming, _options.Name);
+        if (!_vms.TryAdd(vm))
+        {
+            vm.Dispose();
+            throw new ApiException(409, $"a VM named '{request.Name}' already exists on this host");
+        }
+
+        vm.PrepareToRun();
+        string key = Convert.ToHexString(slot.Token);
+        _slots[key] = new Prepared(slot, vm);
+        _ = ExpireAsync(key, _options.IncomingLifetime);
         return slot;
     }
+
+    /// <summary>A slot nobody used: free the VM it holds.</summary>
+    private async Task ExpireAsync(string key, TimeSpan lifetime)
+    {
+        await Task.Delay(lifetime).ConfigureAwait(false);
+        if (_slots.TryRemove(key, out Prepared? unused))
+        {
+            _log.LogInformation("incoming slot for {Vm} expired unused", unused.Vm.Name);
+            _vms.RemoveFailed(unused.Vm);
+        }
+    }
+
+    private sealed record Prepared(IncomingSlot Slot, VmInstance Vm);
 
     public void Start(CancellationToken stopping)
     {
@@ -121,38 +143,26 @@ public sealed class IncomingMigrations
             return;
         }
 
-        if (!_slots.TryGetValue(key, out IncomingSlot? slot))
+        // A slot serves one attempt: the first main Hello with its token consumes it.
+        if (!_slots.TryRemove(key, out Prepared? prepared))
         {
             await RefuseAndCloseAsync(channel, "unknown or expired migration token (prepare the destination first)").ConfigureAwait(false);
             return;
         }
 
-        string? error = slot.Validate(hello);
-        if (error is null && _vms.NameTaken(hello.VmName))
-        {
-            error = $"a VM named '{hello.VmName}' already exists on the destination";
-        }
-
+        string? error = prepared.Slot.Validate(hello);
         if (error is not null)
         {
             _log.LogWarning("refused incoming migration of {Vm}: {Reason}", hello.VmName, error);
+            _vms.RemoveFailed(prepared.Vm);
             await RefuseAndCloseAsync(channel, error).ConfigureAwait(false);
             return;
         }
 
-        _slots.TryRemove(key, out _);
+        VmInstance vm = prepared.Vm;
+        vm.AssignStopAt(hello.StopAt == ulong.MaxValue ? null : hello.StopAt);
         var fault = new TaskCompletionSource<FrameChannel>(TaskCreationOptions.RunContinuationsAsynchronously);
         _faultWaiters[key] = fault;
-        var machine = new VirtMachine(hello.Machine);
-        var vm = new VmInstance(hello.VmName, machine, hello.StopAt == ulong.MaxValue ? null : hello.StopAt, VmState.Incoming, _options.Name);
-        if (!_vms.TryAdd(vm))
-        {
-            vm.Dispose();
-            await RefuseAndCloseAsync(channel, $"a VM named '{hello.VmName}' already exists on the destination").ConfigureAwait(false);
-            return;
-        }
-
-        vm.PrepareToRun();
         await MigrationAcceptor.AcceptAsync(channel, stopping).ConfigureAwait(false);
         _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, client.Client.RemoteEndPoint);
         var migration = new DestinationMigration(hello, vm, channel, fault.Task);

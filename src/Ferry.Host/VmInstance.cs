@@ -47,7 +47,7 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
 
     public string Host { get; }
 
-    public ulong? StopAtValue { get; }
+    public ulong? StopAtValue { get; private set; }
 
     public ulong StopAt => StopAtValue ?? ulong.MaxValue;
 
@@ -94,6 +94,13 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
     {
         Start();
         StartEstimator();
+    }
+
+    /// <summary>An incoming VM learns where to stop from the source's Hello (before it first runs).</summary>
+    public void AssignStopAt(ulong? stopAt)
+    {
+        StopAtValue = stopAt;
+        _runner.StopAt = stopAt ?? ulong.MaxValue;
     }
 
     /// <summary>Creates the VM thread ahead of the switchover, so that resuming is only a signal.</summary>

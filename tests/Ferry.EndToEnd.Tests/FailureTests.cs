@@ -166,6 +166,29 @@ public sealed class FailureTests(TwoHosts hosts)
     }
 
     [Fact]
+    public async Task Ctrl_c_on_ferry_migrate_cancels_the_migration_and_the_vm_keeps_running()
+    {
+        string name = await StartAsync("interrupted", "dirty", "size_mib=8,rate=0");
+        using var process = System.Diagnostics.Process.Start(Ferry.StartInfo("migrate", name, "--from", hosts.A.Api, "--to", hosts.B.Api,
+            "--strategy", "precopy", "--bandwidth", "20Mbit", "--downtime-limit", "1ms", "--quiet"))!;
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        await Api.WaitAsync(hosts.A.Api, name, s => s.Migration is not null, Timeout);
+        await Task.Delay(500);
+
+        // SIGINT, as Ctrl-C in a terminal.
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-INT", process.Id.ToString()])!)
+        {
+            await kill.WaitForExitAsync();
+        }
+
+        await process.WaitForExitAsync().WaitAsync(Timeout);
+        Assert.True(process.ExitCode == 2, $"exit {process.ExitCode}: {await stderr} {await stdout}");
+        Assert.Contains("cancelled", await stdout);
+        await AssertStillAtSourceAsync(name);
+    }
+
+    [Fact]
     public async Task Vm_status_json_has_the_documented_fields_and_a_digest_once_stopped()
     {
         (int exit, string stdout, string stderr) = await Ferry.RunTextAsync(Timeout, "vm", "start", "compute", "--host", hosts.A.Api, "--name", "status-json",
