@@ -92,6 +92,8 @@ public sealed record MigrateRequest
 
     public bool? WorkingSetPresend { get; init; }
 
+    public int? LivePasses { get; init; }
+
     public string? PushOrder { get; init; }
 
     public bool? Compress { get; init; }

@@ -129,6 +129,7 @@ public sealed class OutgoingMigrations
                 WorkingSetMinHits = r.WorkingSetMinHits ?? Math.Min(defaults.WorkingSetMinHits, r.WorkingSetWindows ?? defaults.WorkingSetWindows),
                 WorkingSetMaxBytes = r.WorkingSetMaxBytes ?? defaults.WorkingSetMaxBytes,
                 WorkingSetPresend = r.WorkingSetPresend ?? defaults.WorkingSetPresend,
+                LivePasses = r.LivePasses ?? defaults.LivePasses,
                 PushOrder = r.PushOrder is null ? defaults.PushOrder : ParsePushOrder(r.PushOrder),
                 Compress = r.Compress ?? defaults.Compress,
             };

@@ -39,6 +39,13 @@ public sealed record MigrationOptions
     /// <summary>Hybrid: also send the working set while the VM still runs, so the pause resends only its dirty part.</summary>
     public bool WorkingSetPresend { get; init; }
 
+    /// <summary>
+    /// Post-copy and hybrid: passes over memory while the VM still runs, before the pause
+    /// (0 = none, as the paper; 1 = one pre-copy pass first, as QEMU's post-copy does).
+    /// Fewer pages are absent when the VM resumes, at the cost of resending what it dirtied.
+    /// </summary>
+    public int LivePasses { get; init; }
+
     /// <summary>Order of the background push after the VM resumes at the destination.</summary>
     public PushOrder PushOrder { get; init; } = PushOrder.Default;
 
@@ -69,6 +76,11 @@ public sealed record MigrationOptions
         if (WorkingSetWindows is < 1 or > 8 || WorkingSetMinHits < 1 || WorkingSetMinHits > WorkingSetWindows)
         {
             throw new ArgumentException("working-set windows must be 1..8 and min hits 1..windows");
+        }
+
+        if (LivePasses is < 0 or > 8)
+        {
+            throw new ArgumentException("live passes must be 0..8");
         }
 
         if (MaxRounds < 1 || DowntimeLimit <= TimeSpan.Zero || BatchPages is < 1 or > 256)

@@ -110,6 +110,29 @@ public class StrategyDecisionTests
         }
     }
 
+    [Theory]
+    [InlineData(StrategyKind.PostCopy)]
+    [InlineData(StrategyKind.Hybrid)]
+    public async Task A_live_pass_first_leaves_only_what_the_guest_dirtied_meanwhile_for_after_the_resume(StrategyKind strategy)
+    {
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,put_pct=1,report_every=50000", Memory, 60_000_000, 4_000_000_000,
+            new MigrationOptions { Strategy = strategy, LivePasses = 1, BandwidthBitsPerSecond = 400_000_000 });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.Single(r.Rounds);
+            Assert.Equal(1, r.Options.LivePasses);
+            Assert.Equal(r.Rounds[0].Pages, r.Pages.Live);
+            Assert.True(r.Pages.Live > 4096, $"the pass sent every populated page, the 16 MiB table among them ({r.Pages.Live})");
+            long afterResume = r.PagesArrived.Fault + r.PagesArrived.Prefetch + r.PagesArrived.Push;
+            string books = $"{afterResume} arrived after the resume; {r.Pages.Live} sent live, {r.Rounds[0].DirtiedPages} dirtied meanwhile";
+            Assert.True(afterResume <= r.Rounds[0].DirtiedPages + 64, $"only pages dirtied since the pass are absent at the resume ({books})");
+            Assert.True(afterResume < r.Pages.Live / 2, books);
+            Assert.True(afterResume + r.Pages.Pause >= r.Pages.Resent, "pages dirtied after the pass were sent again");
+        }
+    }
+
     [Fact]
     public async Task A_refused_handshake_leaves_the_vm_running_at_the_source()
     {

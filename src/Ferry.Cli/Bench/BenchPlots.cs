@@ -24,11 +24,12 @@ public static class BenchPlots
         ("precopy", "#1F77B4"),
         ("postcopy", "#FF7F0E"),
         ("hybrid", "#2CA02C"),
+        ("hybrid-pass", "#17BECF"),
         ("qemu-precopy", "#9467BD"),
         ("qemu-postcopy", "#8C564B"),
     ];
 
-    private static readonly string[] SpareColours = ["#E377C2", "#7F7F7F", "#BCBD22", "#17BECF", "#D62728"];
+    private static readonly string[] SpareColours = ["#E377C2", "#7F7F7F", "#BCBD22", "#D62728"];
 
     private static readonly Color FailColour = Color.FromHex("#C00000");
 

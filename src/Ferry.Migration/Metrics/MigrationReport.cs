@@ -76,7 +76,7 @@ public sealed record MigrationReport
 
 public sealed record OptionsReport(
     long BandwidthBitsPerSecond, double DowntimeLimitMs, int MaxRounds, double MaxLiveTimeMs, int LocalityPages,
-    int WorkingSetWindows, int WorkingSetMinHits, double WorkingSetWindowMs, long WorkingSetCapBytes, bool WorkingSetPresend,
+    int WorkingSetWindows, int WorkingSetMinHits, double WorkingSetWindowMs, long WorkingSetCapBytes, bool WorkingSetPresend, int LivePasses,
     string PushOrder, int FaultNeighbourhoodPages, bool Compress, int BatchPages);
 
 /// <summary>
@@ -91,7 +91,8 @@ public sealed record SwitchoverReport(double SelectMs, double PausePagesMs, long
 
 public sealed record BytesReport(long Live, long Pause, long Push, long FaultReplies, long Control, long Total);
 
-public sealed record PagesReport(long Total, long Normal, long Zero, long Resent, long Live, long Pause, long Push, long FaultReplies);
+/// <summary>Pages sent, by kind and phase; <paramref name="MemoryNonZero"/> = the non-zero pages of the memory delivered (each counted once).</summary>
+public sealed record PagesReport(long Total, long Normal, long Zero, long Resent, long Live, long Pause, long Push, long FaultReplies, long MemoryNonZero);
 
 public sealed record RoundReport(int Round, long Pages, long Bytes, double DurationMs, long DirtiedPages, double DirtyPagesPerSecond, double ExpectedDowntimeMs);
 

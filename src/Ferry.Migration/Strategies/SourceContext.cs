@@ -3,6 +3,7 @@ using Ferry.Machine.Board;
 using Ferry.Machine.Memory;
 using Ferry.Migration.Mechanisms;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
 
 namespace Ferry.Migration.Strategies;
@@ -75,6 +76,45 @@ internal sealed class SourceContext
         Delivered.AndNot(dirty);
         return dirty;
     }
+
+    /// <summary>
+    /// One round of live copy: sends the pages, then collects what the VM dirtied meanwhile
+    /// (no longer delivered) and books the round.
+    /// </summary>
+    public async Task<(PageBitmap Dirty, RoundReport Report)> SendRoundAsync(int round, PageBitmap toSend, CancellationToken cancellation)
+    {
+        Progress.Round = round;
+        long start = Stopwatch.GetTimestamp();
+        long bytesBefore = Books.Counters.Bytes(PagePhase.Live);
+        int pages = await Sender.SendAllAsync(toSend, PagePhase.Live, cancellation).ConfigureAwait(false);
+        MarkDelivered(toSend);
+        TimeSpan duration = Stopwatch.GetElapsedTime(start);
+        long bytes = Books.Counters.Bytes(PagePhase.Live) - bytesBefore;
+
+        PageBitmap dirty = await CollectDirtyAsync().ConfigureAwait(false);
+        int dirtied = dirty.PopCount();
+        double expected = dirtied * (double)(GuestMemory.PageSize + PageBatchEntryOverhead) / BandwidthBytesPerSecond() * 1000;
+        var report = new RoundReport(round, pages, bytes, duration.TotalMilliseconds, dirtied,
+            duration.TotalSeconds > 0 ? dirtied / duration.TotalSeconds : 0, expected);
+        Rounds.Add(report);
+        return (dirty, report);
+    }
+
+    /// <summary>
+    /// Post-copy and hybrid: the configured passes over memory while the VM still runs (the
+    /// first sends every populated page, each later one what the previous one saw dirtied), so
+    /// that the VM resumes at the destination with fewer pages absent. None by default.
+    /// </summary>
+    public async Task LivePassesAsync(CancellationToken cancellation)
+    {
+        PageBitmap toSend = Undelivered();
+        for (int pass = 0; pass < Options.LivePasses; pass++)
+        {
+            (toSend, _) = await SendRoundAsync(pass, toSend, cancellation).ConfigureAwait(false);
+        }
+    }
+
+    private const int PageBatchEntryOverhead = 7;
 
     /// <summary>The link rate if capped, else the rate measured so far (never below 1 MB/s).</summary>
     public double BandwidthBytesPerSecond()

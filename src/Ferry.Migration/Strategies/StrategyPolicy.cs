@@ -1,4 +1,5 @@
 using Ferry.Machine.Memory;
+using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
 
 namespace Ferry.Migration.Strategies;
@@ -47,27 +48,14 @@ internal sealed class PreCopyPolicy : StrategyPolicy
         PageBitmap toSend = context.Undelivered();
         for (int round = 0; ; round++)
         {
-            context.Progress.Round = round;
-            long start = System.Diagnostics.Stopwatch.GetTimestamp();
-            long bytesBefore = context.Books.Counters.Bytes(PagePhase.Live);
-            int pages = await context.Sender.SendAllAsync(toSend, PagePhase.Live, cancellation).ConfigureAwait(false);
-            context.MarkDelivered(toSend);
-            TimeSpan duration = System.Diagnostics.Stopwatch.GetElapsedTime(start);
-            long bytes = context.Books.Counters.Bytes(PagePhase.Live) - bytesBefore;
-
-            PageBitmap dirty = await context.CollectDirtyAsync().ConfigureAwait(false);
-            int dirtied = dirty.PopCount();
-            double bandwidth = context.BandwidthBytesPerSecond();
-            double expected = dirtied * (double)(GuestMemory.PageSize + PageBatchEntryOverhead) / bandwidth * 1000;
-            context.Rounds.Add(new Metrics.RoundReport(round, pages, bytes, duration.TotalMilliseconds, dirtied,
-                duration.TotalSeconds > 0 ? dirtied / duration.TotalSeconds : 0, expected));
+            (PageBitmap dirty, RoundReport report) = await context.SendRoundAsync(round, toSend, cancellation).ConfigureAwait(false);
 
             // Switch over once the rest fits the downtime limit, unless the rounds are still
             // converging fast (this round's dirtied pages are under half of what it sent): then
             // another round costs a fraction of this one and cuts the pause in proportion, down
             // to a floor below which a pause is as short as it gets.
-            bool fits = expected <= context.Options.DowntimeLimit.TotalMilliseconds;
-            bool converging = dirtied * 2 < pages && expected > ConvergedDowntimeMs;
+            bool fits = report.ExpectedDowntimeMs <= context.Options.DowntimeLimit.TotalMilliseconds;
+            bool converging = report.DirtiedPages * 2 < report.Pages && report.ExpectedDowntimeMs > ConvergedDowntimeMs;
             bool outOfRounds = round + 1 >= context.Options.MaxRounds;
             bool outOfTime = context.Elapsed >= context.Options.MaxLiveTime;
             if ((fits && !converging) || outOfRounds || outOfTime)
@@ -81,8 +69,6 @@ internal sealed class PreCopyPolicy : StrategyPolicy
 
     public override PageBitmap SelectPausePages(SourceContext context) => context.Undelivered();
 
-    private const int PageBatchEntryOverhead = 7;
-
     /// <summary>An expected pause this short is not worth another round.</summary>
     private const double ConvergedDowntimeMs = 1.0;
 }
@@ -93,6 +79,8 @@ internal sealed class PostCopyPolicy : StrategyPolicy
     public override StrategyKind Kind => StrategyKind.PostCopy;
 
     public override bool ResumesBeforeAllPages => true;
+
+    public override Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => context.LivePassesAsync(cancellation);
 
     public override PageBitmap SelectPausePages(SourceContext context) => new(context.Memory.PageCount);
 }
@@ -111,6 +99,7 @@ internal sealed class HybridPolicy : StrategyPolicy
 
     public override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
     {
+        await context.LivePassesAsync(cancellation).ConfigureAwait(false);
         if (!context.Options.WorkingSetPresend)
         {
             return;
