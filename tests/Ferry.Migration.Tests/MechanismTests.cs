@@ -564,6 +564,35 @@ public sealed class MechanismTests
     }
 
     [Fact]
+    public void LinkShaper_sends_urgent_traffic_ahead_of_bulk_but_never_faster_than_the_link()
+    {
+        const long rate = 1_000_000_000;
+        var shaper = new LinkShaper(rate);
+        long now = Stopwatch.GetTimestamp() + Stopwatch.Frequency; // long after the link went idle
+        long burst = (long)(LinkShaper.DefaultBurst.TotalSeconds * Stopwatch.Frequency);
+        long Ticks(int bytes) => (long)(bytes / (rate / 8.0 / Stopwatch.Frequency));
+
+        // 10 MB of bulk queued: the link is busy for 80 ms.
+        const int bulk = 10_000_000, window = 64 << 10;
+        Assert.Equal(now - burst, shaper.Book(bulk, urgent: false, now));
+
+        // Fault replies jump that queue, but each waits for the ones before it: 64 KiB each,
+        // back to back, at the link's own rate (not all at once).
+        for (int i = 0; i < 8; i++)
+        {
+            Assert.Equal(now + (i * Ticks(window)), shaper.Book(window, urgent: true, now));
+        }
+
+        // The bulk behind them waits out both its own queue and what the urgent traffic took.
+        long expected = now - burst + Ticks(bulk) + (8 * Ticks(window));
+        Assert.InRange(shaper.Book(4096, urgent: false, now), expected - 8, expected + 8);
+
+        // Later, once the urgent traffic has drained, a fault reply goes at once again.
+        long later = now + (9 * Ticks(window));
+        Assert.Equal(later, shaper.Book(4096, urgent: true, later));
+    }
+
+    [Fact]
     public async Task LinkShaper_never_lets_bulk_traffic_exceed_the_cap()
     {
         const long rate = 200_000_000;
@@ -601,7 +630,7 @@ public sealed class MechanismTests
     }
 
     [Fact]
-    public async Task LinkShaper_urgent_traffic_never_waits_even_when_the_link_is_in_debt()
+    public async Task LinkShaper_urgent_traffic_does_not_wait_behind_bulk_debt()
     {
         var shaper = new LinkShaper(1_000_000); // 125 kB/s
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
@@ -609,10 +638,14 @@ public sealed class MechanismTests
         // 1 MB books eight seconds of the link.
         Assert.True(CompletedAtOnce(shaper.AcquireAsync(1_000_000, urgent: false, cts.Token)), "the first bulk send starts at once");
 
-        for (int i = 0; i < 10; i++)
-        {
-            Assert.True(CompletedAtOnce(shaper.AcquireAsync(64 << 10, urgent: true, cts.Token)), "an urgent send waited");
-        }
+        Assert.True(CompletedAtOnce(shaper.AcquireAsync(64 << 10, urgent: true, cts.Token)), "an urgent send waited behind bulk");
+
+        // ...but urgent traffic queues behind urgent traffic: those 64 KiB take half a second.
+        using var urgentCancel = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
+        Task second = shaper.AcquireAsync(64 << 10, urgent: true, urgentCancel.Token).AsTask();
+        Assert.False(second.IsCompleted, "urgent traffic never exceeds the link rate");
+        urgentCancel.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await second);
 
         // Bulk traffic now waits the debt out (and can be cancelled while it waits).
         using var bulkCancel = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);

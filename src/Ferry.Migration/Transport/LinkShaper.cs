@@ -5,9 +5,11 @@ namespace Ferry.Migration.Transport;
 /// <summary>
 /// Emulates a link of a given rate for everything one migration sends (both connections): a
 /// token bucket paced against absolute time, so sleeping late is repaid by sending sooner
-/// and the long-run rate is the cap, not below it. Urgent traffic (fault replies) never
-/// waits behind bulk traffic: it is charged to the bucket, which may go into debt, and bulk
-/// senders wait the debt out (a priority queue on the link).
+/// and the long-run rate is the cap, not below it. Urgent traffic (fault replies, switchover
+/// state) is a priority class on the link, as a priority queue in front of a NIC: it never
+/// waits behind bulk traffic, only behind earlier urgent traffic, and it still takes its time
+/// on the link (urgent traffic alone never exceeds the rate). Bulk senders wait out what urgent
+/// traffic took.
 /// </summary>
 public sealed class LinkShaper
 {
@@ -15,6 +17,7 @@ public sealed class LinkShaper
     private readonly double _bytesPerTick;
     private readonly long _burstTicks;
     private long _virtualTime;
+    private long _urgentTime;
 
     /// <param name="bitsPerSecond">Link rate; 0 or less means unlimited.</param>
     public LinkShaper(long bitsPerSecond, TimeSpan? burst = null)
@@ -23,6 +26,7 @@ public sealed class LinkShaper
         _bytesPerTick = bitsPerSecond / 8.0 / Stopwatch.Frequency;
         _burstTicks = (long)((burst ?? DefaultBurst).TotalSeconds * Stopwatch.Frequency);
         _virtualTime = Stopwatch.GetTimestamp();
+        _urgentTime = _virtualTime;
     }
 
     /// <summary>
@@ -50,7 +54,19 @@ public sealed class LinkShaper
         }
 
         long now = Stopwatch.GetTimestamp();
-        long start;
+        long waitTicks = Book(bytes, urgent, now) - now;
+        return waitTicks > Stopwatch.Frequency / 2000 ? WaitAsync(waitTicks, cancellation) : ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// Books <paramref name="bytes"/> on the link at <paramref name="now"/> (Stopwatch ticks)
+    /// and returns when they may start. Bulk starts after everything booked before it; urgent
+    /// starts after the urgent traffic booked before it (at once if there is none) and pushes
+    /// the bulk schedule back by its own transmission time.
+    /// </summary>
+    internal long Book(int bytes, bool urgent, long now)
+    {
+        long duration = (long)(bytes / _bytesPerTick);
         lock (_lock)
         {
             // The link idles while nobody sends: credit at most one burst of idle time.
@@ -59,17 +75,19 @@ public sealed class LinkShaper
                 _virtualTime = now - _burstTicks;
             }
 
-            start = _virtualTime;
-            _virtualTime += (long)(bytes / _bytesPerTick);
-        }
+            if (!urgent)
+            {
+                long start = _virtualTime;
+                _virtualTime += duration;
+                return start;
+            }
 
-        if (urgent)
-        {
-            return ValueTask.CompletedTask;
+            // Urgent traffic gets no idle credit: it is about latency, not catching up.
+            long urgentStart = Math.Max(_urgentTime, now);
+            _urgentTime = urgentStart + duration;
+            _virtualTime += duration;
+            return urgentStart;
         }
-
-        long waitTicks = start - now;
-        return waitTicks > Stopwatch.Frequency / 2000 ? WaitAsync(waitTicks, cancellation) : ValueTask.CompletedTask;
     }
 
     private static async ValueTask WaitAsync(long ticks, CancellationToken cancellation)
