@@ -73,7 +73,7 @@ internal sealed class PreCopyPolicy : StrategyPolicy
     private const double ConvergedDowntimeMs = 1.0;
 }
 
-/// <summary>Send nothing ahead: CPU and devices (and the map of pages still to come) in the pause, then exact-page faults and a linear push.</summary>
+/// <summary>Send nothing ahead (unless live passes are asked for): CPU and devices (and the map of pages still to come) in the pause, then exact-page faults and a linear push.</summary>
 internal sealed class PostCopyPolicy : StrategyPolicy
 {
     public override StrategyKind Kind => StrategyKind.PostCopy;
@@ -87,9 +87,9 @@ internal sealed class PostCopyPolicy : StrategyPolicy
 
 /// <summary>
 /// The paper's hybrid: the working set travels with CPU and devices in the pause (optionally
-/// sent ahead while the VM runs, so the pause resends only its dirty part); then each fault
-/// brings its locality window, and the push serves fault neighbourhoods and recently used
-/// pages first.
+/// sent ahead while the VM runs, so the pause resends only its dirty part, and optionally
+/// after live passes over all memory); then each fault brings its locality window, and the
+/// push serves fault neighbourhoods and recently used pages first.
 /// </summary>
 internal sealed class HybridPolicy : StrategyPolicy
 {

@@ -1,0 +1,55 @@
+using System.CommandLine;
+using Ferry.Host;
+using Xunit;
+
+namespace Ferry.Cli.Tests;
+
+/// <summary>The tuning options every migration entry point shares, parsed into the API request.</summary>
+public sealed class MigrateOptionsTests
+{
+    private static MigrateRequest Parse(string commandLine)
+    {
+        (Option[] options, Func<ParseResult, MigrateRequest> parse) = MigrateCommand.TuningOptions();
+        var command = new RootCommand();
+        foreach (Option option in options)
+        {
+            command.Options.Add(option);
+        }
+
+        ParseResult result = command.Parse(commandLine);
+        Assert.Empty(result.Errors);
+        return parse(result);
+    }
+
+    [Fact]
+    public void Every_tuning_option_reaches_the_request()
+    {
+        MigrateRequest r = Parse("--bandwidth 1Gbit --downtime-limit 20ms --max-rounds 5 --max-live-time 10s --locality 4 "
+            + "--ws-windows 4 --ws-min-hits 2 --ws-max 8M --ws-presend --live-passes 1 --push-order linear --compress");
+        Assert.Equal("1Gbit", r.Bandwidth);
+        Assert.Equal(20, r.DowntimeLimitMs);
+        Assert.Equal(5, r.MaxRounds);
+        Assert.Equal(10_000, r.MaxLiveTimeMs);
+        Assert.Equal(4, r.LocalityPages);
+        Assert.Equal(4, r.WorkingSetWindows);
+        Assert.Equal(2, r.WorkingSetMinHits);
+        Assert.Equal(8L << 20, r.WorkingSetMaxBytes);
+        Assert.True(r.WorkingSetPresend);
+        Assert.Equal(1, r.LivePasses);
+        Assert.Equal("linear", r.PushOrder);
+        Assert.True(r.Compress);
+    }
+
+    [Fact]
+    public void Options_left_out_take_the_host_defaults()
+    {
+        MigrateRequest r = Parse("");
+        Assert.Equal("unlimited", r.Bandwidth);
+        Assert.Equal(300, r.DowntimeLimitMs);
+        Assert.Null(r.LocalityPages);
+        Assert.Null(r.LivePasses);
+        Assert.Null(r.WorkingSetPresend);
+        Assert.Null(r.PushOrder);
+        Assert.Null(r.Compress);
+    }
+}
