@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Measures the hybrid strategy's open design choices (locality window, working-set rule, push
-# order) on the kvstore guest (256 MiB, 1 Gbit/s), with post-copy as the reference.
-# Usage: [CONFIGS=passes] bench/scripts/hybrid-choices.sh [REPEATS] > table.md   (from the repository root)
+# order, live passes) on one guest (default kvstore, 256 MiB, 1 Gbit/s), with post-copy as the
+# reference.
+# Usage: [CONFIGS=all|passes|locality|ws|push] [GUEST=dirty CONFIG=size_mib=64,rate=8] \
+#        bench/scripts/hybrid-choices.sh [REPEATS] > table.md   (from the repository root)
 set -euo pipefail
 repeats=${1:-3}
 dotnet build src/Ferry.Cli -c Release -v quiet -nologo >/dev/null
@@ -20,7 +22,7 @@ B=$(start_host B)
 run() { # label, migrate options...
   local label=$1; shift
   for i in $(seq "$repeats"); do
-    "$ferry" vm start kvstore --host "$A" --name kv >/dev/null
+    "$ferry" vm start "${GUEST:-kvstore}" ${CONFIG:+--config "$CONFIG"} --host "$A" --name kv >/dev/null
     sleep 4
     "$ferry" migrate kv --from "$A" --to "$B" --bandwidth 1Gbit --quiet --json "$work/r.json" "$@" >/dev/null || true
     python3 - "$label" "$work/r.json" >> "$work/rows" <<'PY'
@@ -35,19 +37,25 @@ PY
 }
 
 configs=${CONFIGS:-all}
+want() { [ "$configs" = all ] || [ "$configs" = "$1" ]; }
 run "post-copy (reference)" --strategy postcopy
-if [ "$configs" = passes ] || [ "$configs" = all ]; then
+if want passes; then
   run "post-copy, one live pass first" --strategy postcopy --live-passes 1
   run "hybrid (default)" --strategy hybrid
   run "hybrid, one live pass first" --strategy hybrid --live-passes 1
 fi
-[ "$configs" = passes ] || for l in 1 4 16 64; do run "hybrid, locality $l" --strategy hybrid --locality "$l"; done
-[ "$configs" = passes ] || {
-run "hybrid, working set = 2 of 3 windows" --strategy hybrid --ws-min-hits 2
-run "hybrid, working set = 1 of 3 windows" --strategy hybrid --ws-min-hits 1
-run "hybrid, push linear" --strategy hybrid --push-order linear
-run "hybrid, push fault-near" --strategy hybrid --push-order fault-near
-}
+if want locality; then
+  for l in 1 4 16 64; do run "hybrid, locality $l" --strategy hybrid --locality "$l"; done
+  run "hybrid, adaptive locality (up to 16)" --strategy hybrid --locality-adaptive
+fi
+if want ws; then
+  run "hybrid, working set = 2 of 3 windows" --strategy hybrid --ws-min-hits 2
+  run "hybrid, working set = 1 of 3 windows" --strategy hybrid --ws-min-hits 1
+fi
+if want push; then
+  run "hybrid, push linear" --strategy hybrid --push-order linear
+  run "hybrid, push fault-near" --strategy hybrid --push-order fault-near
+fi
 
 python3 - "$work/rows" <<'PY'
 import sys, statistics as st

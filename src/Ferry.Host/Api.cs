@@ -84,6 +84,8 @@ public sealed record MigrateRequest
 
     public int? LocalityPages { get; init; }
 
+    public bool? LocalityAdaptive { get; init; }
+
     public int? WorkingSetWindows { get; init; }
 
     public int? WorkingSetMinHits { get; init; }

@@ -125,6 +125,7 @@ public sealed class OutgoingMigrations
                 MaxRounds = r.MaxRounds ?? defaults.MaxRounds,
                 MaxLiveTime = r.MaxLiveTimeMs is double t ? TimeSpan.FromMilliseconds(t) : defaults.MaxLiveTime,
                 LocalityPages = r.LocalityPages ?? defaults.LocalityPages,
+                LocalityAdaptive = r.LocalityAdaptive ?? defaults.LocalityAdaptive,
                 WorkingSetWindows = r.WorkingSetWindows ?? defaults.WorkingSetWindows,
                 WorkingSetMinHits = r.WorkingSetMinHits ?? Math.Min(defaults.WorkingSetMinHits, r.WorkingSetWindows ?? defaults.WorkingSetWindows),
                 WorkingSetMaxBytes = r.WorkingSetMaxBytes ?? defaults.WorkingSetMaxBytes,

@@ -110,7 +110,7 @@ public sealed class DestinationMigration
                 var absent = new PageBitmap(Memory.PageCount);
                 bundle.AbsentPages.CopyTo(absent.Words);
                 _absentRemaining = absent.PopCount();
-                _pager = new RemotePager(Memory, _hello.LocalityPages);
+                _pager = new RemotePager(Memory, _hello.LocalityPages, _hello.LocalityAdaptive);
                 Memory.MarkAbsent(absent);
                 Memory.AbsentPageHandler = _pager;
                 _ = _pager.RunSenderAsync(fault, ct);

@@ -26,6 +26,13 @@ public sealed record MigrationOptions
     /// <summary>Hybrid: pages fetched per network fault (the faulted page and its neighbours).</summary>
     public int LocalityPages { get; init; } = 16;
 
+    /// <summary>
+    /// Hybrid: adapt the window per fault, as readahead does: it doubles (up to
+    /// <see cref="LocalityPages"/>) while each fault lands near the previous one and halves
+    /// (down to the page alone) while faults scatter. Off by default.
+    /// </summary>
+    public bool LocalityAdaptive { get; init; }
+
     /// <summary>Hybrid: a page is in the working set if accessed in at least <see cref="WorkingSetMinHits"/> of the last <see cref="WorkingSetWindows"/> windows.</summary>
     public int WorkingSetWindows { get; init; } = 3;
 
@@ -60,6 +67,8 @@ public sealed record MigrationOptions
 
     /// <summary>The effective locality window: exact-page faults for post-copy, the window for hybrid.</summary>
     public int EffectiveLocality => Strategy == StrategyKind.Hybrid ? Math.Max(1, LocalityPages) : 1;
+
+    public bool EffectiveLocalityAdaptive => Strategy == StrategyKind.Hybrid && LocalityAdaptive;
 
     public PushOrder EffectivePushOrder => PushOrder != PushOrder.Default ? PushOrder
         : Strategy == StrategyKind.Hybrid ? PushOrder.FaultNeighbourhoodThenRecency : PushOrder.Linear;

@@ -318,6 +318,7 @@ public sealed class SourceMigration
                 Strategy = Options.Strategy,
                 StopAt = Vm.StopAt,
                 LocalityPages = (ushort)Options.EffectiveLocality,
+                LocalityAdaptive = Options.EffectiveLocalityAdaptive,
             };
             long sent = Stopwatch.GetTimestamp();
             await channel.SendAsync(MessageType.Hello, hello.Encode(), ct).ConfigureAwait(false);
@@ -493,7 +494,7 @@ public sealed class SourceMigration
                 Error = error,
                 VmLocation = location,
                 Options = new OptionsReport(o.BandwidthBitsPerSecond, o.DowntimeLimit.TotalMilliseconds, o.MaxRounds, o.MaxLiveTime.TotalMilliseconds,
-                    o.EffectiveLocality, o.WorkingSetWindows, o.WorkingSetMinHits, (Vm.WorkingSet?.Window ?? TimeSpan.FromMilliseconds(100)).TotalMilliseconds,
+                    o.EffectiveLocality, o.EffectiveLocalityAdaptive, o.WorkingSetWindows, o.WorkingSetMinHits, (Vm.WorkingSet?.Window ?? TimeSpan.FromMilliseconds(100)).TotalMilliseconds,
                     o.EffectiveWorkingSetCap, o.WorkingSetPresend, o.Strategy == StrategyKind.PreCopy ? 0 : o.LivePasses, o.EffectivePushOrder.ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
                 StartedAt = _startedAt,
                 TotalTimeMs = total,

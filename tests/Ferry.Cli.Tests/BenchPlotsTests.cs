@@ -248,7 +248,7 @@ public sealed class BenchPlotsTests : IDisposable
             Strategy = strategy,
             Outcome = "completed",
             VmLocation = "destination",
-            Options = new OptionsReport(bandwidth, 300, 30, 60000, 16, 4, 2, 100, 64 << 20, true, 0, "locality", 8, false, 64),
+            Options = new OptionsReport(bandwidth, 300, 30, 60000, 16, false, 4, 2, 100, 64 << 20, true, 0, "locality", 8, false, 64),
             StartedAt = DateTimeOffset.UnixEpoch,
             TotalTimeMs = total,
             DowntimeMs = downtime,

@@ -24,13 +24,14 @@ public sealed class MigrateOptionsTests
     [Fact]
     public void Every_tuning_option_reaches_the_request()
     {
-        MigrateRequest r = Parse("--bandwidth 1Gbit --downtime-limit 20ms --max-rounds 5 --max-live-time 10s --locality 4 "
+        MigrateRequest r = Parse("--bandwidth 1Gbit --downtime-limit 20ms --max-rounds 5 --max-live-time 10s --locality 4 --locality-adaptive "
             + "--ws-windows 4 --ws-min-hits 2 --ws-max 8M --ws-presend --live-passes 1 --push-order linear --compress");
         Assert.Equal("1Gbit", r.Bandwidth);
         Assert.Equal(20, r.DowntimeLimitMs);
         Assert.Equal(5, r.MaxRounds);
         Assert.Equal(10_000, r.MaxLiveTimeMs);
         Assert.Equal(4, r.LocalityPages);
+        Assert.True(r.LocalityAdaptive);
         Assert.Equal(4, r.WorkingSetWindows);
         Assert.Equal(2, r.WorkingSetMinHits);
         Assert.Equal(8L << 20, r.WorkingSetMaxBytes);
@@ -47,6 +48,7 @@ public sealed class MigrateOptionsTests
         Assert.Equal("unlimited", r.Bandwidth);
         Assert.Equal(300, r.DowntimeLimitMs);
         Assert.Null(r.LocalityPages);
+        Assert.Null(r.LocalityAdaptive);
         Assert.Null(r.LivePasses);
         Assert.Null(r.WorkingSetPresend);
         Assert.Null(r.PushOrder);

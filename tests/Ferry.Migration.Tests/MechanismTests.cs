@@ -748,6 +748,48 @@ public sealed class MechanismTests
     }
 
     [Fact]
+    public async Task RemotePager_adaptive_window_narrows_while_faults_scatter_and_widens_while_they_run_on()
+    {
+        const int pageCount = 4096;
+        using var memory = new GuestMemory(pageCount * PageSize);
+        memory.Absent.SetAll();
+        var pager = new RemotePager(memory, 16, adaptive: true);
+
+        // Scattered faults: the configured window first, then half of it each time.
+        int[] scattered = [100, 1000, 2000, 3000, 500];
+        int[] narrowing = [16, 8, 4, 2, 1];
+        for (int i = 0; i < scattered.Length; i++)
+        {
+            pager.PageNeeded(scattered[i]);
+            Assert.Equal(narrowing[i], pager.CurrentWindow);
+        }
+
+        // Faults running on past each window: it doubles again, up to the configured size.
+        int[] runningOn = [501, 503, 506, 512, 524, 536];
+        int[] widening = [2, 4, 8, 16, 16, 16];
+        for (int i = 0; i < runningOn.Length; i++)
+        {
+            pager.PageNeeded(runningOn[i]);
+            Assert.Equal(widening[i], pager.CurrentWindow);
+        }
+
+        List<PageRequest> sent = await RequestsSentAsync(pager, pageCount);
+        Assert.Equal(new[]
+        {
+            new PageRequest(100, 96, 16), new PageRequest(1000, 998, 8), new PageRequest(2000, 1999, 4),
+            new PageRequest(3000, 3000, 2), new PageRequest(500, 500, 1),
+            new PageRequest(501, 501, 2), new PageRequest(503, 502, 4), new PageRequest(506, 504, 8),
+            new PageRequest(512, 508, 16), new PageRequest(524, 520, 16), new PageRequest(536, 532, 16),
+        }, sent);
+
+        // A fixed window never moves.
+        var fixedWindow = new RemotePager(memory, 16);
+        fixedWindow.PageNeeded(10);
+        fixedWindow.PageNeeded(3900);
+        Assert.Equal(16, fixedWindow.CurrentWindow);
+    }
+
+    [Fact]
     public void RemotePager_records_every_stall()
     {
         using var memory = new GuestMemory(16 * PageSize);

@@ -9,35 +9,49 @@ namespace Ferry.Migration.Tests;
 
 public class MigrationCorrectnessTests
 {
-    public static TheoryData<StrategyKind, string, string> Cases()
+    public static TheoryData<StrategyKind, string, string, string> Cases()
     {
-        var data = new TheoryData<StrategyKind, string, string>();
+        var data = new TheoryData<StrategyKind, string, string, string>();
         foreach (StrategyKind s in new[] { StrategyKind.PreCopy, StrategyKind.PostCopy, StrategyKind.Hybrid })
         {
-            data.Add(s, "verify", "size_mib=8");
-            data.Add(s, "kvstore", "table_mib=24,report_every=20000");
-            data.Add(s, "dirty", "size_mib=8,rate=0");
+            data.Add(s, "verify", "size_mib=8", "");
+            data.Add(s, "kvstore", "table_mib=24,report_every=20000", "");
+            data.Add(s, "dirty", "size_mib=8,rate=0", "");
         }
 
+        // The options that change what crosses when: live passes first, an adaptive window.
+        data.Add(StrategyKind.PostCopy, "kvstore", "table_mib=24,report_every=20000", "live-pass");
+        data.Add(StrategyKind.Hybrid, "verify", "size_mib=8", "live-pass");
+        data.Add(StrategyKind.Hybrid, "verify", "size_mib=8", "adaptive");
+        data.Add(StrategyKind.Hybrid, "kvstore", "table_mib=24,report_every=20000", "adaptive");
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public async Task Migrated_vm_reaches_the_unmigrated_digest_and_console(StrategyKind strategy, string guest, string config)
+    public async Task Migrated_vm_reaches_the_unmigrated_digest_and_console(StrategyKind strategy, string guest, string config, string variant)
     {
         const ulong memory = 64UL << 20;
         const ulong migrateAfter = 20_000_000;
         const ulong stopAt = 60_000_000;
         (string digest, byte[] console) = Harness.Reference(guest, config, memory, stopAt);
 
-        var options = new MigrationOptions { Strategy = strategy, DowntimeLimit = TimeSpan.FromMilliseconds(50), MaxRounds = 5 };
+        var options = new MigrationOptions
+        {
+            Strategy = strategy,
+            DowntimeLimit = TimeSpan.FromMilliseconds(50),
+            MaxRounds = 5,
+            LivePasses = variant == "live-pass" ? 1 : 0,
+            LocalityAdaptive = variant == "adaptive",
+        };
         (MigrationReport report, LocalVm source, LocalVm destination) = await Harness.MigrateAsync(guest, config, memory, migrateAfter, stopAt, options);
         using (source)
         using (destination)
         {
             Assert.True(report.Outcome == "completed", report.Error);
             Assert.Equal("destination", report.VmLocation);
+            Assert.Equal(variant == "live-pass" ? 1 : 0, report.Options.LivePasses);
+            Assert.Equal(variant == "adaptive", report.Options.LocalityAdaptive);
             RunOutcome outcome = await destination.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(60));
             Assert.Equal(RunOutcome.InstructionLimit, outcome);
             Assert.Equal(stopAt, destination.Machine.Hart.InstructionsRetired);

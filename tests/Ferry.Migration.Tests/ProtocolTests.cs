@@ -89,6 +89,7 @@ public sealed class ProtocolTests
             Strategy = strategy,
             StopAt = ulong.MaxValue - 3,
             LocalityPages = 1024,
+            LocalityAdaptive = true,
             Machine = new MachineConfig { MemorySize = 3UL << 30, Icount = false, IdleSleep = true },
         };
 
@@ -102,6 +103,7 @@ public sealed class ProtocolTests
         Assert.Equal(strategy, d.Strategy);
         Assert.Equal(ulong.MaxValue - 3, d.StopAt);
         Assert.Equal((ushort)1024, d.LocalityPages);
+        Assert.True(d.LocalityAdaptive);
         Assert.Equal(4096u, d.PageSize);
 
         Hello d2 = Hello.Decode(SampleHello().Encode());
@@ -328,7 +330,8 @@ public sealed class ProtocolTests
     [Fact]
     public void Hello_of_another_version_is_rejected()
     {
-        Rejects(() => Hello.Decode((SampleHello() with { Version = 2 }).Encode()), "protocol version 2 is not supported");
+        Rejects(() => Hello.Decode((SampleHello() with { Version = 1 }).Encode()), "protocol version 1 is not supported");
+        Rejects(() => Hello.Decode((SampleHello() with { Version = 3 }).Encode()), "protocol version 3 is not supported");
         byte[] b = SampleHello().Encode();
         BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(VersionOffset), 0);
         Rejects(() => Hello.Decode(b), "protocol version 0");
@@ -351,6 +354,16 @@ public sealed class ProtocolTests
     [InlineData(200)]
     public void Hello_with_an_unknown_strategy_is_rejected(byte strategy)
         => Rejects(() => Hello.Decode((SampleHello() with { Strategy = (StrategyKind)strategy }).Encode()), $"unknown strategy {strategy}");
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(255)]
+    public void Hello_with_a_bad_adaptive_locality_flag_is_rejected(byte flag)
+    {
+        byte[] b = SampleHello().Encode();
+        b[^5] = flag; // the flag, then the u32 page size
+        Rejects(() => Hello.Decode(b), $"bad adaptive-locality flag {flag}");
+    }
 
     [Fact]
     public void Hello_truncated_anywhere_is_rejected()

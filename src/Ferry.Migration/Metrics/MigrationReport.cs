@@ -75,7 +75,7 @@ public sealed record MigrationReport
 }
 
 public sealed record OptionsReport(
-    long BandwidthBitsPerSecond, double DowntimeLimitMs, int MaxRounds, double MaxLiveTimeMs, int LocalityPages,
+    long BandwidthBitsPerSecond, double DowntimeLimitMs, int MaxRounds, double MaxLiveTimeMs, int LocalityPages, bool LocalityAdaptive,
     int WorkingSetWindows, int WorkingSetMinHits, double WorkingSetWindowMs, long WorkingSetCapBytes, bool WorkingSetPresend, int LivePasses,
     string PushOrder, int FaultNeighbourhoodPages, bool Compress, int BatchPages);
 

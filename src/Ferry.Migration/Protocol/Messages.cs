@@ -6,7 +6,7 @@ namespace Ferry.Migration.Protocol;
 public sealed record Hello
 {
     public const ulong Magic = 0x4749_4D59_5252_4546; // "FERRYMIG"
-    public const ushort ProtocolVersion = 1;
+    public const ushort ProtocolVersion = 2;
     public const int TokenLength = 32;
     public const int MaxNameBytes = 64;
 
@@ -29,6 +29,9 @@ public sealed record Hello
     /// <summary>Pages the destination requests around each network fault (1 = exact page).</summary>
     public ushort LocalityPages { get; init; } = 1;
 
+    /// <summary>The destination adapts its window per fault (up to <see cref="LocalityPages"/>): wider while faults run on, narrower while they scatter.</summary>
+    public bool LocalityAdaptive { get; init; }
+
     public uint PageSize { get; init; } = 4096;
 
     public byte[] Encode()
@@ -46,6 +49,7 @@ public sealed record Hello
         w.U8((byte)Strategy);
         w.U64(StopAt);
         w.U16(LocalityPages);
+        w.U8(LocalityAdaptive ? (byte)1 : (byte)0);
         w.U32(PageSize);
         return buffer[..w.Position];
     }
@@ -84,6 +88,12 @@ public sealed record Hello
 
         ulong stopAt = r.U64();
         ushort locality = r.U16();
+        byte adaptive = r.U8();
+        if (adaptive > 1)
+        {
+            throw new ProtocolException($"bad adaptive-locality flag {adaptive}");
+        }
+
         uint pageSize = r.U32();
         r.End();
         return new Hello
@@ -96,6 +106,7 @@ public sealed record Hello
             Strategy = (StrategyKind)strategy,
             StopAt = stopAt,
             LocalityPages = locality,
+            LocalityAdaptive = adaptive == 1,
             PageSize = pageSize,
         };
     }
