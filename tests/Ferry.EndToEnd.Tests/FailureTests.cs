@@ -123,7 +123,7 @@ public sealed class FailureTests(TwoHosts hosts)
             Machine = new Machine.Board.MachineConfig(),
             Strategy = StrategyKind.Hybrid,
         }.Encode();
-        BinaryPrimitives.WriteUInt16LittleEndian(hello.AsSpan(8), 2); // version 2
+        BinaryPrimitives.WriteUInt16LittleEndian(hello.AsSpan(8), Hello.ProtocolVersion + 1); // a version from the future
         byte[] frame = new byte[8 + hello.Length];
         frame[0] = (byte)MessageType.Hello;
         BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(4), hello.Length);
@@ -135,7 +135,7 @@ public sealed class FailureTests(TwoHosts hosts)
         Assert.Equal((byte)MessageType.Refused, header[0]);
         byte[] payload = new byte[BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(4))];
         await stream.ReadExactlyAsync(payload);
-        Assert.Contains("protocol version 2 is not supported", HelloReply.Decode(payload).Message);
+        Assert.Contains($"protocol version {Hello.ProtocolVersion + 1} is not supported", HelloReply.Decode(payload).Message);
         Assert.Null(await Api.TryStatusAsync(hosts.B.Api, "future"));
     }
 
