@@ -2,7 +2,7 @@
 # Measures the hybrid strategy's open design choices (locality window, working-set rule, push
 # order, live passes) on one guest (default kvstore, 256 MiB, 1 Gbit/s), with post-copy as the
 # reference.
-# Usage: [CONFIGS=all|passes|locality|ws|push] [GUEST=dirty CONFIG=size_mib=64,rate=8] \
+# Usage: [CONFIGS=all|passes|locality|ws|pause|push] [GUEST=dirty CONFIG=size_mib=64,rate=8] \
 #        bench/scripts/hybrid-choices.sh [REPEATS] > table.md   (from the repository root)
 set -euo pipefail
 repeats=${1:-3}
@@ -51,6 +51,10 @@ fi
 if want ws; then
   run "hybrid, working set = 2 of 3 windows" --strategy hybrid --ws-min-hits 2
   run "hybrid, working set = 1 of 3 windows" --strategy hybrid --ws-min-hits 1
+fi
+if want pause; then
+  run "hybrid (default)" --strategy hybrid
+  run "hybrid, working set capped at a 20 ms pause" --strategy hybrid --ws-max-pause 20ms
 fi
 if want push; then
   run "hybrid, push linear" --strategy hybrid --push-order linear

@@ -57,11 +57,12 @@ internal static class MigrateCommand
         var wsWindows = new Option<int?>("--ws-windows") { Description = "hybrid: working set = pages accessed in at least --ws-min-hits of the last N 100 ms windows (default 3)" };
         var wsMinHits = new Option<int?>("--ws-min-hits") { Description = "hybrid: see --ws-windows (default 3)" };
         var wsMax = new Option<string?>("--ws-max") { Description = "hybrid: cap on the working set sent in the pause, most-used pages first (default 64M)" };
+        var wsMaxPause = new Option<string?>("--ws-max-pause") { Description = "hybrid: cap the working set at what the link carries in this time (e.g. 20ms), bounding the pause" };
         var wsPresend = new Option<bool>("--ws-presend") { Description = "hybrid: send the working set while the VM still runs too" };
         var livePasses = new Option<int?>("--live-passes") { Description = "post-copy, hybrid: passes over memory while the VM still runs, before the pause (default 0; 1 = one pre-copy pass first, as QEMU)" };
         var pushOrder = new Option<string?>("--push-order") { Description = "linear, fault-near, fault-near-recency (default: linear for post-copy, fault-near-recency for hybrid)" };
         var compress = new Option<bool>("--compress") { Description = "LZ4-compress pages on the wire" };
-        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, localityAdaptive, wsWindows, wsMinHits, wsMax, wsPresend, livePasses, pushOrder, compress];
+        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, localityAdaptive, wsWindows, wsMinHits, wsMax, wsMaxPause, wsPresend, livePasses, pushOrder, compress];
         return (all, p => new MigrateRequest
         {
             Destination = "",
@@ -75,6 +76,7 @@ internal static class MigrateCommand
             WorkingSetWindows = p.GetValue(wsWindows),
             WorkingSetMinHits = p.GetValue(wsMinHits),
             WorkingSetMaxBytes = p.GetValue(wsMax) is string m ? (long)Ferry.Machine.Board.MachineConfig.ParseSize(m) : null,
+            WorkingSetMaxPauseMs = p.GetValue(wsMaxPause) is string wp ? Common.ParseDuration(wp).TotalMilliseconds : null,
             WorkingSetPresend = p.GetValue(wsPresend) ? true : null,
             LivePasses = p.GetValue(livePasses),
             PushOrder = p.GetValue(pushOrder),

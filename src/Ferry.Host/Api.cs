@@ -92,6 +92,8 @@ public sealed record MigrateRequest
 
     public long? WorkingSetMaxBytes { get; init; }
 
+    public double? WorkingSetMaxPauseMs { get; init; }
+
     public bool? WorkingSetPresend { get; init; }
 
     public int? LivePasses { get; init; }

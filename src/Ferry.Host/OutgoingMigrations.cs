@@ -129,6 +129,7 @@ public sealed class OutgoingMigrations
                 WorkingSetWindows = r.WorkingSetWindows ?? defaults.WorkingSetWindows,
                 WorkingSetMinHits = r.WorkingSetMinHits ?? Math.Min(defaults.WorkingSetMinHits, r.WorkingSetWindows ?? defaults.WorkingSetWindows),
                 WorkingSetMaxBytes = r.WorkingSetMaxBytes ?? defaults.WorkingSetMaxBytes,
+                WorkingSetMaxPause = r.WorkingSetMaxPauseMs is double wp ? TimeSpan.FromMilliseconds(wp) : defaults.WorkingSetMaxPause,
                 WorkingSetPresend = r.WorkingSetPresend ?? defaults.WorkingSetPresend,
                 LivePasses = r.LivePasses ?? defaults.LivePasses,
                 PushOrder = r.PushOrder is null ? defaults.PushOrder : ParsePushOrder(r.PushOrder),

@@ -43,6 +43,13 @@ public sealed record MigrationOptions
 
     public const long DefaultWorkingSetMaxBytes = 64L << 20;
 
+    /// <summary>
+    /// Hybrid: a further cap on the working set, as the pause it may cost: no more than the
+    /// link carries in this time (on a capped link; none by default). Bounds hybrid's
+    /// downtime the way the downtime limit bounds pre-copy's.
+    /// </summary>
+    public TimeSpan? WorkingSetMaxPause { get; init; }
+
     /// <summary>Hybrid: also send the working set while the VM still runs, so the pause resends only its dirty part.</summary>
     public bool WorkingSetPresend { get; init; }
 
@@ -73,7 +80,19 @@ public sealed record MigrationOptions
     public PushOrder EffectivePushOrder => PushOrder != PushOrder.Default ? PushOrder
         : Strategy == StrategyKind.Hybrid ? PushOrder.FaultNeighbourhoodThenRecency : PushOrder.Linear;
 
-    public long EffectiveWorkingSetCap => WorkingSetMaxBytes > 0 ? WorkingSetMaxBytes : DefaultWorkingSetMaxBytes;
+    public long EffectiveWorkingSetCap
+    {
+        get
+        {
+            long cap = WorkingSetMaxBytes > 0 ? WorkingSetMaxBytes : DefaultWorkingSetMaxBytes;
+            if (WorkingSetMaxPause is TimeSpan pause && BandwidthBitsPerSecond > 0)
+            {
+                cap = Math.Min(cap, (long)(BandwidthBitsPerSecond / 8.0 * pause.TotalSeconds));
+            }
+
+            return cap;
+        }
+    }
 
     public void Validate()
     {
@@ -85,6 +104,11 @@ public sealed record MigrationOptions
         if (WorkingSetWindows is < 1 or > 8 || WorkingSetMinHits < 1 || WorkingSetMinHits > WorkingSetWindows)
         {
             throw new ArgumentException("working-set windows must be 1..8 and min hits 1..windows");
+        }
+
+        if (WorkingSetMaxPause is TimeSpan p && (p < TimeSpan.Zero || p > TimeSpan.FromMinutes(10)))
+        {
+            throw new ArgumentException("the working set's pause cap must be 0..10 minutes");
         }
 
         if (LivePasses is < 0 or > 8)

@@ -25,7 +25,7 @@ public sealed class MigrateOptionsTests
     public void Every_tuning_option_reaches_the_request()
     {
         MigrateRequest r = Parse("--bandwidth 1Gbit --downtime-limit 20ms --max-rounds 5 --max-live-time 10s --locality 4 --locality-adaptive "
-            + "--ws-windows 4 --ws-min-hits 2 --ws-max 8M --ws-presend --live-passes 1 --push-order linear --compress");
+            + "--ws-windows 4 --ws-min-hits 2 --ws-max 8M --ws-max-pause 20ms --ws-presend --live-passes 1 --push-order linear --compress");
         Assert.Equal("1Gbit", r.Bandwidth);
         Assert.Equal(20, r.DowntimeLimitMs);
         Assert.Equal(5, r.MaxRounds);
@@ -35,6 +35,7 @@ public sealed class MigrateOptionsTests
         Assert.Equal(4, r.WorkingSetWindows);
         Assert.Equal(2, r.WorkingSetMinHits);
         Assert.Equal(8L << 20, r.WorkingSetMaxBytes);
+        Assert.Equal(20, r.WorkingSetMaxPauseMs);
         Assert.True(r.WorkingSetPresend);
         Assert.Equal(1, r.LivePasses);
         Assert.Equal("linear", r.PushOrder);
@@ -50,6 +51,7 @@ public sealed class MigrateOptionsTests
         Assert.Null(r.LocalityPages);
         Assert.Null(r.LocalityAdaptive);
         Assert.Null(r.LivePasses);
+        Assert.Null(r.WorkingSetMaxPauseMs);
         Assert.Null(r.WorkingSetPresend);
         Assert.Null(r.PushOrder);
         Assert.Null(r.Compress);

@@ -96,6 +96,25 @@ public class StrategyDecisionTests
     }
 
     [Fact]
+    public async Task Hybrid_working_set_is_capped_by_the_pause_it_may_cost()
+    {
+        // 400 Mbit/s for 2 ms: 100,000 bytes, 24 pages, of a hot set several times larger.
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, 4_000_000_000,
+            new MigrationOptions { Strategy = StrategyKind.Hybrid, BandwidthBitsPerSecond = 400_000_000, WorkingSetMaxPause = TimeSpan.FromMilliseconds(2) });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.Equal(100_000, r.Options.WorkingSetCapBytes);
+            Assert.InRange(r.WorkingSet!.Pages, 1, 24);
+            Assert.Equal(r.WorkingSet.Pages, r.Pages.Pause);
+        }
+
+        Assert.Equal(64L << 20, new MigrationOptions { WorkingSetMaxPause = TimeSpan.FromMilliseconds(2) }.EffectiveWorkingSetCap); // unlimited link: no pause cap
+        Assert.Equal(8L << 20, new MigrationOptions { WorkingSetMaxBytes = 8L << 20, BandwidthBitsPerSecond = 1_000_000_000, WorkingSetMaxPause = TimeSpan.FromSeconds(1) }.EffectiveWorkingSetCap);
+    }
+
+    [Fact]
     public async Task Hybrid_presend_sends_the_working_set_live_and_only_its_dirtied_part_in_the_pause()
     {
         (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, 4_000_000_000,
