@@ -75,6 +75,9 @@ public sealed record MigrationOptions
     /// <summary>The effective locality window: exact-page faults for post-copy, the window for hybrid.</summary>
     public int EffectiveLocality => Strategy == StrategyKind.Hybrid ? Math.Max(1, LocalityPages) : 1;
 
+    /// <summary>Live passes apply to post-copy and hybrid; pre-copy's rounds are its own.</summary>
+    public int EffectiveLivePasses => Strategy == StrategyKind.PreCopy ? 0 : LivePasses;
+
     public bool EffectiveLocalityAdaptive => Strategy == StrategyKind.Hybrid && LocalityAdaptive;
 
     public PushOrder EffectivePushOrder => PushOrder != PushOrder.Default ? PushOrder

@@ -495,7 +495,7 @@ public sealed class SourceMigration
                 VmLocation = location,
                 Options = new OptionsReport(o.BandwidthBitsPerSecond, o.DowntimeLimit.TotalMilliseconds, o.MaxRounds, o.MaxLiveTime.TotalMilliseconds,
                     o.EffectiveLocality, o.EffectiveLocalityAdaptive, o.WorkingSetWindows, o.WorkingSetMinHits, (Vm.WorkingSet?.Window ?? TimeSpan.FromMilliseconds(100)).TotalMilliseconds,
-                    o.EffectiveWorkingSetCap, o.WorkingSetPresend, o.Strategy == StrategyKind.PreCopy ? 0 : o.LivePasses, o.EffectivePushOrder.ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
+                    o.EffectiveWorkingSetCap, o.WorkingSetPresend, o.EffectiveLivePasses, o.EffectivePushOrder.ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
                 StartedAt = _startedAt,
                 TotalTimeMs = total,
                 SetupTimeMs = Ms(_setupEnd),

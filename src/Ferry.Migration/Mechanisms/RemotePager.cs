@@ -23,8 +23,8 @@ public sealed class RemotePager : IAbsentPageHandler
     private readonly int _locality;
     private readonly bool _adaptive;
     private int _window;
-    private int _lastFirst = int.MinValue / 2;
-    private int _lastEnd = int.MinValue / 2;
+    private int _lastFirst; // the previous request's window (meaningful once a request was sent)
+    private int _lastEnd;
     private readonly PageBitmap _requested;
     private readonly Channel<PageRequest> _outbox = Channel.CreateUnbounded<PageRequest>(new UnboundedChannelOptions { SingleReader = true });
     private readonly List<double> _stallsMs = new(1 << 14);

@@ -108,7 +108,7 @@ internal sealed class SourceContext
     public async Task LivePassesAsync(CancellationToken cancellation)
     {
         PageBitmap toSend = Undelivered();
-        for (int pass = 0; pass < Options.LivePasses; pass++)
+        for (int pass = 0; pass < Options.EffectiveLivePasses; pass++)
         {
             (toSend, _) = await SendRoundAsync(pass, toSend, cancellation).ConfigureAwait(false);
         }
