@@ -139,6 +139,14 @@ internal static class MigrateCommand
         if (r.Strategy != "precopy")
         {
             Row("network faults", $"{r.NetworkFaults.Count:N0} (stall total {r.NetworkFaults.StallTotalMs:0.0} ms, p50 {r.NetworkFaults.StallP50Ms:0.000} ms, p99 {r.NetworkFaults.StallP99Ms:0.000} ms)");
+            if (r.NetworkFaults.Stages is { Total.Count: > 0 } st)
+            {
+                static string S(StageSummary s) => $"{s.P50Ms * 1000:0}/{s.P99Ms * 1000:0}";
+                Row("fault stages", $"µs p50/p99: request {S(st.Request)}, network {S(st.Network)}, source queue {S(st.SourceQueue)}, "
+                    + $"source link {S(st.SourceLink)}, install {S(st.Install)}, resume {S(st.Resume)}; in flight {st.InFlight.Count:N0} ({S(st.InFlight)}); "
+                    + $"destination GC {r.NetworkFaults.DestinationGcCollections} ({r.NetworkFaults.DestinationGcPauseMs:0.0} ms)");
+            }
+
             Row("pages arrived", $"fault {r.PagesArrived.Fault:N0}, prefetch {r.PagesArrived.Prefetch:N0}, push {r.PagesArrived.Push:N0}, pause {r.PagesArrived.Pause:N0}");
             Row("fully resident", $"{r.TimeToFullyResidentMs:0.0} ms after resume");
         }

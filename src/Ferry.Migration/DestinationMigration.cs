@@ -29,6 +29,8 @@ public sealed class DestinationMigration
     private RemotePager? _pager;
     private int _absentRemaining;
     private long _resumeAt, _residentAt;
+    private int _gcAtResume, _gcAtResident;
+    private TimeSpan _gcPauseAtResume, _gcPauseAtResident;
     private readonly TaskCompletionSource _resident = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public DestinationMigration(Hello hello, IIncomingVm vm, FrameChannel main, Task<FrameChannel> faultChannel)
@@ -111,10 +113,11 @@ public sealed class DestinationMigration
                 bundle.AbsentPages.CopyTo(absent.Words);
                 _absentRemaining = absent.PopCount();
                 _pager = new RemotePager(Memory, _hello.LocalityPages, _hello.LocalityAdaptive);
+                _pager.Attach(fault);
                 Memory.MarkAbsent(absent);
                 Memory.AbsentPageHandler = _pager;
-                _ = _pager.RunSenderAsync(fault, ct);
-                _ = ReceiveFaultRepliesAsync(fault, ct).ContinueWith(t => { if (t.IsFaulted) { stop.Cancel(); } }, TaskScheduler.Default);
+                _ = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(fault))
+                    .ContinueWith(t => { if (t.IsFaulted && Volatile.Read(ref _absentRemaining) > 0) { stop.Cancel(); } }, TaskScheduler.Default);
             }
 
             if (_absentRemaining == 0)
@@ -123,6 +126,8 @@ public sealed class DestinationMigration
             }
 
             double restoreMs = Stopwatch.GetElapsedTime(restoreStart).TotalMilliseconds;
+            _gcAtResume = GC.CollectionCount(0);
+            _gcPauseAtResume = GC.GetTotalPauseDuration();
             _vm.Start();
             started = true;
             _resumeAt = Stopwatch.GetTimestamp();
@@ -132,29 +137,14 @@ public sealed class DestinationMigration
             Phase = DestinationPhase.PostCopy;
             using var sampling = CancellationTokenSource.CreateLinkedTokenSource(ct);
             _ = SampleAsync(sampling.Token);
-            Complete complete;
-            while (true)
-            {
-                (MessageType type, ReadOnlyMemory<byte> payload) = await _main.ReceiveAsync(ct).ConfigureAwait(false);
-                if (type == MessageType.Pages)
-                {
-                    ReceivePages(payload.Span, scratch, running: true);
-                    continue;
-                }
-
-                if (type == MessageType.Complete)
-                {
-                    complete = Complete.Decode(payload.Span);
-                    break;
-                }
-
-                throw FrameChannel.Unexpected(type, payload, "Pages or Complete");
-            }
+            // The push arrives on a thread of its own at bulk priority: the guest and its faults come first.
+            Complete? completed = null;
+            await DedicatedThread.Start("ferry-push-receiver", DedicatedThread.BulkNice, () => completed = ReceivePush(scratch)).WaitAsync(ct).ConfigureAwait(false);
+            Complete complete = completed!;
 
             // Verification: every page arrived, and their digest is the source's memory digest.
             Phase = DestinationPhase.Verifying;
             await _resident.Task.WaitAsync(TimeSpan.FromMinutes(5), ct).ConfigureAwait(false);
-            _pager?.Complete();
             bool ok = complete.MemoryDigest == _received.Digest && complete.NonZeroPages == (uint)_received.NonZeroPages;
             string message = ok ? "memory verified" : $"memory digest mismatch: {_received.NonZeroPages} non-zero pages here, {complete.NonZeroPages} at the source";
             await _main.SendAsync(MessageType.Verified, new Verified(ok, message, Metrics(restoreMs, null)).Encode(), ct).ConfigureAwait(false);
@@ -195,9 +185,49 @@ public sealed class DestinationMigration
         {
             // After verification the VM is ours: a lost Report is not a failure.
         }
-        finally
+    }
+
+    /// <summary>The post-copy phase's main connection: pushed pages until Complete (blocking, on the push receiver's thread).</summary>
+    private Complete ReceivePush(byte[] scratch)
+    {
+        while (true)
         {
-            _pager?.Complete();
+            (MessageType type, ReadOnlyMemory<byte> payload) = _main.Receive();
+            if (type == MessageType.Pages)
+            {
+                ReceivePages(payload.Span, scratch, running: true);
+                continue;
+            }
+
+            if (type == MessageType.Complete)
+            {
+                return Complete.Decode(payload.Span);
+            }
+
+            throw FrameChannel.Unexpected(type, payload, "Pages or Complete");
+        }
+    }
+
+    /// <summary>Fault replies and locality windows on the fault connection (blocking, on a thread of its own).</summary>
+    private void ReceiveFaultReplies(FrameChannel fault)
+    {
+        byte[] scratch = new byte[GuestMemory.PageSize];
+        while (Volatile.Read(ref _absentRemaining) > 0)
+        {
+            (MessageType type, ReadOnlyMemory<byte> payload) = fault.Receive();
+            long at = Stopwatch.GetTimestamp();
+            if (type != MessageType.Pages)
+            {
+                throw FrameChannel.Unexpected(type, payload, nameof(MessageType.Pages));
+            }
+
+            (PagePhase phase, uint faultPage) = PageBatchReader.Header(payload.Span);
+            if (phase == PagePhase.FaultReply && faultPage != PageBatchWriter.NoFault)
+            {
+                _pager?.ReplyReceived((int)faultPage, at, PageBatchReader.Timing(payload.Span));
+            }
+
+            ReceivePages(payload.Span, scratch, running: true, faultConnection: true);
         }
     }
 
@@ -211,56 +241,52 @@ public sealed class DestinationMigration
             throw new ProtocolException($"{phase} pages are not allowed {(running ? "after" : "before")} switchover on this connection");
         }
 
-        PageBatchReader.Read(payload, Memory.PageCount, scratch, (page, zero, content) =>
-        {
-            // Before switchover pages land directly (the VM does not run); after, only absent pages are filled.
-            if (running)
-            {
-                if (!Memory.InstallPage(page, zero ? [] : content))
-                {
-                    return;
-                }
-            }
-            else
-            {
-                Memory.LoadPage(page, zero ? [] : content);
-            }
-
-            _received.Record(page, zero ? 0 : PageHash.Of(page, content));
-            Arrival kind = phase switch
-            {
-                PagePhase.Live => Arrival.Live,
-                PagePhase.Pause => Arrival.Pause,
-                PagePhase.Push => Arrival.Push,
-                _ => (uint)page == faultPage ? Arrival.Fault : Arrival.Prefetch,
-            };
-            _arrival[page] = (byte)kind;
-            Interlocked.Increment(ref _arrivals[(int)kind]);
-            if (running && Interlocked.Decrement(ref _absentRemaining) == 0)
-            {
-                MarkResident();
-            }
-        });
+        var installer = new PageInstaller(this, phase, faultPage, running);
+        PageBatchReader.Read(payload, Memory.PageCount, scratch, ref installer);
     }
 
-    private async Task ReceiveFaultRepliesAsync(FrameChannel fault, CancellationToken ct)
+    /// <summary>Lands one received page (a struct visitor: nothing is allocated per batch).</summary>
+    private readonly struct PageInstaller(DestinationMigration owner, PagePhase phase, uint faultPage, bool running) : IPageVisitor
     {
-        byte[] scratch = new byte[GuestMemory.PageSize];
-        while (!ct.IsCancellationRequested && Volatile.Read(ref _absentRemaining) > 0)
-        {
-            (MessageType type, ReadOnlyMemory<byte> payload) = await fault.ReceiveAsync(ct).ConfigureAwait(false);
-            if (type != MessageType.Pages)
-            {
-                throw FrameChannel.Unexpected(type, payload, nameof(MessageType.Pages));
-            }
+        public void Visit(int page, bool zero, ReadOnlySpan<byte> content) => owner.Land(page, zero, content, phase, faultPage, running);
+    }
 
-            ReceivePages(payload.Span, scratch, running: true, faultConnection: true);
+    private void Land(int page, bool zero, ReadOnlySpan<byte> content, PagePhase phase, uint faultPage, bool running)
+    {
+        // Before switchover pages land directly (the VM does not run); after, only absent pages are filled.
+        if (running)
+        {
+            if (!Memory.InstallPage(page, zero ? [] : content))
+            {
+                return;
+            }
+        }
+        else
+        {
+            Memory.LoadPage(page, zero ? [] : content);
+        }
+
+        _received.Record(page, zero ? 0 : PageHash.Of(page, content));
+        Arrival kind = phase switch
+        {
+            PagePhase.Live => Arrival.Live,
+            PagePhase.Pause => Arrival.Pause,
+            PagePhase.Push => Arrival.Push,
+            _ => (uint)page == faultPage ? Arrival.Fault : Arrival.Prefetch,
+        };
+        _arrival[page] = (byte)kind;
+        Interlocked.Increment(ref _arrivals[(int)kind]);
+        if (running && Interlocked.Decrement(ref _absentRemaining) == 0)
+        {
+            MarkResident();
         }
     }
 
     private void MarkResident()
     {
         _residentAt = Stopwatch.GetTimestamp();
+        _gcAtResident = GC.CollectionCount(0);
+        _gcPauseAtResident = GC.GetTotalPauseDuration();
         _resident.TrySetResult();
     }
 
@@ -314,7 +340,11 @@ public sealed class DestinationMigration
             PagesPush = _arrivals[(int)Arrival.Push],
             Faults = _pager?.Faults ?? 0,
             Requests = _pager?.RequestsSent ?? 0,
+            InFlightRequests = _pager?.InFlightRequests ?? 0,
             StallsMs = _pager?.Stalls() ?? [],
+            FaultStages = _pager?.Stages.Summary(),
+            GcCollections = _residentAt != 0 && _resumeAt != 0 ? _gcAtResident - _gcAtResume : 0,
+            GcPauseMs = _residentAt != 0 && _resumeAt != 0 ? (_gcPauseAtResident - _gcPauseAtResume).TotalMilliseconds : 0,
             PrefetchHits = hits,
             RestoreMs = restoreMs,
             TimeToFullyResidentMs = residentMs,

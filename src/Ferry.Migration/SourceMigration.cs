@@ -156,7 +156,7 @@ public sealed class SourceMigration
 
             _books = new SourceBooks(memory.PageCount);
             var sender = new PageSender(_main, memory, _books, Options.BatchPages, Options.Compress);
-            _faultServer = new FaultServer(_fault, memory, _books, Options.EffectiveLocality, Options.Compress);
+            _faultServer = new FaultServer(_fault, memory, _books, Options.Compress);
             WorkingSetEstimator estimator = Vm.WorkingSet ?? new WorkingSetEstimator(Vm.Machine, TimeSpan.FromMilliseconds(100));
             _context = new SourceContext(Vm, Options, sender, _books, shaper, owner.Progress, estimator, _start);
             _ = SampleAsync(_sampling.Token);
@@ -248,18 +248,7 @@ public sealed class SourceMigration
                 queue.SetRecency(estimator.ByRecency(pending));
             }
 
-            await sender.BeginAsync(PagePhase.Push, PageBatchWriter.NoFault, CancellationToken.None).ConfigureAwait(false);
-            for (int page = queue.Next(); page >= 0; page = queue.Next())
-            {
-                if (verdict.IsCompleted)
-                {
-                    break; // the destination gave up (or answered early): stop pushing
-                }
-
-                await sender.SendAsync(page, CancellationToken.None).ConfigureAwait(false);
-            }
-
-            await sender.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            await BackgroundPush.RunAsync(sender, queue, () => verdict.IsCompleted).ConfigureAwait(false);
             _residentAt = Stopwatch.GetTimestamp();
             (ulong memoryDigest, uint nonZero) = await digest.ConfigureAwait(false);
             if (!verdict.IsCompleted)
@@ -303,8 +292,9 @@ public sealed class SourceMigration
 
             post.Cancel();
             faultStop.Cancel();
-            await faultTask.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
-            await CloseAsync().ConfigureAwait(false);
+            await CloseAsync().ConfigureAwait(false); // ends the fault server's threads, blocked on the connection
+            await faultTask.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None)
+                .ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
         }
 
         private async Task HelloAsync(FrameChannel channel, ConnectionRole role, CancellationToken ct)
@@ -511,7 +501,14 @@ public sealed class SourceMigration
                     c.Pages(PagePhase.Live), c.Pages(PagePhase.Pause), c.Pages(PagePhase.Push), c.Pages(PagePhase.FaultReply), _books?.Sent.NonZeroPages ?? 0),
                 PrecopyRounds = _context?.Rounds.Count ?? 0,
                 Rounds = _context?.Rounds ?? [],
-                NetworkFaults = new FaultReport(d.Faults, d.Requests, stalls.Sum(), Percentile(stalls, 0.5), Percentile(stalls, 0.99), stalls.Length > 0 ? stalls[^1] : 0),
+                NetworkFaults = new FaultReport(d.Faults, d.Requests, stalls.Sum(), Percentile(stalls, 0.5), Percentile(stalls, 0.99), stalls.Length > 0 ? stalls[^1] : 0)
+                {
+                    InFlightRequests = d.InFlightRequests,
+                    Resent = _faultServer?.Resent ?? 0,
+                    Stages = d.FaultStages,
+                    DestinationGcCollections = d.GcCollections,
+                    DestinationGcPauseMs = d.GcPauseMs,
+                },
                 PagesArrived = new ArrivalReport(d.PagesLive, d.PagesPause, d.PagesFault, d.PagesPrefetch, d.PagesPush),
                 Prefetch = new PrefetchReport(prefetched, d.PrefetchHits, prefetched - d.PrefetchHits),
                 WorkingSet = o.Strategy == StrategyKind.Hybrid && _context is not null

@@ -23,9 +23,14 @@ internal abstract class DelegatingStream(Stream inner) : Stream
 
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
 
-    public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
+    /// <summary>Every write, blocking or async, passes here first: what it returns is written.</summary>
+    protected virtual ReadOnlyMemory<byte> OnWrite(ReadOnlyMemory<byte> buffer) => buffer;
 
-    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(buffer, cancellationToken);
+    public override void Write(byte[] buffer, int offset, int count) => inner.Write(OnWrite(buffer.AsMemory(offset, count)).Span);
+
+    public override void Write(ReadOnlySpan<byte> buffer) => inner.Write(OnWrite(buffer.ToArray()).Span);
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(OnWrite(buffer), cancellationToken);
 
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 

@@ -4,6 +4,7 @@ using CsCheck;
 using Ferry.Machine.Board;
 using Ferry.Machine.Memory;
 using Ferry.Migration.Mechanisms;
+using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
 using Xunit;
@@ -662,34 +663,33 @@ public sealed class MechanismTests
 
     // ---------------------------------------------------------------- remote pager
 
-    private static async Task<List<PageRequest>> RequestsSentAsync(RemotePager pager, int pageCount)
+    /// <summary>Attaches a fault connection to the pager; the returned function closes it and reads what was written.</summary>
+    private static Func<Task<List<PageRequest>>> Capture(RemotePager pager, int pageCount)
     {
         (Stream a, Stream b) = InMemoryTransport.CreatePair();
-        await using var rx = new FrameChannel(b);
-        CancellationToken ct = Timeout;
-        var requests = new List<PageRequest>();
-        await using (var tx = new FrameChannel(a, urgent: true))
+        var tx = new FrameChannel(a, urgent: true);
+        pager.Attach(tx);
+        return async () =>
         {
-            pager.Complete();
-            await pager.RunSenderAsync(tx, ct);
-        }
-
-        // Everything queued before Complete() was sent, then the connection closed: read to the end.
-        while (true)
-        {
-            (MessageType type, ReadOnlyMemory<byte> payload) frame;
-            try
+            await tx.DisposeAsync();
+            await using var rx = new FrameChannel(b);
+            var requests = new List<PageRequest>();
+            while (true)
             {
-                frame = await rx.ReceiveAsync(ct);
-            }
-            catch (ProtocolException e) when (e.Message == "connection closed by peer")
-            {
-                return requests;
-            }
+                (MessageType type, ReadOnlyMemory<byte> payload) frame;
+                try
+                {
+                    frame = await rx.ReceiveAsync(Timeout);
+                }
+                catch (ProtocolException e) when (e.Message == "connection closed by peer")
+                {
+                    return requests;
+                }
 
-            Assert.Equal(MessageType.PageRequest, frame.type);
-            requests.Add(PageRequest.Decode(frame.payload.Span, pageCount));
-        }
+                Assert.Equal(MessageType.PageRequest, frame.type);
+                requests.Add(PageRequest.Decode(frame.payload.Span, pageCount));
+            }
+        };
     }
 
     [Fact]
@@ -703,18 +703,22 @@ public sealed class MechanismTests
         }
 
         var pager = new RemotePager(memory, 8);
-        pager.PageNeeded(12);  // window [12 - 2, 12 + 6)
-        pager.PageNeeded(15);  // inside it: already on its way
-        pager.PageNeeded(10);
-        pager.PageNeeded(17);
-        pager.PageNeeded(18);  // just past it: a new window (its first pages already requested)
-        pager.PageNeeded(62);  // near the end: the window shifts to stay inside RAM
-        pager.PageNeeded(56);  // already requested by the previous window
+        var sent = Capture(pager, pageCount);
+        pager.PageNeeded(12, 1);  // window [12 - 2, 12 + 6)
+        pager.PageNeeded(15, 1);  // inside it: already on its way, so this page alone, at once
+        pager.PageNeeded(10, 1);
+        pager.PageNeeded(17, 1);
+        pager.PageNeeded(18, 1);  // just past it: a new window (its first pages already requested)
+        pager.PageNeeded(62, 1);  // near the end: the window shifts to stay inside RAM
+        pager.PageNeeded(56, 1);  // already requested by the previous window
         Assert.Equal(7, pager.Faults);
         Assert.Equal(3, pager.RequestsSent);
-
-        List<PageRequest> sent = await RequestsSentAsync(pager, pageCount);
-        Assert.Equal(new[] { new PageRequest(12, 10, 8), new PageRequest(18, 16, 8), new PageRequest(62, 56, 8) }, sent);
+        Assert.Equal(4, pager.InFlightRequests);
+        Assert.Equal(new[]
+        {
+            new PageRequest(12, 10, 8), new PageRequest(15, 15, 1), new PageRequest(10, 10, 1), new PageRequest(17, 17, 1),
+            new PageRequest(18, 16, 8), new PageRequest(62, 56, 8), new PageRequest(56, 56, 1),
+        }, await sent());
         Assert.Equal(7, pager.Faults);
     }
 
@@ -726,25 +730,28 @@ public sealed class MechanismTests
         memory.Absent.SetAll();
 
         var small = new RemotePager(memory, 4);
-        small.PageNeeded(0); // at the start: [0, 4)
-        small.PageNeeded(9); // at the end: [6, 10)
-        small.PageNeeded(5); // nothing requested yet at 5: [4, 8)
-        Assert.Equal(new[] { new PageRequest(0, 0, 4), new PageRequest(9, 6, 4), new PageRequest(5, 4, 4) }, await RequestsSentAsync(small, pageCount));
+        var smallSent = Capture(small, pageCount);
+        small.PageNeeded(0, 1); // at the start: [0, 4)
+        small.PageNeeded(9, 1); // at the end: [6, 10)
+        small.PageNeeded(5, 1); // nothing requested yet at 5: [4, 8)
+        Assert.Equal(new[] { new PageRequest(0, 0, 4), new PageRequest(9, 6, 4), new PageRequest(5, 4, 4) }, await smallSent());
 
-        var wide = new RemotePager(memory, 1024); // wider than RAM: all of it, once
-        wide.PageNeeded(3);
+        var wide = new RemotePager(memory, 1024); // wider than RAM: all of it, once; later faults ask for their page alone
+        var wideSent = Capture(wide, pageCount);
+        wide.PageNeeded(3, 1);
         for (int p = 0; p < pageCount; p++)
         {
-            wide.PageNeeded(p);
+            wide.PageNeeded(p, 1);
         }
 
         Assert.Equal(11, wide.Faults);
-        Assert.Equal(new[] { new PageRequest(3, 0, pageCount) }, await RequestsSentAsync(wide, pageCount));
+        Assert.Equal(1, wide.RequestsSent);
+        Assert.Equal(new[] { new PageRequest(3, 0, pageCount) }.Concat(Enumerable.Range(0, pageCount).Select(p => new PageRequest((uint)p, (uint)p, 1))), await wideSent());
 
         var exact = new RemotePager(memory, 0); // at least the page itself
-        exact.PageNeeded(7);
-        exact.PageNeeded(7);
-        Assert.Equal(new[] { new PageRequest(7, 7, 1) }, await RequestsSentAsync(exact, pageCount));
+        var exactSent = Capture(exact, pageCount);
+        exact.PageNeeded(7, 1);
+        Assert.Equal(new[] { new PageRequest(7, 7, 1) }, await exactSent());
     }
 
     [Fact]
@@ -754,13 +761,14 @@ public sealed class MechanismTests
         using var memory = new GuestMemory(pageCount * PageSize);
         memory.Absent.SetAll();
         var pager = new RemotePager(memory, 16, adaptive: true);
+        var captured = Capture(pager, pageCount);
 
         // Scattered faults: the configured window first, then half of it each time.
         int[] scattered = [100, 1000, 2000, 3000, 500];
         int[] narrowing = [16, 8, 4, 2, 1];
         for (int i = 0; i < scattered.Length; i++)
         {
-            pager.PageNeeded(scattered[i]);
+            pager.PageNeeded(scattered[i], 1);
             Assert.Equal(narrowing[i], pager.CurrentWindow);
         }
 
@@ -769,11 +777,11 @@ public sealed class MechanismTests
         int[] widening = [2, 4, 8, 16, 16, 16];
         for (int i = 0; i < runningOn.Length; i++)
         {
-            pager.PageNeeded(runningOn[i]);
+            pager.PageNeeded(runningOn[i], 1);
             Assert.Equal(widening[i], pager.CurrentWindow);
         }
 
-        List<PageRequest> sent = await RequestsSentAsync(pager, pageCount);
+        List<PageRequest> sent = await captured();
         Assert.Equal(new[]
         {
             new PageRequest(100, 96, 16), new PageRequest(1000, 998, 8), new PageRequest(2000, 1999, 4),
@@ -784,8 +792,8 @@ public sealed class MechanismTests
 
         // A fixed window never moves.
         var fixedWindow = new RemotePager(memory, 16);
-        fixedWindow.PageNeeded(10);
-        fixedWindow.PageNeeded(3900);
+        fixedWindow.PageNeeded(10, 1);
+        fixedWindow.PageNeeded(3900, 1);
         Assert.Equal(16, fixedWindow.CurrentWindow);
     }
 
@@ -795,10 +803,11 @@ public sealed class MechanismTests
         using var memory = new GuestMemory(16 * PageSize);
         var pager = new RemotePager(memory, 4);
         Assert.Empty(pager.Stalls());
-        pager.StallEnded(3, TimeSpan.FromMilliseconds(2.5));
-        pager.StallEnded(3, TimeSpan.FromMilliseconds(40));
-        pager.StallEnded(9, TimeSpan.Zero);
-        Assert.Equal(new[] { 2.5, 40, 0 }, pager.Stalls());
+        long f = Stopwatch.Frequency;
+        pager.StallEnded(3, 1000, 1000 + (f / 400));
+        pager.StallEnded(3, 1000, 1000 + (f / 25));
+        pager.StallEnded(9, 1000, 1000);
+        Assert.Equal(new[] { 2.5, 40, 0 }, pager.Stalls().Select(ms => Math.Round(ms, 6)));
         Assert.Equal(0, pager.Faults);
     }
 
@@ -810,6 +819,7 @@ public sealed class MechanismTests
         memory.Absent.Set(5);
         memory.Absent.Set(6);
         var pager = new RemotePager(memory, 4);
+        var sent = Capture(pager, pageCount);
         memory.AbsentPageHandler = pager;
 
         // A hart blocks in WaitUntilPresent until the page is installed.
@@ -822,14 +832,24 @@ public sealed class MechanismTests
         await Task.Delay(20);
         var content = new byte[PageSize];
         content[0] = 9;
-        Assert.True(memory.InstallPage(5, content));
+        Assert.Equal(5, pager.AwaitedPage);
+        Assert.True(memory.InstallPage(5, content)); // tells the pager when, before the hart can see the page
         Assert.True(await hart.WaitAsync(TimeSpan.FromSeconds(10)));
 
         Assert.Equal(1, pager.Faults);
+        Assert.Equal(-1, pager.AwaitedPage);
         double stall = Assert.Single(pager.Stalls());
         Assert.True(stall >= 15, $"the stall of {stall} ms covers the wait");
         Assert.True(memory.WaitUntilPresent(5, CancellationToken.None)); // present now: no fault
         Assert.Equal(1, pager.Faults);
-        Assert.Equal(new[] { new PageRequest(5, 4, 4) }, await RequestsSentAsync(pager, pageCount));
+        Assert.Equal(new[] { new PageRequest(5, 4, 4) }, await sent());
+
+        // Its stages: the request was written, but no reply came (installed by hand): it waited in flight.
+        FaultStagesReport stages = pager.Stages.Summary();
+        Assert.Equal(1, stages.Request.Count);
+        Assert.Equal(0, stages.Network.Count);
+        Assert.Equal(1, stages.InFlight.Count);
+        Assert.True(stages.InFlight.MaxMs >= 15 && stages.InFlight.MaxMs <= stall, $"in flight {stages.InFlight.MaxMs} ms of a {stall} ms stall");
+        Assert.Equal(1, stages.Resume.Count);
     }
 }

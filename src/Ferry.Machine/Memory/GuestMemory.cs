@@ -173,6 +173,13 @@ public sealed unsafe class GuestMemory : IDisposable
             Populated.Set(page);
         }
 
+        // A hart waits for a page: its handler learns when the page was installed (before the
+        // hart can see it present, so the stall's stages are complete when the stall ends).
+        if (Volatile.Read(ref _waiters) != 0)
+        {
+            AbsentPageHandler?.PageInstalled(page, Stopwatch.GetTimestamp());
+        }
+
         // Interlocked.And is a full fence: the content above is visible before the page is.
         Absent.Clear(page);
         if (Volatile.Read(ref _waiters) != 0)
@@ -243,7 +250,7 @@ public sealed unsafe class GuestMemory : IDisposable
         IAbsentPageHandler handler = AbsentPageHandler
             ?? throw new InvalidOperationException($"page {page} is absent and no absent-page handler is set");
         long start = Stopwatch.GetTimestamp();
-        handler.PageNeeded(page);
+        handler.PageNeeded(page, start);
         Interlocked.Increment(ref _waiters);
         try
         {
@@ -265,7 +272,7 @@ public sealed unsafe class GuestMemory : IDisposable
             Interlocked.Decrement(ref _waiters);
         }
 
-        handler.StallEnded(page, Stopwatch.GetElapsedTime(start));
+        handler.StallEnded(page, start, Stopwatch.GetTimestamp());
         return true;
     }
 
@@ -353,9 +360,18 @@ public interface ITranslationCache
 /// <summary>Implemented by the migration engine on the destination (the remote pager).</summary>
 public interface IAbsentPageHandler
 {
-    /// <summary>A hart touched an absent page and is about to wait. Must not block.</summary>
-    void PageNeeded(int page);
+    /// <summary>
+    /// A hart touched an absent page at <paramref name="blockedAt"/> (Stopwatch ticks) and is
+    /// about to wait. May write a short request, but must not wait for anything.
+    /// </summary>
+    void PageNeeded(int page, long blockedAt);
 
-    /// <summary>The page arrived; the hart waited <paramref name="stall"/>.</summary>
-    void StallEnded(int page, TimeSpan stall);
+    /// <summary>
+    /// <paramref name="page"/> is being installed at <paramref name="at"/> while some hart waits
+    /// (called before the page becomes present). Must not block.
+    /// </summary>
+    void PageInstalled(int page, long at);
+
+    /// <summary>The page arrived; the hart that blocked at <paramref name="blockedAt"/> runs again at <paramref name="resumedAt"/>.</summary>
+    void StallEnded(int page, long blockedAt, long resumedAt);
 }

@@ -47,6 +47,13 @@ public static class LocalMigration
                 // The source's report says what happened; the destination VM was discarded (Abort).
                 ready.TrySetResult(null);
             }
+            finally
+            {
+                // As a host does when a migration ends: the connections close, and the source's
+                // threads blocked on them end.
+                await main.DisposeAsync().ConfigureAwait(false);
+                await fault.DisposeAsync().ConfigureAwait(false);
+            }
         }, CancellationToken.None);
 
         var migration = new SourceMigration(source, options, slot.Token, (role, _) =>

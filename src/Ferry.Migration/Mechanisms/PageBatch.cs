@@ -9,11 +9,16 @@ namespace Ferry.Migration.Mechanisms;
 /// Builds one Pages frame in a buffer it owns and reuses (the page sender's hot path
 /// allocates nothing). Layout:
 ///   u8 phase | u8 0 | u16 count | u32 fault page (0xFFFFFFFF if none)
+///   FaultReply only: u32 source queue ns | u32 source link ns (see <see cref="FaultTiming"/>)
 ///   count x { u32 page | u8 encoding (zero, raw, lz4) | u16 length | bytes }
 /// </summary>
 public sealed class PageBatchWriter
 {
     public const int HeaderSize = 8;
+    public const int FaultTimingSize = 8;
+
+    /// <summary>Where a fault reply's source link time goes (stamped by <c>FrameChannel.Send</c>).</summary>
+    public const int FaultLinkStampOffset = HeaderSize + 4;
     public const int EntryHeaderSize = 7;
     public const int DefaultMaxPages = 64;
     public const uint NoFault = uint.MaxValue;
@@ -27,7 +32,7 @@ public sealed class PageBatchWriter
     {
         MaxPages = maxPages;
         _compress = compress;
-        _buffer = new byte[HeaderSize + (maxPages * (EntryHeaderSize + GuestMemory.PageSize))];
+        _buffer = new byte[HeaderSize + FaultTimingSize + (maxPages * (EntryHeaderSize + GuestMemory.PageSize))];
         Begin(PagePhase.Live);
     }
 
@@ -48,10 +53,20 @@ public sealed class PageBatchWriter
         _buffer[1] = 0;
         BinaryPrimitives.WriteUInt32LittleEndian(_buffer.AsSpan(4), faultPage);
         _position = HeaderSize;
+        if (phase == PagePhase.FaultReply)
+        {
+            _buffer.AsSpan(HeaderSize, FaultTimingSize).Clear();
+            _position += FaultTimingSize;
+        }
+
         Count = 0;
         ZeroPages = 0;
         BinaryPrimitives.WriteUInt16LittleEndian(_buffer.AsSpan(2), 0);
     }
+
+    /// <summary>A fault reply's time at the source from the request's arrival until the reply was ready to send.</summary>
+    public void StampSourceQueue(long nanoseconds)
+        => BinaryPrimitives.WriteUInt32LittleEndian(_buffer.AsSpan(HeaderSize), (uint)Math.Clamp(nanoseconds, 0, uint.MaxValue));
 
     /// <summary>
     /// Appends a page (zero pages become markers); returns the hash of exactly the bytes sent.
@@ -100,9 +115,28 @@ public static class PageBatchReader
         return ((PagePhase)phase, faultPage);
     }
 
+    /// <summary>A fault reply's timing at the source (zeros for other phases or a short payload).</summary>
+    public static FaultTiming Timing(ReadOnlySpan<byte> payload)
+        => payload.Length >= PageBatchWriter.HeaderSize + PageBatchWriter.FaultTimingSize && payload[0] == (byte)PagePhase.FaultReply
+            ? new FaultTiming(BinaryPrimitives.ReadUInt32LittleEndian(payload[PageBatchWriter.HeaderSize..]),
+                BinaryPrimitives.ReadUInt32LittleEndian(payload[PageBatchWriter.FaultLinkStampOffset..]))
+            : default;
+
     /// <summary>Calls <paramref name="onPage"/> for each page, decoded into <paramref name="scratch"/> (4096 bytes).</summary>
     public static (PagePhase Phase, uint FaultPage, int Count) Read(
         ReadOnlySpan<byte> payload, int pageCount, Span<byte> scratch, PageVisitor onPage)
+    {
+        var visitor = new DelegateVisitor(onPage);
+        return Read(payload, pageCount, scratch, ref visitor);
+    }
+
+    /// <summary>
+    /// Calls <paramref name="visitor"/> for each page, decoded into <paramref name="scratch"/>
+    /// (4096 bytes). A struct visitor makes the receive path allocation-free.
+    /// </summary>
+    public static (PagePhase Phase, uint FaultPage, int Count) Read<TVisitor>(
+        ReadOnlySpan<byte> payload, int pageCount, Span<byte> scratch, ref TVisitor visitor)
+        where TVisitor : struct, IPageVisitor
     {
         var r = new WireReader(payload);
         byte phase = r.U8();
@@ -128,6 +162,11 @@ public static class PageBatchReader
             throw new ProtocolException($"fault page {faultPage} is outside RAM");
         }
 
+        if (phase == (byte)PagePhase.FaultReply)
+        {
+            r.Bytes(PageBatchWriter.FaultTimingSize);
+        }
+
         for (int i = 0; i < count; i++)
         {
             uint page = r.U32();
@@ -148,7 +187,7 @@ public static class PageBatchReader
                 throw new ProtocolException($"page {page}: {e.Message}");
             }
 
-            onPage((int)page, encoding == PageEncoding.Zero, scratch);
+            visitor.Visit((int)page, encoding == PageEncoding.Zero, scratch);
         }
 
         r.End();
@@ -157,3 +196,23 @@ public static class PageBatchReader
 }
 
 public delegate void PageVisitor(int page, bool zero, ReadOnlySpan<byte> content);
+
+/// <summary>What a page batch reader calls for each page (a struct, so nothing is allocated per batch).</summary>
+public interface IPageVisitor
+{
+    void Visit(int page, bool zero, ReadOnlySpan<byte> content);
+}
+
+internal readonly struct DelegateVisitor(PageVisitor onPage) : IPageVisitor
+{
+    public void Visit(int page, bool zero, ReadOnlySpan<byte> content) => onPage(page, zero, content);
+}
+
+/// <summary>
+/// A fault reply's time at the source, carried in its batch header: from the request's arrival
+/// until the reply was ready (claim, copy, encode: <see cref="QueueNs"/>), and from then until it
+/// went out on the connection (waiting for the link, its own transmission time on the emulated
+/// link, the send lock: <see cref="LinkNs"/>). The destination subtracts both from its round trip
+/// to get the network's share without a common clock.
+/// </summary>
+public readonly record struct FaultTiming(uint QueueNs, uint LinkNs);

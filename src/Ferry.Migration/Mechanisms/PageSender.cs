@@ -66,7 +66,77 @@ public sealed class PageSender
 
         ReadOnlyMemory<byte> payload = _batch.Payload;
         await _channel.SendAsync(MessageType.Pages, payload, cancellation).ConfigureAwait(false);
-        _books.Counters.AddPages(_phase, _batch.Count, _batch.ZeroPages, _resentInBatch, payload.Length + FrameChannel.HeaderSize);
+        Booked(payload.Length);
+    }
+
+    // The blocking forms, for the dedicated threads of the post-copy phase (push, fault replies).
+
+    /// <summary>Starts a batch of a given phase (flushing any batch of another kind first) on a dedicated thread.</summary>
+    public void Begin(PagePhase phase, uint faultPage, LinkClass linkClass)
+    {
+        if (_batch.Count > 0 && (phase != _phase || faultPage != _faultPage))
+        {
+            Flush(linkClass);
+        }
+
+        _phase = phase;
+        _faultPage = faultPage;
+        if (_batch.Count == 0)
+        {
+            _batch.Begin(phase, faultPage);
+        }
+    }
+
+    /// <summary>Adds a page to the current batch; true when the batch is full and must be flushed.</summary>
+    public bool Add(int page)
+    {
+        ulong hash = _batch.Add(page, _memory.Page(page));
+        _books.Sent.Record(page, hash);
+        if (!_books.EverSent.Set(page))
+        {
+            _resentInBatch++;
+        }
+
+        return _batch.IsFull;
+    }
+
+    public int Count => _batch.Count;
+
+    /// <summary>Sends the batch in <paramref name="linkClass"/> from the calling thread.</summary>
+    public void Flush(LinkClass linkClass)
+    {
+        if (_batch.Count == 0)
+        {
+            return;
+        }
+
+        ReadOnlyMemory<byte> payload = _batch.Payload;
+        _channel.Send(MessageType.Pages, payload, linkClass);
+        Booked(payload.Length);
+    }
+
+    /// <summary>
+    /// Sends a fault reply as urgent traffic, stamped with its time at the source: queued since
+    /// <paramref name="requestArrived"/>, then on the link (it returns once the reply has
+    /// crossed the emulated link, so the link time includes the page's own transmission).
+    /// </summary>
+    public void FlushFaultReply(long requestArrived)
+    {
+        if (_batch.Count == 0)
+        {
+            return;
+        }
+
+        long ready = System.Diagnostics.Stopwatch.GetTimestamp();
+        _batch.StampSourceQueue((ready - requestArrived) * 1_000_000_000 / System.Diagnostics.Stopwatch.Frequency);
+        ReadOnlyMemory<byte> payload = _batch.Payload;
+        _channel.Send(MessageType.Pages, payload, LinkClass.Urgent, untilSent: true, new SendStamp(PageBatchWriter.FaultLinkStampOffset, ready));
+        Booked(payload.Length);
+    }
+
+    private void Booked(int payloadLength)
+    {
+        _books.Counters.AddPages(_phase, _batch.Count, _batch.ZeroPages, _resentInBatch, payloadLength + FrameChannel.HeaderSize);
         _resentInBatch = 0;
         _batch.Begin(_phase, _faultPage);
     }

@@ -1,5 +1,6 @@
-using System.Threading.Channels;
+using System.Diagnostics;
 using Ferry.Machine.Memory;
+using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
 
@@ -8,9 +9,14 @@ namespace Ferry.Migration.Mechanisms;
 /// <summary>
 /// Destination side of network page faults. When the hart touches an absent page it asks the
 /// source for the page and its locality window (the pages around it that are still absent and
-/// not yet requested), without blocking the hart thread beyond queueing the request; a sender
-/// task writes requests to the fault connection. Tracks requested pages so none is asked
-/// twice, and records every stall the guest suffered.
+/// not yet requested), writing the request itself on the fault connection (a small frame that
+/// never waits: one wake-up fewer than handing it to another thread). A fault on a page that is
+/// already on its way (in an earlier window, or in the push) sends a one-page request too: the
+/// source answers it at once on the fault path if the page is still pending, or sends it again
+/// if it is queued behind other traffic, so no fault waits for a window or the push to drain.
+/// <para>Every fault is timed along its path (see <see cref="FaultStageRecorder"/>): blocked,
+/// request written, reply received (with the source's own time carried in the reply), page
+/// installed, hart resumed.</para>
 /// <para>The window is fixed, or adaptive as readahead is: it doubles (up to the configured
 /// size) when a fault lands within one window of the previous request (the guest runs on
 /// through memory, so neighbours are worth fetching) and halves (down to the page alone) when
@@ -26,10 +32,20 @@ public sealed class RemotePager : IAbsentPageHandler
     private int _lastFirst; // the previous request's window (meaningful once a request was sent)
     private int _lastEnd;
     private readonly PageBitmap _requested;
-    private readonly Channel<PageRequest> _outbox = Channel.CreateUnbounded<PageRequest>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly List<double> _stallsMs = new(1 << 14);
+    private readonly byte[] _requestBuffer = new byte[PageRequest.Size];
+    private readonly FaultStageRecorder _stages = new();
+    private FrameChannel? _channel;
+    private Exception? _sendError;
     private long _faults;
     private long _requests;
+    private long _bumps;
+
+    // The fault in progress (one hart: at most one at a time). Written by the hart thread and the
+    // receivers; guarded by _lock.
+    private readonly object _lock = new();
+    private int _awaited = -1;
+    private long _blockedAt, _requestSentAt, _replyAt, _installedAt;
+    private FaultTiming _timing;
 
     public RemotePager(GuestMemory memory, int localityPages, bool adaptive = false)
     {
@@ -43,19 +59,55 @@ public sealed class RemotePager : IAbsentPageHandler
     /// <summary>Network faults: times the guest stalled on an absent page.</summary>
     public long Faults => Interlocked.Read(ref _faults);
 
+    /// <summary>Requests for a page and its window (not counting one-page requests for pages already on their way).</summary>
     public long RequestsSent => Interlocked.Read(ref _requests);
+
+    /// <summary>One-page requests for pages that were already on their way when the hart touched them.</summary>
+    public long InFlightRequests => Interlocked.Read(ref _bumps);
 
     /// <summary>The window the next request would use (the configured one unless adaptive).</summary>
     public int CurrentWindow => _window;
 
-    public void PageNeeded(int page)
+    /// <summary>The page the hart waits for, or -1: receivers report its installation.</summary>
+    public int AwaitedPage => Volatile.Read(ref _awaited);
+
+    /// <summary>A request that could not be written (the connection broke); the migration fails on it.</summary>
+    public Exception? SendError => Volatile.Read(ref _sendError);
+
+    public FaultStageRecorder Stages => _stages;
+
+    /// <summary>Where requests go: the fault connection (written from the hart's thread).</summary>
+    public void Attach(FrameChannel channel) => _channel = channel;
+
+    public void PageNeeded(int page, long blockedAt)
     {
         Interlocked.Increment(ref _faults);
-        if (_requested.Get(page))
+        lock (_lock)
         {
-            return; // already on its way
+            _awaited = page;
+            _blockedAt = blockedAt;
+            _requestSentAt = _replyAt = _installedAt = 0;
+            _timing = default;
         }
 
+        PageRequest request;
+        if (_requested.Get(page))
+        {
+            // Already on its way: ask for this page alone, ahead of whatever it is queued behind.
+            Interlocked.Increment(ref _bumps);
+            request = new PageRequest((uint)page, (uint)page, 1);
+        }
+        else
+        {
+            request = WindowFor(page);
+            Interlocked.Increment(ref _requests);
+        }
+
+        Send(request);
+    }
+
+    private PageRequest WindowFor(int page)
+    {
         if (_adaptive && _requests > 0)
         {
             bool runsOn = page >= _lastFirst - _window && page < _lastEnd + _window;
@@ -77,42 +129,77 @@ public sealed class RemotePager : IAbsentPageHandler
             }
         }
 
-        Interlocked.Increment(ref _requests);
-        _outbox.Writer.TryWrite(new PageRequest((uint)page, (uint)first, (ushort)(end - first)));
+        return new PageRequest((uint)page, (uint)first, (ushort)(end - first));
     }
 
-    public void StallEnded(int page, TimeSpan stall)
+    private void Send(PageRequest request)
     {
-        lock (_stallsMs)
+        FrameChannel? channel = _channel;
+        if (channel is null || _sendError is not null)
         {
-            _stallsMs.Add(stall.TotalMilliseconds);
+            return;
         }
-    }
 
-    public double[] Stalls()
-    {
-        lock (_stallsMs)
-        {
-            return [.. _stallsMs];
-        }
-    }
-
-    /// <summary>Writes queued requests to the fault connection until completed or cancelled.</summary>
-    public async Task RunSenderAsync(FrameChannel channel, CancellationToken cancellation)
-    {
-        var buffer = new byte[PageRequest.Size];
         try
         {
-            await foreach (PageRequest request in _outbox.Reader.ReadAllAsync(cancellation).ConfigureAwait(false))
+            request.Encode(_requestBuffer);
+            channel.Send(MessageType.PageRequest, _requestBuffer, LinkClass.Urgent);
+            long sent = Stopwatch.GetTimestamp();
+            lock (_lock)
             {
-                request.Encode(buffer);
-                await channel.SendAsync(MessageType.PageRequest, buffer, cancellation).ConfigureAwait(false);
+                if (_awaited == (int)request.FaultPage)
+                {
+                    _requestSentAt = sent;
+                }
             }
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException or ProtocolException or NotSupportedException or InvalidOperationException)
         {
+            // Never into the hart: it keeps waiting, and the migration fails on the broken connection.
+            Volatile.Write(ref _sendError, e);
         }
     }
 
-    public void Complete() => _outbox.Writer.TryComplete();
+    /// <summary>A fault reply for <paramref name="faultPage"/> was received at <paramref name="at"/>, with the source's timing.</summary>
+    public void ReplyReceived(int faultPage, long at, FaultTiming timing)
+    {
+        lock (_lock)
+        {
+            if (_awaited == faultPage && _replyAt == 0)
+            {
+                _replyAt = at;
+                _timing = timing;
+            }
+        }
+    }
+
+    /// <summary>The awaited page was installed at <paramref name="at"/> (by whichever receiver brought it).</summary>
+    public void PageInstalled(int page, long at)
+    {
+        lock (_lock)
+        {
+            if (_awaited == page && _installedAt == 0)
+            {
+                _installedAt = at;
+            }
+        }
+    }
+
+    public void StallEnded(int page, long blockedAt, long resumedAt)
+    {
+        lock (_lock)
+        {
+            if (_awaited == page && _blockedAt == blockedAt)
+            {
+                _stages.Record(blockedAt, _requestSentAt, _replyAt, _timing, _installedAt, resumedAt);
+                _awaited = -1;
+            }
+            else
+            {
+                _stages.Record(blockedAt, 0, 0, default, 0, resumedAt);
+            }
+        }
+    }
+
+    public double[] Stalls() => _stages.Totals();
 }

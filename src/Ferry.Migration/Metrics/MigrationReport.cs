@@ -96,7 +96,25 @@ public sealed record PagesReport(long Total, long Normal, long Zero, long Resent
 
 public sealed record RoundReport(int Round, long Pages, long Bytes, double DurationMs, long DirtiedPages, double DirtyPagesPerSecond, double ExpectedDowntimeMs);
 
-public sealed record FaultReport(long Count, long Requests, double StallTotalMs, double StallP50Ms, double StallP99Ms, double StallMaxMs);
+/// <summary>
+/// Network faults: stalls of the guest on absent pages. <see cref="Requests"/> asked for a page
+/// and its window; <see cref="InFlightRequests"/> asked again for a page already on its way;
+/// <see cref="Resent"/> of those the source sent again because the page was still queued behind
+/// other traffic. <see cref="Stages"/> says where the stall time went (null from older peers).
+/// </summary>
+public sealed record FaultReport(long Count, long Requests, double StallTotalMs, double StallP50Ms, double StallP99Ms, double StallMaxMs)
+{
+    public long InFlightRequests { get; init; }
+
+    public long Resent { get; init; }
+
+    public FaultStagesReport? Stages { get; init; }
+
+    /// <summary>Garbage collections in the destination's process while pages were absent, and their total pause (every thread stops).</summary>
+    public int DestinationGcCollections { get; init; }
+
+    public double DestinationGcPauseMs { get; init; }
+}
 
 public sealed record ArrivalReport(long Live, long Pause, long Fault, long Prefetch, long Push);
 
@@ -122,7 +140,13 @@ public sealed record DestinationMetrics
     public long PagesPush { get; init; }
     public long Faults { get; init; }
     public long Requests { get; init; }
+    public long InFlightRequests { get; init; }
     public double[] StallsMs { get; init; } = [];
+    public FaultStagesReport? FaultStages { get; init; }
+
+    /// <summary>Garbage collections in the destination's process from the resume until fully resident, and their pauses.</summary>
+    public int GcCollections { get; init; }
+    public double GcPauseMs { get; init; }
     public long PrefetchHits { get; init; }
     public double RestoreMs { get; init; }
     public double TimeToFullyResidentMs { get; init; }

@@ -6,7 +6,7 @@ namespace Ferry.Migration.Protocol;
 public sealed record Hello
 {
     public const ulong Magic = 0x4749_4D59_5252_4546; // "FERRYMIG"
-    public const ushort ProtocolVersion = 2;
+    public const ushort ProtocolVersion = 3;
     public const int TokenLength = 32;
     public const int MaxNameBytes = 64;
 

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Ferry.Migration.Protocol;
 
 namespace Ferry.Migration.Transport;
@@ -9,6 +11,10 @@ namespace Ferry.Migration.Transport;
 /// NetworkStream, or the in-memory duplex pair used by tests and benchmarks). Sends are
 /// serialized and paced by the migration's <see cref="LinkShaper"/>; receives validate the
 /// header and bound the length before reading the payload into a reused buffer.
+/// <para>Each operation has an async form (control, live rounds) and a blocking form for the
+/// dedicated threads of the post-copy phase (fault path, push, push receiver), which block in
+/// the kernel rather than hop through the thread pool: a fault's latency is then one wake-up
+/// per side, not a queue of continuations.</para>
 /// </summary>
 public sealed class FrameChannel : IAsyncDisposable
 {
@@ -17,7 +23,7 @@ public sealed class FrameChannel : IAsyncDisposable
 
     private readonly Stream _stream;
     private readonly LinkShaper _shaper;
-    private readonly bool _urgent;
+    private readonly LinkClass _class;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private const int SmallFrame = 4096;
     private readonly byte[] _sendHeader = new byte[HeaderSize];
@@ -32,8 +38,10 @@ public sealed class FrameChannel : IAsyncDisposable
     {
         _stream = stream;
         _shaper = shaper ?? LinkShaper.None;
-        _urgent = urgent;
+        _class = urgent ? LinkClass.Urgent : LinkClass.Bulk;
     }
+
+    public LinkShaper Shaper => _shaper;
 
     public long BytesSent => Interlocked.Read(ref _bytesSent);
 
@@ -47,26 +55,21 @@ public sealed class FrameChannel : IAsyncDisposable
             throw new ArgumentException($"a {payload.Length}-byte frame exceeds the protocol limit", nameof(payload));
         }
 
-        await _shaper.AcquireAsync(HeaderSize + payload.Length, _urgent || urgent, cancellation).ConfigureAwait(false);
+        await _shaper.AcquireAsync(HeaderSize + payload.Length, urgent ? LinkClass.Urgent : _class, cancellation).ConfigureAwait(false);
         await _sendLock.WaitAsync(cancellation).ConfigureAwait(false);
         try
         {
-            byte[] header = _sendHeader;
-            header[0] = (byte)type;
-            header[1] = 0;
-            header[2] = 0;
-            header[3] = 0;
-            BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(4), payload.Length);
+            WriteHeader(type, payload.Length);
             if (payload.Length <= SmallFrame - HeaderSize)
             {
                 // Small frames (requests, acknowledgements) go out in one write.
-                header.AsSpan(0, HeaderSize).CopyTo(_smallFrame);
+                _sendHeader.AsSpan().CopyTo(_smallFrame);
                 payload.Span.CopyTo(_smallFrame.AsSpan(HeaderSize));
                 await _stream.WriteAsync(_smallFrame.AsMemory(0, HeaderSize + payload.Length), cancellation).ConfigureAwait(false);
             }
             else
             {
-                await _stream.WriteAsync(header, cancellation).ConfigureAwait(false);
+                await _stream.WriteAsync(_sendHeader, cancellation).ConfigureAwait(false);
                 await _stream.WriteAsync(payload, cancellation).ConfigureAwait(false);
             }
 
@@ -80,12 +83,77 @@ public sealed class FrameChannel : IAsyncDisposable
     }
 
     /// <summary>
-    /// Receives the next frame. The payload memory is valid until the next call. A closed
-    /// connection, a bad header or an oversized frame is a <see cref="ProtocolException"/>.
+    /// Blocking send on the calling thread, in class <paramref name="linkClass"/> (waiting until
+    /// the frame has crossed the emulated link when <paramref name="untilSent"/>). With a
+    /// <paramref name="stamp"/>, the time from <see cref="SendStamp.Since"/> to the moment the
+    /// frame goes out (after the link and the send lock) is written into the payload at
+    /// <see cref="SendStamp.Offset"/> as u32 nanoseconds, just before it is written: how long the
+    /// frame waited for the link, measured where it waited. The payload must be the caller's own
+    /// buffer when stamped.
     /// </summary>
-    public async ValueTask<(MessageType Type, ReadOnlyMemory<byte> Payload)> ReceiveAsync(CancellationToken cancellation)
+    public void Send(MessageType type, ReadOnlyMemory<byte> payload, LinkClass linkClass, bool untilSent = false, SendStamp stamp = default)
     {
-        await ReadExactAsync(_receiveHeader, cancellation).ConfigureAwait(false);
+        if (payload.Length > MaxPayload)
+        {
+            throw new ArgumentException($"a {payload.Length}-byte frame exceeds the protocol limit", nameof(payload));
+        }
+
+        _shaper.Acquire(HeaderSize + payload.Length, linkClass, untilSent, CancellationToken.None);
+        _sendLock.Wait();
+        try
+        {
+            if (stamp.Since != 0)
+            {
+                long ns = (Stopwatch.GetTimestamp() - stamp.Since) * 1_000_000_000 / Stopwatch.Frequency;
+                BinaryPrimitives.WriteUInt32LittleEndian(MemoryMarshal.AsMemory(payload).Span[stamp.Offset..], (uint)Math.Clamp(ns, 0, uint.MaxValue));
+            }
+
+            WriteHeader(type, payload.Length);
+            if (payload.Length <= SmallFrame - HeaderSize)
+            {
+                _sendHeader.AsSpan().CopyTo(_smallFrame);
+                payload.Span.CopyTo(_smallFrame.AsSpan(HeaderSize));
+                _stream.Write(_smallFrame, 0, HeaderSize + payload.Length);
+            }
+            else
+            {
+                _stream.Write(_sendHeader, 0, HeaderSize);
+                _stream.Write(payload.Span);
+            }
+
+            _stream.Flush();
+            Interlocked.Add(ref _bytesSent, HeaderSize + payload.Length);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    /// <summary>The blocking form of <see cref="ReceiveAsync"/>, for a dedicated thread.</summary>
+    public (MessageType Type, ReadOnlyMemory<byte> Payload) Receive()
+    {
+        ReadExact(_receiveHeader);
+        int length = CheckHeader();
+        Memory<byte> payload = _receiveBuffer.AsMemory(0, length);
+        ReadExact(payload.Span);
+        Interlocked.Add(ref _bytesReceived, HeaderSize + length);
+        return ((MessageType)_receiveHeader[0], payload);
+    }
+
+    private void WriteHeader(MessageType type, int length)
+    {
+        byte[] header = _sendHeader;
+        header[0] = (byte)type;
+        header[1] = 0;
+        header[2] = 0;
+        header[3] = 0;
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(4), length);
+    }
+
+    /// <summary>Validates the received header, grows the receive buffer if needed, and returns the payload length.</summary>
+    private int CheckHeader()
+    {
         byte type = _receiveHeader[0];
         int length = BinaryPrimitives.ReadInt32LittleEndian(_receiveHeader.AsSpan(4));
         if (type == (byte)MessageType.Invalid || type > (byte)MessageType.Report)
@@ -108,6 +176,33 @@ public sealed class FrameChannel : IAsyncDisposable
             _receiveBuffer = new byte[Math.Max(length, _receiveBuffer.Length * 2)];
         }
 
+        return length;
+    }
+
+    private void ReadExact(Span<byte> buffer)
+    {
+        int read = 0;
+        while (read < buffer.Length)
+        {
+            int n = _stream.Read(buffer[read..]);
+            if (n == 0)
+            {
+                throw new ProtocolException(read == 0 && buffer.Length == HeaderSize ? "connection closed by peer" : "connection closed in the middle of a frame");
+            }
+
+            read += n;
+        }
+    }
+
+    /// <summary>
+    /// Receives the next frame. The payload memory is valid until the next call. A closed
+    /// connection, a bad header or an oversized frame is a <see cref="ProtocolException"/>.
+    /// </summary>
+    public async ValueTask<(MessageType Type, ReadOnlyMemory<byte> Payload)> ReceiveAsync(CancellationToken cancellation)
+    {
+        await ReadExactAsync(_receiveHeader, cancellation).ConfigureAwait(false);
+        byte type = _receiveHeader[0];
+        int length = CheckHeader();
         Memory<byte> payload = _receiveBuffer.AsMemory(0, length);
         await ReadExactAsync(payload, cancellation).ConfigureAwait(false);
         Interlocked.Add(ref _bytesReceived, HeaderSize + length);
@@ -180,6 +275,9 @@ public sealed class FrameChannel : IAsyncDisposable
         _sendLock.Dispose();
     }
 }
+
+/// <summary>Where and since when <see cref="FrameChannel.Send"/> stamps a frame's wait for the link.</summary>
+public readonly record struct SendStamp(int Offset, long Since);
 
 /// <summary>The peer reported failure, cancelled, or refused: the message carries its reason.</summary>
 public sealed class MigrationPeerException(string message) : Exception(message);

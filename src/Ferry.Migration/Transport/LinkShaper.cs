@@ -10,14 +10,21 @@ namespace Ferry.Migration.Transport;
 /// waits behind bulk traffic, only behind earlier urgent traffic, and it still takes its time
 /// on the link (urgent traffic alone never exceeds the rate). Bulk senders wait out what urgent
 /// traffic took.
+/// <para>Three classes, highest first: <see cref="LinkClass.Urgent"/> (the faulted page itself,
+/// switchover state), <see cref="LinkClass.Prefetch"/> (a fault's locality window) and
+/// <see cref="LinkClass.Bulk"/> (live rounds, the background push). A class waits only for the
+/// traffic of its own and higher classes booked before it, and pushes the lower classes' schedule
+/// back by its own time on the link: as strict priority queues in front of a NIC that interleaves
+/// at packet granularity.</para>
 /// </summary>
 public sealed class LinkShaper
 {
     private readonly object _lock = new();
     private readonly double _bytesPerTick;
     private readonly long _burstTicks;
-    private long _virtualTime;
+    private long _virtualTime; // the bulk class's tail
     private long _urgentTime;
+    private long _prefetchTime;
 
     /// <param name="bitsPerSecond">Link rate; 0 or less means unlimited.</param>
     public LinkShaper(long bitsPerSecond, TimeSpan? burst = null)
@@ -27,6 +34,7 @@ public sealed class LinkShaper
         _burstTicks = (long)((burst ?? DefaultBurst).TotalSeconds * Stopwatch.Frequency);
         _virtualTime = Stopwatch.GetTimestamp();
         _urgentTime = _virtualTime;
+        _prefetchTime = _virtualTime;
     }
 
     /// <summary>
@@ -47,6 +55,10 @@ public sealed class LinkShaper
 
     /// <summary>Waits until <paramref name="bytes"/> may be sent, then books them on the link.</summary>
     public ValueTask AcquireAsync(int bytes, bool urgent, CancellationToken cancellation)
+        => AcquireAsync(bytes, urgent ? LinkClass.Urgent : LinkClass.Bulk, cancellation);
+
+    /// <summary>Waits until <paramref name="bytes"/> of class <paramref name="linkClass"/> may be sent, then books them on the link.</summary>
+    public ValueTask AcquireAsync(int bytes, LinkClass linkClass, CancellationToken cancellation)
     {
         if (Unlimited)
         {
@@ -54,17 +66,75 @@ public sealed class LinkShaper
         }
 
         long now = Stopwatch.GetTimestamp();
-        long waitTicks = Book(bytes, urgent, now) - now;
+        long waitTicks = Book(bytes, linkClass, now) - now;
         return waitTicks > Stopwatch.Frequency / 2000 ? WaitAsync(waitTicks, cancellation) : ValueTask.CompletedTask;
     }
 
     /// <summary>
+    /// The blocking form, for the dedicated threads of the fault path and the push. With
+    /// <paramref name="untilSent"/> it returns only when the frame's last bit has crossed the
+    /// emulated link (its start plus its transmission time), as a store-and-forward receiver
+    /// would see it: a fault reply's latency then includes the page's own time on the link.
+    /// Returns the ticks it waited.
+    /// </summary>
+    public long Acquire(int bytes, LinkClass linkClass, bool untilSent, CancellationToken cancellation)
+    {
+        if (Unlimited)
+        {
+            return 0;
+        }
+
+        long now = Stopwatch.GetTimestamp();
+        long start = Book(bytes, linkClass, now);
+        long until = untilSent ? start + (long)(bytes / _bytesPerTick) : start;
+        if (until - now <= (untilSent ? 0 : Stopwatch.Frequency / 2000))
+        {
+            return 0;
+        }
+
+        WaitUntil(until, cancellation);
+        return Stopwatch.GetTimestamp() - now;
+    }
+
+    /// <summary>
+    /// Sleeps while the wait is long and spins for its last half millisecond (the timer's
+    /// resolution): precise to a microsecond. It spins rather than yields: a yielding thread
+    /// may lose the core for a whole scheduler slice (milliseconds) to a lower-priority thread.
+    /// </summary>
+    public static void WaitUntil(long timestamp, CancellationToken cancellation)
+    {
+        long halfMs = Stopwatch.Frequency / 2000;
+        while (true)
+        {
+            long left = timestamp - Stopwatch.GetTimestamp();
+            if (left <= 0)
+            {
+                return;
+            }
+
+            cancellation.ThrowIfCancellationRequested();
+            if (left > 2 * halfMs)
+            {
+                Thread.Sleep(TimeSpan.FromSeconds((double)(left - halfMs) / Stopwatch.Frequency));
+            }
+            else
+            {
+                Thread.SpinWait(20);
+            }
+        }
+    }
+
+    /// <summary>Books <paramref name="bytes"/> as urgent or bulk (see the class overload).</summary>
+    internal long Book(int bytes, bool urgent, long now) => Book(bytes, urgent ? LinkClass.Urgent : LinkClass.Bulk, now);
+
+    /// <summary>
     /// Books <paramref name="bytes"/> on the link at <paramref name="now"/> (Stopwatch ticks)
     /// and returns when they may start. Bulk starts after everything booked before it; urgent
-    /// starts after the urgent traffic booked before it (at once if there is none) and pushes
-    /// the bulk schedule back by its own transmission time.
+    /// and prefetch start after the traffic of their own and higher classes booked before them
+    /// (at once if there is none) and push the lower classes' schedules back by their own
+    /// transmission time.
     /// </summary>
-    internal long Book(int bytes, bool urgent, long now)
+    internal long Book(int bytes, LinkClass linkClass, long now)
     {
         long duration = (long)(bytes / _bytesPerTick);
         lock (_lock)
@@ -75,18 +145,37 @@ public sealed class LinkShaper
                 _virtualTime = now - _burstTicks;
             }
 
-            if (!urgent)
+            switch (linkClass)
             {
-                long start = _virtualTime;
-                _virtualTime += duration;
-                return start;
-            }
+                case LinkClass.Bulk:
+                    {
+                        long start = _virtualTime;
+                        _virtualTime += duration;
+                        return start;
+                    }
 
-            // Urgent traffic gets no idle credit: it is about latency, not catching up.
-            long urgentStart = Math.Max(_urgentTime, now);
-            _urgentTime = urgentStart + duration;
-            _virtualTime += duration;
-            return urgentStart;
+                case LinkClass.Urgent:
+                    {
+                        // Urgent traffic gets no idle credit: it is about latency, not catching up.
+                        long start = Math.Max(_urgentTime, now);
+                        _urgentTime = start + duration;
+                        if (_prefetchTime > start)
+                        {
+                            _prefetchTime += duration;
+                        }
+
+                        _virtualTime += duration;
+                        return start;
+                    }
+
+                default:
+                    {
+                        long start = Math.Max(Math.Max(_urgentTime, _prefetchTime), now);
+                        _prefetchTime = start + duration;
+                        _virtualTime += duration;
+                        return start;
+                    }
+            }
         }
     }
 
@@ -144,4 +233,17 @@ public sealed class LinkShaper
         : bitsPerSecond >= 1_000_000_000 && bitsPerSecond % 1_000_000_000 == 0 ? $"{bitsPerSecond / 1_000_000_000}Gbit"
         : bitsPerSecond >= 1_000_000 ? $"{bitsPerSecond / 1e6:0.#}Mbit"
         : $"{bitsPerSecond}bit";
+}
+
+/// <summary>Priority classes on the emulated link, highest first.</summary>
+public enum LinkClass
+{
+    /// <summary>The faulted page itself and switchover control frames.</summary>
+    Urgent = 0,
+
+    /// <summary>A network fault's locality window: behind every fault reply, ahead of the push.</summary>
+    Prefetch = 1,
+
+    /// <summary>Live rounds and the background push.</summary>
+    Bulk = 2,
 }

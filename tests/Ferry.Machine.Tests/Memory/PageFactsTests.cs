@@ -161,7 +161,7 @@ public sealed class PageFactsTests : IDisposable
 
         public ConcurrentQueue<(int Page, TimeSpan Stall)> Stalls { get; } = new();
 
-        public void PageNeeded(int page)
+        public void PageNeeded(int page, long blockedAt)
         {
             Needed.Enqueue((page, Environment.CurrentManagedThreadId));
             if (Install)
@@ -174,7 +174,12 @@ public sealed class PageFactsTests : IDisposable
             }
         }
 
-        public void StallEnded(int page, TimeSpan stall) => Stalls.Enqueue((page, stall));
+        public void PageInstalled(int page, long at)
+        {
+        }
+
+        public void StallEnded(int page, long blockedAt, long resumedAt)
+            => Stalls.Enqueue((page, System.Diagnostics.Stopwatch.GetElapsedTime(blockedAt, resumedAt)));
     }
 
     private static byte[] PageContent(ulong marker)

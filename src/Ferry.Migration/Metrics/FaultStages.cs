@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using Ferry.Migration.Mechanisms;
+
+namespace Ferry.Migration.Metrics;
+
+/// <summary>
+/// Where each network fault's time went, stage by stage, as the destination saw it:
+/// <code>
+///  hart blocks ─request─► request written ─┬─ network (out) ─► source receives ─sourceQueue─► reply ready
+///                                           │                                                   │ sourceLink
+///  hart runs ◄─resume─ page installed ◄─install─ reply received ◄─ network (back) ◄──────────────┘
+/// </code>
+/// The source's two stages travel in the reply (<see cref="FaultTiming"/>), so the network's
+/// share is the round trip less the source's time, with no clock common to both hosts. A fault
+/// on a page already on its way gets no reply of its own when the page arrives first by the push
+/// or an earlier window: its time from blocking to installation is <c>inFlight</c>.
+/// Not thread-safe: the remote pager records under its lock.
+/// </summary>
+public sealed class FaultStageRecorder
+{
+    private readonly List<double> _total = new(1 << 12);
+    private readonly List<double> _request = new(1 << 12);
+    private readonly List<double> _sourceQueue = new(1 << 12);
+    private readonly List<double> _sourceLink = new(1 << 12);
+    private readonly List<double> _network = new(1 << 12);
+    private readonly List<double> _install = new(1 << 12);
+    private readonly List<double> _resume = new(1 << 12);
+    private readonly List<double> _inFlight = new(1 << 12);
+
+    /// <summary>Records one stall from its timestamps (Stopwatch ticks; 0 = that moment did not happen).</summary>
+    public void Record(long blocked, long requestSent, long replyReceived, FaultTiming timing, long installed, long resumed)
+    {
+        lock (_total)
+        {
+            _total.Add(Ms(resumed - blocked));
+            if (requestSent != 0)
+            {
+                _request.Add(Ms(requestSent - blocked));
+            }
+
+            if (replyReceived != 0 && requestSent != 0)
+            {
+                double queue = timing.QueueNs / 1e6, link = timing.LinkNs / 1e6;
+                _sourceQueue.Add(queue);
+                _sourceLink.Add(link);
+                _network.Add(Math.Max(0, Ms(replyReceived - requestSent) - queue - link));
+                if (installed >= replyReceived)
+                {
+                    _install.Add(Ms(installed - replyReceived));
+                }
+            }
+            else if (installed != 0)
+            {
+                _inFlight.Add(Ms(installed - blocked));
+            }
+
+            if (installed != 0 && resumed >= installed)
+            {
+                _resume.Add(Ms(resumed - installed));
+            }
+        }
+    }
+
+    /// <summary>Every stall's total, in milliseconds, in the order they ended.</summary>
+    public double[] Totals()
+    {
+        lock (_total)
+        {
+            return [.. _total];
+        }
+    }
+
+    public FaultStagesReport Summary()
+    {
+        lock (_total)
+        {
+            return new FaultStagesReport(
+                StageSummary.Of(_request), StageSummary.Of(_network), StageSummary.Of(_sourceQueue), StageSummary.Of(_sourceLink),
+                StageSummary.Of(_install), StageSummary.Of(_resume), StageSummary.Of(_inFlight), StageSummary.Of(_total));
+        }
+    }
+
+    private static double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
+}
+
+/// <summary>
+/// A fault's stages (see <see cref="FaultStageRecorder"/>): <c>request</c> hart blocked → request
+/// written; <c>network</c> the round trip less the source's time (both directions, the kernels
+/// and the receivers' wake-ups); <c>sourceQueue</c> request arrived → reply ready (claim, copy,
+/// encode); <c>sourceLink</c> reply ready → on the connection (waiting for the link, the reply's
+/// own transmission time, the send lock); <c>install</c> reply received → page installed;
+/// <c>resume</c> page installed → hart running; <c>inFlight</c> blocked → installed for faults on
+/// pages that arrived by another path; <c>total</c> the whole stall.
+/// </summary>
+public sealed record FaultStagesReport(
+    StageSummary Request, StageSummary Network, StageSummary SourceQueue, StageSummary SourceLink,
+    StageSummary Install, StageSummary Resume, StageSummary InFlight, StageSummary Total);
+
+/// <summary>A stage's distribution in milliseconds.</summary>
+public sealed record StageSummary(long Count, double P50Ms, double P99Ms, double MaxMs, double MeanMs)
+{
+    public static StageSummary Of(List<double> samples)
+    {
+        if (samples.Count == 0)
+        {
+            return new StageSummary(0, 0, 0, 0, 0);
+        }
+
+        double[] sorted = [.. samples];
+        Array.Sort(sorted);
+        return new StageSummary(sorted.Length, Percentile(sorted, 0.5), Percentile(sorted, 0.99), sorted[^1], sorted.Average());
+    }
+
+    public static double Percentile(double[] sorted, double q)
+        => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, Math.Max(0, (int)Math.Ceiling(q * sorted.Length) - 1))];
+}
