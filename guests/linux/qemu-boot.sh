@@ -11,6 +11,7 @@
 #                         and ferry.timing=1: reports the time and instret CSRs at ready
 #   --after SECONDS       keep watching the console this long after ready (default 0)
 #   --expect REGEX        after ready, require a console line matching REGEX within --after
+#   --send TEXT           after ready, type TEXT on the console (e.g. $'ls /\npoweroff\n')
 #   --timeout SECONDS     give up waiting for ready (default 60)
 #   --mem SIZE            guest RAM (default 256M)
 #   --kernel PATH / --initrd PATH   (default guests/linux/bin/Image.gz, initramfs.cpio.gz)
@@ -20,7 +21,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-bios=default workload=kvstore append="" icount=0 after=0 expect="" timeout=60 mem=256M
+bios=default workload=kvstore append="" send="" icount=0 after=0 expect="" timeout=60 mem=256M
 kernel="$here/bin/Image.gz" initrd="$here/bin/initramfs.cpio.gz" log="" quiet=0
 while (($#)); do
   case "$1" in
@@ -30,13 +31,14 @@ while (($#)); do
     --icount) icount=1 ;;
     --after) after="$2"; shift ;;
     --expect) expect="$2"; shift ;;
+    --send) send="$2"; shift ;;
     --timeout) timeout="$2"; shift ;;
     --mem) mem="$2"; shift ;;
     --kernel) kernel="$2"; shift ;;
     --initrd) initrd="$2"; shift ;;
     --log) log="$2"; shift ;;
     -q) quiet=1 ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "qemu-boot.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -85,6 +87,7 @@ while :; do
     phase=after
     # after ready: watch for --after seconds, or (default) until the timing line and
     # the --expect line have been seen, 30 s at most
+    [ -z "$send" ] || printf '%s' "$send" >&"${QEMU[1]}"
     if ((after > 0)); then deadline=$(($(now) + after * 1000000000)); else deadline=$(($(now) + 30000000000)); fi
   elif [ "$phase" = after ]; then
     [[ "$line" != "ferry-init: timing "* ]] || timing="${line#ferry-init: timing }"
