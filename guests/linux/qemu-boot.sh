@@ -7,8 +7,9 @@
 #   --bios default|PATH   firmware (default: QEMU's own OpenSBI; e.g. guests/firmware/fw_dynamic.bin)
 #   --workload NAME       ferry.workload= (default kvstore)
 #   --append "ARGS"       extra kernel command-line arguments
-#   --icount              run with -icount shift=0 (1 instruction = 1 ns of virtual time)
-#                         and ferry.timing=1: reports the time and instret CSRs at ready
+#   --icount[=OPTS]       run with -icount OPTS (default shift=0,sleep=off: 1 instruction =
+#                         1 ns of virtual time, deterministic) and ferry.timing=1: reports
+#                         the time and instret CSRs at ready
 #   --after SECONDS       keep watching the console this long after ready (default 0)
 #   --expect REGEX        after ready, require a console line matching REGEX within --after
 #   --send TEXT           after ready, type TEXT on the console (e.g. $'ls /\npoweroff\n')
@@ -22,13 +23,14 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bios=default workload=kvstore append="" send="" icount=0 after=0 expect="" timeout=60 mem=256M
-kernel="$here/bin/Image.gz" initrd="$here/bin/initramfs.cpio.gz" log="" quiet=0
+kernel="$here/bin/Image.gz" initrd="$here/bin/initramfs.cpio.gz" log="" quiet=0 icount_opts=shift=0,sleep=off
 while (($#)); do
   case "$1" in
     --bios) bios="$2"; shift ;;
     --workload) workload="$2"; shift ;;
     --append) append="$2"; shift ;;
     --icount) icount=1 ;;
+    --icount=*) icount=1; icount_opts="${1#--icount=}" ;;
     --after) after="$2"; shift ;;
     --expect) expect="$2"; shift ;;
     --send) send="$2"; shift ;;
@@ -38,7 +40,7 @@ while (($#)); do
     --initrd) initrd="$2"; shift ;;
     --log) log="$2"; shift ;;
     -q) quiet=1 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "qemu-boot.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -58,7 +60,7 @@ cmdline="console=ttyS0 ferry.workload=$workload"
 qemu=(qemu-system-riscv64 -M virt -m "$mem" -smp 1 -nographic -bios "$bios"
       -kernel "$kernel" -initrd "$initrd")
 if ((icount)); then
-  qemu+=(-icount shift=0)
+  qemu+=(-icount "$icount_opts")
   cmdline+=" ferry.timing=1"
 fi
 [ -z "$append" ] || cmdline+=" $append"
