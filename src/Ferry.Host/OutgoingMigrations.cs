@@ -184,7 +184,7 @@ public sealed class OutgoingMigrations
             throw;
         }
 
-        return client.GetStream();
+        return new SocketConnectionStream(client.Client);
     }
 
     private sealed class Entry(string vm, SourceMigration migration, string strategy)

@@ -113,10 +113,11 @@ public sealed class DestinationMigration
                 bundle.AbsentPages.CopyTo(absent.Words);
                 _absentRemaining = absent.PopCount();
                 _pager = new RemotePager(Memory, _hello.LocalityPages, _hello.LocalityAdaptive);
+                fault.EnterKernelBlockingMode();
                 _pager.Attach(fault);
                 Memory.MarkAbsent(absent);
                 Memory.AbsentPageHandler = _pager;
-                _ = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(fault))
+                _ = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(fault), latencySensitive: true)
                     .ContinueWith(t => { if (t.IsFaulted && Volatile.Read(ref _absentRemaining) > 0) { stop.Cancel(); } }, TaskScheduler.Default);
             }
 
@@ -155,6 +156,7 @@ public sealed class DestinationMigration
 
             Phase = DestinationPhase.Completed;
             Memory.AbsentPageHandler = null;
+            _pager?.Finished();
             _vm.Completed();
 
             // The guest's speed after the migration, for the source's report (best effort).

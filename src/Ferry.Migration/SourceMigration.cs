@@ -197,6 +197,7 @@ public sealed class SourceMigration
 
             var queue = new PushQueue(remaining, Options.EffectivePushOrder, Options.FaultNeighbourhoodPages);
             _faultServer.Start(queue);
+            _fault.EnterKernelBlockingMode();
             using var faultStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             Task faultTask = _faultServer.RunAsync(faultStop.Token);
 

@@ -66,7 +66,7 @@ public sealed class FaultServer
     public Task RunAsync(CancellationToken cancellation)
     {
         Task prefetch = DedicatedThread.Start("ferry-prefetch", DedicatedThread.FaultPathNice, PrefetchLoop);
-        Task requests = DedicatedThread.Start("ferry-fault-server", DedicatedThread.FaultPathNice, RequestLoop);
+        Task requests = DedicatedThread.Start("ferry-fault-server", DedicatedThread.FaultPathNice, RequestLoop, latencySensitive: true);
         CancellationTokenRegistration stop = cancellation.Register(Stop);
         return requests.ContinueWith(async t =>
         {

@@ -39,6 +39,7 @@ public sealed class RemotePager : IAbsentPageHandler
     private long _faults;
     private long _requests;
     private long _bumps;
+    private int _hartThread;
 
     // The fault in progress (one hart: at most one at a time). Written by the hart thread and the
     // receivers; guarded by _lock.
@@ -81,7 +82,13 @@ public sealed class RemotePager : IAbsentPageHandler
 
     public void PageNeeded(int page, long blockedAt)
     {
-        Interlocked.Increment(ref _faults);
+        if (Interlocked.Increment(ref _faults) == 1)
+        {
+            // The vCPU waits on the network from now on: let it run as soon as its page is in.
+            _hartThread = DedicatedThread.CurrentThreadId;
+            DedicatedThread.SetSlice(_hartThread, DedicatedThread.LatencySlice);
+        }
+
         lock (_lock)
         {
             _awaited = page;
@@ -202,4 +209,13 @@ public sealed class RemotePager : IAbsentPageHandler
     }
 
     public double[] Stalls() => _stages.Totals();
+
+    /// <summary>All pages are in: the vCPU goes back to the scheduler's default slice.</summary>
+    public void Finished()
+    {
+        if (_hartThread != 0)
+        {
+            DedicatedThread.SetSlice(_hartThread, TimeSpan.Zero);
+        }
+    }
 }

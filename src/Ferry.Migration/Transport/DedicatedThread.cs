@@ -17,15 +17,28 @@ public static partial class DedicatedThread
     public const int FaultPathNice = 0;
 
     /// <summary>Nice value of the push and its receiver: below the vCPU and the fault path.</summary>
-    public const int BulkNice = 5;
+    public static readonly int BulkNice = int.TryParse(Environment.GetEnvironmentVariable("FERRY_BULK_NICE"), out int n) ? n : 5;
+
+    /// <summary>
+    /// The scheduler slice asked for the fault path's threads (and a destination vCPU waiting
+    /// on a fault): Linux's EEVDF scheduler lets a waking thread with a shorter slice preempt
+    /// the running one at once, where one with the default slice may wait until the running
+    /// thread has used up its own (milliseconds). Any process may ask for it (Linux 6.12+).
+    /// </summary>
+    public static readonly TimeSpan LatencySlice = TimeSpan.FromMicroseconds(100);
 
     /// <summary>Runs <paramref name="body"/> on a new background thread at <paramref name="nice"/>; the task ends with it.</summary>
-    public static Task Start(string name, int nice, Action body)
+    public static Task Start(string name, int nice, Action body, bool latencySensitive = false)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() =>
         {
             SetNice(nice);
+            if (latencySensitive)
+            {
+                SetSlice(CurrentThreadId, LatencySlice);
+            }
+
             try
             {
                 body();
@@ -63,6 +76,84 @@ public static partial class DedicatedThread
         {
         }
     }
+
+    /// <summary>The calling thread's kernel id (Linux), or 0.</summary>
+    public static int CurrentThreadId
+    {
+        get
+        {
+            if (!OperatingSystem.IsLinux())
+            {
+                return 0;
+            }
+
+            try
+            {
+                return GetTid();
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                return 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Asks the scheduler for a slice of <paramref name="slice"/> for thread <paramref name="tid"/>
+    /// (zero: the default again), keeping its policy and nice value. Best effort: false where the
+    /// kernel does not support it.
+    /// </summary>
+    public static unsafe bool SetSlice(int tid, TimeSpan slice)
+    {
+        if (tid == 0 || !OperatingSystem.IsLinux() || SchedSetAttrSyscall() is not long number)
+        {
+            return false;
+        }
+
+        try
+        {
+            int nice = GetPriority(0 /* PRIO_PROCESS */, tid);
+            var attr = new SchedAttr
+            {
+                Size = (uint)sizeof(SchedAttr),
+                Policy = 0, // SCHED_OTHER
+                Nice = nice,
+                Runtime = (ulong)(slice.Ticks * 100),
+            };
+            return Syscall(number, tid, &attr, 0) == 0;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return false;
+        }
+    }
+
+    private static long? SchedSetAttrSyscall() => RuntimeInformation.ProcessArchitecture switch
+    {
+        Architecture.X64 => 314,
+        Architecture.Arm64 => 274,
+        _ => null,
+    };
+
+    /// <summary>struct sched_attr, version 0 (48 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct SchedAttr
+    {
+        public uint Size;
+        public uint Policy;
+        public ulong Flags;
+        public int Nice;
+        public uint Priority;
+        public ulong Runtime;
+        public ulong Deadline;
+        public ulong Period;
+    }
+
+    [LibraryImport("libc", EntryPoint = "syscall")]
+    private static unsafe partial long Syscall(long number, int tid, SchedAttr* attr, uint flags);
+
+    [LibraryImport("libc", EntryPoint = "getpriority")]
+    private static partial int GetPriority(int which, int who);
 
     [LibraryImport("libc", EntryPoint = "setpriority")]
     private static partial int SetPriority(int which, int who, int priority);

@@ -43,6 +43,12 @@ public sealed class FrameChannel : IAsyncDisposable
 
     public LinkShaper Shaper => _shaper;
 
+    /// <summary>
+    /// From now on this connection is used only by blocking operations on dedicated threads: a
+    /// TCP connection switches to blocking system calls (<see cref="SocketConnectionStream"/>).
+    /// </summary>
+    public void EnterKernelBlockingMode() => (_stream as SocketConnectionStream)?.EnterKernelBlockingMode();
+
     public long BytesSent => Interlocked.Read(ref _bytesSent);
 
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);

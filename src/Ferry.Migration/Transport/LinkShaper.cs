@@ -92,18 +92,20 @@ public sealed class LinkShaper
             return 0;
         }
 
-        WaitUntil(until, cancellation);
+        WaitUntil(until, untilSent, cancellation);
         return Stopwatch.GetTimestamp() - now;
     }
 
     /// <summary>
-    /// Sleeps while the wait is long and spins for its last half millisecond (the timer's
-    /// resolution): precise to a microsecond. It spins rather than yields: a yielding thread
-    /// may lose the core for a whole scheduler slice (milliseconds) to a lower-priority thread.
+    /// Waits until <paramref name="timestamp"/>. Imprecise waits (bulk and prefetch pacing, whose
+    /// absolute schedule repays a late wake-up) only sleep. Precise ones (a fault reply's own
+    /// transmission time, tens of microseconds) sleep while more than 100 µs remain and spin
+    /// for the rest: a yielding thread may lose the core for a whole scheduler slice, and a
+    /// sleeping one wakes a timer tick late.
     /// </summary>
-    public static void WaitUntil(long timestamp, CancellationToken cancellation)
+    public static void WaitUntil(long timestamp, bool precise, CancellationToken cancellation)
     {
-        long halfMs = Stopwatch.Frequency / 2000;
+        long spinTicks = Stopwatch.Frequency / 10_000;
         while (true)
         {
             long left = timestamp - Stopwatch.GetTimestamp();
@@ -113,9 +115,15 @@ public sealed class LinkShaper
             }
 
             cancellation.ThrowIfCancellationRequested();
-            if (left > 2 * halfMs)
+            if (!precise)
             {
-                Thread.Sleep(TimeSpan.FromSeconds((double)(left - halfMs) / Stopwatch.Frequency));
+                Thread.Sleep(TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
+                return;
+            }
+
+            if (left > 2 * spinTicks)
+            {
+                Thread.Sleep(TimeSpan.FromSeconds((double)(left - spinTicks) / Stopwatch.Frequency));
             }
             else
             {
