@@ -235,9 +235,12 @@ public sealed class DestinationMigration
 
     private void ReceivePages(ReadOnlySpan<byte> payload, Span<byte> scratch, bool running, bool faultConnection = false)
     {
+        // After the resume the fault connection carries fault replies, the main connection the
+        // push and the faults' locality windows (fault replies that name no fault).
         (PagePhase phase, uint faultPage) = PageBatchReader.Header(payload);
         bool allowed = !running ? phase is PagePhase.Live or PagePhase.Pause
-            : faultConnection ? phase == PagePhase.FaultReply : phase == PagePhase.Push;
+            : faultConnection ? phase == PagePhase.FaultReply && faultPage != PageBatchWriter.NoFault
+            : phase == PagePhase.Push || (phase == PagePhase.FaultReply && faultPage == PageBatchWriter.NoFault);
         if (!allowed)
         {
             throw new ProtocolException($"{phase} pages are not allowed {(running ? "after" : "before")} switchover on this connection");

@@ -249,7 +249,10 @@ public sealed class SourceMigration
                 queue.SetRecency(estimator.ByRecency(pending));
             }
 
-            await BackgroundPush.RunAsync(sender, queue, () => verdict.IsCompleted).ConfigureAwait(false);
+            await sender.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            var push = new PageSender(_main, memory, _books, BackgroundPush.BatchPages, Options.Compress);
+            var prefetch = new PageSender(_main, memory, _books, BackgroundPush.BatchPages, Options.Compress);
+            await BackgroundPush.RunAsync(push, prefetch, queue, () => verdict.IsCompleted).ConfigureAwait(false);
             _residentAt = Stopwatch.GetTimestamp();
             (ulong memoryDigest, uint nonZero) = await digest.ConfigureAwait(false);
             if (!verdict.IsCompleted)

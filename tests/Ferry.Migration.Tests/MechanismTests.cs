@@ -594,6 +594,43 @@ public sealed class MechanismTests
     }
 
     [Fact]
+    public void LinkShaper_puts_prefetch_behind_every_fault_reply_and_ahead_of_bulk()
+    {
+        const long rate = 1_000_000_000;
+        var shaper = new LinkShaper(rate);
+        long now = Stopwatch.GetTimestamp() + Stopwatch.Frequency;
+        long burst = (long)(LinkShaper.DefaultBurst.TotalSeconds * Stopwatch.Frequency);
+        long Ticks(int bytes) => (long)(bytes / (rate / 8.0 / Stopwatch.Frequency));
+        const int page = 4096 + 24, window = 4 * (4096 + 7) + 24, bulk = 1_000_000;
+
+        Assert.Equal(now - burst, shaper.Book(bulk, LinkClass.Bulk, now));
+
+        // A fault's window (prefetch) goes ahead of the bulk queue...
+        Assert.Equal(now, shaper.Book(window, LinkClass.Prefetch, now));
+        long secondWindow = shaper.Book(window, LinkClass.Prefetch, now);
+        Assert.Equal(now + Ticks(window), secondWindow);
+
+        // ...but the next fault's page goes ahead of the windows not yet started, and pushes them back.
+        Assert.Equal(now, shaper.Book(page, LinkClass.Urgent, now));
+        long thirdWindow = shaper.Book(window, LinkClass.Prefetch, now);
+        Assert.InRange(thirdWindow, now + (2 * Ticks(window)) + Ticks(page) - 4, now + (2 * Ticks(window)) + Ticks(page) + 4);
+
+        // Bulk waits out everything: its own queue, three windows and the fault reply.
+        long expected = now - burst + Ticks(bulk) + (3 * Ticks(window)) + Ticks(page);
+        Assert.InRange(shaper.Book(4096, LinkClass.Bulk, now), expected - 8, expected + 8);
+    }
+
+    [Fact]
+    public void LinkShaper_blocking_acquire_of_a_fault_reply_lasts_its_transmission_time()
+    {
+        var shaper = new LinkShaper(100_000_000); // 4 KiB take 330 µs
+        long waited = shaper.Acquire(4096 + 24, LinkClass.Urgent, untilSent: true, CancellationToken.None);
+        Assert.True(waited >= (long)(0.000330 * Stopwatch.Frequency), $"waited {waited * 1e6 / Stopwatch.Frequency:0} µs");
+        Assert.Equal(0, shaper.Acquire(1, LinkClass.Bulk, untilSent: false, CancellationToken.None));
+        Assert.Equal(0, LinkShaper.None.Acquire(1 << 20, LinkClass.Urgent, untilSent: true, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task LinkShaper_never_lets_bulk_traffic_exceed_the_cap()
     {
         const long rate = 200_000_000;
@@ -795,6 +832,138 @@ public sealed class MechanismTests
         fixedWindow.PageNeeded(10, 1);
         fixedWindow.PageNeeded(3900, 1);
         Assert.Equal(16, fixedWindow.CurrentWindow);
+    }
+
+    [Fact]
+    public void FaultStageRecorder_splits_a_stall_into_its_stages()
+    {
+        var recorder = new FaultStageRecorder();
+        long us = Stopwatch.Frequency / 1_000_000;
+        // blocked at 0; request written at 10 µs; reply received at 110 µs, of which the source
+        // held it 5 µs (queue) + 40 µs (link); installed at 120 µs; hart runs at 130 µs.
+        long t0 = 1_000_000;
+        recorder.Record(t0, t0 + (10 * us), t0 + (110 * us), new FaultTiming(5_000, 40_000), t0 + (120 * us), t0 + (130 * us));
+        // A fault on a page already on its way: no reply of its own; installed at 300 µs, resumed at 302 µs.
+        recorder.Record(t0, t0 + (8 * us), 0, default, t0 + (300 * us), t0 + (302 * us));
+        FaultStagesReport r = recorder.Summary();
+        static void Near(double expectedUs, double ms) => Assert.InRange(ms * 1000, expectedUs - 0.5, expectedUs + 0.5);
+        Assert.Equal(2, r.Total.Count);
+        Assert.Equal(2, r.Request.Count);
+        Assert.Equal(1, r.Network.Count);
+        Near(100 - 45, r.Network.MaxMs);
+        Near(5, r.SourceQueue.MaxMs);
+        Near(40, r.SourceLink.MaxMs);
+        Near(10, r.Install.MaxMs);
+        Assert.Equal(2, r.Resume.Count);
+        Near(10, r.Resume.MaxMs);
+        Near(2, r.Resume.P50Ms);
+        Assert.Equal(1, r.InFlight.Count);
+        Near(300, r.InFlight.MaxMs);
+        Near(302, r.Total.MaxMs);
+    }
+
+    [Fact]
+    public async Task FaultServer_sends_only_the_faulted_page_resends_one_still_in_flight_and_leaves_the_window_to_the_push()
+    {
+        const int pageCount = 64;
+        using var memory = new GuestMemory(pageCount * PageSize);
+        for (int p = 0; p < pageCount; p++)
+        {
+            memory.WritePhysical(memory.BaseAddress + (ulong)(p * PageSize), BitConverter.GetBytes(p + 1));
+        }
+
+        var pending = new PageBitmap(pageCount);
+        pending.SetAll();
+        var queue = new PushQueue(pending, PushOrder.Linear, 0);
+        Assert.True(queue.TryClaim(40)); // the push has it: on its way, not yet there
+        Assert.True(queue.TryClaim(12)); // and this one of the coming window
+
+        (Stream a, Stream b) = InMemoryTransport.CreatePair();
+        var shaper = new LinkShaper(1_000_000_000);
+        await using var sourceSide = new FrameChannel(a, shaper, urgent: true);
+        await using var destinationSide = new FrameChannel(b);
+        var books = new SourceBooks(pageCount);
+        var server = new FaultServer(sourceSide, memory, books, compress: false);
+        server.Start(queue);
+        using var stop = new CancellationTokenSource();
+        Task running = server.RunAsync(stop.Token);
+
+        byte[] request = new byte[PageRequest.Size];
+        new PageRequest(10, 8, 8).Encode(request);
+        await destinationSide.SendAsync(MessageType.PageRequest, request, Timeout);
+        new PageRequest(40, 40, 1).Encode(request);
+        await destinationSide.SendAsync(MessageType.PageRequest, request, Timeout);
+
+        var frames = new List<(uint Fault, FaultTiming Timing, int[] Pages)>();
+        for (int i = 0; i < 2; i++)
+        {
+            (MessageType type, ReadOnlyMemory<byte> payload) = await destinationSide.ReceiveAsync(Timeout);
+            Assert.Equal(MessageType.Pages, type);
+            var pages = new List<int>();
+            (PagePhase phase, uint fault, _) = PageBatchReader.Read(payload.Span, pageCount, new byte[PageSize], (page, _, content) =>
+            {
+                Assert.Equal(page + 1, BitConverter.ToInt32(content));
+                pages.Add(page);
+            });
+            Assert.Equal(PagePhase.FaultReply, phase);
+            frames.Add((fault, PageBatchReader.Timing(payload.Span), [.. pages]));
+        }
+
+        // Each faulted page alone in its frame, stamped with its time at the source (at least its
+        // 33 µs on a 1 Gbit/s link); page 40 went again because the push had not delivered it.
+        Assert.Equal(10u, frames[0].Fault);
+        Assert.Equal(new[] { 10 }, frames[0].Pages);
+        Assert.True(frames[0].Timing.LinkNs >= 30_000, $"link {frames[0].Timing.LinkNs} ns");
+        Assert.Equal(40u, frames[1].Fault);
+        Assert.Equal(new[] { 40 }, frames[1].Pages);
+        Assert.Equal(2, server.Requests);
+        Assert.Equal(1, server.Resent);
+
+        // The window is the push's next work: what is still pending of it, but the faulted page.
+        var window = new List<int>();
+        for (int p = queue.NextPrefetch(); p >= 0; p = queue.NextPrefetch())
+        {
+            window.Add(p);
+        }
+
+        Assert.Equal(new[] { 8, 9, 11, 13, 14, 15 }, window);
+        Assert.Equal(0, queue.Next()); // then the push's own order
+        stop.Cancel();
+        await destinationSide.DisposeAsync(); // the connection closes: the server's thread ends
+        await Assert.ThrowsAnyAsync<Exception>(() => running.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public void Receiving_a_page_batch_with_a_struct_visitor_allocates_nothing()
+    {
+        var writer = new PageBatchWriter(16);
+        writer.Begin(PagePhase.FaultReply, 3);
+        var content = new byte[PageSize];
+        for (int p = 0; p < 16; p++)
+        {
+            content[0] = (byte)p;
+            writer.Add(p, content);
+        }
+
+        byte[] payload = writer.Payload.ToArray();
+        byte[] scratch = new byte[PageSize];
+        var visitor = new CountingVisitor();
+        PageBatchReader.Read(payload, 64, scratch, ref visitor); // warm
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            PageBatchReader.Read(payload, 64, scratch, ref visitor);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(101 * 16, visitor.Pages);
+    }
+
+    private struct CountingVisitor : IPageVisitor
+    {
+        public int Pages;
+
+        public void Visit(int page, bool zero, ReadOnlySpan<byte> content) => Pages++;
     }
 
     [Fact]

@@ -21,14 +21,14 @@ internal static class BenchCommand
 {
     /// <summary>Ferry's strategies as the bench runs them; hybrid-pass = hybrid after one live pass over memory (--live-passes 1).</summary>
     private static readonly string[] FerryStrategies = ["precopy", "postcopy", "hybrid", "hybrid-pass"];
-    private static readonly string[] QemuStrategies = ["qemu-precopy", "qemu-postcopy"];
+    private static readonly string[] QemuStrategies = ["qemu-precopy", "qemu-postcopy", "qemu-postcopy-preempt"];
 
     public static Command Create()
     {
         var quick = new Option<bool>("--quick") { Description = "small VMs and one repeat: the whole comparison in a few minutes" };
         var output = new Option<string>("--out") { Description = "directory for results.json, results.csv and the plots", DefaultValueFactory = _ => "bench-results" };
         var workloads = new Option<string?>("--workloads") { Description = "comma-separated: idle, dirty-slow, dirty-fast, kvstore, verify (default: all)" };
-        var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, qemu-precopy, qemu-postcopy (default: all; QEMU's when installed)" };
+        var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, qemu-precopy, qemu-postcopy, qemu-postcopy-preempt (default: all; QEMU's when installed)" };
         var repeat = new Option<int?>("--repeat") { Description = "migrations per workload and strategy (default 3, 1 with --quick)" };
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate, for Ferry and QEMU alike", DefaultValueFactory = _ => "1Gbit" };
         var memory = new Option<string?>("--memory") { Description = "guest RAM (default 256M, 64M with --quick)" };
@@ -80,7 +80,7 @@ internal static class BenchCommand
             new("idle", "idle", "interval_ms=100,pages=4", "heartbeat every 100 ms, touching 4 pages"),
             new("dirty-slow", "dirty", quick ? "size_mib=16,rate=4" : "size_mib=64,rate=8", "rewrites its region at a quarter of the link rate (pages/ms of guest time)"),
             new("dirty-fast", "dirty", quick ? "size_mib=16,rate=0" : "size_mib=64,rate=0", "rewrites its region as fast as it runs (far above the link rate)"),
-            new("kvstore", "kvstore", quick ? "table_mib=40" : "table_mib=192", "hash table, 95% of operations on a 2% hot set"),
+            new("kvstore", "kvstore", quick ? "table_mib=40,report_every=20000" : "table_mib=192,report_every=20000", "hash table, 95% of operations on a 2% hot set"),
             new("verify", "verify", quick ? "size_mib=16" : "size_mib=32", "fills and checks a region pass after pass"),
         ];
     }
@@ -185,6 +185,9 @@ internal static class BenchCommand
                 NetworkFaults = r.Strategy == "precopy" ? null : r.NetworkFaults.Count,
                 FaultStallMs = r.Strategy == "precopy" ? null : r.NetworkFaults.StallTotalMs,
                 FaultStallP99Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP99Ms,
+                FaultStallP50Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP50Ms,
+                StallPerFaultMs = r.Strategy == "precopy" || r.NetworkFaults.Count == 0 ? null : r.NetworkFaults.StallTotalMs / r.NetworkFaults.Count,
+                GuestMipsDuring = r.Guest.IpsDuring / 1e6,
                 Slowdown = r.Guest.SlowdownDuring,
                 TimeToFullyResidentMs = r.Strategy == "precopy" ? null : r.TimeToFullyResidentMs,
                 Rounds = r.Strategy == "precopy" ? r.PrecopyRounds : null,
@@ -235,8 +238,13 @@ internal static class BenchCommand
             DowntimeMs = q.Completed ? q.DowntimeMs : null,
             BytesOnWire = q.BytesOnWire,
             NetworkFaults = q.NetworkFaults,
+            BlocktimeMs = q.BlocktimeMs,
+            FaultStallMs = q.BlocktimeMs,
+            StallPerFaultMs = q.BlocktimeMs is double b && q.NetworkFaults is > 0 ? b / q.NetworkFaults.Value : null,
             Rounds = q.Rounds,
             GuestMips = q.GuestMips,
+            GuestMipsDuring = q.GuestMipsDuring,
+            Slowdown = q.GuestMips is > 0 && q.GuestMipsDuring is double during ? 1 - (during / q.GuestMips.Value) : null,
             LinkLimitMs = s.Bandwidth > 0 && q.Completed ? q.BytesOnWire * 8.0 / s.Bandwidth * 1000 : null,
         };
     }
@@ -270,11 +278,11 @@ internal static class BenchCommand
 
     private static string Csv(List<BenchRun> runs)
     {
-        var sb = new StringBuilder("strategy,workload,repeat,outcome,totalTimeMs,downtimeMs,bytesOnWire,networkFaults,faultStallMs,faultStallP99Ms,slowdown,timeToFullyResidentMs,rounds,workingSetBytes,guestMips,linkLimitMs,error\n");
+        var sb = new StringBuilder("strategy,workload,repeat,outcome,totalTimeMs,downtimeMs,bytesOnWire,networkFaults,faultStallMs,faultStallP50Ms,faultStallP99Ms,stallPerFaultMs,slowdown,timeToFullyResidentMs,rounds,workingSetBytes,guestMips,guestMipsDuring,linkLimitMs,error\n");
         foreach (BenchRun r in runs)
         {
             sb.AppendJoin(',', r.Strategy, r.Workload, r.Repeat, r.Outcome, F(r.TotalTimeMs), F(r.DowntimeMs), r.BytesOnWire, r.NetworkFaults, F(r.FaultStallMs),
-                F(r.FaultStallP99Ms), F(r.Slowdown), F(r.TimeToFullyResidentMs), r.Rounds, r.WorkingSetBytes, F(r.GuestMips), F(r.LinkLimitMs),
+                F(r.FaultStallP50Ms), F(r.FaultStallP99Ms), F(r.StallPerFaultMs), F(r.Slowdown), F(r.TimeToFullyResidentMs), r.Rounds, r.WorkingSetBytes, F(r.GuestMips), F(r.GuestMipsDuring), F(r.LinkLimitMs),
                 r.Error is null ? "" : "\"" + r.Error.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
             sb.Append('\n');
         }
@@ -288,7 +296,7 @@ internal static class BenchCommand
     private static Table Table(BenchResults results, string[] strategies)
     {
         var table = new Table().Title($"medians (min-max) over {results.Repeat} run(s), {LinkShaper.Format(results.BandwidthBitsPerSecond)}/s link")
-            .AddColumns("workload", "strategy", "total ms", "link limit ms", "downtime ms", "wire MiB", "faults", "stall ms", "slowdown", "resident ms", "guest MIPS");
+            .AddColumns("workload", "strategy", "total ms", "link limit ms", "downtime ms", "wire MiB", "faults", "stall ms", "µs/fault", "slowdown", "resident ms", "guest MIPS");
         foreach (WorkloadInfo w in results.Workloads)
         {
             foreach (string strategy in strategies)
@@ -310,8 +318,9 @@ internal static class BenchCommand
                     Cell(runs, r => r.DowntimeMs, "not finished"),
                     Cell(runs, r => r.BytesOnWire / 1048576.0, "n/a"),
                     Cell(runs, r => r.NetworkFaults, pre ? "none (pre-copy)" : "n/a"),
-                    Cell(runs, r => r.FaultStallMs, qemu ? "not reported by QEMU" : pre ? "none (pre-copy)" : "n/a"),
-                    Cell(runs, r => r.Slowdown * 100, qemu ? "not measured" : "n/a", "%"),
+                    Cell(runs, r => r.FaultStallMs, pre ? "none (pre-copy)" : "n/a"),
+                    Cell(runs, r => r.StallPerFaultMs * 1000, pre ? "none (pre-copy)" : "n/a"),
+                    Cell(runs, r => r.Slowdown * 100, qemu ? "no progress lines" : "n/a", "%"),
                     Cell(runs, r => r.TimeToFullyResidentMs, qemu ? "not reported by QEMU" : pre ? "at resume" : "n/a"),
                     Cell(runs, r => r.GuestMips, "not measured"));
             }

@@ -27,9 +27,10 @@ public static class BenchPlots
         ("hybrid-pass", "#17BECF"),
         ("qemu-precopy", "#9467BD"),
         ("qemu-postcopy", "#8C564B"),
+        ("qemu-postcopy-preempt", "#E377C2"),
     ];
 
-    private static readonly string[] SpareColours = ["#E377C2", "#7F7F7F", "#BCBD22", "#D62728"];
+    private static readonly string[] SpareColours = ["#7F7F7F", "#BCBD22", "#D62728"];
 
     private static readonly Color FailColour = Color.FromHex("#C00000");
 
@@ -44,6 +45,7 @@ public static class BenchPlots
         new("bars-stall.png", "Fault stall (total)", "ms", r => r.FaultStallMs, false),
         new("bars-slowdown.png", "Guest slowdown during migration", "%", r => r.Slowdown * 100, false),
         new("bars-resident.png", "Time until fully resident after resume", "ms", r => r.TimeToFullyResidentMs, false),
+        new("bars-stall-per-fault.png", "Stall per network fault (QEMU: blocktime per request)", "µs", r => r.StallPerFaultMs * 1000, true),
     ];
 
     /// <summary>Writes every plot into <paramref name="directory"/> and returns the files written.</summary>
@@ -72,7 +74,73 @@ public static class BenchPlots
             written.Add(path);
         }
 
+        foreach (string workload in workloads)
+        {
+            List<BenchRun> runs = [.. results.Runs
+                .Where(r => r.Workload == workload && r.Report is { Timeline.Points.Count: >= 2 })
+                .GroupBy(r => r.Strategy)
+                .Select(g => g.OrderBy(r => r.Repeat).First())];
+            if (runs.Count > 0)
+            {
+                string path = Path.Combine(directory, $"guest-speed-{Safe(workload)}.png");
+                WriteGuestSpeed(results, workload, runs, colours, font, path);
+                written.Add(path);
+            }
+        }
+
         return written;
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Guest speed through the move, every strategy on one time axis (0 = the pause)
+
+    private static void WriteGuestSpeed(BenchResults results, string workload, List<BenchRun> runs, Dictionary<string, Color> colours, string font, string path)
+    {
+        using var plot = new Plot();
+        Style(plot, font);
+        double xMin = 0, xMax = 0, yMax = 0;
+        foreach (BenchRun run in runs.OrderBy(r => Strategies(results).IndexOf(r.Strategy)))
+        {
+            TimelineReport tl = run.Report!.Timeline;
+            double zero = tl.PauseAtMs;
+            var points = new List<TimelinePoint>();
+            foreach (TimelinePoint p in tl.Points.Where(p => double.IsFinite(p.Ms)).OrderBy(p => p.Ms))
+            {
+                if (points.Count > 0 && p.Ms - points[^1].Ms < 5)
+                {
+                    points[^1] = p;
+                }
+                else
+                {
+                    points.Add(p);
+                }
+            }
+
+            if (points.Count < 2)
+            {
+                continue;
+            }
+
+            double[] xs = [.. points.Skip(1).Select((p, i) => ((p.Ms + points[i].Ms) / 2) - zero)];
+            int[] phase = [.. points.Skip(1).Select((p, i) => points[i].Ms < tl.PauseAtMs ? 0 : points[i].Ms < tl.ResumeAtMs ? 1 : 2)];
+            double[] mips = [.. Smooth(Rates(points, p => p.Instructions), phase, 5).Select(v => v / 1e6)];
+            Scatter line = plot.Add.ScatterLine(xs, mips, colours.GetValueOrDefault(run.Strategy, Color.FromHex("#1F77B4")));
+            line.LineWidth = 2;
+            line.LegendText = run.Strategy;
+            xMin = Math.Min(xMin, xs.Min());
+            xMax = Math.Max(xMax, xs.Max());
+            yMax = Math.Max(yMax, mips.Where(double.IsFinite).DefaultIfEmpty(0).Max());
+        }
+
+        VerticalLine pause = plot.Add.VerticalLine(0, 1, FailColour.WithAlpha(0.6));
+        pause.LinePattern = LinePattern.Dashed;
+        plot.Axes.SetLimitsX(xMin, xMax);
+        plot.Axes.SetLimitsY(0, yMax > 0 ? yMax * 1.15 : 1);
+        plot.XLabel("ms from the pause", 14);
+        plot.YLabel("guest MIPS", 14);
+        plot.Title($"Guest speed through the move: {workload} · link {Bandwidth(results.BandwidthBitsPerSecond)}", 16);
+        plot.ShowLegend(Alignment.LowerRight);
+        plot.SavePng(path, TimelineWidth, BarHeight);
     }
 
     // ----------------------------------------------------------------------------------------

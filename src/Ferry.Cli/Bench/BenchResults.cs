@@ -53,8 +53,22 @@ public sealed record BenchRun
     public long? NetworkFaults { get; init; }
     public double? FaultStallMs { get; init; }
     public double? FaultStallP99Ms { get; init; }
+    public double? FaultStallP50Ms { get; init; }
 
-    /// <summary>1 - (guest instructions/s during the migration) / (before it).</summary>
+    /// <summary>Mean stall per network fault. Ferry: its measured stalls; QEMU: its postcopy-blocktime per page request.</summary>
+    public double? StallPerFaultMs { get; init; }
+
+    /// <summary>QEMU post-copy: the destination's postcopy-blocktime (ms, all vCPUs overlapped).</summary>
+    public double? BlocktimeMs { get; init; }
+
+    /// <summary>The guest's speed during the move, million instructions per second (QEMU: from its console progress after the resume).</summary>
+    public double? GuestMipsDuring { get; init; }
+
+    /// <summary>
+    /// 1 - (guest speed during the migration) / (before it). Ferry: instructions retired (live
+    /// phase and post-copy phase until fully resident). QEMU: the guest's console progress at the
+    /// destination from its resume until the migration completed, against the source's before.
+    /// </summary>
     public double? Slowdown { get; init; }
     public double? TimeToFullyResidentMs { get; init; }
     public int? Rounds { get; init; }

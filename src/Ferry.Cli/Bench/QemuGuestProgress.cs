@@ -17,8 +17,44 @@ internal static class QemuGuestProgress
 
     public static double? EstimateMips(IReadOnlyList<QemuConsoleLine> lines)
     {
-        string? guest = null;
-        Dictionary<string, ulong> config = [];
+        List<(long Timestamp, double Instructions)> samples = Samples(lines, out _, out _);
+        if (samples.Count < 3)
+        {
+            return null;
+        }
+
+        return Rate(samples, long.MinValue, long.MaxValue);
+    }
+
+    /// <summary>
+    /// The guest's speed between two instants (Stopwatch ticks) from the progress lines printed
+    /// in that window, for a console without the guest's header line (a migration's destination):
+    /// the guest and its configuration come from the source's console.
+    /// </summary>
+    public static double? EstimateMipsBetween(IReadOnlyList<QemuConsoleLine> sourceLines, IReadOnlyList<QemuConsoleLine> lines, long from, long to)
+    {
+        _ = Samples(sourceLines, out string? guest, out Dictionary<string, ulong> config);
+        if (guest is null)
+        {
+            return null;
+        }
+
+        var samples = new List<(long Timestamp, double Instructions)>();
+        foreach (QemuConsoleLine line in lines)
+        {
+            if (line.Timestamp >= from && line.Timestamp <= to && Instructions(guest, config, line.Text.Trim()) is double i)
+            {
+                samples.Add((line.Timestamp, i));
+            }
+        }
+
+        return samples.Count >= 2 ? Rate(samples, from, to) : null;
+    }
+
+    private static List<(long Timestamp, double Instructions)> Samples(IReadOnlyList<QemuConsoleLine> lines, out string? guest, out Dictionary<string, ulong> config)
+    {
+        guest = null;
+        config = [];
         var samples = new List<(long Timestamp, double Instructions)>();
         foreach (QemuConsoleLine line in lines)
         {
@@ -43,28 +79,30 @@ internal static class QemuGuestProgress
                 continue;
             }
 
-            double? instructions = guest switch
-            {
-                "kvstore" => Counter(text, "ops ") * 125.0,
-                "dirty" when config.GetValueOrDefault("rate") == 0 => Counter(text, "pass ") * 0.9e6 * config.GetValueOrDefault("size_mib", 64UL) / 64.0,
-                "verify" => Counter(text, "OK pass ") * 72e6 * config.GetValueOrDefault("size_mib", 32UL) / 32.0,
-                _ => null,
-            };
-            if (instructions is double i)
+            if (Instructions(guest, config, text) is double i)
             {
                 samples.Add((line.Timestamp, i));
             }
         }
 
-        if (samples.Count < 3)
-        {
-            return null;
-        }
+        return samples;
+    }
 
+    private static double? Instructions(string guest, Dictionary<string, ulong> config, string text) => guest switch
+    {
+        "kvstore" => Counter(text, "ops ") * 125.0,
+        "dirty" when config.GetValueOrDefault("rate") == 0 => Counter(text, "pass ") * 0.9e6 * config.GetValueOrDefault("size_mib", 64UL) / 64.0,
+        "verify" => Counter(text, "OK pass ") * 72e6 * config.GetValueOrDefault("size_mib", 32UL) / 32.0,
+        _ => null,
+    };
+
+    private static double? Rate(List<(long Timestamp, double Instructions)> samples, long from, long to)
+    {
         (long t0, double i0) = samples[0];
         (long t1, double i1) = samples[^1];
         double seconds = (double)(t1 - t0) / Stopwatch.Frequency;
-        return seconds >= MinimumWindowSeconds && i1 > i0 ? (i1 - i0) / seconds / 1e6 : null;
+        bool window = from != long.MinValue;
+        return (window || seconds >= MinimumWindowSeconds) && seconds > 0 && i1 >= i0 ? (i1 - i0) / seconds / 1e6 : null;
     }
 
     /// <summary>N from a line "PREFIX N ...", or null.</summary>

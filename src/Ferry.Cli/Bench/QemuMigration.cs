@@ -10,7 +10,7 @@ namespace Ferry.Cli.Bench;
 /// <param name="Workload">A label, e.g. "kvstore".</param>
 /// <param name="Image">The (config-patched) guest ELF bytes.</param>
 /// <param name="MemoryBytes">Guest RAM (a whole number of MiB), e.g. 256 MiB.</param>
-/// <param name="Strategy">"precopy" or "postcopy".</param>
+/// <param name="Strategy">"precopy", "postcopy", or "postcopy-preempt" (post-copy with its separate channel for fault replies).</param>
 /// <param name="BandwidthBitsPerSecond">0 = unlimited; else max-bandwidth and max-postcopy-bandwidth = bits/8 bytes per second.</param>
 /// <param name="DowntimeLimit">downtime-limit (whole milliseconds).</param>
 /// <param name="WarmUp">How long the guest runs on the source before the migration starts.</param>
@@ -38,7 +38,17 @@ public sealed record QemuRunResult(
     double? SetupTimeMs,
     int? Rounds,
     double? GuestMips,
-    string DestinationConsoleTail);
+    string DestinationConsoleTail)
+{
+    /// <summary>Post-copy: the destination's postcopy-blocktime (ms the vCPUs spent blocked on faults, overlapped), null otherwise.</summary>
+    public double? BlocktimeMs { get; init; }
+
+    /// <summary>Post-copy: the destination's postcopy-vcpu-blocktime of vCPU 0.</summary>
+    public double? VcpuBlocktimeMs { get; init; }
+
+    /// <summary>The guest's speed at the destination from its resume until the migration completed (from its console progress).</summary>
+    public double? GuestMipsDuring { get; init; }
+}
 
 /// <summary>
 /// Runs QEMU's own pre-copy or post-copy migration of a guest between two local
@@ -109,8 +119,8 @@ public static class QemuMigration
         bool postcopy = spec.Strategy switch
         {
             "precopy" => false,
-            "postcopy" => true,
-            _ => throw new ArgumentException($"unknown strategy '{spec.Strategy}' (precopy or postcopy)", nameof(spec)),
+            "postcopy" or "postcopy-preempt" => true,
+            _ => throw new ArgumentException($"unknown strategy '{spec.Strategy}' (precopy, postcopy or postcopy-preempt)", nameof(spec)),
         };
         ArgumentOutOfRangeException.ThrowIfNegative(spec.BandwidthBitsPerSecond);
         if (spec.MemoryBytes == 0 || spec.MemoryBytes % (1UL << 20) != 0)
@@ -188,6 +198,9 @@ public static class QemuMigration
     {
         private JsonElement? _lastQuery;
         private double? _guestMips;
+        private double? _guestMipsDuring;
+        private double? _blocktimeMs;
+        private double? _vcpuBlocktimeMs;
 
         public async Task<QemuRunResult> ExecuteAsync(QemuProcess src, QemuProcess dst, QmpClient srcQmp, QmpClient dstQmp, CancellationToken ct)
         {
@@ -196,7 +209,14 @@ public static class QemuMigration
                 var caps = new JsonArray { Capability("events", true) };
                 if (postcopy)
                 {
+                    // QEMU's best configuration for post-copy: fault replies on a channel of their
+                    // own (preempt) when asked for; blocktime measured on the destination.
                     caps.Add(Capability("postcopy-ram", true));
+                    caps.Add(Capability("postcopy-blocktime", true));
+                    if (spec.Strategy == "postcopy-preempt")
+                    {
+                        caps.Add(Capability("postcopy-preempt", true));
+                    }
                 }
 
                 await qmp.ExecuteAsync("migrate-set-capabilities", new JsonObject { ["capabilities"] = caps }, ct);
@@ -224,11 +244,12 @@ public static class QemuMigration
                 await Task.Delay(left < TimeSpan.FromMilliseconds(100) ? left : TimeSpan.FromMilliseconds(100), ct);
             }
 
-            _guestMips = QemuGuestProgress.EstimateMips(src.Lines);
-            src.StopRecordingLines();
-            dst.StopRecordingLines();
+            IReadOnlyList<QemuConsoleLine> sourceLines = src.Lines;
+            _guestMips = QemuGuestProgress.EstimateMips(sourceLines);
+            src.StopRecordingLines(); // the destination's lines (after its resume) are kept: the guest's progress during the move
 
             double migrateWallMs = (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).TotalMilliseconds;
+            long wallToTicks = Stopwatch.GetTimestamp();
             var clock = Stopwatch.StartNew();
             await srcQmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = $"tcp:127.0.0.1:{port}" }, ct);
             if (postcopy)
@@ -242,6 +263,11 @@ public static class QemuMigration
                 JsonElement info = await srcQmp.ExecuteAsync("query-migrate", null, ct);
                 _lastQuery = info;
                 status = Str(info, "status") ?? "none";
+                if (postcopy)
+                {
+                    await ReadBlocktimeAsync(dstQmp, ct);
+                }
+
                 if (status is "completed" or "failed" or "cancelled")
                 {
                     break;
@@ -272,6 +298,11 @@ public static class QemuMigration
             if (resume is null)
             {
                 return Failed("the destination never resumed (no RESUME event)", dst);
+            }
+
+            if (postcopy)
+            {
+                await ReadBlocktimeAsync(dstQmp, ct);
             }
 
             // Let the guest run on at the destination, to show in its console that it kept going.
@@ -312,8 +343,37 @@ public static class QemuMigration
             }
 
             double downtime = stop is not null ? resume.TimestampMs - stop.TimestampMs : Num(_lastQuery, "downtime") ?? 0;
+
+            // The guest's progress at the destination from its resume until the last page arrived
+            // (QMP event wall-clock times mapped onto the console lines' Stopwatch ticks).
+            long Ticks(double wallMs) => wallToTicks + (long)((wallMs - migrateWallMs) * Stopwatch.Frequency / 1000);
+            double endMs = Math.Max(srcCompleted?.TimestampMs ?? resume.TimestampMs, dstCompleted?.TimestampMs ?? 0);
+            _guestMipsDuring = QemuGuestProgress.EstimateMipsBetween(sourceLines, dst.Lines, Ticks(resume.TimestampMs), Ticks(endMs));
             return Result(completed: true, error: stop is null ? "no STOP event from the source: downtime is QEMU's own figure" : null,
                 total, downtime, tail);
+        }
+
+        /// <summary>The destination's blocktime so far (QEMU frees it when the migration ends, so it is read while it runs).</summary>
+        private async Task ReadBlocktimeAsync(QmpClient dstQmp, CancellationToken ct)
+        {
+            try
+            {
+                JsonElement info = await dstQmp.ExecuteAsync("query-migrate", null, ct);
+                if (Num(info, "postcopy-blocktime") is double total)
+                {
+                    _blocktimeMs = total;
+                }
+
+                if (info.TryGetProperty("postcopy-vcpu-blocktime", out JsonElement perVcpu) && perVcpu.ValueKind == JsonValueKind.Array && perVcpu.GetArrayLength() > 0
+                    && perVcpu[0].ValueKind == JsonValueKind.Number)
+                {
+                    _vcpuBlocktimeMs = perVcpu[0].GetDouble();
+                }
+            }
+            catch (QmpException)
+            {
+                // Not in post-copy (yet): nothing to read.
+            }
         }
 
         /// <summary>Cancels a migration that ran past the timeout and waits (briefly) for QEMU to settle.</summary>
@@ -398,7 +458,12 @@ public static class QemuMigration
                 SetupTimeMs: Num(_lastQuery, "setup-time"),
                 Rounds: rounds is double n ? (int)n : null,
                 GuestMips: _guestMips,
-                DestinationConsoleTail: tail);
+                DestinationConsoleTail: tail)
+            {
+                BlocktimeMs = _blocktimeMs,
+                VcpuBlocktimeMs = _vcpuBlocktimeMs,
+                GuestMipsDuring = _guestMipsDuring,
+            };
         }
     }
 

@@ -4,30 +4,49 @@ using Ferry.Migration.Transport;
 namespace Ferry.Migration.Mechanisms;
 
 /// <summary>
-/// The source's push of the pages still owed after the destination resumed, in the push
-/// queue's order, on a thread of its own at bulk priority (it yields the CPU to the fault path
-/// and the guest on a small host). Books one batch at a time on the link, so it never holds more
-/// than one batch of link time ahead of a fault reply; stops early when told to.
+/// The source's push of the pages still owed after the destination resumed, on a thread of its
+/// own at bulk priority (it yields the CPU to the fault path and the guest on a small host).
+/// Before each batch it sends what is pending of the network faults' locality windows (hybrid),
+/// in frames of the prefetch class that name no fault; then the push queue's order. It books
+/// one small batch at a time on the link, so it never holds more than one batch of link time
+/// (<see cref="BatchPages"/> pages: 0.5 ms at 1 Gbit/s) ahead of a window; stops early when told to.
 /// </summary>
 public static class BackgroundPush
 {
-    public static Task RunAsync(PageSender sender, PushQueue queue, Func<bool> stop)
+    /// <summary>Pages per push batch and per prefetch frame.</summary>
+    public const int BatchPages = 16;
+
+    /// <param name="push">Sends Push batches on the main connection.</param>
+    /// <param name="prefetch">Sends locality windows on the main connection (FaultReply frames naming no fault).</param>
+    public static Task RunAsync(PageSender push, PageSender prefetch, PushQueue queue, Func<bool> stop)
         => DedicatedThread.Start("ferry-push", DedicatedThread.BulkNice, () =>
         {
-            sender.Begin(PagePhase.Push, PageBatchWriter.NoFault, LinkClass.Bulk);
-            for (int page = queue.Next(); page >= 0; page = queue.Next())
+            push.Begin(PagePhase.Push, PageBatchWriter.NoFault, LinkClass.Bulk);
+            prefetch.Begin(PagePhase.FaultReply, PageBatchWriter.NoFault, LinkClass.Prefetch);
+            while (!stop())
             {
-                if (stop())
+                // Windows first, each page claimed as it goes (the fault path may have sent it).
+                for (int page = queue.NextPrefetch(); page >= 0; page = queue.NextPrefetch())
                 {
-                    break; // the destination gave up (or answered early): stop pushing
+                    if (prefetch.Add(page))
+                    {
+                        prefetch.Flush(LinkClass.Prefetch);
+                    }
                 }
 
-                if (sender.Add(page))
+                prefetch.Flush(LinkClass.Prefetch);
+                int next = queue.Next();
+                if (next < 0)
                 {
-                    sender.Flush(LinkClass.Bulk);
+                    break;
+                }
+
+                if (push.Add(next))
+                {
+                    push.Flush(LinkClass.Bulk);
                 }
             }
 
-            sender.Flush(LinkClass.Bulk);
+            push.Flush(LinkClass.Bulk);
         });
 }

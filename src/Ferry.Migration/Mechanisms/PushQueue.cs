@@ -8,6 +8,7 @@ namespace Ferry.Migration.Mechanisms;
 /// in which the background push takes them. Each page is claimed exactly once, by the push or
 /// by the fault server (an atomic clear of its pending bit), so every page crosses once.
 ///
+/// Locality windows of network faults (hybrid) come before any order (<see cref="NextPrefetch"/>).
 /// Orders: linear (ascending); or, for hybrid, the neighbourhood of each recent fault first
 /// (the fault server reports faults here), then pages by how recently the VM touched them
 /// (from the working-set estimator), then the rest ascending.
@@ -16,6 +17,8 @@ public sealed class PushQueue
 {
     private readonly PageBitmap _pending;
     private readonly ConcurrentQueue<int> _faults = new();
+    private readonly ConcurrentQueue<(int First, int End, int Skip)> _windows = new();
+    private (int Next, int End, int Skip) _window = (0, 0, -1);
     private int[] _recency = [];
     private readonly int _neighbourhood;
     private readonly int _pageCount;
@@ -70,6 +73,41 @@ public sealed class PushQueue
         if (_neighbourhood > 0)
         {
             _faults.Enqueue(page);
+        }
+    }
+
+    /// <summary>
+    /// A fault's locality window, pages [first, end) but <paramref name="skip"/> (the faulted page,
+    /// already sent): the push sends whatever of it is still pending before anything else.
+    /// </summary>
+    public void EnqueueWindow(int first, int end, int skip)
+    {
+        if (first < end)
+        {
+            _windows.Enqueue((Math.Max(0, first), Math.Min(_pageCount, end), skip));
+        }
+    }
+
+    /// <summary>Next page of a queued locality window (already claimed), or -1 when no window has one pending.</summary>
+    public int NextPrefetch()
+    {
+        while (true)
+        {
+            while (_window.Next < _window.End)
+            {
+                int page = _window.Next++;
+                if (page != _window.Skip && TryClaim(page))
+                {
+                    return page;
+                }
+            }
+
+            if (!_windows.TryDequeue(out (int First, int End, int Skip) next))
+            {
+                return -1;
+            }
+
+            _window = (next.First, next.End, next.Skip);
         }
     }
 
