@@ -140,7 +140,7 @@ public sealed class DestinationMigration
             _ = SampleAsync(sampling.Token);
             // The push arrives on a thread of its own at bulk priority: the guest and its faults come first.
             Complete? completed = null;
-            await DedicatedThread.Start("ferry-push-receiver", DedicatedThread.BulkNice, () => completed = ReceivePush(scratch)).WaitAsync(ct).ConfigureAwait(false);
+            await DedicatedThread.Start("ferry-push-receiver", DedicatedThread.ReceiverNice, () => completed = ReceivePush(scratch)).WaitAsync(ct).ConfigureAwait(false);
             Complete complete = completed!;
 
             // Verification: every page arrived, and their digest is the source's memory digest.
@@ -235,11 +235,11 @@ public sealed class DestinationMigration
 
     private void ReceivePages(ReadOnlySpan<byte> payload, Span<byte> scratch, bool running, bool faultConnection = false)
     {
-        // After the resume the fault connection carries fault replies, the main connection the
-        // push and the faults' locality windows (fault replies that name no fault).
+        // After the resume the fault connection carries fault replies and windows (fault replies
+        // that name no fault), the main connection the push and the rest of interrupted windows.
         (PagePhase phase, uint faultPage) = PageBatchReader.Header(payload);
         bool allowed = !running ? phase is PagePhase.Live or PagePhase.Pause
-            : faultConnection ? phase == PagePhase.FaultReply && faultPage != PageBatchWriter.NoFault
+            : faultConnection ? phase == PagePhase.FaultReply
             : phase == PagePhase.Push || (phase == PagePhase.FaultReply && faultPage == PageBatchWriter.NoFault);
         if (!allowed)
         {

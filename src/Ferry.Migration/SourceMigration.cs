@@ -509,6 +509,7 @@ public sealed class SourceMigration
                 {
                     InFlightRequests = d.InFlightRequests,
                     Resent = _faultServer?.Resent ?? 0,
+                    AlreadyOnTheWire = _faultServer?.AlreadyOnTheWire ?? 0,
                     Stages = d.FaultStages,
                     DestinationGcCollections = d.GcCollections,
                     DestinationGcPauseMs = d.GcPauseMs,

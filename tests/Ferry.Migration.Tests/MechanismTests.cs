@@ -863,7 +863,7 @@ public sealed class MechanismTests
     }
 
     [Fact]
-    public async Task FaultServer_sends_only_the_faulted_page_resends_one_still_in_flight_and_leaves_the_window_to_the_push()
+    public async Task FaultServer_sends_the_faulted_page_first_then_its_window_and_resends_only_what_no_connection_carries_yet()
     {
         const int pageCount = 64;
         using var memory = new GuestMemory(pageCount * PageSize);
@@ -875,8 +875,10 @@ public sealed class MechanismTests
         var pending = new PageBitmap(pageCount);
         pending.SetAll();
         var queue = new PushQueue(pending, PushOrder.Linear, 0);
-        Assert.True(queue.TryClaim(40)); // the push has it: on its way, not yet there
-        Assert.True(queue.TryClaim(12)); // and this one of the coming window
+        Assert.True(queue.TryClaim(40)); // in the push's batch, not yet written
+        Assert.True(queue.TryClaim(41)); // written by the push: on its way
+        queue.MarkOnTheWire(41);
+        Assert.True(queue.TryClaim(12)); // one of the coming window's pages, claimed by the push
 
         (Stream a, Stream b) = InMemoryTransport.CreatePair();
         var shaper = new LinkShaper(1_000_000_000);
@@ -889,13 +891,14 @@ public sealed class MechanismTests
         Task running = server.RunAsync(stop.Token);
 
         byte[] request = new byte[PageRequest.Size];
-        new PageRequest(10, 8, 8).Encode(request);
-        await destinationSide.SendAsync(MessageType.PageRequest, request, Timeout);
-        new PageRequest(40, 40, 1).Encode(request);
-        await destinationSide.SendAsync(MessageType.PageRequest, request, Timeout);
+        foreach (PageRequest r in new[] { new PageRequest(10, 8, 8), new PageRequest(41, 41, 1), new PageRequest(40, 40, 1) })
+        {
+            r.Encode(request);
+            await destinationSide.SendAsync(MessageType.PageRequest, request, Timeout);
+        }
 
         var frames = new List<(uint Fault, FaultTiming Timing, int[] Pages)>();
-        for (int i = 0; i < 2; i++)
+        while (frames.Count == 0 || frames[^1].Fault != 40)
         {
             (MessageType type, ReadOnlyMemory<byte> payload) = await destinationSide.ReceiveAsync(Timeout);
             Assert.Equal(MessageType.Pages, type);
@@ -909,28 +912,40 @@ public sealed class MechanismTests
             frames.Add((fault, PageBatchReader.Timing(payload.Span), [.. pages]));
         }
 
-        // Each faulted page alone in its frame, stamped with its time at the source (at least its
-        // 33 µs on a 1 Gbit/s link); page 40 went again because the push had not delivered it.
+        // The faulted page alone in the first frame, stamped with its time at the source (at
+        // least its 33 µs on a 1 Gbit/s link); its window behind it in frames of at most four
+        // pages that name no fault (but 12, which the push has); nothing for 41, already on
+        // its way; 40 again, because the push had not written it yet.
         Assert.Equal(10u, frames[0].Fault);
         Assert.Equal(new[] { 10 }, frames[0].Pages);
         Assert.True(frames[0].Timing.LinkNs >= 30_000, $"link {frames[0].Timing.LinkNs} ns");
-        Assert.Equal(40u, frames[1].Fault);
-        Assert.Equal(new[] { 40 }, frames[1].Pages);
-        Assert.Equal(2, server.Requests);
+        List<(uint Fault, FaultTiming Timing, int[] Pages)> windows = [.. frames.Skip(1).SkipLast(1)];
+        Assert.All(windows, f => Assert.Equal(PageBatchWriter.NoFault, f.Fault));
+        Assert.All(windows, f => Assert.InRange(f.Pages.Length, 1, FaultServer.PrefetchFramePages));
+        Assert.Equal(new[] { 8, 9, 11, 13, 14, 15 }, windows.SelectMany(f => f.Pages));
+        Assert.Equal(new[] { 40 }, frames[^1].Pages);
+        Assert.Equal(3, server.Requests);
         Assert.Equal(1, server.Resent);
+        Assert.Equal(1, server.AlreadyOnTheWire);
+        Assert.All(new[] { 8, 9, 10, 11, 13, 14, 15, 40 }, p => Assert.True(queue.IsOnTheWire(p), $"page {p} is marked as written"));
+        Assert.False(queue.IsOnTheWire(12));
 
-        // The window is the push's next work: what is still pending of it, but the faulted page.
-        var window = new List<int>();
-        for (int p = queue.NextPrefetch(); p >= 0; p = queue.NextPrefetch())
-        {
-            window.Add(p);
-        }
-
-        Assert.Equal(new[] { 8, 9, 11, 13, 14, 15 }, window);
-        Assert.Equal(0, queue.Next()); // then the push's own order
         stop.Cancel();
         await destinationSide.DisposeAsync(); // the connection closes: the server's thread ends
         await Assert.ThrowsAnyAsync<Exception>(() => running.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public void PushQueue_sends_the_rest_of_interrupted_windows_before_its_own_order()
+    {
+        var q = new PushQueue(Pending(100), PushOrder.Linear, 0);
+        Assert.True(q.TryClaim(51));
+        q.EnqueueWindow(50, 54, 52); // 52 was the faulted page (sent already); 51 is claimed
+        q.EnqueueWindow(98, 104, -1); // clipped to RAM
+        Assert.Equal(new[] { 50, 53, 98, 99 }, Enumerable.Range(0, 5).Select(_ => q.NextPrefetch()).TakeWhile(p => p >= 0));
+        Assert.Equal(-1, q.NextPrefetch());
+        Assert.Equal(0, q.Next());
+        Assert.True(q.TryClaim(52)); // the window does not claim the faulted page itself
     }
 
     [Fact]

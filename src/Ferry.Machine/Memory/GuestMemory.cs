@@ -40,6 +40,10 @@ public sealed unsafe class GuestMemory : IDisposable
     private byte* _host;
     private int _waiters;
 
+    // Destination side: pages whose installation has begun. Two receivers may deliver the same
+    // page at once (a fault reply sent again while the push carries it); exactly one installs it.
+    private readonly PageBitmap _installing;
+
     public GuestMemory(ulong size, ulong baseAddress = DefaultBase)
     {
         if (size == 0 || (size & PageMask) != 0 || size > MaxSize)
@@ -59,6 +63,7 @@ public sealed unsafe class GuestMemory : IDisposable
         Accessed = new PageBitmap(PageCount);
         Absent = new PageBitmap(PageCount);
         Populated = new PageBitmap(PageCount);
+        _installing = new PageBitmap(PageCount);
     }
 
     public ulong BaseAddress { get; }
@@ -144,7 +149,8 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>
     /// Destination side: delivers a page's content and makes it present. Zero pages are
     /// installed without touching host memory (an unpopulated page is already zero).
-    /// Returns false if the page was already present (a duplicate delivery, ignored).
+    /// Returns false if the page was already present or is being installed by another thread (a
+    /// duplicate delivery, ignored): of concurrent deliveries of one page exactly one returns true.
     /// </summary>
     public bool InstallPage(int page, ReadOnlySpan<byte> content)
     {
@@ -154,7 +160,7 @@ public sealed unsafe class GuestMemory : IDisposable
             throw new ArgumentException("a page is 4096 bytes", nameof(content));
         }
 
-        if (!Absent.Get(page))
+        if (!Absent.Get(page) || !_installing.Set(page))
         {
             return false;
         }
@@ -228,6 +234,7 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Destination side, before the VM runs: every page in <paramref name="pages"/> becomes absent.</summary>
     public void MarkAbsent(PageBitmap pages)
     {
+        _installing.ClearAll();
         Absent.CopyFrom(pages);
         foreach (ITranslationCache cache in _translationCaches)
         {

@@ -8,39 +8,51 @@ namespace Ferry.Migration.Mechanisms;
 /// <summary>
 /// Source side of network page faults, on a thread of its own that blocks on the fault
 /// connection: for each request it sends the faulted page at once, alone in its frame, as
-/// urgent traffic (ahead of everything on the link), stamped with its time here. The fault
-/// connection carries nothing else, so a reply never waits in a socket or at the receiver
-/// behind other pages (no head-of-line blocking). The request's locality window goes to the
-/// push queue, which sends it next on the main connection, ahead of the rest of the push, in
-/// the prefetch class. A faulted page that is no longer pending (claimed by the push or a
+/// urgent traffic (ahead of everything on the link), stamped with its time here. Then the
+/// request's locality window follows on the same connection, right behind its page (a guest
+/// that runs on through memory needs it next), in small frames of the prefetch class that
+/// name no fault, but only while no other request is waiting: the moment one arrives the
+/// window stops, its rest goes to the push queue (sent next on the main connection, ahead of
+/// the rest of the push), and the new fault is served; so a reply waits behind at most one
+/// small window frame. A faulted page that is no longer pending (claimed by the push or a
 /// window, and still on its way) is sent again: the destination asked because it has not got
 /// it, and a duplicate costs one page on the link where waiting could cost a push batch.
 /// Tells the push queue where the guest is faulting.
 /// </summary>
 public sealed class FaultServer
 {
+    /// <summary>Pages per window frame: small, so that a fault reply waits behind at most one of them.</summary>
+    public const int PrefetchFramePages = 4;
+
     private readonly FrameChannel _channel;
     private readonly PageSender _replies;
+    private readonly PageSender _prefetch;
+    private readonly int[] _frame = new int[PrefetchFramePages];
     private readonly int _pageCount;
     private PushQueue? _queue;
     private volatile bool _stopped;
     private long _requests;
     private long _pagesServed;
     private long _resent;
+    private long _onTheWire;
 
     public FaultServer(FrameChannel channel, GuestMemory memory, SourceBooks books, bool compress)
     {
         _channel = channel;
         _pageCount = memory.PageCount;
         _replies = new PageSender(channel, memory, books, 1, compress);
+        _prefetch = new PageSender(channel, memory, books, PrefetchFramePages, compress);
     }
 
     public long Requests => Interlocked.Read(ref _requests);
 
     public long PagesServed => Interlocked.Read(ref _pagesServed);
 
-    /// <summary>Faulted pages sent again because they were still on their way by another path.</summary>
+    /// <summary>Faulted pages sent again because the push had claimed them but not yet written them.</summary>
     public long Resent => Interlocked.Read(ref _resent);
+
+    /// <summary>Requests for pages already written to a connection by another path (left to arrive by it).</summary>
+    public long AlreadyOnTheWire => Interlocked.Read(ref _onTheWire);
 
     /// <summary>Serves requests once the post-copy phase has begun; until then the destination has nothing to fault on.</summary>
     public void Start(PushQueue queue) => Volatile.Write(ref _queue, queue);
@@ -60,6 +72,55 @@ public sealed class FaultServer
             }, TaskScheduler.Default).Unwrap();
     }
 
+    private void Reply(int fault, long arrived, PushQueue queue)
+    {
+        _replies.Begin(PagePhase.FaultReply, (uint)fault, LinkClass.Urgent);
+        _replies.Add(fault);
+        _replies.FlushFaultReply(arrived);
+        queue.MarkOnTheWire(fault);
+        Interlocked.Increment(ref _pagesServed);
+    }
+
+    /// <summary>Sends what is pending of a window until another request arrives; the push takes the rest.</summary>
+    private void SendWindow(PushQueue queue, int first, int end, int fault)
+    {
+        _prefetch.Begin(PagePhase.FaultReply, PageBatchWriter.NoFault, LinkClass.Prefetch);
+        int served = 0, inFrame = 0;
+        for (int page = first; page < end; page++)
+        {
+            if (_channel.DataAvailable)
+            {
+                queue.EnqueueWindow(page, end, fault);
+                break;
+            }
+
+            if (page != fault && queue.TryClaim(page))
+            {
+                served++;
+                _frame[inFrame++] = page;
+                if (_prefetch.Add(page))
+                {
+                    _prefetch.Flush(LinkClass.Prefetch);
+                    MarkSent(queue, ref inFrame);
+                }
+            }
+        }
+
+        _prefetch.Flush(LinkClass.Prefetch);
+        MarkSent(queue, ref inFrame);
+        Interlocked.Add(ref _pagesServed, served);
+    }
+
+    private void MarkSent(PushQueue queue, ref int inFrame)
+    {
+        for (int i = 0; i < inFrame; i++)
+        {
+            queue.MarkOnTheWire(_frame[i]);
+        }
+
+        inFrame = 0;
+    }
+
     private void RequestLoop()
     {
         while (!_stopped)
@@ -76,18 +137,27 @@ public sealed class FaultServer
             Interlocked.Increment(ref _requests);
             int fault = (int)request.FaultPage;
             queue.NoteFault(fault);
-            if (!queue.TryClaim(fault))
+            if (queue.TryClaim(fault))
             {
+                Reply(fault, arrived, queue);
+            }
+            else if (!queue.IsOnTheWire(fault))
+            {
+                // Claimed by the push for a batch it is still filling (or waiting to put on
+                // the link): send it now rather than let the guest wait for that batch.
                 Interlocked.Increment(ref _resent);
+                Reply(fault, arrived, queue);
+            }
+            else
+            {
+                // Already written to a connection: it arrives by its own path, behind at most
+                // the link's bounded queue; sending it again would cost a page for nothing.
+                Interlocked.Increment(ref _onTheWire);
             }
 
-            _replies.Begin(PagePhase.FaultReply, request.FaultPage, LinkClass.Urgent);
-            _replies.Add(fault);
-            _replies.FlushFaultReply(arrived);
-            Interlocked.Increment(ref _pagesServed);
             if (request.Count > 1)
             {
-                queue.EnqueueWindow((int)request.First, (int)(request.First + request.Count), fault);
+                SendWindow(queue, (int)request.First, (int)(request.First + request.Count), fault);
             }
         }
     }

@@ -108,6 +108,9 @@ public sealed record FaultReport(long Count, long Requests, double StallTotalMs,
 
     public long Resent { get; init; }
 
+    /// <summary>Requests for pages the source had already written to a connection by another path (left to arrive by it).</summary>
+    public long AlreadyOnTheWire { get; init; }
+
     public FaultStagesReport? Stages { get; init; }
 
     /// <summary>Garbage collections in the destination's process while pages were absent, and their total pause (every thread stops).</summary>

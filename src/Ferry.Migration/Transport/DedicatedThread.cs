@@ -19,6 +19,9 @@ public static partial class DedicatedThread
     /// <summary>Nice value of the push and its receiver: below the vCPU and the fault path.</summary>
     public static readonly int BulkNice = int.TryParse(Environment.GetEnvironmentVariable("FERRY_BULK_NICE"), out int n) ? n : 5;
 
+    /// <summary>Nice value of the destination's push receiver.</summary>
+    public static readonly int ReceiverNice = int.TryParse(Environment.GetEnvironmentVariable("FERRY_RECEIVER_NICE"), out int n) ? n : BulkNice;
+
     /// <summary>
     /// The scheduler slice asked for the fault path's threads (and a destination vCPU waiting
     /// on a fault): Linux's EEVDF scheduler lets a waking thread with a shorter slice preempt

@@ -49,6 +49,9 @@ public sealed class FrameChannel : IAsyncDisposable
     /// </summary>
     public void EnterKernelBlockingMode() => (_stream as SocketConnectionStream)?.EnterKernelBlockingMode();
 
+    /// <summary>Whether a frame (or part of one) has arrived and not been read; false where the transport cannot tell.</summary>
+    public bool DataAvailable => (_stream as SocketConnectionStream)?.Available > 0;
+
     public long BytesSent => Interlocked.Read(ref _bytesSent);
 
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);

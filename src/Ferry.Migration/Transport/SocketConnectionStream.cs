@@ -32,6 +32,22 @@ public sealed unsafe partial class SocketConnectionStream : Stream
 
     public bool KernelBlocking => _fd >= 0;
 
+    /// <summary>Bytes received and not yet read (the kernel's count): whether a read would not block.</summary>
+    public int Available
+    {
+        get
+        {
+            try
+            {
+                return _socket.Available;
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                return 0;
+            }
+        }
+    }
+
     /// <summary>
     /// From now on Read and Write are blocking system calls (Linux; elsewhere .NET's own).
     /// Call only when no async operation is pending on the connection or will be started.

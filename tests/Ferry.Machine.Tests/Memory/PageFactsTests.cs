@@ -141,6 +141,40 @@ public sealed class PageFactsTests : IDisposable
         Assert.Equal(1005UL, _rig.X(R.A0));
     }
 
+    [Fact]
+    public void Concurrent_deliveries_of_one_page_install_it_exactly_once()
+    {
+        // A fault reply sent again while the push carries the same page: two receivers deliver
+        // it at the same moment, and only one may count it as arrived.
+        const int pages = 4096;
+        using var memory = new GuestMemory(pages * (ulong)GuestMemory.PageSize);
+        var absent = new PageBitmap(pages);
+        absent.SetAll();
+        for (int round = 0; round < 4; round++)
+        {
+            memory.MarkAbsent(absent);
+            int installed = 0;
+            using var start = new Barrier(2);
+            void Deliver()
+            {
+                byte[] content = PageContent(7);
+                start.SignalAndWait();
+                for (int p = 0; p < pages; p++)
+                {
+                    if (memory.InstallPage(p, content))
+                    {
+                        Interlocked.Increment(ref installed);
+                    }
+                }
+            }
+
+            Task a = Task.Run(Deliver), b = Task.Run(Deliver);
+            Task.WaitAll(a, b);
+            Assert.Equal(pages, installed);
+            Assert.Equal(0, memory.Absent.PopCount());
+        }
+    }
+
     private sealed class DelayedPager : IAbsentPageHandler
     {
         private readonly GuestMemory _memory;
