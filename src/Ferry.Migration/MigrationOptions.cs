@@ -31,7 +31,7 @@ public sealed record MigrationOptions
     /// <see cref="LocalityPages"/>) while each fault lands near the previous one and halves
     /// (down to the page alone) while faults scatter. Off by default.
     /// </summary>
-    public bool LocalityAdaptive { get; init; }
+    public bool LocalityAdaptive { get; init; } = true;
 
     /// <summary>Hybrid: a page is in the working set if accessed in at least <see cref="WorkingSetMinHits"/> of the last <see cref="WorkingSetWindows"/> windows.</summary>
     public int WorkingSetWindows { get; init; } = 3;
