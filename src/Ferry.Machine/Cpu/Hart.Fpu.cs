@@ -201,6 +201,12 @@ public sealed unsafe partial class Hart
         }
 
         uint flags = 0;
+        if (rm == SoftFloat.Rne && TryArithRne(d.Op, a, b, rd, ref flags))
+        {
+            Accrue(flags);
+            return true;
+        }
+
         ulong c = Unsafe.Add(ref f, d.Imm & 31);
         switch (d.Op)
         {
@@ -255,6 +261,56 @@ public sealed unsafe partial class Hart
         }
 
         Accrue(flags);
+        return true;
+    }
+
+    /// <summary>Round-to-nearest-even add/sub/mul/div/sqrt on the host FPU, when its flags can be derived exactly.</summary>
+    private bool TryArithRne(Op op, ulong a, ulong b, int rd, ref uint flags)
+    {
+        ulong r;
+        switch (op)
+        {
+            case Op.FaddD or Op.FsubD:
+                if (!SoftFloat.TryAddDRne(a, b, op == Op.FsubD, out r, ref flags))
+                {
+                    return false;
+                }
+
+                break;
+            case Op.FmulD:
+                if (!SoftFloat.TryMulDRne(a, b, out r, ref flags))
+                {
+                    return false;
+                }
+
+                break;
+            case Op.FdivD:
+                if (!SoftFloat.TryDivDRne(a, b, out r, ref flags))
+                {
+                    return false;
+                }
+
+                break;
+            case Op.FsqrtD:
+                if (!SoftFloat.TrySqrtDRne(a, out r, ref flags))
+                {
+                    return false;
+                }
+
+                break;
+            case Op.FaddS or Op.FsubS or Op.FmulS or Op.FdivS or Op.FsqrtS:
+                if (!SoftFloat.TryArithSRne(op - Op.FaddS, SoftFloat.Unbox(a), SoftFloat.Unbox(b), out r, ref flags))
+                {
+                    return false;
+                }
+
+                r = SoftFloat.Box(r);
+                break;
+            default:
+                return false;
+        }
+
+        WriteF(rd, r);
         return true;
     }
 

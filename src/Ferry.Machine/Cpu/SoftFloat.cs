@@ -843,6 +843,169 @@ internal static class SoftFloat
         return RoundPack(sign, e, m, to, rm, ref flags);
     }
 
+    // ---- the round-to-nearest-even fast paths
+    //
+    // The common case computed by the host FPU (which rounds to nearest even) with the flags
+    // derived exactly: inexact from an error-free residual (TwoSum for sums, FusedMultiplyAdd
+    // for products, quotients and square roots; each residual is exactly representable while
+    // nothing underflows, hence the magnitude bounds). Overflow, underflow, NaN and infinity
+    // results are left to the soft-float path (the method returns false). Single precision is
+    // computed in double: products of singles are exact there, and rounding a double sum,
+    // product, quotient or root once more to single gives the correctly rounded single
+    // (53 >= 2 * 24 + 2, so double rounding is innocuous for these operations).
+
+    /// <summary>2^-969: products, quotients and roots above it leave a representable (non-underflowing) residual.</summary>
+    private const double ResidualSafe = 2.0041683600089728e-292;
+
+    public static bool TryAddDRne(ulong a, ulong b, bool negateB, out ulong result, ref uint flags)
+    {
+        double x = BitConverter.UInt64BitsToDouble(a), y = BitConverter.UInt64BitsToDouble(b);
+        if (negateB)
+        {
+            y = -y;
+        }
+
+        double r = x + y;
+        result = BitConverter.DoubleToUInt64Bits(r);
+        if (!double.IsFinite(r))
+        {
+            return false;
+        }
+
+        // TwoSum (Knuth): r + err == x + y exactly; subnormal sums are always exact.
+        double bb = r - x;
+        double err = (x - (r - bb)) + (y - bb);
+        if (err != 0)
+        {
+            flags |= NX;
+        }
+
+        return true;
+    }
+
+    public static bool TryMulDRne(ulong a, ulong b, out ulong result, ref uint flags)
+    {
+        double x = BitConverter.UInt64BitsToDouble(a), y = BitConverter.UInt64BitsToDouble(b);
+        double r = x * y;
+        result = BitConverter.DoubleToUInt64Bits(r);
+        if (r == 0)
+        {
+            return x == 0 || y == 0; // exact zero (else it underflowed)
+        }
+
+        if (!double.IsFinite(r) || Math.Abs(r) < ResidualSafe)
+        {
+            return false;
+        }
+
+        if (Math.FusedMultiplyAdd(x, y, -r) != 0)
+        {
+            flags |= NX;
+        }
+
+        return true;
+    }
+
+    public static bool TryDivDRne(ulong a, ulong b, out ulong result, ref uint flags)
+    {
+        double x = BitConverter.UInt64BitsToDouble(a), y = BitConverter.UInt64BitsToDouble(b);
+        double r = x / y;
+        result = BitConverter.DoubleToUInt64Bits(r);
+        if (x == 0)
+        {
+            return y != 0 && double.IsFinite(y); // exact zero (0/0 and 0/NaN are invalid or NaN)
+        }
+
+        if (!double.IsFinite(r) || !double.IsFinite(y) || Math.Abs(r) < ResidualSafe || Math.Abs(x) < ResidualSafe)
+        {
+            return false;
+        }
+
+        if (Math.FusedMultiplyAdd(r, y, -x) != 0)
+        {
+            flags |= NX;
+        }
+
+        return true;
+    }
+
+    public static bool TrySqrtDRne(ulong a, out ulong result, ref uint flags)
+    {
+        double x = BitConverter.UInt64BitsToDouble(a);
+        result = a;
+        if (!(x >= ResidualSafe) || !double.IsFinite(x))
+        {
+            return false;
+        }
+
+        double r = Math.Sqrt(x);
+        result = BitConverter.DoubleToUInt64Bits(r);
+        if (Math.FusedMultiplyAdd(r, r, -x) != 0)
+        {
+            flags |= NX;
+        }
+
+        return true;
+    }
+
+    /// <summary>Single precision add/sub/mul/div/sqrt (op 0..4) in double, rounded once more to single.</summary>
+    public static bool TryArithSRne(int op, ulong a, ulong b, out ulong result, ref uint flags)
+    {
+        double x = BitConverter.Int32BitsToSingle((int)(uint)a), y = BitConverter.Int32BitsToSingle((int)(uint)b);
+        double r;
+        bool inexact;
+        switch (op)
+        {
+            case 0 or 1:
+            {
+                if (op == 1)
+                {
+                    y = -y;
+                }
+
+                r = x + y;
+                double bb = r - x;
+                inexact = (x - (r - bb)) + (y - bb) != 0;
+                break;
+            }
+
+            case 2:
+                r = x * y; // exact: 24 + 24 bits, far inside double's range
+                inexact = false;
+                break;
+            case 3:
+                r = x / y;
+                inexact = double.IsFinite(r) && r != 0 && Math.FusedMultiplyAdd(r, y, -x) != 0;
+                break;
+            default:
+                r = Math.Sqrt(x);
+                inexact = x > 0 && double.IsFinite(x) && Math.FusedMultiplyAdd(r, r, -x) != 0;
+                break;
+        }
+
+        float f = (float)r;
+        result = (uint)BitConverter.SingleToInt32Bits(f);
+        // Sums and differences of singles are exact when tiny; a tiny product, quotient or
+        // root (|exact| < 2^-126, seen from the double, which is on the same side of 2^-126)
+        // may underflow: the soft path decides.
+        if (!float.IsFinite(f) || double.IsNaN(r) || (r != 0 && Math.Abs(r) < 1.1754943508222875e-38 && op >= 2))
+        {
+            return false;
+        }
+
+        if (r == 0 && op >= 2 && (op != 4 ? x != 0 : false))
+        {
+            return false; // a non-zero product or quotient that reached zero: underflow
+        }
+
+        if (inexact || (double)f != r)
+        {
+            flags |= NX;
+        }
+
+        return true;
+    }
+
     /// <summary>The 32-bit value of a register as single-precision operand: not NaN-boxed reads as the canonical NaN.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Unbox(ulong reg) => (reg >> 32) == 0xFFFF_FFFF ? (uint)reg : 0x7FC0_0000UL;
