@@ -342,6 +342,38 @@ public sealed class FloatTests : IDisposable
     }
 
     [Fact]
+    public void FpLoop_AllocatesNothing()
+    {
+        // A loop over every kind of FP path: RNE fast path, directed rounding, fused multiply-add,
+        // conversions, compares, flags, FP loads and stores.
+        EnableFp();
+        Rig rig = _bench.Rig;
+        var p = Rig.NewProgram();
+        p.Li(R.A1, Rig.Data).Li(R.A2, 0x3FF8_0000_0000_0000).Emit(FpR(0x79, 0, FA1, R.A2, 0)); // fa1 = 1.5
+        var loop = p.Mark();
+        p.Emit(
+            FpR(0x01, 0, FA0, FA1, FA1),            // fadd.d rne
+            FpR(0x09, 2, FA0, FA0, FA1),            // fmul.d rdn
+            FpR(0x0D, 7, FA2, FA0, FA1),            // fdiv.d dyn
+            FpR(0x00, 3, FA2, FA2, FA1),            // fadd.s rup (unboxed operand)
+            Asm.RType(0x43, 0, (uint)((FA1 << 2) | 1), FA0, FA0, FA1), // fmadd.d fa0, fa0, fa1, fa1
+            FpR(0x61, 1, R.A3, FA0, 0),             // fcvt.w.d rtz
+            FpR(0x51, 1, R.A4, FA0, FA1),           // flt.d
+            Asm.SType(0x27, 3, R.A1, FA0, 0),       // fsd
+            Asm.IType(0x07, 3, FA0, R.A1, 0));      // fld
+        p.J(loop);
+        rig.Load(p);
+        rig.Step(10_000);
+        ulong target = rig.Hart.InstructionsRetired + 100_000;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        rig.Machine.Run(target);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(target, rig.Hart.InstructionsRetired);
+        Assert.Equal(0, allocated);
+        Assert.Equal(0UL, rig.State.Mcause); // no trap on the way
+    }
+
+    [Fact]
     public void FpState_TravelsInTheStateCodec_AndTheDigest()
     {
         using VirtMachine m = GuestRunner.NewMachine(GuestRunner.Load("hello"), memory: 4UL << 20);
