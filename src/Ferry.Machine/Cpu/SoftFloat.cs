@@ -987,15 +987,11 @@ internal static class SoftFloat
         result = (uint)BitConverter.SingleToInt32Bits(f);
         // Sums and differences of singles are exact when tiny; a tiny product, quotient or
         // root (|exact| < 2^-126, seen from the double, which is on the same side of 2^-126)
-        // may underflow: the soft path decides.
+        // may underflow: the soft path decides. A zero double is an exact zero here (x × 0,
+        // 0 / y, x / inf, sqrt(±0)): singles cannot underflow in double.
         if (!float.IsFinite(f) || double.IsNaN(r) || (r != 0 && Math.Abs(r) < 1.1754943508222875e-38 && op >= 2))
         {
             return false;
-        }
-
-        if (r == 0 && op >= 2 && (op != 4 ? x != 0 : false))
-        {
-            return false; // a non-zero product or quotient that reached zero: underflow
         }
 
         if (inexact || (double)f != r)
