@@ -201,13 +201,13 @@ public sealed unsafe partial class Hart
         }
 
         uint flags = 0;
-        if (rm == SoftFloat.Rne && TryArithRne(d.Op, a, b, rd, ref flags))
+        ulong c = Unsafe.Add(ref f, d.Imm & 31);
+        if (rm == SoftFloat.Rne && TryArithRne(d.Op, a, b, c, rd, ref flags))
         {
             Accrue(flags);
             return true;
         }
 
-        ulong c = Unsafe.Add(ref f, d.Imm & 31);
         switch (d.Op)
         {
             case Op.FaddS: WriteS(rd, SoftFloat.Add(SoftFloat.Unbox(a), SoftFloat.Unbox(b), SoftFloat.S, rm, ref flags)); break;
@@ -264,12 +264,28 @@ public sealed unsafe partial class Hart
         return true;
     }
 
-    /// <summary>Round-to-nearest-even add/sub/mul/div/sqrt on the host FPU, when its flags can be derived exactly.</summary>
-    private bool TryArithRne(Op op, ulong a, ulong b, int rd, ref uint flags)
+    /// <summary>Round-to-nearest-even arithmetic on the host FPU, when its flags can be derived exactly.</summary>
+    private bool TryArithRne(Op op, ulong a, ulong b, ulong c, int rd, ref uint flags)
     {
         ulong r;
         switch (op)
         {
+            case Op.FmaddD or Op.FmsubD or Op.FnmsubD or Op.FnmaddD:
+                if (!SoftFloat.TryMulAddDRne(a, b, c, op is Op.FnmsubD or Op.FnmaddD, op is Op.FmsubD or Op.FnmaddD, out r, ref flags))
+                {
+                    return false;
+                }
+
+                break;
+            case Op.FmaddS or Op.FmsubS or Op.FnmsubS or Op.FnmaddS:
+                if (!SoftFloat.TryMulAddSRne(
+                    SoftFloat.Unbox(a), SoftFloat.Unbox(b), SoftFloat.Unbox(c), op is Op.FnmsubS or Op.FnmaddS, op is Op.FmsubS or Op.FnmaddS, out r, ref flags))
+                {
+                    return false;
+                }
+
+                r = SoftFloat.Box(r);
+                break;
             case Op.FaddD or Op.FsubD:
                 if (!SoftFloat.TryAddDRne(a, b, op == Op.FsubD, out r, ref flags))
                 {

@@ -948,6 +948,112 @@ internal static class SoftFloat
         return true;
     }
 
+    /// <summary>2^1020: sums of terms below it cannot overflow.</summary>
+    private const double SumSafe = 1.1235582092889474e307;
+
+    /// <summary>
+    /// Fused multiply-add (the product negated for fnmsub/fnmadd, the addend for fmsub/fnmadd)
+    /// in double. Inexact iff the exact x·y + z differs from the result r: with p + pl = x·y
+    /// (pl from FusedMultiplyAdd), s + e1 = p + z and d + e2 = s - r (TwoSum), x·y + z - r is
+    /// the four-term sum d + e2 + e1 + pl, tested for zero exactly.
+    /// </summary>
+    public static bool TryMulAddDRne(ulong a, ulong b, ulong c, bool negateProduct, bool negateC, out ulong result, ref uint flags)
+    {
+        double x = BitConverter.UInt64BitsToDouble(a), y = BitConverter.UInt64BitsToDouble(b), z = BitConverter.UInt64BitsToDouble(c);
+        if (negateProduct)
+        {
+            x = -x;
+        }
+
+        if (negateC)
+        {
+            z = -z;
+        }
+
+        double r = Math.FusedMultiplyAdd(x, y, z);
+        result = BitConverter.DoubleToUInt64Bits(r);
+        if (!double.IsFinite(r))
+        {
+            return false; // a NaN or infinite operand, or overflow
+        }
+
+        if (x == 0 || y == 0)
+        {
+            return true; // ±0 + z: exact (IEEE's signed-zero rules, as the host computed them)
+        }
+
+        double p = x * y;
+        double ap = Math.Abs(p);
+        if (ap < ResidualSafe || ap > SumSafe || Math.Abs(z) > SumSafe || Math.Abs(r) < ResidualSafe)
+        {
+            return false;
+        }
+
+        double pl = Math.FusedMultiplyAdd(x, y, -p);
+        (double s, double e1) = TwoSum(p, z);
+        (double d, double e2) = TwoSum(s, -r);
+        if (!SumIsZero(d, e2, e1, pl))
+        {
+            flags |= NX;
+        }
+
+        return true;
+    }
+
+    /// <summary>Single-precision fused multiply-add in double, when x·y + z is exact there (then one rounding to single).</summary>
+    public static bool TryMulAddSRne(ulong a, ulong b, ulong c, bool negateProduct, bool negateC, out ulong result, ref uint flags)
+    {
+        double x = BitConverter.Int32BitsToSingle((int)(uint)a), y = BitConverter.Int32BitsToSingle((int)(uint)b), z = BitConverter.Int32BitsToSingle((int)(uint)c);
+        if (negateProduct)
+        {
+            x = -x;
+        }
+
+        if (negateC)
+        {
+            z = -z;
+        }
+
+        double p = x * y; // exact
+        (double sum, double err) = TwoSum(p, z);
+        float f = (float)sum;
+        result = (uint)BitConverter.SingleToInt32Bits(f);
+        if (err != 0 || !float.IsFinite(f) || double.IsNaN(sum) || (sum != 0 && Math.Abs(sum) < 1.1754943508222875e-38))
+        {
+            return false; // not exact in double (a second rounding could differ), special, or tiny
+        }
+
+        if ((double)f != sum)
+        {
+            flags |= NX;
+        }
+
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (double Sum, double Err) TwoSum(double a, double b)
+    {
+        double s = a + b;
+        double bb = s - a;
+        return (s, (a - (s - bb)) + (b - bb));
+    }
+
+    /// <summary>
+    /// Whether a + b + c + d is exactly zero: Shewchuk's Grow-Expansion turns the terms into a
+    /// non-overlapping expansion, which sums to zero only if every component is zero.
+    /// </summary>
+    private static bool SumIsZero(double a, double b, double c, double d)
+    {
+        (double q1, double h0) = TwoSum(b, a);
+        (double q2, double g0) = TwoSum(c, h0);
+        (double q3, double g1) = TwoSum(q2, q1);
+        (double r1, double k0) = TwoSum(d, g0);
+        (double r2, double k1) = TwoSum(r1, g1);
+        (double r3, double k2) = TwoSum(r2, q3);
+        return k0 == 0 && k1 == 0 && k2 == 0 && r3 == 0;
+    }
+
     /// <summary>Single precision add/sub/mul/div/sqrt (op 0..4) in double, rounded once more to single.</summary>
     public static bool TryArithSRne(int op, ulong a, ulong b, out ulong result, ref uint flags)
     {

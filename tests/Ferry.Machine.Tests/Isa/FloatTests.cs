@@ -141,6 +141,57 @@ public sealed class FloatTests : IDisposable
     }
 
     [Fact]
+    public void FusedMultiplyAddFastPaths_EqualSoftFloat_ResultsAndFlags()
+    {
+        // Addends near -a·b as well as independent ones: cancellation is where exactness is subtle.
+        Gen.Select(DoubleBits, DoubleBits, DoubleBits, Gen.Int[0, 3], Gen.Int[0, 2]).Sample((a, b, c, neg, mode) =>
+        {
+            bool np = (neg & 1) != 0, nc = (neg & 2) != 0;
+            if (mode == 1)
+            {
+                double prod = Dbl(a) * Dbl(b);
+                c = BitConverter.DoubleToUInt64Bits(np != nc ? prod : -prod);
+            }
+            else if (mode == 2)
+            {
+                c = (BitConverter.DoubleToUInt64Bits(Dbl(a) * Dbl(b)) ^ (np != nc ? 0 : 1UL << 63)) + (c & 7) - 3;
+            }
+
+            CheckFast(SoftFloat.TryMulAddDRne(a, b, c, np, nc, out ulong r, ref Fast), r, SoftFloat.MulAdd(a, b, c, np, nc, D, SoftFloat.Rne, ref Soft));
+        }, iter: 100_000, threads: 1);
+
+        Gen.Select(SingleBits, SingleBits, SingleBits, Gen.Int[0, 3], Gen.Bool).Sample((a, b, c, neg, near) =>
+        {
+            bool np = (neg & 1) != 0, nc = (neg & 2) != 0;
+            if (near)
+            {
+                float prod = Sgl(a) * Sgl(b);
+                c = (uint)BitConverter.SingleToInt32Bits(np != nc ? prod : -prod) + (c & 7) - 3;
+            }
+
+            CheckFast(SoftFloat.TryMulAddSRne(a, b, c, np, nc, out ulong r, ref Fast), r, SoftFloat.MulAdd(a, b, c, np, nc, S, SoftFloat.Rne, ref Soft));
+        }, iter: 100_000, threads: 1);
+    }
+
+    [Fact]
+    public void FusedMultiplyAddFastPath_TakesTheCommonCase_AndSeesInexactness()
+    {
+        uint fl = 0;
+        ulong one = 0x3FF0_0000_0000_0000, third = BitConverter.DoubleToUInt64Bits(1.0 / 3);
+        Assert.True(SoftFloat.TryMulAddDRne(one, one, one, false, false, out ulong r, ref fl));
+        Assert.Equal(BitConverter.DoubleToUInt64Bits(2.0), r);
+        Assert.Equal(0U, fl);
+
+        // 3 × fl(1/3) - 1 is exactly -2^-54: exact (no NX), and far from what a rounded product would give.
+        Assert.True(SoftFloat.TryMulAddDRne(BitConverter.DoubleToUInt64Bits(3.0), third, one, false, true, out r, ref fl));
+        Assert.Equal(BitConverter.DoubleToUInt64Bits(-Math.Pow(2, -54)), r);
+        Assert.Equal(0U, fl);
+
+        Assert.True(SoftFloat.TryMulAddDRne(third, third, one, false, false, out _, ref fl));
+        Assert.Equal(SoftFloat.NX, fl);
+    }
+
+    [Fact]
     public void SingleFastPaths_EqualSoftFloat_ResultsAndFlags()
     {
         Gen.Select(SingleBits, SingleBits).Sample((a, b) =>
