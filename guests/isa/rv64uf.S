@@ -5,7 +5,8 @@
  * register write or an fcsr write, SD follows FS == Dirty, sstatus shows both; fflags, frm and
  * fcsr are views of one register; reserved static rounding modes and a reserved frm with a
  * dynamic rounding mode are illegal; flags accrue; NaN-boxing on loads, moves and single
- * operands; flw/fsw/fld/fsd and the compressed c.fld/c.fsd/c.fldsp/c.fsdsp.
+ * operands; flw/fsw/fld/fsd and the compressed c.fld/c.fsd/c.fldsp/c.fsdsp; FP from S and U
+ * (FS = Off traps to S when delegated, S enables FP through sstatus).
  */
 #define TEST_NAME "rv64uf"
 #include "env.h"
@@ -139,6 +140,33 @@
     EXPECT_ILLEGAL(66, fmv.d.x fa0, zero)
     EXPECT_ILLEGAL(67, csrr a0, frm)
     TEST_CASE(68, a0, 0, csrr a0, mstatus; srli a0, a0, 63)
+
+    /* ---- S and U: an FP instruction with FS = Off traps to S when delegated (stval = bits);
+     * S turns FP on through sstatus; U then computes and reads fflags */
+    PMP_OPEN_ALL
+    la t0, s_trap_vector
+    csrw stvec, t0
+    la t0, s_trap_frame
+    csrw sscratch, t0
+    li t0, (1 << CAUSE_ILLEGAL_INSN) | (1 << CAUSE_USER_ECALL)
+    csrw medeleg, t0
+    MRET_TO(u_fp, PRV_U)
+u_fp:
+    EXPECT_ILLEGAL(69, .word 0xf2000553)          /* fmv.d.x fa0, zero */
+    CHECK_TI(TI_MODE, 1)
+    CHECK_TI(TI_TVAL, 0xf2000553)
+    EXPECT_ILLEGAL(70, .word 0x00302573)          /* csrr a0, fcsr */
+    CHECK_TI(TI_MODE, 1)
+    li TESTNUM, 71
+    EXPECT_TRAP_PRIV(s_fp, PRV_S)
+    ecall
+s_fp:
+    TEST_CASE(72, a0, 0, li t0, MSTATUS_FS_INIT; csrs sstatus, t0; csrr a0, fcsr)
+    TEST_CASE(73, a0, 1, li a1, 0x3ff0000000000000; fmv.d.x fa0, a1; csrr a0, sstatus; srli a0, a0, 63)
+    SRET_TO(u_fp2, PRV_U)
+u_fp2:
+    TEST_CASE(74, a0, 0x4000000000000000, fadd.d fa1, fa0, fa0; fmv.x.d a0, fa1)
+    TEST_CASE(75, a0, 0x01, li a1, 0x4008000000000000; fmv.d.x fa2, a1; fdiv.d fa1, fa0, fa2; frflags a0)
 
     TEST_END
 
