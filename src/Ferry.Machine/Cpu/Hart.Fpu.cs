@@ -6,15 +6,16 @@ namespace Ferry.Machine.Cpu;
 
 // F and D: the FP register file, fcsr, mstatus.FS and the executor of every FP instruction.
 // FP instructions are dispatched out of line from the loop (one call per instruction): their
-// arithmetic is the soft-float (SoftFloat.cs), exact in every rounding mode and flag, and their
-// loads and stores take the same TLB fast path and slow paths as integer ones, so the page
-// facts (accessed, dirty, populated, code) stay exact.
+// arithmetic is SoftFloat.cs (the host FPU for round-to-nearest-even when the flags can be
+// derived exactly, else the soft-float; exact in every rounding mode and flag either way), and
+// their loads and stores take the same TLB fast path and slow paths as integer ones, so the
+// page facts (accessed, dirty, populated, code) stay exact.
 //
 // mstatus.FS: Off makes every FP instruction and the FP CSRs illegal (mtval = the instruction
 // bits). Writing an f register, or accruing an exception flag, sets FS = Dirty; SD reads as
 // FS == Dirty. (QEMU 7.2 marks Dirty on f-register and fcsr writes only: an instruction that
 // only raises flags, such as feq on a signalling NaN, leaves FS as it was there. The spec
-// counts fflags as FP state, so Ferry marks it; software cannot tell unless FS was Clean.)
+// counts fflags as FP state, so Ferry marks it; software sees it only when FS was Initial or Clean.)
 public sealed unsafe partial class Hart
 {
     /// <summary>f0..f31 (64 bits each; single-precision values NaN-boxed).</summary>
