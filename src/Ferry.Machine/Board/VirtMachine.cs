@@ -8,7 +8,7 @@ namespace Ferry.Machine.Board;
 
 /// <summary>
 /// The RISC-V "virt" computer: RAM at 0x8000_0000, ns16550a UART at 0x1000_0000, CLINT at
-/// 0x0200_0000, sifive_test at 0x0010_0000, one RV64IMAC hart.
+/// 0x0200_0000, sifive_test at 0x0010_0000, one RV64GC hart.
 ///
 /// <see cref="Run"/> drives the hart in bounded runs on the calling thread (the VM's thread).
 /// Between runs it serves safe-point requests (<see cref="AtSafePointAsync"/>): the only

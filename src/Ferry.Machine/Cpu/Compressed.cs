@@ -2,7 +2,8 @@ namespace Ferry.Machine.Cpu;
 
 /// <summary>
 /// RVC (the C extension, RV64 encodings): expands each 16-bit instruction to the operation of
-/// its 32-bit equivalent. Reserved encodings and the F/D forms (no FPU here) are illegal.
+/// its 32-bit equivalent. Reserved encodings are illegal; of the FP forms RV64 has only the D
+/// ones (c.fld, c.fsd, c.fldsp, c.fsdsp), whose rd/rs2 name f registers.
 /// </summary>
 internal static class Compressed
 {
@@ -28,15 +29,19 @@ internal static class Compressed
                         return imm == 0 ? Illegal(raw) : Make(Op.Addi, rdP, 2, 0, imm, raw);
                     }
 
+                    case 1: // c.fld
+                        return Make(Op.Fld, rdP, rs1P, 0, LdOffset(c), raw);
                     case 2: // c.lw
                         return Make(Op.Lw, rdP, rs1P, 0, LwOffset(c), raw);
                     case 3: // c.ld
                         return Make(Op.Ld, rdP, rs1P, 0, LdOffset(c), raw);
+                    case 5: // c.fsd
+                        return Make(Op.Fsd, 0, rs1P, rdP, LdOffset(c), raw);
                     case 6: // c.sw
                         return Make(Op.Sw, 0, rs1P, rdP, LwOffset(c), raw);
                     case 7: // c.sd
                         return Make(Op.Sd, 0, rs1P, rdP, LdOffset(c), raw);
-                    default: // c.fld, c.fsd, reserved
+                    default: // reserved
                         return Illegal(raw);
                 }
 
@@ -107,6 +112,8 @@ internal static class Compressed
                 {
                     case 0: // c.slli
                         return Make(Op.Slli, rdFull, rdFull, 0, ((c >> 12) & 1) << 5 | ((c >> 2) & 31), raw);
+                    case 1: // c.fldsp (f0 is a valid destination)
+                        return Make(Op.Fld, rdFull, 2, 0, (((c >> 12) & 1) << 5) | (((c >> 5) & 3) << 3) | (((c >> 2) & 7) << 6), raw);
                     case 2: // c.lwsp
                     {
                         int imm = (((c >> 12) & 1) << 5) | (((c >> 4) & 7) << 2) | (((c >> 2) & 3) << 6);
@@ -142,9 +149,11 @@ internal static class Compressed
                         return Make(Op.Add, rdFull, rdFull, rs2Full, 0, raw);
                     case 6: // c.swsp
                         return Make(Op.Sw, 0, 2, rs2Full, (((c >> 9) & 0xF) << 2) | (((c >> 7) & 3) << 6), raw);
+                    case 5: // c.fsdsp
+                        return Make(Op.Fsd, 0, 2, rs2Full, (((c >> 10) & 7) << 3) | (((c >> 7) & 7) << 6), raw);
                     case 7: // c.sdsp
                         return Make(Op.Sd, 0, 2, rs2Full, (((c >> 10) & 7) << 3) | (((c >> 7) & 7) << 6), raw);
-                    default: // c.fldsp, c.fsdsp
+                    default:
                         return Illegal(raw);
                 }
 

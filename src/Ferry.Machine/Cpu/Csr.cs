@@ -3,6 +3,7 @@ namespace Ferry.Machine.Cpu;
 /// <summary>CSR numbers (privileged spec, table 2.2-2.5) used by the hart.</summary>
 public static class Csr
 {
+    public const int Fflags = 0x001, Frm = 0x002, Fcsr = 0x003;
     public const int Sstatus = 0x100, Sie = 0x104, Stvec = 0x105, Scounteren = 0x106, Senvcfg = 0x10A;
     public const int Sscratch = 0x140, Sepc = 0x141, Scause = 0x142, Stval = 0x143, Sip = 0x144;
     public const int Satp = 0x180;
@@ -29,7 +30,7 @@ public static class MstatusBits
     /// <summary>UXL = SXL = 2 (64-bit), read-only.</summary>
     public const ulong XlFields = (2UL << 32) | (2UL << 34);
 
-    public const ulong Writable = SIE | MIE | SPIE | MPIE | SPP | MPP | MPRV | SUM | MXR | TVM | TW | TSR;
+    public const ulong Writable = SIE | MIE | SPIE | MPIE | SPP | MPP | FS | MPRV | SUM | MXR | TVM | TW | TSR;
     public const ulong SstatusMask = SIE | SPIE | UBE | SPP | VS | FS | XS | SUM | MXR | UXL | SD;
 }
 

@@ -11,6 +11,9 @@ public static class Decoder
     private enum Format : byte
     {
         R, I, S, B, U, J, Shift64, Shift32, Csr, CsrImm, Amo, None,
+
+        /// <summary>F/D register forms: rs3 and the rm field packed into Imm.</summary>
+        Fp,
     }
 
     private readonly record struct Entry(uint Mask, uint Match, Op Op, Format Format);
@@ -21,6 +24,10 @@ public static class Decoder
     private const uint F6F3 = 0xFC00_707F;
     private const uint Amo5 = 0xF800_707F;
     private const uint Exact = 0xFFFF_FFFF;
+    private const uint F7 = 0xFE00_007F;          // funct7 + opcode (rm free)
+    private const uint F7Rs2 = 0xFFF0_007F;       // funct7 + rs2 + opcode (rm free)
+    private const uint F7Rs2F3 = 0xFFF0_707F;     // funct7 + rs2 + funct3 + opcode
+    private const uint Fma = 0x0600_007F;         // fmt + opcode
 
     private static readonly Entry[] Table =
     [
@@ -133,6 +140,74 @@ public static class Decoder
         new(Exact, 0x1020_0073, Op.Sret, Format.None),
         new(Exact, 0x1050_0073, Op.Wfi, Format.None),
         new(0xFE00_7FFF, 0x1200_0073, Op.SfenceVma, Format.R),
+
+        // F and D: loads and stores
+        new(F3, 0x2007, Op.Flw, Format.I),
+        new(F3, 0x3007, Op.Fld, Format.I),
+        new(F3, 0x2027, Op.Fsw, Format.S),
+        new(F3, 0x3027, Op.Fsd, Format.S),
+
+        // F (fmt = S)
+        new(F7, 0x00000053, Op.FaddS, Format.Fp),
+        new(F7, 0x08000053, Op.FsubS, Format.Fp),
+        new(F7, 0x10000053, Op.FmulS, Format.Fp),
+        new(F7, 0x18000053, Op.FdivS, Format.Fp),
+        new(F7Rs2, 0x58000053, Op.FsqrtS, Format.Fp),
+        new(F7F3, 0x20000053, Op.FsgnjS, Format.Fp),
+        new(F7F3, 0x20001053, Op.FsgnjnS, Format.Fp),
+        new(F7F3, 0x20002053, Op.FsgnjxS, Format.Fp),
+        new(F7F3, 0x28000053, Op.FminS, Format.Fp),
+        new(F7F3, 0x28001053, Op.FmaxS, Format.Fp),
+        new(F7Rs2, 0xC0000053, Op.FcvtWS, Format.Fp),
+        new(F7Rs2, 0xC0100053, Op.FcvtWuS, Format.Fp),
+        new(F7Rs2, 0xC0200053, Op.FcvtLS, Format.Fp),
+        new(F7Rs2, 0xC0300053, Op.FcvtLuS, Format.Fp),
+        new(F7Rs2F3, 0xE0000053, Op.FmvXW, Format.Fp),
+        new(F7F3, 0xA0002053, Op.FeqS, Format.Fp),
+        new(F7F3, 0xA0001053, Op.FltS, Format.Fp),
+        new(F7F3, 0xA0000053, Op.FleS, Format.Fp),
+        new(F7Rs2F3, 0xE0001053, Op.FclassS, Format.Fp),
+        new(F7Rs2, 0xD0000053, Op.FcvtSW, Format.Fp),
+        new(F7Rs2, 0xD0100053, Op.FcvtSWu, Format.Fp),
+        new(F7Rs2, 0xD0200053, Op.FcvtSL, Format.Fp),
+        new(F7Rs2, 0xD0300053, Op.FcvtSLu, Format.Fp),
+        new(F7Rs2F3, 0xF0000053, Op.FmvWX, Format.Fp),
+        new(Fma, 0x00000043, Op.FmaddS, Format.Fp),
+        new(Fma, 0x00000047, Op.FmsubS, Format.Fp),
+        new(Fma, 0x0000004B, Op.FnmsubS, Format.Fp),
+        new(Fma, 0x0000004F, Op.FnmaddS, Format.Fp),
+
+        // D (fmt = D)
+        new(F7, 0x02000053, Op.FaddD, Format.Fp),
+        new(F7, 0x0A000053, Op.FsubD, Format.Fp),
+        new(F7, 0x12000053, Op.FmulD, Format.Fp),
+        new(F7, 0x1A000053, Op.FdivD, Format.Fp),
+        new(F7Rs2, 0x5A000053, Op.FsqrtD, Format.Fp),
+        new(F7F3, 0x22000053, Op.FsgnjD, Format.Fp),
+        new(F7F3, 0x22001053, Op.FsgnjnD, Format.Fp),
+        new(F7F3, 0x22002053, Op.FsgnjxD, Format.Fp),
+        new(F7F3, 0x2A000053, Op.FminD, Format.Fp),
+        new(F7F3, 0x2A001053, Op.FmaxD, Format.Fp),
+        new(F7Rs2, 0xC2000053, Op.FcvtWD, Format.Fp),
+        new(F7Rs2, 0xC2100053, Op.FcvtWuD, Format.Fp),
+        new(F7Rs2, 0xC2200053, Op.FcvtLD, Format.Fp),
+        new(F7Rs2, 0xC2300053, Op.FcvtLuD, Format.Fp),
+        new(F7Rs2F3, 0xE2000053, Op.FmvXD, Format.Fp),
+        new(F7F3, 0xA2002053, Op.FeqD, Format.Fp),
+        new(F7F3, 0xA2001053, Op.FltD, Format.Fp),
+        new(F7F3, 0xA2000053, Op.FleD, Format.Fp),
+        new(F7Rs2F3, 0xE2001053, Op.FclassD, Format.Fp),
+        new(F7Rs2, 0xD2000053, Op.FcvtDW, Format.Fp),
+        new(F7Rs2, 0xD2100053, Op.FcvtDWu, Format.Fp),
+        new(F7Rs2, 0xD2200053, Op.FcvtDL, Format.Fp),
+        new(F7Rs2, 0xD2300053, Op.FcvtDLu, Format.Fp),
+        new(F7Rs2F3, 0xF2000053, Op.FmvDX, Format.Fp),
+        new(Fma, 0x02000043, Op.FmaddD, Format.Fp),
+        new(Fma, 0x02000047, Op.FmsubD, Format.Fp),
+        new(Fma, 0x0200004B, Op.FnmsubD, Format.Fp),
+        new(Fma, 0x0200004F, Op.FnmaddD, Format.Fp),
+        new(F7Rs2, 0x40100053, Op.FcvtSD, Format.Fp),
+        new(F7Rs2, 0x42000053, Op.FcvtDS, Format.Fp),
     ];
 
     /// <summary>Table entries grouped by major opcode (bits 6:0), built once.</summary>
@@ -190,6 +265,7 @@ public static class Decoder
             Format.J => (((int)raw >> 31) << 20) | (int)(((raw >> 12) & 0xFF) << 12) | (int)(((raw >> 20) & 1) << 11) | (int)(((raw >> 21) & 0x3FF) << 1),
             Format.Shift64 => (int)((raw >> 20) & 0x3F),
             Format.Shift32 => (int)((raw >> 20) & 0x1F),
+            Format.Fp => (int)((raw >> 27) & 0x1F) | (int)(((raw >> 12) & 7) << 8),
             _ => 0,
         };
 

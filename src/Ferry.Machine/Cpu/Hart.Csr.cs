@@ -28,8 +28,8 @@ public sealed unsafe partial class Hart
     private ulong _senvcfg;
     private ulong _satp;
 
-    /// <summary>RV64 (MXL=2) with A, C, I, M, S, U.</summary>
-    public const ulong Misa = (2UL << 62) | (1UL << 0) | (1UL << 2) | (1UL << 8) | (1UL << 12) | (1UL << 18) | (1UL << 20);
+    /// <summary>RV64 (MXL=2) with A, C, D, F, I, M, S, U.</summary>
+    public const ulong Misa = (2UL << 62) | (1UL << 0) | (1UL << 2) | (1UL << 3) | (1UL << 5) | (1UL << 8) | (1UL << 12) | (1UL << 18) | (1UL << 20);
 
     /// <summary>The exceptions medeleg can delegate (as QEMU 7.2's DELEGABLE_EXCPS).</summary>
     private const ulong DelegableExceptions = 0xF0_BFFF;
@@ -41,7 +41,8 @@ public sealed unsafe partial class Hart
 
     public ulong Mie => _mie;
 
-    public ulong Mstatus => _mstatus | MstatusBits.XlFields;
+    /// <summary>mstatus as read: the stored fields, UXL/SXL, and SD = (FS == Dirty).</summary>
+    public ulong Mstatus => _mstatus | MstatusBits.XlFields | ((_mstatus & MstatusBits.FS) == MstatusBits.FS ? MstatusBits.SD : 0);
 
     /// <summary>Devices drive their interrupt lines (e.g. the CLINT's MTIP and MSIP) here.</summary>
     public void SetInterruptLine(ulong bit, bool level)
@@ -103,6 +104,9 @@ public sealed unsafe partial class Hart
         value = 0;
         switch (csr)
         {
+            case Csr.Fflags: value = _fflags; return FpEnabled;
+            case Csr.Frm: value = _frm; return FpEnabled;
+            case Csr.Fcsr: value = Fcsr; return FpEnabled;
             case Csr.Mstatus: value = Mstatus; return true;
             case Csr.Sstatus: value = Mstatus & MstatusBits.SstatusMask; return true;
             case Csr.Misa: value = Misa; return true;
@@ -177,12 +181,26 @@ public sealed unsafe partial class Hart
     {
         switch (csr)
         {
+            // The FP CSRs exist only while FS != Off (checked by the read that precedes every write).
+            case Csr.Fflags:
+                _fflags = (uint)value & 0x1F;
+                _mstatus |= FsDirty;
+                return true;
+            case Csr.Frm:
+                _frm = (uint)value & 7;
+                _mstatus |= FsDirty;
+                return true;
+            case Csr.Fcsr:
+                _fflags = (uint)value & 0x1F;
+                _frm = ((uint)value >> 5) & 7;
+                _mstatus |= FsDirty;
+                return true;
             case Csr.Mstatus:
                 WriteMstatus((_mstatus & ~MstatusBits.Writable) | (value & MstatusBits.Writable));
                 return true;
             case Csr.Sstatus:
             {
-                const ulong mask = MstatusBits.SIE | MstatusBits.SPIE | MstatusBits.SPP | MstatusBits.SUM | MstatusBits.MXR;
+                const ulong mask = MstatusBits.SIE | MstatusBits.SPIE | MstatusBits.SPP | MstatusBits.FS | MstatusBits.SUM | MstatusBits.MXR;
                 WriteMstatus((_mstatus & ~mask) | (value & mask));
                 return true;
             }

@@ -296,6 +296,8 @@ public sealed unsafe partial class Hart
             Satp = _satp,
             PmpCfg = _pmp.SaveCfg(),
             PmpAddr = _pmp.SaveAddr(),
+            F = (ulong[])_f.Clone(),
+            Fcsr = Fcsr,
         };
     }
 
@@ -305,6 +307,11 @@ public sealed unsafe partial class Hart
         if (s.X.Length != 32 || s.X[0] != 0)
         {
             throw new ArgumentException("hart state: x must hold 32 registers with x0 = 0");
+        }
+
+        if (s.F.Length != 32 || s.Fcsr > 0xFF)
+        {
+            throw new ArgumentException("hart state: f must hold 32 registers and fcsr 8 bits");
         }
 
         if (s.Privilege is not (PrivilegeMode.User or PrivilegeMode.Supervisor or PrivilegeMode.Machine))
@@ -343,6 +350,9 @@ public sealed unsafe partial class Hart
         _senvcfg = s.Senvcfg;
         _satp = s.Satp;
         _pmp.Restore(s.PmpCfg, s.PmpAddr);
+        Array.Copy(s.F, _f, 32);
+        _fflags = s.Fcsr & 0x1F;
+        _frm = s.Fcsr >> 5;
         FlushAll();
         UpdateTlbPointers();
     }

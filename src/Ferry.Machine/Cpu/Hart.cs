@@ -5,10 +5,11 @@ using Ferry.Machine.Memory;
 namespace Ferry.Machine.Cpu;
 
 /// <summary>
-/// One RV64IMAC hart (Zicsr, Zifencei; M, S and U modes; Sv39) as an interpreter over a
+/// One RV64GC hart (IMAFDC, Zicsr, Zifencei, Zicntr; M, S and U modes; Sv39) as an interpreter over a
 /// decode cache. This file holds the architectural state and the dispatch loop; the MMU and
-/// TLB live in Hart.Mmu.cs, CSRs in Hart.Csr.cs, traps and interrupts in Hart.Trap.cs, the
-/// arithmetic of each extension in Semantics.cs.
+/// TLB live in Hart.Mmu.cs, CSRs in Hart.Csr.cs, traps and interrupts in Hart.Trap.cs, the FP
+/// register file and executor in Hart.Fpu.cs, the arithmetic of each extension in Semantics.cs
+/// (soft-float in SoftFloat.cs).
 ///
 /// The loop (<see cref="Run"/>) is the hot path: no allocation, no virtual calls, no
 /// exceptions. Guest traps are values (a cause recorded by the slow path, then a jump to the
@@ -620,6 +621,15 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                     or Op.LrD or Op.ScD or Op.AmoswapD or Op.AmoaddD or Op.AmoxorD or Op.AmoandD or Op.AmoorD
                     or Op.AmominD or Op.AmomaxD or Op.AmominuD or Op.AmomaxuD:
                     if (!ExecuteAtomic(ref d, n))
+                    {
+                        goto Fault;
+                    }
+
+                    break;
+
+                // ---- F and D: out of line (soft-float; loads and stores through the same TLB paths)
+                case >= Op.Flw and <= Op.FcvtDS:
+                    if (!ExecuteFp(ref d, n))
                     {
                         goto Fault;
                     }

@@ -56,4 +56,10 @@ public sealed record HartState
     public required ulong[] PmpCfg { get; init; }
 
     public required ulong[] PmpAddr { get; init; }
+
+    /// <summary>f0..f31 (raw 64-bit contents; single-precision values NaN-boxed).</summary>
+    public ulong[] F { get; init; } = new ulong[32];
+
+    /// <summary>fcsr: frm in bits 7:5, fflags in bits 4:0.</summary>
+    public uint Fcsr { get; init; }
 }

@@ -40,4 +40,16 @@ public enum Op : ushort
 
     // Privileged
     Mret, Sret, Wfi, SfenceVma,
+
+    // F and D (kept last and contiguous: the hart dispatches Flw..FmvDX to one out-of-line executor)
+    Flw, Fld, Fsw, Fsd,
+    FaddS, FsubS, FmulS, FdivS, FsqrtS, FsgnjS, FsgnjnS, FsgnjxS, FminS, FmaxS,
+    FcvtWS, FcvtWuS, FcvtLS, FcvtLuS, FmvXW, FeqS, FltS, FleS, FclassS,
+    FcvtSW, FcvtSWu, FcvtSL, FcvtSLu, FmvWX,
+    FmaddS, FmsubS, FnmsubS, FnmaddS,
+    FaddD, FsubD, FmulD, FdivD, FsqrtD, FsgnjD, FsgnjnD, FsgnjxD, FminD, FmaxD,
+    FcvtWD, FcvtWuD, FcvtLD, FcvtLuD, FmvXD, FeqD, FltD, FleD, FclassD,
+    FcvtDW, FcvtDWu, FcvtDL, FcvtDLu, FmvDX,
+    FmaddD, FmsubD, FnmsubD, FnmaddD,
+    FcvtSD, FcvtDS,
 }

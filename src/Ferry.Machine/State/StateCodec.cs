@@ -11,7 +11,8 @@ namespace Ferry.Machine.State;
 /// </summary>
 public static class StateCodec
 {
-    public const ushort Version = 1;
+    /// <summary>2: the FP registers and fcsr follow the PMP registers (RV64GC).</summary>
+    public const ushort Version = 2;
     public const int MaxEncodedSize = 64 << 10;
 
     public static byte[] Encode(MachineState s)
@@ -51,6 +52,13 @@ public static class StateCodec
             {
                 w.Write(v);
             }
+
+            foreach (ulong v in h.F)
+            {
+                w.Write(v);
+            }
+
+            w.Write(h.Fcsr);
 
             w.Write(s.Clint.MTimeCmp);
             w.Write(s.Clint.Msip);
@@ -123,6 +131,18 @@ public static class StateCodec
                 pmpAddr[i] = r.ReadUInt64();
             }
 
+            var fs = new ulong[32];
+            for (int i = 0; i < 32; i++)
+            {
+                fs[i] = r.ReadUInt64();
+            }
+
+            uint fcsr = r.ReadUInt32();
+            if (fcsr > 0xFF)
+            {
+                throw new InvalidDataException($"machine state: fcsr 0x{fcsr:x} has bits above the 8 of frm and fflags");
+            }
+
             var hart = new HartState
             {
                 Pc = pc,
@@ -140,6 +160,8 @@ public static class StateCodec
                 Senvcfg = csr[19], Satp = csr[20],
                 PmpCfg = pmpCfg,
                 PmpAddr = pmpAddr,
+                F = fs,
+                Fcsr = fcsr,
             };
 
             var clint = new ClintState(r.ReadUInt64(), r.ReadBoolean());

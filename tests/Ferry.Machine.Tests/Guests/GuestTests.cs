@@ -68,7 +68,7 @@ public sealed class IsaElfTests
     public void IsaTest_Passes(string name)
     {
         GuestImage image = GuestImage.Load(Path.Combine(Repo.IsaBin, name + ".elf"));
-        FerryResult result = GuestRunner.Run(image, memory: 256UL << 20, maxInstructions: 100_000_000);
+        FerryResult result = GuestRunner.Run(image, memory: 256UL << 20, maxInstructions: 1_000_000_000);
         string failLine = result.Text.Split('\n').FirstOrDefault(l => l.StartsWith("FAIL", StringComparison.Ordinal)) ?? "(no FAIL line)";
         Assert.True(result.Outcome == RunOutcome.GuestExited && result.ExitStatus == 0, $"{name}: {failLine}\n{result}");
         Assert.Contains($"PASS {name}", result.Text, StringComparison.Ordinal);

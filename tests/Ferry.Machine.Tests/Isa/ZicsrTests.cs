@@ -38,7 +38,7 @@ public sealed class ZicsrTests : IDisposable
     [Fact]
     public void IdentificationCsrs()
     {
-        const ulong Extensions = (1 << 0) | (1 << 2) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20); // A C I M S U
+        const ulong Extensions = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20); // A C D F I M S U
         ulong misa = _bench.Exec(Asm.Csrr(R.A0, Csr.Misa), 0);
         Assert.Equal(2UL, misa >> 62);
         Assert.Equal(Extensions, misa & 0x3FF_FFFF);
