@@ -27,28 +27,30 @@ internal static class QemuGuestProgress
     }
 
     /// <summary>
-    /// The guest's speed between two instants (Stopwatch ticks) from the progress lines printed
-    /// in that window, for a console without the guest's header line (a migration's destination):
-    /// the guest and its configuration come from the source's console.
+    /// The guest's speed at a migration's destination between its resume and a later instant
+    /// (Stopwatch ticks): from the source's last progress line (the guest's count at the pause:
+    /// its console has no header line there, so the guest and its configuration come from the
+    /// source's) to the destination's last line before <paramref name="to"/>, over the whole
+    /// window. A guest that printed nothing in the window made no measurable progress: 0.
     /// </summary>
     public static double? EstimateMipsBetween(IReadOnlyList<QemuConsoleLine> sourceLines, IReadOnlyList<QemuConsoleLine> lines, long from, long to)
     {
-        _ = Samples(sourceLines, out string? guest, out Dictionary<string, ulong> config);
-        if (guest is null)
+        List<(long Timestamp, double Instructions)> before = Samples(sourceLines, out string? guest, out Dictionary<string, ulong> config);
+        if (guest is null || before.Count == 0 || to <= from)
         {
             return null;
         }
 
-        var samples = new List<(long Timestamp, double Instructions)>();
+        double start = before[^1].Instructions, end = start;
         foreach (QemuConsoleLine line in lines)
         {
-            if (line.Timestamp >= from && line.Timestamp <= to && Instructions(guest, config, line.Text.Trim()) is double i)
+            if (line.Timestamp <= to && Instructions(guest, config, line.Text.Trim()) is double i && i > end)
             {
-                samples.Add((line.Timestamp, i));
+                end = i;
             }
         }
 
-        return samples.Count >= 2 ? Rate(samples, from, to) : null;
+        return (end - start) / ((double)(to - from) / Stopwatch.Frequency) / 1e6;
     }
 
     private static List<(long Timestamp, double Instructions)> Samples(IReadOnlyList<QemuConsoleLine> lines, out string? guest, out Dictionary<string, ulong> config)

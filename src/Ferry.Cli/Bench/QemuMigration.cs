@@ -246,7 +246,6 @@ public static class QemuMigration
 
             IReadOnlyList<QemuConsoleLine> sourceLines = src.Lines;
             _guestMips = QemuGuestProgress.EstimateMips(sourceLines);
-            src.StopRecordingLines(); // the destination's lines (after its resume) are kept: the guest's progress during the move
 
             double migrateWallMs = (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).TotalMilliseconds;
             long wallToTicks = Stopwatch.GetTimestamp();
@@ -348,7 +347,7 @@ public static class QemuMigration
             // (QMP event wall-clock times mapped onto the console lines' Stopwatch ticks).
             long Ticks(double wallMs) => wallToTicks + (long)((wallMs - migrateWallMs) * Stopwatch.Frequency / 1000);
             double endMs = Math.Max(srcCompleted?.TimestampMs ?? resume.TimestampMs, dstCompleted?.TimestampMs ?? 0);
-            _guestMipsDuring = QemuGuestProgress.EstimateMipsBetween(sourceLines, dst.Lines, Ticks(resume.TimestampMs), Ticks(endMs));
+            _guestMipsDuring = QemuGuestProgress.EstimateMipsBetween(src.Lines, dst.Lines, Ticks(resume.TimestampMs), Ticks(endMs));
             return Result(completed: true, error: stop is null ? "no STOP event from the source: downtime is QEMU's own figure" : null,
                 total, downtime, tail);
         }
