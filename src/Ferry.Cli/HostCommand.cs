@@ -14,9 +14,14 @@ internal static class HostCommand
         var secret = Common.SecretOption();
         var name = new Option<string?>("--name") { Description = "this host's name in statuses and reports" };
         var noWarmUp = new Option<bool>("--no-warm-up") { Description = "skip the start-up self-migration that compiles the migration code ahead of real downtimes" };
+        var faultPriority = new Option<int>("--fault-priority")
+        {
+            Description = "SO_PRIORITY of fault-connection packets, for the host's qdisc (6: interactive band; an htb class id major<<16|minor: that class; above 6 needs CAP_NET_ADMIN)",
+            DefaultValueFactory = _ => 6,
+        };
         var cmd = new Command("host", "Run a host agent: runs VMs, serves the control API, accepts incoming migrations")
         {
-            listen, api, secret, name, noWarmUp,
+            listen, api, secret, name, noWarmUp, faultPriority,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
@@ -29,6 +34,7 @@ internal static class HostCommand
                 Secret = p.GetValue(secret) ?? Environment.GetEnvironmentVariable("FERRY_SECRET"),
                 Name = p.GetValue(name) ?? $"{Environment.MachineName}:{data.Port}",
                 WarmUpImage = p.GetValue(noWarmUp) ? null : GuestCatalog.Resolve("dirty", "size_mib=2"),
+                FaultSocketPriority = p.GetValue(faultPriority),
             };
             await using var agent = new HostAgent(options);
             await agent.StartAsync();

@@ -21,22 +21,27 @@ internal sealed class LocalHost : IAsyncDisposable
 
     public string Data { get; }
 
-    public static async Task<LocalHost> StartAsync(string name, CancellationToken cancellation)
+    /// <param name="listen">The data endpoint's address (its API listens there too).</param>
+    /// <param name="wrap">A command that runs the agent (e.g. in a network namespace), or none.</param>
+    /// <param name="extra">More `ferry host` options.</param>
+    public static async Task<LocalHost> StartAsync(string name, CancellationToken cancellation, string listen = "127.0.0.1", string[]? wrap = null, string[]? extra = null)
     {
-        var psi = new ProcessStartInfo(Environment.ProcessPath!)
+        var command = new List<string>(wrap ?? []) { Environment.ProcessPath! };
+
+        // Under `dotnet ferry.dll` the process is dotnet itself: pass the assembly along.
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet")
+        {
+            command.Add(typeof(LocalHost).Assembly.Location);
+        }
+
+        command.AddRange(["host", "--listen", listen + ":0", "--name", name, .. extra ?? []]);
+        var psi = new ProcessStartInfo(command[0])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-
-        // Under `dotnet ferry.dll` the process is dotnet itself: pass the assembly along.
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet")
-        {
-            psi.ArgumentList.Add(typeof(LocalHost).Assembly.Location);
-        }
-
-        foreach (string a in new[] { "host", "--listen", "127.0.0.1:0", "--name", name })
+        foreach (string a in command.Skip(1))
         {
             psi.ArgumentList.Add(a);
         }

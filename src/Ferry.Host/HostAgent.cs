@@ -51,7 +51,7 @@ public sealed class HostAgent : IAsyncDisposable
         _app = builder.Build();
         ILogger log = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ferry.host");
         _incoming = new IncomingMigrations(options, _vms, log);
-        _outgoing = new OutgoingMigrations(log, _stopping.Token);
+        _outgoing = new OutgoingMigrations(log, _stopping.Token, options.FaultSocketPriority);
         Map(_app);
     }
 

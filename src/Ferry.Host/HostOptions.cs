@@ -26,6 +26,14 @@ public sealed record HostOptions
     /// </summary>
     public Ferry.Machine.Board.GuestImage? WarmUpImage { get; init; }
 
+    /// <summary>
+    /// SO_PRIORITY of the fault connection's packets (Linux): where the host's qdisc sorts fault
+    /// replies and requests. 6 (interactive) is the first band of the default pfifo_fast and
+    /// of prio qdiscs; an htb class id (major &lt;&lt; 16 | minor) sends them straight into that class.
+    /// Values above 6 need CAP_NET_ADMIN.
+    /// </summary>
+    public int FaultSocketPriority { get; init; } = 6;
+
     /// <summary>How long a prepared incoming slot waits for its source.</summary>
     public TimeSpan IncomingLifetime { get; init; } = TimeSpan.FromMinutes(2);
 }

@@ -109,7 +109,7 @@ public sealed class IncomingMigrations
 
     private async Task HandleAsync(TcpClient client, CancellationToken stopping)
     {
-        var channel = new FrameChannel(new SocketConnectionStream(client.Client));
+        var channel = new FrameChannel(new SocketConnectionStream(client.Client, _options.FaultSocketPriority));
         Hello hello;
         try
         {

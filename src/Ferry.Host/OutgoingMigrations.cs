@@ -16,8 +16,11 @@ public sealed class OutgoingMigrations
     private readonly CancellationToken _stopping;
     private int _next;
 
-    public OutgoingMigrations(ILogger log, CancellationToken stopping)
+    private readonly int _faultSocketPriority;
+
+    public OutgoingMigrations(ILogger log, CancellationToken stopping, int faultSocketPriority = 6)
     {
+        _faultSocketPriority = faultSocketPriority;
         _log = log;
         _stopping = stopping;
     }
@@ -53,7 +56,7 @@ public sealed class OutgoingMigrations
         (string host, int port) = ParseEndpoint(request.Destination);
         string id = $"m{Interlocked.Increment(ref _next)}-{vm.Name}";
         string label = request.DestinationLabel ?? request.Destination;
-        var migration = new SourceMigration(vm, options, token, (role, ct) => ConnectAsync(host, port, ct), id, label);
+        var migration = new SourceMigration(vm, options, token, (role, ct) => ConnectAsync(host, port, _faultSocketPriority, ct), id, label);
         vm.MigrationId = id;
         var entry = new Entry(vm.Name, migration, SourceMigration.StrategyName(options.Strategy));
         _migrations[id] = entry;
@@ -164,7 +167,7 @@ public sealed class OutgoingMigrations
         return (text[..colon].Trim('[', ']'), port);
     }
 
-    private static async Task<Stream> ConnectAsync(string host, int port, CancellationToken ct)
+    private static async Task<Stream> ConnectAsync(string host, int port, int faultSocketPriority, CancellationToken ct)
     {
         var client = new TcpClient { NoDelay = true };
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -184,7 +187,7 @@ public sealed class OutgoingMigrations
             throw;
         }
 
-        return new SocketConnectionStream(client.Client);
+        return new SocketConnectionStream(client.Client, faultSocketPriority);
     }
 
     private sealed class Entry(string vm, SourceMigration migration, string strategy)

@@ -21,7 +21,7 @@ public sealed class BenchTests
             List<string> strategies = ["precopy", "postcopy", "hybrid", "hybrid-pass"];
             if (results.Machine.Qemu is not null)
             {
-                strategies.AddRange(["qemu-precopy", "qemu-postcopy"]);
+                strategies.AddRange(["qemu-precopy", "qemu-postcopy", "qemu-postcopy-preempt"]);
             }
 
             Assert.Equal(workloads, results.Workloads.Select(w => w.Name));
@@ -38,6 +38,13 @@ public sealed class BenchTests
                         Assert.True(run.TotalTimeMs > 0 && run.DowntimeMs > 0 && run.BytesOnWire > 0);
                         Assert.Equal(s == "hybrid-pass" ? "hybrid" : s, run.Report!.Strategy);
                         Assert.Equal(s == "hybrid-pass" ? 1 : 0, run.Report.Options.LivePasses);
+                        if (s != "precopy" && run.NetworkFaults > 0)
+                        {
+                            // Every fault timed stage by stage.
+                            Assert.NotNull(run.Report.NetworkFaults.Stages);
+                            Assert.Equal(run.NetworkFaults, run.Report.NetworkFaults.Stages!.Total.Count);
+                            Assert.True(run.StallPerFaultMs > 0);
+                        }
                     }
                 }
             }
@@ -45,7 +52,7 @@ public sealed class BenchTests
             string[] csv = await File.ReadAllLinesAsync(Path.Combine(dir, "results.csv"));
             Assert.StartsWith("strategy,workload,repeat,outcome,totalTimeMs,downtimeMs,bytesOnWire,networkFaults", csv[0]);
             Assert.Equal(results.Runs.Count + 1, csv.Length);
-            foreach (string plot in new[] { "bars-total-time.png", "bars-downtime.png", "bars-bytes.png", "bars-faults.png", "timeline-kvstore-hybrid.png" })
+            foreach (string plot in new[] { "bars-total-time.png", "bars-downtime.png", "bars-bytes.png", "bars-faults.png", "bars-stall-per-fault.png", "timeline-kvstore-hybrid.png", "guest-speed-kvstore.png" })
             {
                 byte[] png = await File.ReadAllBytesAsync(Path.Combine(dir, plot));
                 Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
@@ -57,6 +64,71 @@ public sealed class BenchTests
             {
                 Directory.Delete(dir, recursive: true);
             }
+        }
+    }
+
+    [KernelLinkFact]
+    public async Task Bench_over_a_kernel_link_runs_ferry_and_qemu_through_a_network_namespace()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"ferry-bench-netns-{Environment.ProcessId}");
+        try
+        {
+            (int exit, string stdout, string stderr) = await Ferry.RunTextAsync(TimeSpan.FromMinutes(4), "bench", "--quick", "--link", "netns",
+                "--workloads", "kvstore", "--strategies", "postcopy,qemu-postcopy", "--out", dir);
+            Assert.True(exit == 0, stderr + stdout);
+            BenchResults results = JsonSerializer.Deserialize<BenchResults>(await File.ReadAllTextAsync(Path.Combine(dir, "results.json")), BenchResults.Json)!;
+            Assert.Equal("netns", results.Link);
+            BenchRun ferry = Assert.Single(results.Runs, r => r.Strategy == "postcopy");
+            Assert.Equal("completed", ferry.Outcome);
+
+            // Ferry's own limiter was off: the kernel's link set the rate (the total is at least
+            // the link's time for the pages, which an unlimited loopback would beat by far).
+            Assert.Equal(0, ferry.Report!.Options.BandwidthBitsPerSecond);
+            Assert.True(ferry.TotalTimeMs >= ferry.LinkLimitMs * 0.9, $"total {ferry.TotalTimeMs} ms, link limit {ferry.LinkLimitMs} ms");
+            Assert.True(ferry.NetworkFaults > 0);
+            if (results.Machine.Qemu is not null)
+            {
+                BenchRun qemu = Assert.Single(results.Runs, r => r.Strategy == "qemu-postcopy");
+                Assert.True(qemu.Outcome == "completed", qemu.Error);
+                Assert.True(qemu.TotalTimeMs >= qemu.LinkLimitMs * 0.9, $"QEMU total {qemu.TotalTimeMs} ms, link limit {qemu.LinkLimitMs} ms");
+            }
+
+            // The namespace is gone afterwards.
+            (int _, string namespaces, string _) = await RunAsync("ip", "netns", "list");
+            Assert.DoesNotContain("ferry-bench-", namespaces);
+        }
+        finally
+        {
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+    }
+
+    private static async Task<(int Exit, string Out, string Err)> RunAsync(string file, params string[] args)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        string o = await p.StandardOutput.ReadToEndAsync(), e = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return (p.ExitCode, o, e);
+    }
+}
+
+/// <summary>A fact that creates network namespaces and qdiscs: skipped, with the reason, without root or iproute2 (CI runs as root and has both).</summary>
+public sealed class KernelLinkFactAttribute : FactAttribute
+{
+    public KernelLinkFactAttribute()
+    {
+        if (!OperatingSystem.IsLinux() || !Environment.IsPrivilegedProcess || !File.Exists("/usr/sbin/tc") || !File.Exists("/usr/sbin/ip"))
+        {
+            Skip = "--link netns needs root and iproute2's ip and tc";
         }
     }
 }

@@ -33,9 +33,15 @@ internal static class BenchCommand
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate, for Ferry and QEMU alike", DefaultValueFactory = _ => "1Gbit" };
         var memory = new Option<string?>("--memory") { Description = "guest RAM (default 256M, 64M with --quick)" };
         var downtime = new Option<string>("--downtime-limit") { Description = "pre-copy's downtime limit, for Ferry and QEMU alike", DefaultValueFactory = _ => "20ms" };
+        var link = new Option<string>("--link")
+        {
+            Description = "shaper: each side's own rate limiter on loopback (default); netns: the destinations in a network namespace behind a veth pair whose rate the kernel sets (tc htb), with no rate limiter of their own (needs root)",
+            DefaultValueFactory = _ => "shaper",
+        };
+        link.AcceptOnlyFromAmong("shaper", "netns");
         var cmd = new Command("bench", "Compare pre-copy, post-copy and hybrid (and QEMU's own) on real migrations between two local host agents")
         {
-            quick, output, workloads, strategies, repeat, bandwidth, memory, downtime,
+            quick, output, workloads, strategies, repeat, bandwidth, memory, downtime, link,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
@@ -49,7 +55,8 @@ internal static class BenchCommand
                 LinkShaper.ParseRate(p.GetValue(bandwidth)!),
                 MachineConfig.ParseSize(p.GetValue(memory) ?? (isQuick ? "64M" : "256M")),
                 Common.ParseDuration(p.GetValue(downtime)!),
-                string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));
+                string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+                p.GetValue(link) == "netns");
             if (settings.Workloads.Count == 0 || settings.Strategies.Length == 0)
             {
                 throw new CliException("no workload or no strategy selected");
@@ -64,8 +71,14 @@ internal static class BenchCommand
         => list is null || list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Contains(name, StringComparer.OrdinalIgnoreCase);
 
     private sealed record Settings(bool Quick, string Output, List<Workload> Workloads, string[] Strategies, int Repeat,
-        long Bandwidth, ulong Memory, TimeSpan DowntimeLimit, string Command)
+        long Bandwidth, ulong Memory, TimeSpan DowntimeLimit, string Command, bool KernelLink)
     {
+        /// <summary>With a kernel link: the destinations' namespace, their address, and the htb class of urgent packets.</summary>
+        public NetnsLink? Link { get; set; }
+
+        /// <summary>The rate each side's own limiter is given: the link's, or none when the kernel's link sets it.</summary>
+        public long OwnLimiter => KernelLink ? 0 : Bandwidth;
+
         public TimeSpan WarmUp => Quick ? TimeSpan.FromSeconds(1.5) : TimeSpan.FromSeconds(4);
 
         /// <summary>How long a QEMU migration may try before it counts as not converging.</summary>
@@ -95,10 +108,15 @@ internal static class BenchCommand
             AnsiConsole.MarkupLine("[yellow]qemu-system-riscv64 is not installed: QEMU's rows are left out[/]");
         }
 
+        await using NetnsLink? kernelLink = s.KernelLink ? await NetnsLink.CreateAsync(s.Bandwidth, ct) : null;
+        s.Link = kernelLink;
         AnsiConsole.MarkupLine($"[bold]ferry bench[/]: {s.Workloads.Count} workloads x {strategies.Length} strategies x {s.Repeat}, "
-            + $"{LinkShaper.Format(s.Bandwidth)}/s link, {s.Memory >> 20} MiB guests, pre-copy downtime limit {s.DowntimeLimit.TotalMilliseconds} ms");
-        Task<LocalHost> startA = LocalHost.StartAsync("A", ct);
-        Task<LocalHost> startB = LocalHost.StartAsync("B", ct);
+            + $"{LinkShaper.Format(s.Bandwidth)}/s link ({(kernelLink is null ? "each side's own limiter" : $"the kernel's: veth + tc htb, namespace {kernelLink.Namespace}")}), "
+            + $"{s.Memory >> 20} MiB guests, pre-copy downtime limit {s.DowntimeLimit.TotalMilliseconds} ms");
+        string[] hostOptions = kernelLink is null ? [] : ["--fault-priority", NetnsLink.UrgentClass.ToString(CultureInfo.InvariantCulture)];
+        Task<LocalHost> startA = LocalHost.StartAsync("A", ct, extra: hostOptions);
+        Task<LocalHost> startB = kernelLink is null ? LocalHost.StartAsync("B", ct)
+            : LocalHost.StartAsync("B", ct, NetnsLink.DestinationAddress, kernelLink.Wrap, hostOptions);
         await using LocalHost a = await startA;
         await using LocalHost b = await startB;
         using var hostA = new HostClient(a.Api, null);
@@ -137,6 +155,7 @@ internal static class BenchCommand
             Command = "ferry " + s.Command,
             Machine = DescribeMachine(),
             BandwidthBitsPerSecond = s.Bandwidth,
+            Link = s.KernelLink ? "netns" : "shaper",
             MemoryBytes = s.Memory,
             DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
             Repeat = s.Repeat,
@@ -166,7 +185,7 @@ internal static class BenchCommand
                 Token = "",
                 Strategy = strategy == "hybrid-pass" ? "hybrid" : strategy,
                 LivePasses = strategy == "hybrid-pass" ? 1 : null,
-                Bandwidth = s.Bandwidth.ToString(CultureInfo.InvariantCulture),
+                Bandwidth = s.OwnLimiter.ToString(CultureInfo.InvariantCulture),
                 DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
                 MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,
             };
@@ -225,8 +244,12 @@ internal static class BenchCommand
     {
         GuestImage image = GuestCatalog.Resolve(w.Guest, w.Config);
         string mode = strategy["qemu-".Length..];
-        QemuRunResult q = await QemuMigration.RunAsync(new QemuMigrationSpec(w.Name, image.Bytes.ToArray(), s.Memory, mode, s.Bandwidth,
-            s.DowntimeLimit, s.WarmUp, s.QemuTimeout), ct);
+        QemuRunResult q = await QemuMigration.RunAsync(new QemuMigrationSpec(w.Name, image.Bytes.ToArray(), s.Memory, mode, s.OwnLimiter,
+            s.DowntimeLimit, s.WarmUp, s.QemuTimeout)
+        {
+            DestinationWrap = s.Link?.Wrap,
+            DestinationAddress = s.Link is null ? "127.0.0.1" : NetnsLink.DestinationAddress,
+        }, ct);
         return new BenchRun
         {
             Strategy = strategy,
@@ -283,7 +306,7 @@ internal static class BenchCommand
         {
             sb.AppendJoin(',', r.Strategy, r.Workload, r.Repeat, r.Outcome, F(r.TotalTimeMs), F(r.DowntimeMs), r.BytesOnWire, r.NetworkFaults, F(r.FaultStallMs),
                 F(r.FaultStallP50Ms), F(r.FaultStallP99Ms), F(r.StallPerFaultMs), F(r.Slowdown), F(r.TimeToFullyResidentMs), r.Rounds, r.WorkingSetBytes, F(r.GuestMips), F(r.GuestMipsDuring), F(r.LinkLimitMs),
-                r.Error is null ? "" : "\"" + r.Error.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
+                r.Error is null ? "" : "\"" + r.Error.Replace("\"", "\"\"", StringComparison.Ordinal).ReplaceLineEndings(" ") + "\"");
             sb.Append('\n');
         }
 

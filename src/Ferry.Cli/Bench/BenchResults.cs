@@ -12,6 +12,9 @@ public sealed record BenchResults
     public required string Command { get; init; }
     public required MachineInfo Machine { get; init; }
     public required long BandwidthBitsPerSecond { get; init; }
+
+    /// <summary>shaper: each side's own rate limiter on loopback; netns: the kernel's link (veth + tc htb), no limiter of their own.</summary>
+    public string Link { get; init; } = "shaper";
     public required ulong MemoryBytes { get; init; }
     public required double DowntimeLimitMs { get; init; }
     public required int Repeat { get; init; }

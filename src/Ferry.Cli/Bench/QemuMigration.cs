@@ -23,7 +23,14 @@ public sealed record QemuMigrationSpec(
     long BandwidthBitsPerSecond,
     TimeSpan DowntimeLimit,
     TimeSpan WarmUp,
-    TimeSpan Timeout);
+    TimeSpan Timeout)
+{
+    /// <summary>A command that runs the destination QEMU (e.g. in a network namespace), or none.</summary>
+    public string[]? DestinationWrap { get; init; }
+
+    /// <summary>The destination's address for the migration stream.</summary>
+    public string DestinationAddress { get; init; } = "127.0.0.1";
+}
 
 /// <summary>What one QEMU migration measured (see <see cref="QemuMigration.RunAsync"/> for each figure's source).</summary>
 public sealed record QemuRunResult(
@@ -137,7 +144,7 @@ public static class QemuMigration
             string kernel = Path.Combine(dir.FullName, "guest.elf");
             await File.WriteAllBytesAsync(kernel, spec.Image, ct);
 
-            destination = QemuProcess.Start("destination", dir.FullName, kernel, spec.MemoryBytes, incoming: true);
+            destination = QemuProcess.Start("destination", dir.FullName, kernel, spec.MemoryBytes, incoming: true, spec.DestinationWrap);
             source = QemuProcess.Start("source", dir.FullName, kernel, spec.MemoryBytes, incoming: false);
             QemuProcess src = source, dst = destination;
             Task<QmpClient> connectDestination = QmpClient.ConnectAsync(dst.Name, dst.QmpPath, () => !dst.HasExited, StartTimeout, ct);
@@ -229,7 +236,7 @@ public static class QemuMigration
                 }, ct);
             }
 
-            int port = await ListenAsync(dstQmp, ct);
+            int port = await ListenAsync(dstQmp, spec.DestinationAddress, ct);
 
             // Warm-up: the source has been running since it started; wait out the rest.
             var warm = Stopwatch.StartNew();
@@ -250,7 +257,7 @@ public static class QemuMigration
             double migrateWallMs = (DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch).TotalMilliseconds;
             long wallToTicks = Stopwatch.GetTimestamp();
             var clock = Stopwatch.StartNew();
-            await srcQmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = $"tcp:127.0.0.1:{port}" }, ct);
+            await srcQmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = $"tcp:{spec.DestinationAddress}:{port}" }, ct);
             if (postcopy)
             {
                 await srcQmp.ExecuteAsync("migrate-start-postcopy", null, ct);
@@ -407,14 +414,14 @@ public static class QemuMigration
         }
 
         /// <summary>Opens the destination's incoming listener on a free loopback port (retrying if another process takes it first).</summary>
-        private static async Task<int> ListenAsync(QmpClient dstQmp, CancellationToken ct)
+        private static async Task<int> ListenAsync(QmpClient dstQmp, string address, CancellationToken ct)
         {
             for (int attempt = 1; ; attempt++)
             {
                 int port = FreePort();
                 try
                 {
-                    await dstQmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = $"tcp:127.0.0.1:{port}" }, ct);
+                    await dstQmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = $"tcp:{address}:{port}" }, ct);
                     return port;
                 }
                 catch (QmpException) when (attempt < 5)

@@ -81,7 +81,8 @@ internal sealed class QemuProcess : IAsyncDisposable
     /// Boots <paramref name="kernel"/> with <paramref name="memoryBytes"/> of RAM. With
     /// <paramref name="incoming"/>, QEMU waits (paused) for <c>migrate-incoming</c>.
     /// </summary>
-    public static QemuProcess Start(string name, string directory, string kernel, ulong memoryBytes, bool incoming)
+    /// <param name="wrap">A command that runs QEMU (e.g. in a network namespace), or none.</param>
+    public static QemuProcess Start(string name, string directory, string kernel, ulong memoryBytes, bool incoming, string[]? wrap = null)
     {
         if (memoryBytes == 0 || memoryBytes % (1UL << 20) != 0)
         {
@@ -89,7 +90,7 @@ internal sealed class QemuProcess : IAsyncDisposable
         }
 
         string qmp = Path.Combine(directory, name + ".qmp");
-        var psi = new ProcessStartInfo(Binary)
+        var psi = new ProcessStartInfo(wrap is { Length: > 0 } ? wrap[0] : Binary)
         {
             UseShellExecute = false,
             RedirectStandardInput = true,
@@ -97,6 +98,11 @@ internal sealed class QemuProcess : IAsyncDisposable
             RedirectStandardError = true,
             WorkingDirectory = directory,
         };
+        foreach (string arg in wrap is { Length: > 0 } ? wrap.Skip(1).Append(Binary) : [])
+        {
+            psi.ArgumentList.Add(arg);
+        }
+
         foreach (string arg in (string[])[
             "-M", "virt", "-m", $"{memoryBytes >> 20}M", "-bios", "none",
             "-nodefaults", "-display", "none", "-serial", "stdio",

@@ -19,14 +19,19 @@ public sealed unsafe partial class SocketConnectionStream : Stream
     private const int ONonBlock = 0x800;
     private const int MsgNoSignal = 0x4000;
     private const int EIntr = 4;
+    private const int SolSocket = 1;
+    private const int SoPriority = 12;
 
     private readonly Socket _socket;
     private readonly NetworkStream _network;
+    private readonly int _urgentPriority;
     private int _fd = -1;
 
-    public SocketConnectionStream(Socket socket)
+    /// <param name="urgentPriority">SO_PRIORITY for the connection's packets once it carries the fault path (see <see cref="EnterKernelBlockingMode"/>); 0: leave it.</param>
+    public SocketConnectionStream(Socket socket, int urgentPriority = 0)
     {
         _socket = socket;
+        _urgentPriority = urgentPriority;
         _network = new NetworkStream(socket, ownsSocket: true);
     }
 
@@ -49,14 +54,27 @@ public sealed unsafe partial class SocketConnectionStream : Stream
     }
 
     /// <summary>
-    /// From now on Read and Write are blocking system calls (Linux; elsewhere .NET's own).
-    /// Call only when no async operation is pending on the connection or will be started.
+    /// From now on Read and Write are blocking system calls (Linux; elsewhere .NET's own), and
+    /// the packets carry the urgent priority for the host's queueing discipline. Call only when
+    /// no async operation is pending on the connection or will be started.
     /// </summary>
     public void EnterKernelBlockingMode()
     {
         if (_fd >= 0 || !OperatingSystem.IsLinux())
         {
             return;
+        }
+
+        if (_urgentPriority != 0)
+        {
+            try
+            {
+                _socket.SetRawSocketOption(SolSocket, SoPriority, BitConverter.GetBytes(_urgentPriority));
+            }
+            catch (SocketException)
+            {
+                // Not allowed (above 6 without CAP_NET_ADMIN): the default band.
+            }
         }
 
         int fd = (int)_socket.SafeHandle.DangerousGetHandle();
