@@ -43,6 +43,13 @@ public sealed class MigrateOptionsTests
     }
 
     [Fact]
+    public void The_adaptive_window_can_be_turned_off()
+    {
+        Assert.False(Parse("--locality-adaptive false").LocalityAdaptive);
+        Assert.True(Parse("--locality-adaptive true").LocalityAdaptive);
+    }
+
+    [Fact]
     public void Options_left_out_take_the_host_defaults()
     {
         MigrateRequest r = Parse("");
