@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Turns a `ferry bench` results.json into the markdown table of docs/results.md:
-medians with min-max per workload and strategy.
-Usage: bench/scripts/results-md.py DIR/results.json > table.md"""
+"""Turns a `ferry bench` results.json into the markdown tables of docs/results.md:
+medians with min-max per workload and strategy, then (--stages) where each network fault's
+time went, stage by stage (medians over the runs of each run's p50 and mean, in µs).
+Usage: bench/scripts/results-md.py DIR/results.json [--stages] > table.md"""
 import json
 import statistics as st
 import sys
@@ -13,7 +14,9 @@ COLUMNS = [  # (heading, key, scale, digits)
     ("wire MiB", "bytesOnWire", 1 / 1048576, 1),
     ("faults", "networkFaults", 1, 0),
     ("stall ms", "faultStallMs", 1, 0),
+    ("µs/fault", "stallPerFaultMs", 1000, 0),
     ("slowdown", "slowdown", 1, 2),
+    ("MIPS during", "guestMipsDuring", 1, 1),
     ("resident ms", "timeToFullyResidentMs", 1, 0),
     ("guest MIPS", "guestMips", 1, 1),
 ]
@@ -29,8 +32,43 @@ def cell(runs, key, scale, digits):
     return med if lo == hi else f"{med} ({lo}-{hi})"
 
 
+STAGES = ["request", "network", "sourceQueue", "sourceLink", "install", "resume", "inFlight", "total"]
+
+
+def stages(results, strategies):
+    print("| workload | strategy | faults | " + " | ".join(f"{s} p50/mean/p99" for s in STAGES) + " | on its way | GC |")
+    print("|---|---|---:|" + "---:|" * (len(STAGES) + 2))
+    for w in results["workloads"]:
+        for s in strategies:
+            runs = [r for r in results["runs"] if r["workload"] == w["name"] and r["strategy"] == s
+                    and r.get("report") and r["report"]["networkFaults"].get("stages") and r["report"]["networkFaults"]["count"] > 0]
+            if not runs:
+                continue
+            cells = []
+            for stage in STAGES:
+                ss = [r["report"]["networkFaults"]["stages"][stage] for r in runs]
+                if all(x["count"] == 0 for x in ss):
+                    cells.append("-")
+                    continue
+                p50 = st.median(x["p50Ms"] * 1000 for x in ss)
+                mean = st.median(x["meanMs"] * 1000 for x in ss)
+                p99 = st.median(x["p99Ms"] * 1000 for x in ss)
+                cells.append(f"{p50:.0f}/{mean:.0f}/{p99:.0f}")
+            faults = st.median(r["report"]["networkFaults"]["count"] for r in runs)
+            resent = st.median(r["report"]["networkFaults"].get("alreadyOnItsWay", 0) for r in runs)
+            gc = st.median(r["report"]["networkFaults"].get("destinationGcCollections", 0) for r in runs)
+            print(f"| {w['name']} | {s} | {faults:.0f} | " + " | ".join(cells) + f" | {resent:.0f} | {gc:.0f} |")
+
+
 def main():
     results = json.load(open(sys.argv[1]))
+    if "--stages" in sys.argv:
+        strategies = []
+        for r in results["runs"]:
+            if r["strategy"] not in strategies:
+                strategies.append(r["strategy"])
+        stages(results, strategies)
+        return
     strategies = []
     for r in results["runs"]:
         if r["strategy"] not in strategies:

@@ -508,8 +508,7 @@ public sealed class SourceMigration
                 NetworkFaults = new FaultReport(d.Faults, d.Requests, stalls.Sum(), Percentile(stalls, 0.5), Percentile(stalls, 0.99), stalls.Length > 0 ? stalls[^1] : 0)
                 {
                     InFlightRequests = d.InFlightRequests,
-                    Resent = _faultServer?.Resent ?? 0,
-                    AlreadyOnTheWire = _faultServer?.AlreadyOnTheWire ?? 0,
+                    AlreadyOnItsWay = _faultServer?.AlreadyOnItsWay ?? 0,
                     Stages = d.FaultStages,
                     DestinationGcCollections = d.GcCollections,
                     DestinationGcPauseMs = d.GcPauseMs,

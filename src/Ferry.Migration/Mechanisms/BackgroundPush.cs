@@ -21,8 +21,6 @@ public static class BackgroundPush
     public static Task RunAsync(PageSender push, PageSender prefetch, PushQueue queue, Func<bool> stop)
         => DedicatedThread.Start("ferry-push", DedicatedThread.BulkNice, () =>
         {
-            var inBatch = new Batch(queue);
-            var inWindow = new Batch(queue);
             push.Begin(PagePhase.Push, PageBatchWriter.NoFault, LinkClass.Bulk);
             prefetch.Begin(PagePhase.FaultReply, PageBatchWriter.NoFault, LinkClass.Prefetch);
             while (!stop())
@@ -30,50 +28,25 @@ public static class BackgroundPush
                 // Windows first, each page claimed as it goes (the fault path may have sent it).
                 for (int page = queue.NextPrefetch(); page >= 0; page = queue.NextPrefetch())
                 {
-                    inWindow.Add(page);
                     if (prefetch.Add(page))
                     {
                         prefetch.Flush(LinkClass.Prefetch);
-                        inWindow.OnTheWire();
                     }
                 }
 
                 prefetch.Flush(LinkClass.Prefetch);
-                inWindow.OnTheWire();
                 int next = queue.Next();
                 if (next < 0)
                 {
                     break;
                 }
 
-                inBatch.Add(next);
                 if (push.Add(next))
                 {
                     push.Flush(LinkClass.Bulk);
-                    inBatch.OnTheWire();
                 }
             }
 
             push.Flush(LinkClass.Bulk);
-            inBatch.OnTheWire();
         });
-
-    /// <summary>The pages of the batch being filled; told to the queue once the batch is written.</summary>
-    private sealed class Batch(PushQueue queue)
-    {
-        private readonly int[] _pages = new int[BatchPages];
-        private int _count;
-
-        public void Add(int page) => _pages[_count++] = page;
-
-        public void OnTheWire()
-        {
-            for (int i = 0; i < _count; i++)
-            {
-                queue.MarkOnTheWire(_pages[i]);
-            }
-
-            _count = 0;
-        }
-    }
 }

@@ -15,9 +15,11 @@ namespace Ferry.Migration.Mechanisms;
 /// window stops, its rest goes to the push queue (sent next on the main connection, ahead of
 /// the rest of the push), and the new fault is served; so a reply waits behind at most one
 /// small window frame. A faulted page that is no longer pending (claimed by the push or a
-/// window, and still on its way) is sent again: the destination asked because it has not got
-/// it, and a duplicate costs one page on the link where waiting could cost a push batch.
-/// Tells the push queue where the guest is faulting.
+/// window, and on its way) is not sent again: every page crosses once. Sending it again would
+/// win little (the push books one small batch at a time) and costs much where it matters: a
+/// guest running through memory behind the push would fetch every page of the push's next
+/// batch by fault, each reply pushing that batch back on the link. Tells the push queue where
+/// the guest is faulting.
 /// </summary>
 public sealed class FaultServer
 {
@@ -27,14 +29,12 @@ public sealed class FaultServer
     private readonly FrameChannel _channel;
     private readonly PageSender _replies;
     private readonly PageSender _prefetch;
-    private readonly int[] _frame = new int[PrefetchFramePages];
     private readonly int _pageCount;
     private PushQueue? _queue;
     private volatile bool _stopped;
     private long _requests;
     private long _pagesServed;
-    private long _resent;
-    private long _onTheWire;
+    private long _onItsWay;
 
     public FaultServer(FrameChannel channel, GuestMemory memory, SourceBooks books, bool compress)
     {
@@ -48,11 +48,8 @@ public sealed class FaultServer
 
     public long PagesServed => Interlocked.Read(ref _pagesServed);
 
-    /// <summary>Faulted pages sent again because the push had claimed them but not yet written them.</summary>
-    public long Resent => Interlocked.Read(ref _resent);
-
-    /// <summary>Requests for pages already written to a connection by another path (left to arrive by it).</summary>
-    public long AlreadyOnTheWire => Interlocked.Read(ref _onTheWire);
+    /// <summary>Requests for pages the push or a window had already claimed (left to arrive by that path).</summary>
+    public long AlreadyOnItsWay => Interlocked.Read(ref _onItsWay);
 
     /// <summary>Serves requests once the post-copy phase has begun; until then the destination has nothing to fault on.</summary>
     public void Start(PushQueue queue) => Volatile.Write(ref _queue, queue);
@@ -72,12 +69,11 @@ public sealed class FaultServer
             }, TaskScheduler.Default).Unwrap();
     }
 
-    private void Reply(int fault, long arrived, PushQueue queue)
+    private void Reply(int fault, long arrived)
     {
         _replies.Begin(PagePhase.FaultReply, (uint)fault, LinkClass.Urgent);
         _replies.Add(fault);
         _replies.FlushFaultReply(arrived);
-        queue.MarkOnTheWire(fault);
         Interlocked.Increment(ref _pagesServed);
     }
 
@@ -85,7 +81,7 @@ public sealed class FaultServer
     private void SendWindow(PushQueue queue, int first, int end, int fault)
     {
         _prefetch.Begin(PagePhase.FaultReply, PageBatchWriter.NoFault, LinkClass.Prefetch);
-        int served = 0, inFrame = 0;
+        int served = 0;
         for (int page = first; page < end; page++)
         {
             if (_channel.DataAvailable)
@@ -97,28 +93,15 @@ public sealed class FaultServer
             if (page != fault && queue.TryClaim(page))
             {
                 served++;
-                _frame[inFrame++] = page;
                 if (_prefetch.Add(page))
                 {
                     _prefetch.Flush(LinkClass.Prefetch);
-                    MarkSent(queue, ref inFrame);
                 }
             }
         }
 
         _prefetch.Flush(LinkClass.Prefetch);
-        MarkSent(queue, ref inFrame);
         Interlocked.Add(ref _pagesServed, served);
-    }
-
-    private void MarkSent(PushQueue queue, ref int inFrame)
-    {
-        for (int i = 0; i < inFrame; i++)
-        {
-            queue.MarkOnTheWire(_frame[i]);
-        }
-
-        inFrame = 0;
     }
 
     private void RequestLoop()
@@ -139,20 +122,12 @@ public sealed class FaultServer
             queue.NoteFault(fault);
             if (queue.TryClaim(fault))
             {
-                Reply(fault, arrived, queue);
-            }
-            else if (!queue.IsOnTheWire(fault))
-            {
-                // Claimed by the push for a batch it is still filling (or waiting to put on
-                // the link): send it now rather than let the guest wait for that batch.
-                Interlocked.Increment(ref _resent);
-                Reply(fault, arrived, queue);
+                Reply(fault, arrived);
             }
             else
             {
-                // Already written to a connection: it arrives by its own path, behind at most
-                // the link's bounded queue; sending it again would cost a page for nothing.
-                Interlocked.Increment(ref _onTheWire);
+                // Claimed by the push or a window: it arrives by that path.
+                Interlocked.Increment(ref _onItsWay);
             }
 
             if (request.Count > 1)

@@ -16,7 +16,7 @@ namespace Ferry.Migration.Mechanisms;
 public sealed class PushQueue
 {
     private readonly PageBitmap _pending;
-    private readonly PageBitmap _onTheWire;
+
     private readonly ConcurrentQueue<int> _faults = new();
     private readonly ConcurrentQueue<(int First, int End, int Skip)> _windows = new();
     private (int Next, int End, int Skip) _window = (0, 0, -1);
@@ -33,7 +33,7 @@ public sealed class PushQueue
     {
         _pending = pending;
         _pageCount = pending.BitCount;
-        _onTheWire = new PageBitmap(_pageCount);
+
         _remaining = pending.PopCount();
         Order = order;
         _neighbourhood = order is PushOrder.FaultNeighbourhood or PushOrder.FaultNeighbourhoodThenRecency ? neighbourhoodPages : 0;
@@ -68,15 +68,6 @@ public sealed class PushQueue
         Interlocked.Decrement(ref _remaining);
         return true;
     }
-
-    /// <summary>The sender of a claimed page has written it to its connection.</summary>
-    public void MarkOnTheWire(int page) => _onTheWire.Set(page);
-
-    /// <summary>
-    /// Whether a claimed page has been written to a connection (it arrives by its own path
-    /// within the link's bounded queue), rather than waiting in a batch still being filled.
-    /// </summary>
-    public bool IsOnTheWire(int page) => _onTheWire.Get(page);
 
     /// <summary>The fault server reports a fault so the push can serve its neighbourhood next.</summary>
     public void NoteFault(int page)

@@ -98,18 +98,15 @@ public sealed record RoundReport(int Round, long Pages, long Bytes, double Durat
 
 /// <summary>
 /// Network faults: stalls of the guest on absent pages. <see cref="Requests"/> asked for a page
-/// and its window; <see cref="InFlightRequests"/> asked again for a page already on its way;
-/// <see cref="Resent"/> of those the source sent again because the page was still queued behind
-/// other traffic. <see cref="Stages"/> says where the stall time went (null from older peers).
+/// and its window; <see cref="InFlightRequests"/> asked again for a page already on its way
+/// (requested in an earlier window); <see cref="AlreadyOnItsWay"/> requests the source found
+/// claimed by the push or a window (the page arrived by that path). <see cref="Stages"/> says where the stall time went (null from older peers).
 /// </summary>
 public sealed record FaultReport(long Count, long Requests, double StallTotalMs, double StallP50Ms, double StallP99Ms, double StallMaxMs)
 {
     public long InFlightRequests { get; init; }
 
-    public long Resent { get; init; }
-
-    /// <summary>Requests for pages the source had already written to a connection by another path (left to arrive by it).</summary>
-    public long AlreadyOnTheWire { get; init; }
+    public long AlreadyOnItsWay { get; init; }
 
     public FaultStagesReport? Stages { get; init; }
 
