@@ -150,15 +150,20 @@ public sealed class RemotePager : IAbsentPageHandler
         try
         {
             request.Encode(_requestBuffer);
-            channel.Send(MessageType.PageRequest, _requestBuffer, LinkClass.Urgent);
-            long sent = Stopwatch.GetTimestamp();
+
+            // Stamped as it goes to the kernel: on a loopback or a busy core the send itself may
+            // run the peer's receive path, or lose the core, until after the reply is in: that
+            // time belongs to the network stage, not to the request's preparation.
+            long sending = Stopwatch.GetTimestamp();
             lock (_lock)
             {
                 if (_awaited == (int)request.FaultPage)
                 {
-                    _requestSentAt = sent;
+                    _requestSentAt = sending;
                 }
             }
+
+            channel.Send(MessageType.PageRequest, _requestBuffer, LinkClass.Urgent);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or ProtocolException or NotSupportedException or InvalidOperationException)
         {

@@ -6,7 +6,7 @@ namespace Ferry.Migration.Metrics;
 /// <summary>
 /// Where each network fault's time went, stage by stage, as the destination saw it:
 /// <code>
-///  hart blocks ─request─► request written ─┬─ network (out) ─► source receives ─sourceQueue─► reply ready
+///  hart blocks ─request─► request to the kernel ─┬─ network (out) ─► source receives ─sourceQueue─► reply ready
 ///                                           │                                                   │ sourceLink
 ///  hart runs ◄─resume─ page installed ◄─install─ reply received ◄─ network (back) ◄──────────────┘
 /// </code>
@@ -85,8 +85,8 @@ public sealed class FaultStageRecorder
 
 /// <summary>
 /// A fault's stages (see <see cref="FaultStageRecorder"/>): <c>request</c> hart blocked → request
-/// written; <c>network</c> the round trip less the source's time (both directions, the kernels
-/// and the receivers' wake-ups); <c>sourceQueue</c> request arrived → reply ready (claim, copy,
+/// handed to the kernel; <c>network</c> the round trip less the source's time (the send, both
+/// directions, the kernels and the receivers' wake-ups); <c>sourceQueue</c> request arrived → reply ready (claim, copy,
 /// encode); <c>sourceLink</c> reply ready → on the connection (waiting for the link, the reply's
 /// own transmission time, the send lock); <c>install</c> reply received → page installed;
 /// <c>resume</c> page installed → hart running; <c>inFlight</c> blocked → installed for faults on
