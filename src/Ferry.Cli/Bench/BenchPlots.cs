@@ -103,19 +103,7 @@ public static class BenchPlots
         {
             TimelineReport tl = run.Report!.Timeline;
             double zero = tl.PauseAtMs;
-            var points = new List<TimelinePoint>();
-            foreach (TimelinePoint p in tl.Points.Where(p => double.IsFinite(p.Ms)).OrderBy(p => p.Ms))
-            {
-                if (points.Count > 0 && p.Ms - points[^1].Ms < 5)
-                {
-                    points[^1] = p;
-                }
-                else
-                {
-                    points.Add(p);
-                }
-            }
-
+            List<TimelinePoint> points = Thin(tl.Points);
             if (points.Count < 2)
             {
                 continue;
@@ -420,20 +408,7 @@ public static class BenchPlots
     {
         MigrationReport report = run.Report!;
         TimelineReport tl = report.Timeline;
-        var points = new List<TimelinePoint>();
-        foreach (TimelinePoint p in tl.Points.Where(p => double.IsFinite(p.Ms)).OrderBy(p => p.Ms))
-        {
-            // Keep one sample per 5 ms: two samples a fraction of a millisecond apart (the source's
-            // last and the destination's first around the resume) would make a meaningless rate.
-            if (points.Count > 0 && p.Ms - points[^1].Ms < 5)
-            {
-                points[^1] = p;
-            }
-            else
-            {
-                points.Add(p);
-            }
-        }
+        List<TimelinePoint> points = Thin(tl.Points);
 
         bool paused = tl.PauseAtMs > 0;
         bool resumed = paused && tl.ResumeAtMs >= tl.PauseAtMs;
@@ -563,6 +538,29 @@ public static class BenchPlots
         multiplot.AddPlot(lower);
         multiplot.Layout = new ScottPlot.MultiplotLayouts.Rows();
         multiplot.SavePng(path, TimelineWidth, TimelineHeight);
+    }
+
+    /// <summary>
+    /// The samples in time order, one per 5 ms: two samples a fraction of a millisecond apart
+    /// (the source's last and the destination's first around the resume) would make a
+    /// meaningless rate.
+    /// </summary>
+    private static List<TimelinePoint> Thin(IEnumerable<TimelinePoint> samples)
+    {
+        var points = new List<TimelinePoint>();
+        foreach (TimelinePoint p in samples.Where(p => double.IsFinite(p.Ms)).OrderBy(p => p.Ms))
+        {
+            if (points.Count > 0 && p.Ms - points[^1].Ms < 5)
+            {
+                points[^1] = p;
+            }
+            else
+            {
+                points.Add(p);
+            }
+        }
+
+        return points;
     }
 
     /// <summary>Per-second rate between consecutive samples of a cumulative counter (NaN where it went backwards).</summary>
