@@ -27,6 +27,7 @@ public sealed class DestinationMigration
     private readonly long[] _arrivals = new long[6];
     private readonly List<TimelinePoint> _timeline = [];
     private RemotePager? _pager;
+    private int _faultPathReady; // set once the pager is in place: fault replies are accepted from then on
     private int _absentRemaining;
     private long _resumeAt, _residentAt;
     private int _gcAtResume, _gcAtResident;
@@ -59,6 +60,14 @@ public sealed class DestinationMigration
         {
             FrameChannel fault = await _faultChannel.WaitAsync(TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
             byte[] scratch = new byte[GuestMemory.PageSize];
+
+            // The fault path is ready before the switchover, so that its thread costs nothing in
+            // the pause: the receiver blocks on the fault connection until replies come (or the
+            // connection closes when the migration ends).
+            fault.EnterKernelBlockingMode();
+            CancellationTokenSource failFast = stop;
+            _ = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(fault), latencySensitive: true)
+                .ContinueWith(t => StopIfPagesAreMissing(t, failFast), TaskScheduler.Default);
 
             // Before switchover: pages into a VM that does not run yet.
             StateBundle bundle;
@@ -113,12 +122,10 @@ public sealed class DestinationMigration
                 bundle.AbsentPages.CopyTo(absent.Words);
                 _absentRemaining = absent.PopCount();
                 _pager = new RemotePager(Memory, _hello.LocalityPages, _hello.LocalityAdaptive);
-                fault.EnterKernelBlockingMode();
                 _pager.Attach(fault);
                 Memory.MarkAbsent(absent);
                 Memory.AbsentPageHandler = _pager;
-                _ = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(fault), latencySensitive: true)
-                    .ContinueWith(t => { if (t.IsFaulted && Volatile.Read(ref _absentRemaining) > 0) { stop.Cancel(); } }, TaskScheduler.Default);
+                Volatile.Write(ref _faultPathReady, 1);
             }
 
             if (_absentRemaining == 0)
@@ -138,6 +145,8 @@ public sealed class DestinationMigration
             Phase = DestinationPhase.PostCopy;
             using var sampling = CancellationTokenSource.CreateLinkedTokenSource(ct);
             _ = SampleAsync(sampling.Token);
+            _main.LimitKernelBuffers(0, BackgroundPush.KernelBufferBytes);
+
             // The push arrives on a thread of its own at bulk priority: the guest and its faults come first.
             Complete? completed = null;
             await DedicatedThread.Start("ferry-push-receiver", DedicatedThread.ReceiverNice, () => completed = ReceivePush(scratch)).WaitAsync(ct).ConfigureAwait(false);
@@ -210,13 +219,37 @@ public sealed class DestinationMigration
         }
     }
 
-    /// <summary>Fault replies and locality windows on the fault connection (blocking, on a thread of its own).</summary>
+    /// <summary>A broken fault path while pages are still absent fails the migration (the hart would wait for ever).</summary>
+    private void StopIfPagesAreMissing(Task receiver, CancellationTokenSource stop)
+    {
+        if (receiver.IsFaulted && Volatile.Read(ref _faultPathReady) == 1 && Volatile.Read(ref _absentRemaining) > 0)
+        {
+            try
+            {
+                stop.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The migration has ended already.
+            }
+        }
+    }
+
+    /// <summary>
+    /// Fault replies and locality windows on the fault connection (blocking, on a thread of its
+    /// own, from the start of the migration until the connection closes).
+    /// </summary>
     private void ReceiveFaultReplies(FrameChannel fault)
     {
         byte[] scratch = new byte[GuestMemory.PageSize];
-        while (Volatile.Read(ref _absentRemaining) > 0)
+        while (true)
         {
             (MessageType type, ReadOnlyMemory<byte> payload) = fault.Receive();
+            if (Volatile.Read(ref _faultPathReady) == 0)
+            {
+                throw new ProtocolException("a fault reply before the switchover");
+            }
+
             long at = Stopwatch.GetTimestamp();
             if (type != MessageType.Pages)
             {

@@ -157,6 +157,13 @@ public sealed class SourceMigration
             _books = new SourceBooks(memory.PageCount);
             var sender = new PageSender(_main, memory, _books, Options.BatchPages, Options.Compress);
             _faultServer = new FaultServer(_fault, memory, _books, Options.Compress);
+
+            // The fault path is ready before anything touches the VM: its thread and the
+            // connection's blocking mode cost nothing in the pause. It serves requests only after
+            // the switchover (Start); until then the destination has nothing to fault on.
+            _fault.EnterKernelBlockingMode();
+            using var faultStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            Task faultTask = _faultServer.RunAsync(faultStop.Token);
             WorkingSetEstimator estimator = Vm.WorkingSet ?? new WorkingSetEstimator(Vm.Machine, TimeSpan.FromMilliseconds(100));
             _context = new SourceContext(Vm, Options, sender, _books, shaper, owner.Progress, estimator, _start);
             _ = SampleAsync(_sampling.Token);
@@ -197,9 +204,6 @@ public sealed class SourceMigration
 
             var queue = new PushQueue(remaining, Options.EffectivePushOrder, Options.FaultNeighbourhoodPages);
             _faultServer.Start(queue);
-            _fault.EnterKernelBlockingMode();
-            using var faultStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            Task faultTask = _faultServer.RunAsync(faultStop.Token);
 
             Machine.State.MachineState state = Vm.Machine.SaveState();
             _instructionsAtPause = state.Hart.InstructionsRetired;
@@ -250,6 +254,7 @@ public sealed class SourceMigration
             }
 
             await sender.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            _main.LimitKernelBuffers(BackgroundPush.KernelBufferBytes, 0);
             var push = new PageSender(_main, memory, _books, BackgroundPush.BatchPages, Options.Compress);
             var prefetch = new PageSender(_main, memory, _books, BackgroundPush.BatchPages, Options.Compress);
             await BackgroundPush.RunAsync(push, prefetch, queue, () => verdict.IsCompleted).ConfigureAwait(false);

@@ -16,6 +16,13 @@ public static class BackgroundPush
     /// <summary>Pages per push batch and per prefetch frame.</summary>
     public const int BatchPages = 16;
 
+    /// <summary>
+    /// The kernel buffers of the main connection during the push, at each end: with them the
+    /// push has at most about this much in flight beyond the link (a few batches), whatever the
+    /// link's rate.
+    /// </summary>
+    public const int KernelBufferBytes = 256 << 10;
+
     /// <param name="push">Sends Push batches on the main connection.</param>
     /// <param name="prefetch">Sends locality windows on the main connection (FaultReply frames naming no fault).</param>
     public static Task RunAsync(PageSender push, PageSender prefetch, PushQueue queue, Func<bool> stop)

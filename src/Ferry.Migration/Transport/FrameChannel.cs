@@ -49,6 +49,9 @@ public sealed class FrameChannel : IAsyncDisposable
     /// </summary>
     public void EnterKernelBlockingMode() => (_stream as SocketConnectionStream)?.EnterKernelBlockingMode();
 
+    /// <summary>Caps the kernel's send and receive buffers of a TCP connection (see <see cref="SocketConnectionStream.LimitKernelBuffers"/>).</summary>
+    public void LimitKernelBuffers(int send, int receive) => (_stream as SocketConnectionStream)?.LimitKernelBuffers(send, receive);
+
     /// <summary>Whether a frame (or part of one) has arrived and not been read; false where the transport cannot tell.</summary>
     public bool DataAvailable => (_stream as SocketConnectionStream)?.Available > 0;
 

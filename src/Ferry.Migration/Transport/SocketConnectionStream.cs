@@ -87,6 +87,31 @@ public sealed unsafe partial class SocketConnectionStream : Stream
         _fd = fd;
     }
 
+    /// <summary>
+    /// Caps the kernel's buffers for this connection (send and receive, bytes; 0 leaves one as
+    /// it is): what the push may have in flight beyond the link, so that a page the guest waits
+    /// for is never queued behind megabytes of others (on a fast link the push outruns its
+    /// receiver, and autotuned buffers grow to several MiB).
+    /// </summary>
+    public void LimitKernelBuffers(int send, int receive)
+    {
+        try
+        {
+            if (send > 0)
+            {
+                _socket.SendBufferSize = send;
+            }
+
+            if (receive > 0)
+            {
+                _socket.ReceiveBufferSize = receive;
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+        }
+    }
+
     public override bool CanRead => true;
 
     public override bool CanSeek => false;
