@@ -39,7 +39,8 @@ public sealed class VirtMachine : IDisposable
         var bus = new DeferredBus();
         hart = new Hart(Memory, bus);
         Hart = hart;
-        Clint = new Clint(Clock, hart);
+        var hartInputs = new HartInterruptInputs(hart);
+        Clint = new Clint(Clock, new InterruptLine(hartInputs, Irq.MSI), new InterruptLine(hartInputs, Irq.MTI));
         bus.Target = new Bus(Clock, Uart, Clint, Finisher);
         Hart.StallCancellation = _stallCancellation.Token;
     }

@@ -1,0 +1,56 @@
+namespace Ferry.Machine.Devices;
+
+/// <summary>
+/// Where an interrupt line ends: a PLIC source, a hart's mip bit. <paramref name="input"/> is
+/// the sink's own numbering (the PLIC source number, the mip bit number).
+/// </summary>
+public interface IInterruptSink
+{
+    /// <summary>Drives input <paramref name="input"/> to <paramref name="level"/>; the sink detects edges itself.</summary>
+    void SetInput(int input, bool level);
+}
+
+/// <summary>
+/// One level-triggered interrupt wire, from a device's output to a sink's input, laid by the
+/// board. A device drives its lines and knows nothing of what they reach (so no device holds
+/// the hart or the PLIC). Every call is forwarded: the sink compares with the level it holds,
+/// so a sink restored from saved state is never confused by a level the line remembers from
+/// before the restore. Machine thread only; no allocation.
+/// </summary>
+public sealed class InterruptLine
+{
+    private readonly IInterruptSink _sink;
+    private readonly int _input;
+
+    public InterruptLine(IInterruptSink sink, int input)
+    {
+        ArgumentNullException.ThrowIfNull(sink);
+        _sink = sink;
+        _input = input;
+    }
+
+    /// <summary>A line that reaches nothing (a device used alone, as in unit tests).</summary>
+    public static InterruptLine Unconnected() => new(NullSink.Instance, 0);
+
+    /// <summary>The level last driven.</summary>
+    public bool Level { get; private set; }
+
+    public void Set(bool level)
+    {
+        Level = level;
+        _sink.SetInput(_input, level);
+    }
+
+    public void Raise() => Set(true);
+
+    public void Lower() => Set(false);
+
+    private sealed class NullSink : IInterruptSink
+    {
+        public static readonly NullSink Instance = new();
+
+        public void SetInput(int input, bool level)
+        {
+        }
+    }
+}
