@@ -1,3 +1,5 @@
+using Ferry.Machine.State;
+
 namespace Ferry.Machine.Devices;
 
 /// <summary>
@@ -120,4 +122,15 @@ public sealed class Clint : IMmioDevice
     }
 }
 
-public sealed record ClintState(ulong MTimeCmp, bool Msip);
+public sealed record ClintState(ulong MTimeCmp, bool Msip)
+{
+    public static readonly StateSection<ClintState> Section = new("CLNT", 1, 64, Write, Read);
+
+    private static void Write(BinaryWriter w, ClintState s)
+    {
+        w.Write(s.MTimeCmp);
+        w.Write(s.Msip);
+    }
+
+    private static ClintState Read(BinaryReader r) => new(r.ReadUInt64(), r.ReadBoolean());
+}
