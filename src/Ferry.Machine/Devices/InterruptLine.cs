@@ -6,16 +6,16 @@ namespace Ferry.Machine.Devices;
 /// </summary>
 public interface IInterruptSink
 {
-    /// <summary>Drives input <paramref name="input"/> to <paramref name="level"/>; the sink detects edges itself.</summary>
+    /// <summary>Drives input <paramref name="input"/> to <paramref name="level"/> (sinks see every call, not only changes).</summary>
     void SetInput(int input, bool level);
 }
 
 /// <summary>
 /// One level-triggered interrupt wire, from a device's output to a sink's input, laid by the
 /// board. A device drives its lines and knows nothing of what they reach (so no device holds
-/// the hart or the PLIC). Every call is forwarded: the sink compares with the level it holds,
-/// so a sink restored from saved state is never confused by a level the line remembers from
-/// before the restore. Machine thread only; no allocation.
+/// the hart or the PLIC). Every call is forwarded, as QEMU's qemu_set_irq: the PLIC sets a
+/// source pending at each call that drives it high, and the hart's mip bits follow the level.
+/// Machine thread only; no allocation.
 /// </summary>
 public sealed class InterruptLine
 {

@@ -16,15 +16,20 @@ namespace Ferry.Machine.Devices;
 /// 4-byte accesses are valid (others fault, as QEMU's access size check); unimplemented
 /// registers read as zero and ignore writes.
 ///
-/// Gateways are level-triggered: a rising input sets the source pending, a falling one clears
-/// it. A claim returns the pending, enabled, unclaimed source of the highest priority above
-/// the context's threshold (the lowest number among equals), clears its pending bit and marks
-/// it claimed, so it cannot be claimed again before it is completed. A completion unclaims the
-/// source whatever the context's enables say (QEMU does not check them, though the PLIC
-/// specification says to ignore a completion of a source not enabled for the context); if the
-/// input is still high the source is pending again at once, where QEMU waits for the device's
-/// next level update (the specification's gateway forwards the next request as soon as the
-/// completion arrives). A context's output is high while it has a claimable source.
+/// Gateways as QEMU 7.2 as Debian ships it (with upstream a84be2ba, "pending is cleared only
+/// when the interrupt is claimed"): every call that drives an input high sets the source
+/// pending (devices drive their line at each state update, as QEMU's qemu_irq_raise, so a
+/// source whose device still asserts it after a completion is pending again at the device's
+/// next update); driving it low changes nothing. A claim returns the pending, enabled,
+/// unclaimed source of the highest priority above the context's threshold (the lowest number
+/// among equals), clears its pending bit and marks it claimed, so it cannot be claimed again
+/// before it is completed. A completion unclaims the source whatever the context's enables
+/// say (QEMU does not check them, though the PLIC specification says to ignore a completion
+/// of a source not enabled for the context). A context's output is high while it has a
+/// claimable source; it is recomputed after an input rises, a claim, a completion, a priority
+/// or threshold write, not after an enable write (as QEMU: a newly enabled pending source
+/// shows at the next of those events). These points were checked register by register
+/// against qemu-system-riscv64 (tests/Ferry.Machine.Tests/Devices/InterruptQemuTests.cs).
 /// </summary>
 public sealed class Plic : IMmioDevice, IInterruptSink
 {
@@ -51,7 +56,6 @@ public sealed class Plic : IMmioDevice, IInterruptSink
     private readonly uint[] _priority = new uint[SourceCount];
     private readonly uint[] _pending = new uint[BitmapWords];
     private readonly uint[] _claimed = new uint[BitmapWords];
-    private readonly uint[] _level = new uint[BitmapWords];
     private readonly uint[] _enable = new uint[ContextCount * BitmapWords];
     private readonly uint[] _threshold = new uint[ContextCount];
 
@@ -120,6 +124,7 @@ public sealed class Plic : IMmioDevice, IInterruptSink
         if (offset < SourceCount * 4)
         {
             _priority[offset >> 2] = v % (MaxPriority + 1);
+            UpdateOutputs();
         }
         else if (offset - EnableBase < ContextCount * EnableStride)
         {
@@ -136,18 +141,19 @@ public sealed class Plic : IMmioDevice, IInterruptSink
             {
                 case 0:
                     _threshold[context] = v % (MaxPriority + 1);
+                    UpdateOutputs();
                     break;
-                case 4:
-                    Complete(v);
+                case 4 when v < SourceCount:
+                    _claimed[v >> 5] &= ~(1u << (int)(v & 31));
+                    UpdateOutputs();
                     break;
             }
         }
 
-        UpdateOutputs();
         return true;
     }
 
-    /// <summary>A device's line into source <paramref name="input"/> (1..95).</summary>
+    /// <summary>A device's line into source <paramref name="input"/> (1..95): high sets it pending, low does nothing.</summary>
     public void SetInput(int input, bool level)
     {
         if (input <= 0 || input >= SourceCount)
@@ -155,33 +161,18 @@ public sealed class Plic : IMmioDevice, IInterruptSink
             throw new ArgumentOutOfRangeException(nameof(input), input, $"PLIC sources are 1..{SourceCount - 1}");
         }
 
-        int word = input >> 5;
-        uint bit = 1u << (input & 31);
-        if (((_level[word] & bit) != 0) == level)
-        {
-            return;
-        }
-
         if (level)
         {
-            _level[word] |= bit;
-            _pending[word] |= bit;
+            _pending[input >> 5] |= 1u << (input & 31);
+            UpdateOutputs();
         }
-        else
-        {
-            _level[word] &= ~bit;
-            _pending[word] &= ~bit;
-        }
-
-        UpdateOutputs();
     }
 
     /// <summary>True if source <paramref name="source"/> is pending (tests, diagnostics).</summary>
     public bool IsPending(int source) => (_pending[source >> 5] & (1u << (source & 31))) != 0;
 
     public PlicState SaveState() => new(
-        (uint[])_priority.Clone(), (uint[])_pending.Clone(), (uint[])_claimed.Clone(), (uint[])_level.Clone(),
-        (uint[])_enable.Clone(), (uint[])_threshold.Clone());
+        (uint[])_priority.Clone(), (uint[])_pending.Clone(), (uint[])_claimed.Clone(), (uint[])_enable.Clone(), (uint[])_threshold.Clone());
 
     public void RestoreState(PlicState state)
     {
@@ -189,7 +180,6 @@ public sealed class Plic : IMmioDevice, IInterruptSink
         state.Priority.CopyTo(_priority);
         state.Pending.CopyTo(_pending);
         state.Claimed.CopyTo(_claimed);
-        state.Level.CopyTo(_level);
         state.Enable.CopyTo(_enable);
         state.Threshold.CopyTo(_threshold);
         UpdateOutputs();
@@ -230,19 +220,6 @@ public sealed class Plic : IMmioDevice, IInterruptSink
         return source;
     }
 
-    private void Complete(uint source)
-    {
-        if (source >= SourceCount)
-        {
-            return;
-        }
-
-        uint bit = 1u << (int)(source & 31);
-        int word = (int)(source >> 5);
-        _claimed[word] &= ~bit;
-        _pending[word] |= _level[word] & bit;
-    }
-
     private void UpdateOutputs()
     {
         for (int c = 0; c < ContextCount; c++)
@@ -252,8 +229,8 @@ public sealed class Plic : IMmioDevice, IInterruptSink
     }
 }
 
-/// <summary>The PLIC's registers and gateway inputs (bitmaps in 32-bit words, enables context by context).</summary>
-public sealed record PlicState(uint[] Priority, uint[] Pending, uint[] Claimed, uint[] Level, uint[] Enable, uint[] Threshold)
+/// <summary>The PLIC's registers (bitmaps in 32-bit words, enables context by context), as QEMU's vmstate.</summary>
+public sealed record PlicState(uint[] Priority, uint[] Pending, uint[] Claimed, uint[] Enable, uint[] Threshold)
 {
     public static readonly StateSection<PlicState> Section = new("PLIC", 1, 1024, Write, Read);
 
@@ -261,7 +238,7 @@ public sealed record PlicState(uint[] Priority, uint[] Pending, uint[] Claimed, 
     public void Validate()
     {
         if (Priority.Length != Plic.SourceCount || Pending.Length != Plic.BitmapWords || Claimed.Length != Plic.BitmapWords
-            || Level.Length != Plic.BitmapWords || Enable.Length != Plic.ContextCount * Plic.BitmapWords || Threshold.Length != Plic.ContextCount)
+            || Enable.Length != Plic.ContextCount * Plic.BitmapWords || Threshold.Length != Plic.ContextCount)
         {
             throw new InvalidDataException("PLIC state has the wrong number of registers");
         }
@@ -282,15 +259,15 @@ public sealed record PlicState(uint[] Priority, uint[] Pending, uint[] Claimed, 
             }
         }
 
-        if (((Pending[0] | Claimed[0] | Level[0]) & 1) != 0)
+        if (((Pending[0] | Claimed[0]) & 1) != 0)
         {
-            throw new InvalidDataException("PLIC source 0 cannot be pending, claimed or raised");
+            throw new InvalidDataException("PLIC source 0 cannot be pending or claimed");
         }
     }
 
     private static void Write(BinaryWriter w, PlicState s)
     {
-        foreach (uint[] words in new[] { s.Priority, s.Pending, s.Claimed, s.Level, s.Enable, s.Threshold })
+        foreach (uint[] words in new[] { s.Priority, s.Pending, s.Claimed, s.Enable, s.Threshold })
         {
             foreach (uint v in words)
             {
@@ -302,7 +279,7 @@ public sealed record PlicState(uint[] Priority, uint[] Pending, uint[] Claimed, 
     private static PlicState Read(BinaryReader r)
     {
         var state = new PlicState(
-            Words(r, Plic.SourceCount), Words(r, Plic.BitmapWords), Words(r, Plic.BitmapWords), Words(r, Plic.BitmapWords),
+            Words(r, Plic.SourceCount), Words(r, Plic.BitmapWords), Words(r, Plic.BitmapWords),
             Words(r, Plic.ContextCount * Plic.BitmapWords), Words(r, Plic.ContextCount));
         state.Validate();
         return state;

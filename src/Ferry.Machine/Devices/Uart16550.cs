@@ -24,7 +24,11 @@ namespace Ferry.Machine.Devices;
 /// by priority, receiver line status (never), received data or character timeout (IER.RDI),
 /// THR empty (IER.THRI; cleared by reading IIR or writing THR, set again when THRI is turned
 /// on, the transmit FIFO is reset or a byte has gone out), modem status (never).
-/// Register accesses and the line run on the machine thread only.
+/// The line is driven where QEMU's serial_update_irq runs (each drive high is a new request to
+/// the PLIC): after an RBR read, an IIR read that reported THR empty, an IER write that changed
+/// it, an FCR write, before and after a THR write, and when input arrives (sampled at run
+/// boundaries, <see cref="SampleInput"/>). Restoring state drives nothing (the PLIC's saved
+/// pending bits already say what the line did). Register accesses run on the machine thread only.
 /// </summary>
 public sealed class Uart16550 : IMmioDevice
 {
@@ -49,6 +53,7 @@ public sealed class Uart16550 : IMmioDevice
     private readonly Queue<byte> _rx = new();
     private readonly object _rxLock = new();
     private volatile bool _inputSinceSample;
+    private int _available; // input bytes the UART has seen (machine thread): the queue length at the last sample
     private byte _ier, _lcr, _mcr = McrOut2, _scr, _fcr, _dll = 0x0C, _dlm, _iir = IirNone;
     private bool _thrInterruptPending;
     private ulong _transmitted;
@@ -98,6 +103,7 @@ public sealed class Uart16550 : IMmioDevice
         if (_inputSinceSample)
         {
             _inputSinceSample = false;
+            _available = RxCount();
             Update();
         }
     }
@@ -121,7 +127,6 @@ public sealed class Uart16550 : IMmioDevice
                 value = _ier;
                 break;
             case 2:
-                Update(); // input may have arrived since the last access
                 value = _iir;
                 if ((_iir & IirIdMask) == IirThri)
                 {
@@ -137,7 +142,7 @@ public sealed class Uart16550 : IMmioDevice
                 value = _mcr;
                 break;
             case 5:
-                value = (ulong)(LsrThrEmpty | LsrTransmitterEmpty | (RxCount() > 0 ? LsrDataReady : 0));
+                value = (ulong)(LsrThrEmpty | LsrTransmitterEmpty | (_available > 0 ? LsrDataReady : 0));
                 break;
             case 6:
                 value = (_mcr & McrLoop) != 0
@@ -175,7 +180,11 @@ public sealed class Uart16550 : IMmioDevice
                     _thrInterruptPending = (_ier & IerThri) != 0;
                 }
 
-                Update();
+                if (changed != 0)
+                {
+                    Update();
+                }
+
                 break;
             case 2:
                 if (((b ^ _fcr) & FcrEnable) != 0)
@@ -213,7 +222,7 @@ public sealed class Uart16550 : IMmioDevice
             pending = [.. _rx];
         }
 
-        return new UartState(_ier, _lcr, _mcr, _scr, _fcr, _dll, _dlm, _thrInterruptPending, _transmitted, pending);
+        return new UartState(_ier, _lcr, _mcr, _scr, _fcr, _dll, _dlm, _thrInterruptPending, _transmitted, pending, _available);
     }
 
     public void RestoreState(UartState s)
@@ -228,9 +237,12 @@ public sealed class Uart16550 : IMmioDevice
             {
                 _rx.Enqueue(b);
             }
+
         }
 
-        Update();
+        _available = s.SeenInput;
+        _inputSinceSample = s.SeenInput < s.PendingInput.Length; // arrived, not yet sampled: it will be
+        _iir = Iir();
     }
 
     private void Transmit(byte b)
@@ -239,41 +251,47 @@ public sealed class Uart16550 : IMmioDevice
         // again. The output falls and rises, which the PLIC sees as a new request.
         _thrInterruptPending = false;
         Update();
+        _thrInterruptPending = true;
+        Update();
         if ((_mcr & McrLoop) != 0)
         {
+            // In loopback the byte comes back as input (QEMU's serial_receive1), after THR-empty.
             lock (_rxLock)
             {
                 _rx.Enqueue(b);
+                _available = _rx.Count;
             }
+
+            Update();
         }
         else
         {
             _transmitted++;
             _sink.Write(b);
         }
-
-        _thrInterruptPending = true;
-        Update();
     }
 
-    /// <summary>Recomputes IIR (QEMU's serial_update_irq) and drives the interrupt output.</summary>
+    /// <summary>Recomputes IIR and drives the interrupt output (QEMU's serial_update_irq).</summary>
     private void Update()
     {
-        _inputSinceSample = false;
+        _iir = Iir();
+        _irq.Set((_iir & IirNone) == 0);
+    }
+
+    private byte Iir()
+    {
         bool fifo = (_fcr & FcrEnable) != 0;
-        int available = RxCount();
         byte id = IirNone;
-        if ((_ier & IerRdi) != 0 && available > 0)
+        if ((_ier & IerRdi) != 0 && _available > 0)
         {
-            id = !fifo || Math.Min(available, FifoSize) >= TriggerLevel() ? IirRdi : IirCti;
+            id = !fifo || Math.Min(_available, FifoSize) >= TriggerLevel() ? IirRdi : IirCti;
         }
         else if ((_ier & IerThri) != 0 && _thrInterruptPending)
         {
             id = IirThri;
         }
 
-        _iir = (byte)(id | (fifo ? IirFifo : 0));
-        _irq.Set(id != IirNone);
+        return (byte)(id | (fifo ? IirFifo : 0));
     }
 
     private int TriggerLevel() => (_fcr >> 6) switch { 0 => 1, 1 => 4, 2 => 8, _ => 14 };
@@ -286,21 +304,25 @@ public sealed class Uart16550 : IMmioDevice
         }
     }
 
+    /// <summary>An RBR read: the next byte, if the UART has seen one; then any input that arrived meanwhile is seen too.</summary>
     private byte Dequeue()
     {
         lock (_rxLock)
         {
-            return _rx.Count > 0 ? _rx.Dequeue() : (byte)0;
+            byte b = _available > 0 && _rx.Count > 0 ? _rx.Dequeue() : (byte)0;
+            _available = _rx.Count;
+            return b;
         }
     }
 }
 
 /// <summary>
 /// The UART's registers (IIR, LSR and MSR follow from these and the input), whether a THR-empty
-/// interrupt is pending, the console position, and input queued but not yet read.
+/// interrupt is pending, the console position, input queued but not yet read, and how much of
+/// it the UART has seen (the rest arrived after its last sample).
 /// </summary>
 public sealed record UartState(
-    byte Ier, byte Lcr, byte Mcr, byte Scr, byte Fcr, byte Dll, byte Dlm, bool ThrInterruptPending, ulong Transmitted, byte[] PendingInput)
+    byte Ier, byte Lcr, byte Mcr, byte Scr, byte Fcr, byte Dll, byte Dlm, bool ThrInterruptPending, ulong Transmitted, byte[] PendingInput, int SeenInput)
 {
     public const int MaxPendingInput = 4096;
 
@@ -318,6 +340,11 @@ public sealed record UartState(
         {
             throw new InvalidDataException($"UART state: {PendingInput.Length} pending input bytes exceeds {MaxPendingInput}");
         }
+
+        if (SeenInput < 0 || SeenInput > PendingInput.Length)
+        {
+            throw new InvalidDataException($"UART state: {SeenInput} seen of {PendingInput.Length} pending input bytes");
+        }
     }
 
     private static void Write(BinaryWriter w, UartState s)
@@ -327,6 +354,7 @@ public sealed record UartState(
         w.Write(s.Transmitted);
         w.Write(s.PendingInput.Length);
         w.Write(s.PendingInput);
+        w.Write(s.SeenInput);
     }
 
     private static UartState Read(BinaryReader r)
@@ -346,7 +374,7 @@ public sealed record UartState(
             throw new EndOfStreamException();
         }
 
-        var state = new UartState(ier, lcr, mcr, scr, fcr, dll, dlm, thrPending, transmitted, input);
+        var state = new UartState(ier, lcr, mcr, scr, fcr, dll, dlm, thrPending, transmitted, input, r.ReadInt32());
         state.Validate();
         return state;
     }
