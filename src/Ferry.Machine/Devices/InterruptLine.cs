@@ -29,9 +29,6 @@ public sealed class InterruptLine
         _input = input;
     }
 
-    /// <summary>A line that reaches nothing (a device used alone, as in unit tests).</summary>
-    public static InterruptLine Unconnected() => new(NullSink.Instance, 0);
-
     /// <summary>The level last driven.</summary>
     public bool Level { get; private set; }
 
@@ -44,13 +41,4 @@ public sealed class InterruptLine
     public void Raise() => Set(true);
 
     public void Lower() => Set(false);
-
-    private sealed class NullSink : IInterruptSink
-    {
-        public static readonly NullSink Instance = new();
-
-        public void SetInput(int input, bool level)
-        {
-        }
-    }
 }
