@@ -39,7 +39,7 @@ public sealed class Uart16550 : IMmioDevice
 
     public const int FifoSize = 16;
 
-    private const byte IerRdi = 0x01, IerThri = 0x02, IerRlsi = 0x04, IerMsi = 0x08;
+    private const byte IerRdi = 0x01, IerThri = 0x02; // RLSI (0x04) and MSI (0x08) enable interrupts that never happen here
     private const byte IirNone = 0x01, IirThri = 0x02, IirRdi = 0x04, IirCti = 0x0C, IirIdMask = 0x06, IirFifo = 0xC0;
     private const byte FcrEnable = 0x01, FcrClearRx = 0x02, FcrClearTx = 0x04, FcrStickyBits = 0xC9;
     private const byte LsrDataReady = 0x01, LsrThrEmpty = 0x20, LsrTransmitterEmpty = 0x40;

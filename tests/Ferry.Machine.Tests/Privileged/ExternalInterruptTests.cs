@@ -167,4 +167,29 @@ public sealed class ExternalInterruptTests
         Assert.True(rig.X(R.S2) - start > 1000, $"only {rig.X(R.S2) - start} interrupts handled");
         Assert.True(allocated == 0, $"{allocated} bytes allocated over {rig.X(R.S2) - start} interrupts");
     }
+
+    /// <summary>Console input typed while the hart waits in WFI wakes it through RDI, the PLIC and MEIP.</summary>
+    [Fact]
+    public async Task HostInput_WakesAHartInWfi()
+    {
+        using var rig = new Rig();
+        var p = Rig.NewProgram();
+        Label wait = p.NewLabel();
+        RouteUart(p, Plic + 0x2000);
+        p.Li(R.T0, Irq.MEIP).Emit(Asm.Csrs(Csr.Mie, R.T0)); // mstatus.MIE stays off: WFI wakes, no trap
+        p.Li(R.T2, Uart).Li(R.T1, 0x01).Emit(Asm.Sb(R.T1, R.T2, 1)); // IER.RDI
+        p.Bind(wait);
+        p.Emit(Asm.Wfi(), Asm.Lbu(R.T3, R.T2, 5), Asm.Andi(R.T3, R.T3, 1)).Emit(wait, off => Asm.Beq(R.T3, R.Zero, off));
+        p.Li(R.T0, ClaimM).Emit(Asm.Lw(R.S5, R.T0, 0), Asm.Lbu(R.S6, R.T2, 0), Asm.Sw(R.S5, R.T0, 0)).Exit();
+        rig.Load(p);
+
+        Task run = Task.Run(() => rig.RunToExit(1_000_000));
+        await Task.Delay(300);
+        Assert.False(run.IsCompleted);
+        Assert.True(rig.Machine.Hart.WaitingForInterrupt);
+        rig.Machine.Uart.EnqueueInput("Z"u8);
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal((ulong)VirtMachine.UartIrq, rig.X(R.S5));
+        Assert.Equal((ulong)'Z', rig.X(R.S6));
+    }
 }
