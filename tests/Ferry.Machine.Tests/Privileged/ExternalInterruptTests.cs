@@ -197,9 +197,14 @@ public sealed class ExternalInterruptTests
         rig.Load(p);
 
         Task run = Task.Run(() => rig.RunToExit(1_000_000));
-        await Task.Delay(300);
+        for (int i = 0; i < 500 && !rig.Machine.Hart.WaitingForInterrupt; i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.True(rig.Machine.Hart.WaitingForInterrupt, "the hart never reached WFI");
+        await Task.Delay(150); // more idle passes: nothing but input may wake it
         Assert.False(run.IsCompleted);
-        Assert.True(rig.Machine.Hart.WaitingForInterrupt);
         rig.Machine.Uart.EnqueueInput("Z"u8);
         await run.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal((ulong)VirtMachine.UartIrq, rig.X(R.S5));
