@@ -238,7 +238,8 @@ public sealed class VirtMachine : IDisposable
                 $"state is for a {state.Config.MemorySize >> 20} MiB {(state.Config.Icount ? "icount" : "real-time")} machine, this one is {Config.MemorySize >> 20} MiB {(Config.Icount ? "icount" : "real-time")}");
         }
 
-        // The PLIC before the UART: the UART's restored line then meets the level the PLIC saved.
+        // The CLINT and the PLIC drive the hart's MSIP/MTIP and MEIP/SEIP again from their restored
+        // registers; the UART drives nothing into the PLIC (its saved pending bits hold what the line did).
         Hart.RestoreState(state.Hart);
         Clock.RestoreState(state.Device<ClockState>());
         Clint.RestoreState(state.Device<ClintState>());
