@@ -33,7 +33,11 @@ public static class StateCodec
     /// <summary>The machine's configuration (memory size, clock mode, idle policy).</summary>
     public static readonly StateSection<MachineConfig> ConfigSection = new("CONF", 1, 64, WriteConfig, ReadConfig);
 
-    /// <summary>The hart: registers, CSRs, PMP, counters.</summary>
+    /// <summary>
+    /// The hart: registers, CSRs, PMP, counters. A field added to HartState (the FP registers and
+    /// fcsr, say) is written at the end of <see cref="WriteHart"/>, read at the end of
+    /// <see cref="ReadHart"/>, and this section's version goes up by one; nothing else changes.
+    /// </summary>
     public static readonly StateSection<HartState> HartSection = new("HART", 1, 4096, WriteHart, ReadHart);
 
     /// <summary>Every section of the machine state, in encoding order.</summary>
