@@ -7,8 +7,10 @@ using Ferry.Machine.State;
 namespace Ferry.Machine.Board;
 
 /// <summary>
-/// The RISC-V "virt" computer: RAM at 0x8000_0000, ns16550a UART at 0x1000_0000, CLINT at
-/// 0x0200_0000, sifive_test at 0x0010_0000, one RV64GC hart.
+/// The RISC-V "virt" computer: RAM at 0x8000_0000, ns16550a UART at 0x1000_0000 (PLIC source
+/// 10), PLIC at 0x0c00_0000, CLINT at 0x0200_0000, sifive_test at 0x0010_0000, one RV64GC
+/// hart. The board lays the interrupt lines: CLINT to the hart's MSIP and MTIP, PLIC contexts
+/// 0 and 1 to MEIP and SEIP, the UART to PLIC source 10; no device holds another.
 ///
 /// <see cref="Run"/> drives the hart in bounded runs on the calling thread (the VM's thread).
 /// Between runs it serves safe-point requests (<see cref="AtSafePointAsync"/>): the only
@@ -19,6 +21,13 @@ public sealed class VirtMachine : IDisposable
 {
     /// <summary>Longest run between checks of the clock, stop requests and safe points.</summary>
     public const long MaxRunInstructions = 200_000;
+
+    /// <summary>The UART's PLIC source (QEMU virt's UART0_IRQ).</summary>
+    public const int UartIrq = 10;
+
+    /// <summary>The devices' state sections, in encoding order (after the configuration and the hart's).</summary>
+    public static readonly IReadOnlyList<StateSection> DeviceSections =
+        [ClockState.Section, ClintState.Section, UartState.Section, PlicState.Section];
 
     private readonly object _gate = new();
     private readonly ConcurrentQueue<(Action Action, TaskCompletionSource Done)> _safePoints = new();
@@ -34,13 +43,15 @@ public sealed class VirtMachine : IDisposable
         Memory = new GuestMemory(config.MemorySize);
         Hart? hart = null;
         Clock = new MachineClock(config.Icount, () => hart!.VirtualClock);
-        Uart = new Uart16550(Console);
         Finisher = new SifiveTest(OnGuestExit);
         var bus = new DeferredBus();
         hart = new Hart(Memory, bus);
         Hart = hart;
-        Clint = new Clint(Clock, hart);
-        bus.Target = new Bus(Clock, Uart, Clint, Finisher);
+        var hartInputs = new HartInterruptInputs(hart);
+        Clint = new Clint(Clock, new InterruptLine(hartInputs, Irq.MSI), new InterruptLine(hartInputs, Irq.MTI));
+        Plic = new Plic(new InterruptLine(hartInputs, Irq.MEI), new InterruptLine(hartInputs, Irq.SEI));
+        Uart = new Uart16550(Console, new InterruptLine(Plic, UartIrq), OnConsoleInput);
+        bus.Target = new Bus(Clock, Uart, Clint, Plic, Finisher);
         Hart.StallCancellation = _stallCancellation.Token;
     }
 
@@ -55,6 +66,8 @@ public sealed class VirtMachine : IDisposable
     public Uart16550 Uart { get; }
 
     public Clint Clint { get; }
+
+    public Plic Plic { get; }
 
     public SifiveTest Finisher { get; }
 
@@ -135,6 +148,7 @@ public sealed class VirtMachine : IDisposable
                 }
 
                 Clint.UpdateInterruptLines();
+                Uart.SampleInput();
                 if (Hart.WaitingForInterrupt && !Hart.InterruptPendingForWfi)
                 {
                     Idle();
@@ -212,7 +226,8 @@ public sealed class VirtMachine : IDisposable
     }
 
     /// <summary>The CPU and device state (not memory). Safe point only.</summary>
-    public MachineState SaveState() => new(Config, Hart.SaveState(), Clint.SaveState(), Uart.SaveState(), Clock.SaveState());
+    public MachineState SaveState() =>
+        new(Config, Hart.SaveState(), [Clock.SaveState(), Clint.SaveState(), Uart.SaveState(), Plic.SaveState()]);
 
     /// <summary>Rebuilds CPU and devices from saved state. Safe point only; memory is restored separately.</summary>
     public void RestoreState(MachineState state)
@@ -223,11 +238,15 @@ public sealed class VirtMachine : IDisposable
                 $"state is for a {state.Config.MemorySize >> 20} MiB {(state.Config.Icount ? "icount" : "real-time")} machine, this one is {Config.MemorySize >> 20} MiB {(Config.Icount ? "icount" : "real-time")}");
         }
 
+        // The CLINT and the PLIC drive the hart's MSIP/MTIP and MEIP/SEIP again from their restored
+        // registers; the UART drives nothing into the PLIC (its saved pending bits hold what the line did).
         Hart.RestoreState(state.Hart);
-        Clock.RestoreState(state.Clock);
-        Clint.RestoreState(state.Clint);
-        Uart.RestoreState(state.Uart);
-        Console.ContinueAt((long)state.Uart.Transmitted);
+        Clock.RestoreState(state.Device<ClockState>());
+        Clint.RestoreState(state.Device<ClintState>());
+        Plic.RestoreState(state.Device<PlicState>());
+        UartState uart = state.Device<UartState>();
+        Uart.RestoreState(uart);
+        Console.ContinueAt((long)uart.Transmitted);
     }
 
     public void Dispose()
@@ -236,6 +255,13 @@ public sealed class VirtMachine : IDisposable
         Memory.Dispose();
         _wake.Dispose();
         _stallCancellation.Dispose();
+    }
+
+    /// <summary>Host input was queued (any thread): end the run or the idle wait so the UART samples it.</summary>
+    private void OnConsoleInput()
+    {
+        Hart.RequestEndOfRun();
+        _wake.Set();
     }
 
     private void OnGuestExit(GuestExit exit)

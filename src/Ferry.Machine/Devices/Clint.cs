@@ -1,4 +1,4 @@
-using Ferry.Machine.Cpu;
+using Ferry.Machine.State;
 
 namespace Ferry.Machine.Devices;
 
@@ -6,6 +6,7 @@ namespace Ferry.Machine.Devices;
 /// The core-local interruptor at 0x0200_0000 (SiFive CLINT layout, as QEMU's virt ACLINT):
 /// msip at +0x0, mtimecmp at +0x4000, mtime at +0xBFF8. 4- and 8-byte accesses.
 /// mtimecmp resets to all ones, so MTIP is clear until the guest arms the timer (as on QEMU).
+/// Its outputs are two lines the board wires to the hart's MSIP and MTIP.
 /// </summary>
 public sealed class Clint : IMmioDevice
 {
@@ -13,14 +14,16 @@ public sealed class Clint : IMmioDevice
     private const ulong MsipOffset = 0x0, MtimecmpOffset = 0x4000, MtimeOffset = 0xBFF8;
 
     private readonly MachineClock _clock;
-    private readonly Hart _hart;
+    private readonly InterruptLine _msipLine;
+    private readonly InterruptLine _mtipLine;
     private ulong _mtimecmp = ulong.MaxValue;
     private bool _msip;
 
-    public Clint(MachineClock clock, Hart hart)
+    public Clint(MachineClock clock, InterruptLine msip, InterruptLine mtip)
     {
         _clock = clock;
-        _hart = hart;
+        _msipLine = msip;
+        _mtipLine = mtip;
     }
 
     public string Name => "clint";
@@ -87,8 +90,8 @@ public sealed class Clint : IMmioDevice
     /// <summary>Drives MTIP and MSIP from the current time and registers.</summary>
     public void UpdateInterruptLines()
     {
-        _hart.SetInterruptLine(Irq.MTIP, _clock.MTime >= _mtimecmp);
-        _hart.SetInterruptLine(Irq.MSIP, _msip);
+        _mtipLine.Set(_clock.MTime >= _mtimecmp);
+        _msipLine.Set(_msip);
     }
 
     public ClintState SaveState() => new(_mtimecmp, _msip);
@@ -119,4 +122,15 @@ public sealed class Clint : IMmioDevice
     }
 }
 
-public sealed record ClintState(ulong MTimeCmp, bool Msip);
+public sealed record ClintState(ulong MTimeCmp, bool Msip)
+{
+    public static readonly StateSection<ClintState> Section = new("CLNT", 1, 64, Write, Read);
+
+    private static void Write(BinaryWriter w, ClintState s)
+    {
+        w.Write(s.MTimeCmp);
+        w.Write(s.Msip);
+    }
+
+    private static ClintState Read(BinaryReader r) => new(r.ReadUInt64(), r.ReadBoolean());
+}

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Ferry.Machine.State;
 
 namespace Ferry.Machine.Devices;
 
@@ -81,4 +82,16 @@ public sealed class MachineClock
     }
 }
 
-public sealed record ClockState(ulong MTime, ulong Offset);
+/// <summary>mtime when saved, and the offset of mtime from the clock's source (exact in icount mode).</summary>
+public sealed record ClockState(ulong MTime, ulong Offset)
+{
+    public static readonly StateSection<ClockState> Section = new("CLCK", 1, 64, Write, Read);
+
+    private static void Write(BinaryWriter w, ClockState s)
+    {
+        w.Write(s.MTime);
+        w.Write(s.Offset);
+    }
+
+    private static ClockState Read(BinaryReader r) => new(r.ReadUInt64(), r.ReadUInt64());
+}

