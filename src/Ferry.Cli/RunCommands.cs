@@ -94,6 +94,7 @@ internal static class RunCommands
     private static int Execute(VirtMachine machine, ulong? maxInstructions, bool digest, string? save, CancellationToken ct)
     {
         using CancellationTokenRegistration reg = ct.Register(machine.RequestStop);
+        ForwardStandardInput(machine);
         RunOutcome outcome = machine.Run(maxInstructions ?? ulong.MaxValue);
         machine.Console.Flush();
         if (save is not null)
@@ -113,5 +114,37 @@ internal static class RunCommands
             RunOutcome.InstructionLimit => 0,
             _ => 130,
         };
+    }
+
+    /// <summary>
+    /// Standard input goes to the UART (the Linux guest's shell reads it) until end of file: a
+    /// background thread, since the read blocks. Input the user types arrives at a moment the
+    /// instruction count does not decide, so a run that takes input is not repeatable; an
+    /// empty or closed stdin changes nothing.
+    /// </summary>
+    private static void ForwardStandardInput(VirtMachine machine)
+    {
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using Stream input = System.Console.OpenStandardInput();
+                byte[] buffer = new byte[256];
+                int n;
+                while ((n = input.Read(buffer)) > 0)
+                {
+                    machine.Uart.EnqueueInput(buffer.AsSpan(0, n));
+                }
+            }
+            catch (IOException)
+            {
+                // stdin went away: nothing more to forward
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "ferry stdin",
+        };
+        thread.Start();
     }
 }
