@@ -46,6 +46,63 @@ public sealed class LinuxGuestTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Shell_ReadsConsoleInputThroughTheUartsInterrupt_AndPowersOff()
+    {
+        using VirtMachine m = LinuxGuest.Boot(LinuxBoot.DefaultCommandLine);
+        Task<RunOutcome> run = Task.Run(() => m.Run(4 * MaxInstructionsToReady));
+        try
+        {
+            await UntilConsoleHasAsync(m, "ferry$ ", run);
+            m.Uart.EnqueueInput("echo hello from the host\n"u8);
+            await UntilConsoleHasAsync(m, "\nhello from the host\r\n", run);
+            m.Uart.EnqueueInput("poweroff\n"u8);
+            Assert.Equal(RunOutcome.GuestExited, await run.WaitAsync(TimeSpan.FromSeconds(60)));
+        }
+        finally
+        {
+            m.RequestStop();
+            await run.WaitAsync(TimeSpan.FromSeconds(60));
+        }
+
+        string[] lines = LinuxGuest.Lines(m.Console.Read(0).Bytes);
+        Assert.Contains("ferry$ echo hello from the host", lines); // the tty echoed what it read
+        Assert.Equal("reboot: Power down", lines.Last(l => l.Length > 0));
+    }
+
+    [Fact]
+    public async Task Idle_SleepsInWfiOnTheSbiTimer_AndItsHeartbeatsFollowVirtualTime()
+    {
+        using VirtMachine m = LinuxGuest.Boot(LinuxBoot.DefaultCommandLine + " ferry.workload=idle");
+        Task<RunOutcome> run = Task.Run(() => m.Run(4 * MaxInstructionsToReady));
+        try
+        {
+            await UntilConsoleHasAsync(m, "heartbeat 3\r\n", run);
+        }
+        finally
+        {
+            m.RequestStop();
+            await run.WaitAsync(TimeSpan.FromSeconds(60));
+        }
+
+        // Three 1-second sleeps: at least 3 s of guest time (10 ns per instruction), nearly all of it skipped in WFI.
+        ulong skipped = m.Hart.VirtualClock - m.Hart.InstructionsRetired;
+        Assert.True(skipped > 250_000_000, $"only {skipped} instruction-times were spent in WFI");
+        Assert.True(m.Hart.InstructionsRetired < 100_000_000, $"{m.Hart.InstructionsRetired} instructions for an idle guest");
+    }
+
+    /// <summary>Waits (in host time) until the console holds <paramref name="text"/>; fails if the run ends first.</summary>
+    private static async Task UntilConsoleHasAsync(VirtMachine m, string text, Task<RunOutcome> run)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!System.Text.Encoding.ASCII.GetString(m.Console.Read(0).Bytes).Contains(text, StringComparison.Ordinal))
+        {
+            Assert.False(run.IsCompleted, $"the run ended ({(run.IsCompletedSuccessfully ? run.Result : "faulted")}) before the console showed '{text}'");
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"no '{text}' on the console after 60 s");
+            await Task.Delay(10);
+        }
+    }
+
+    [Fact]
     public void IcountBoots_ToTheSameCount_HaveEqualDigests()
     {
         const ulong N = 25_000_000; // past ready (about 19.4 M) into kvstore's populate
