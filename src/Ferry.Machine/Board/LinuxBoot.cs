@@ -66,7 +66,12 @@ public static class LinuxBoot
         0x9e, 0x37, 0x79, 0xb9, 0x7f, 0x4a, 0x7c, 0x15, 0xf3, 0x9c, 0xc0, 0x60, 0x5c, 0xed, 0xc8, 0x34,
     ];
 
-    /// <summary>QEMU's device tree address for this RAM size: min(RAM end, 3 GiB) minus the tree, 2 MiB aligned down.</summary>
+    /// <summary>
+    /// QEMU's device tree address for this RAM size: min(RAM end, 3 GiB) minus the tree, 2 MiB
+    /// aligned down. The tree's size is taken as its limit (64 KiB), so the address depends on the
+    /// memory size alone (the mask ROM holds it); for RAM in whole 2 MiB units, as every size
+    /// tested (64 MiB to 2 GiB), this is QEMU's address whatever the tree's size below 2 MiB.
+    /// </summary>
     public static ulong DeviceTreeAddress(ulong memorySize)
     {
         ulong end = Math.Min(GuestMemory.DefaultBase + memorySize, 3072UL * Mib);
