@@ -4,7 +4,15 @@ using Ferry.Machine.Board;
 
 namespace Ferry.Cli.Tests;
 
+/// <summary>
+/// The Linux runs spawn CPU-bound ferry processes: they run alone, so the timing-sensitive QEMU
+/// migration tests of this assembly (a pre-copy that must not converge) never share the CPU with them.
+/// </summary>
+[CollectionDefinition(nameof(RunLinuxTests), DisableParallelization = true)]
+public sealed class RunLinuxCollection;
+
 /// <summary>`ferry run linux`, `ferry run --kernel ...` and `ferry resume` of a Linux VM, through the real ferry.dll.</summary>
+[Collection(nameof(RunLinuxTests))]
 public sealed class RunLinuxTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
