@@ -9,20 +9,42 @@ internal static class RunCommands
 {
     public static Command Run()
     {
-        var image = new Argument<string>("IMAGE") { Description = "guest ELF file, or a built-in guest name (hello, idle, dirty, verify, kvstore, compute)" };
+        var image = new Argument<string?>("IMAGE")
+        {
+            Description = "guest ELF file, a built-in guest name (hello, idle, dirty, verify, kvstore, compute), or linux (the built-in Linux kernel and initramfs)",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
         var memory = new Option<string>("--memory") { Description = "guest RAM size (e.g. 256M, 1G)", DefaultValueFactory = _ => "256M" };
         var icount = new Option<bool>("--icount") { Description = "instruction-counted time: the run is a pure function of image and instruction count" };
         var noIdleSleep = new Option<bool>("--no-idle-sleep") { Description = "with --icount, skip WFI idle time at once instead of waiting it out" };
-        var config = new Option<string?>("--config") { Description = "guest configuration block values, e.g. size_mib=16,passes=3" };
+        var config = new Option<string?>("--config") { Description = "guest configuration block values, e.g. size_mib=16,passes=3; for Linux, ferry.KEY=VALUE on the command line (workload=kvstore)" };
+        var kernel = new Option<string?>("--kernel") { Description = "boot this Linux kernel Image (raw or gzip) as QEMU virt does, instead of an ELF IMAGE" };
+        var initrd = new Option<string?>("--initrd") { Description = "the initramfs for --kernel" };
+        var append = new Option<string?>("--append") { Description = $"the kernel command line (default for linux: \"{LinuxBoot.DefaultCommandLine}\")" };
+        var bios = new Option<string?>("--bios") { Description = "Linux firmware: default (built-in OpenSBI fw_dynamic), jump (built-in fw_jump), none, or a file loaded at 0x80000000" };
         var (maxInstructions, digest, save) = CommonOptions();
 
         var cmd = new Command("run", "Run a guest in this process; exits with the guest's status (0 when it stops at --max-instructions)")
         {
-            image, memory, icount, noIdleSleep, config, maxInstructions, digest, save,
+            image, memory, icount, noIdleSleep, config, kernel, initrd, append, bios, maxInstructions, digest, save,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Task.FromResult(Cli.Guard(() =>
         {
-            GuestImage guest = GuestCatalog.Resolve(p.GetValue(image)!, p.GetValue(config));
+            string? name = p.GetValue(image);
+            string? kernelPath = p.GetValue(kernel);
+            bool linux = kernelPath is not null || name == GuestCatalog.Linux;
+            if (kernelPath is not null && name is not null)
+            {
+                throw new GuestImageException("give either IMAGE or --kernel, not both");
+            }
+
+            if (!linux && (name is null || p.GetValue(initrd) is not null || p.GetValue(append) is not null || p.GetValue(bios) is not null))
+            {
+                throw new GuestImageException(name is null
+                    ? "give an IMAGE (an ELF file, a built-in guest, or linux) or --kernel"
+                    : "--initrd, --append and --bios go with --kernel or linux");
+            }
+
             var machineConfig = new MachineConfig
             {
                 MemorySize = MachineConfig.ParseSize(p.GetValue(memory)!),
@@ -31,7 +53,15 @@ internal static class RunCommands
             };
             var console = new ConsoleLog { Echo = System.Console.OpenStandardOutput() };
             using var machine = new VirtMachine(machineConfig, console);
-            machine.Load(guest);
+            if (linux)
+            {
+                LinuxBoot.Load(machine, GuestCatalog.ResolveLinux(kernelPath, p.GetValue(initrd), p.GetValue(append), p.GetValue(bios), p.GetValue(config)));
+            }
+            else
+            {
+                machine.Load(GuestCatalog.Resolve(name!, p.GetValue(config)));
+            }
+
             return Execute(machine, p.GetValue(maxInstructions), p.GetValue(digest), p.GetValue(save), ct);
         })));
         return cmd;
@@ -64,6 +94,7 @@ internal static class RunCommands
     private static int Execute(VirtMachine machine, ulong? maxInstructions, bool digest, string? save, CancellationToken ct)
     {
         using CancellationTokenRegistration reg = ct.Register(machine.RequestStop);
+        ForwardStandardInput(machine);
         RunOutcome outcome = machine.Run(maxInstructions ?? ulong.MaxValue);
         machine.Console.Flush();
         if (save is not null)
@@ -83,5 +114,37 @@ internal static class RunCommands
             RunOutcome.InstructionLimit => 0,
             _ => 130,
         };
+    }
+
+    /// <summary>
+    /// Standard input goes to the UART (the Linux guest's shell reads it) until end of file: a
+    /// background thread, since the read blocks. Input the user types arrives at a moment the
+    /// instruction count does not decide, so a run that takes input is not repeatable; an
+    /// empty or closed stdin changes nothing.
+    /// </summary>
+    private static void ForwardStandardInput(VirtMachine machine)
+    {
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using Stream input = System.Console.OpenStandardInput();
+                byte[] buffer = new byte[256];
+                int n;
+                while ((n = input.Read(buffer)) > 0)
+                {
+                    machine.Uart.EnqueueInput(buffer.AsSpan(0, n));
+                }
+            }
+            catch (IOException)
+            {
+                // stdin went away: nothing more to forward
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "ferry stdin",
+        };
+        thread.Start();
     }
 }

@@ -8,8 +8,9 @@ namespace Ferry.Machine.Board;
 
 /// <summary>
 /// The RISC-V "virt" computer: RAM at 0x8000_0000, ns16550a UART at 0x1000_0000 (PLIC source
-/// 10), PLIC at 0x0c00_0000, CLINT at 0x0200_0000, sifive_test at 0x0010_0000, one RV64GC
-/// hart. The board lays the interrupt lines: CLINT to the hart's MSIP and MTIP, PLIC contexts
+/// 10), PLIC at 0x0c00_0000, CLINT at 0x0200_0000, sifive_test at 0x0010_0000, mask ROM at
+/// 0x1000, one RV64GC hart. <see cref="Load"/> boots an ELF; <see cref="LinuxBoot"/> boots
+/// firmware, a Linux kernel and an initramfs. The board lays the interrupt lines: CLINT to the hart's MSIP and MTIP, PLIC contexts
 /// 0 and 1 to MEIP and SEIP, the UART to PLIC source 10; no device holds another.
 ///
 /// <see cref="Run"/> drives the hart in bounded runs on the calling thread (the VM's thread).
@@ -51,7 +52,8 @@ public sealed class VirtMachine : IDisposable
         Clint = new Clint(Clock, new InterruptLine(hartInputs, Irq.MSI), new InterruptLine(hartInputs, Irq.MTI));
         Plic = new Plic(new InterruptLine(hartInputs, Irq.MEI), new InterruptLine(hartInputs, Irq.SEI));
         Uart = new Uart16550(Console, new InterruptLine(Plic, UartIrq), OnConsoleInput);
-        bus.Target = new Bus(Clock, Uart, Clint, Plic, Finisher);
+        Rom = new MaskRom(LinuxBoot.FirmwareAddress, LinuxBoot.DeviceTreeAddress(config.MemorySize), LinuxBoot.KernelAddress);
+        bus.Target = new Bus(Clock, Uart, Clint, Plic, Finisher, Rom);
         Hart.StallCancellation = _stallCancellation.Token;
     }
 
@@ -70,6 +72,9 @@ public sealed class VirtMachine : IDisposable
     public Plic Plic { get; }
 
     public SifiveTest Finisher { get; }
+
+    /// <summary>QEMU's mask ROM at 0x1000: reset vector and fw_dynamic_info (a function of the memory size; no state).</summary>
+    public MaskRom Rom { get; }
 
     public ConsoleLog Console { get; }
 

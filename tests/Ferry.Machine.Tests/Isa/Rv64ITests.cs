@@ -319,4 +319,12 @@ public sealed class Rv64ITests : IDisposable
         ulong at = _bench.Place(Asm.Fence(), 4);
         Assert.Equal(at + 4, _bench.Step(Asm.Fence()));
     }
+
+    [Fact]
+    public void Pause_TheZihintpauseHintLinuxsCpuRelaxExecutes_IsAnOrdinaryFence()
+    {
+        const uint Pause = 0x0100_000F; // fence w,0
+        ulong at = _bench.Place(Pause, 4);
+        Assert.Equal(at + 4, _bench.Step(Pause));
+    }
 }

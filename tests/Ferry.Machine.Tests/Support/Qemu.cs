@@ -18,42 +18,48 @@ internal static class Qemu
 
     public static QemuResult Run(ReadOnlySpan<byte> elf, TimeSpan timeout)
     {
-        string exe = ExecutablePath.Value ?? throw new InvalidOperationException(SkipReason);
         string file = Path.Combine(Path.GetTempPath(), $"ferry-qemu-{Guid.NewGuid():N}.elf");
         File.WriteAllBytes(file, elf.ToArray());
         try
         {
-            var start = new ProcessStartInfo(exe)
-            {
-                RedirectStandardInput = true,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (string arg in new[] { "-M", "virt", "-m", "256M", "-bios", "none", "-nographic", "-kernel", file })
-            {
-                start.ArgumentList.Add(arg);
-            }
-
-            using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {exe}");
-            process.StandardInput.Close();
-            using var stdout = new MemoryStream();
-            Task copy = process.StandardOutput.BaseStream.CopyToAsync(stdout);
-            Task<string> stderr = process.StandardError.ReadToEndAsync();
-            if (!process.WaitForExit(timeout))
-            {
-                process.Kill(entireProcessTree: true);
-                process.WaitForExit();
-                throw new TimeoutException($"QEMU did not finish within {timeout.TotalSeconds} s");
-            }
-
-            copy.Wait(TimeSpan.FromSeconds(10));
-            return new QemuResult(process.ExitCode, stdout.ToArray(), stderr.Wait(TimeSpan.FromSeconds(10)) ? stderr.Result : "");
+            return RunWith(["-M", "virt", "-m", "256M", "-bios", "none", "-nographic", "-kernel", file], timeout);
         }
         finally
         {
             File.Delete(file);
         }
+    }
+
+    /// <summary>Runs QEMU with these arguments until it exits (a timeout kills it and throws).</summary>
+    public static QemuResult RunWith(IEnumerable<string> arguments, TimeSpan timeout)
+    {
+        string exe = ExecutablePath.Value ?? throw new InvalidOperationException(SkipReason);
+        var start = new ProcessStartInfo(exe)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string arg in arguments)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {exe}");
+        process.StandardInput.Close();
+        using var stdout = new MemoryStream();
+        Task copy = process.StandardOutput.BaseStream.CopyToAsync(stdout);
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+            throw new TimeoutException($"QEMU did not finish within {timeout.TotalSeconds} s");
+        }
+
+        copy.Wait(TimeSpan.FromSeconds(10));
+        return new QemuResult(process.ExitCode, stdout.ToArray(), stderr.Wait(TimeSpan.FromSeconds(10)) ? stderr.Result : "");
     }
 
     private static string? Find()

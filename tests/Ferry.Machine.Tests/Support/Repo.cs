@@ -11,6 +11,10 @@ internal static class Repo
 
     public static string IsaBin => Path.Combine(Root, "guests", "isa", "bin");
 
+    public static string LinuxBin => Path.Combine(Root, "guests", "linux", "bin");
+
+    public static string Firmware(string name) => Path.Combine(Root, "guests", "firmware", name);
+
     public static string Guest(string name) => Path.Combine(GuestsBin, name + ".elf");
 
     public static IReadOnlyList<string> GuestNames => ElfNames(GuestsBin);
