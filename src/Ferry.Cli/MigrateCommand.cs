@@ -72,7 +72,7 @@ internal static class MigrateCommand
             MaxRounds = p.GetValue(maxRounds),
             MaxLiveTimeMs = p.GetValue(maxLive) is string l ? Common.ParseDuration(l).TotalMilliseconds : null,
             LocalityPages = p.GetValue(locality),
-            LocalityAdaptive = p.GetResult(localityAdaptive) is null ? null : p.GetValue(localityAdaptive),
+            LocalityAdaptive = p.GetResult(localityAdaptive) is { Implicit: false } ? p.GetValue(localityAdaptive) : null,
             WorkingSetWindows = p.GetValue(wsWindows),
             WorkingSetMinHits = p.GetValue(wsMinHits),
             WorkingSetMaxBytes = p.GetValue(wsMax) is string m ? (long)Ferry.Machine.Board.MachineConfig.ParseSize(m) : null,

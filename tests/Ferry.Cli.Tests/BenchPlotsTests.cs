@@ -14,7 +14,7 @@ public sealed class BenchPlotsTests : IDisposable
     private static readonly string[] Bars =
     [
         "bars-total-time.png", "bars-downtime.png", "bars-bytes.png", "bars-faults.png",
-        "bars-stall.png", "bars-slowdown.png", "bars-resident.png",
+        "bars-stall.png", "bars-slowdown.png", "bars-resident.png", "bars-stall-per-fault.png",
     ];
 
     private static readonly string[] Workloads = ["idle", "dirty", "kvstore"];
@@ -50,8 +50,9 @@ public sealed class BenchPlotsTests : IDisposable
         [
             .. Workloads.SelectMany(w => FerryStrategies.Select(s => $"timeline-{w}-{s}.png")),
         ];
+        string[] expectedSpeeds = [.. Workloads.Select(w => $"guest-speed-{w}.png")];
         Assert.Equal(
-            [.. Bars.Concat(expectedTimelines).Order(StringComparer.Ordinal)],
+            [.. Bars.Concat(expectedTimelines).Concat(expectedSpeeds).Order(StringComparer.Ordinal)],
             files.Select(f => Path.GetFileName(f)).Order(StringComparer.Ordinal).ToArray());
         foreach (string bar in Bars)
         {
@@ -61,6 +62,11 @@ public sealed class BenchPlotsTests : IDisposable
         foreach (string timeline in expectedTimelines)
         {
             AssertPng(Path.Combine(_dir, timeline), BenchPlots.TimelineWidth, BenchPlots.TimelineHeight);
+        }
+
+        foreach (string speed in expectedSpeeds)
+        {
+            AssertPng(Path.Combine(_dir, speed), BenchPlots.TimelineWidth, BenchPlots.BarHeight);
         }
 
         Assert.All(files, f => Assert.Equal(Path.GetFullPath(_dir), Path.GetDirectoryName(Path.GetFullPath(f))));
