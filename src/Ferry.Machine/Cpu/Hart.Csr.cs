@@ -72,11 +72,12 @@ public sealed unsafe partial class Hart
 
         if (write)
         {
+            ulong basis = csr is Csr.Mip or Csr.Sip ? WritableMip(old) : old;
             ulong value = d.Op switch
             {
                 Op.Csrrw or Op.Csrrwi => src,
-                Op.Csrrs or Op.Csrrsi => old | src,
-                _ => old & ~src,
+                Op.Csrrs or Op.Csrrsi => basis | src,
+                _ => basis & ~src,
             };
             if (!TryWriteCsr(csr, value))
             {
@@ -87,6 +88,16 @@ public sealed unsafe partial class Hart
         _x[d.Rd] = old;
         return true;
     }
+
+    /// <summary>
+    /// What CSRRS/CSRRC on mip or sip modify: <paramref name="read"/> with the software-writable
+    /// SEIP bit in place of the value read, which ORs in the PLIC's line (privileged spec,
+    /// "Machine Interrupt Registers": only the software-writable SEIP bit participates in the
+    /// read-modify-write; QEMU writes only the masked bits). Else an M-mode `csrs mip, STIP`
+    /// (OpenSBI's timer handler) while the UART's interrupt is pending would latch SEIP in
+    /// software, where S mode cannot clear it: a storm of external interrupts with nothing to claim.
+    /// </summary>
+    private ulong WritableMip(ulong read) => (read & ~Irq.SEIP) | (_mipSoftware & Irq.SEIP);
 
     private bool CounterEnabled(int csr)
     {

@@ -78,6 +78,32 @@ public sealed class ExternalInterruptTests
     }
 
     /// <summary>
+    /// OpenSBI's timer handler sets STIP with `csrs mip` in M mode, at any moment, also while the
+    /// PLIC drives SEIP for a pending UART interrupt. The set reads SEIP from the line but must not
+    /// write it back into the software bit (only that bit takes part in the read-modify-write):
+    /// once S mode claims the source, SEIP falls. (It used to stay set for good, and Linux took
+    /// external interrupts with nothing to claim forever: typed input never reached the shell.)
+    /// </summary>
+    [Fact]
+    public void CsrsMip_WhileThePlicDrivesSeip_DoesNotLatchIt()
+    {
+        using var rig = new Rig();
+        var p = Rig.NewProgram();
+        RouteUart(p, Plic + 0x2080);
+        p.Li(R.T2, Uart).Li(R.T1, 0x02).Emit(Asm.Sb(R.T1, R.T2, 1)); // IER.THRI: the line, context 1, SEIP
+        p.Li(R.T0, Irq.STIP).Emit(Asm.Csrrs(R.S4, Csr.Mip, R.T0), Asm.Csrr(R.S5, Csr.Mip));
+        p.Li(R.T0, ClaimS).Emit(Asm.Lw(R.S6, R.T0, 0), Asm.Csrr(R.S7, Csr.Mip), Asm.Sw(R.S6, R.T0, 0));
+        p.Li(R.T0, Irq.STIP).Emit(Asm.Csrrc(R.Zero, Csr.Mip, R.T0), Asm.Csrr(R.S8, Csr.Mip)).Exit();
+        rig.Load(p).RunToExit();
+
+        Assert.Equal(Irq.SEIP, rig.X(R.S4) & Irq.SupervisorBits); // the line, read
+        Assert.Equal(Irq.SEIP | Irq.STIP, rig.X(R.S5) & Irq.SupervisorBits);
+        Assert.Equal((ulong)VirtMachine.UartIrq, rig.X(R.S6));
+        Assert.Equal(Irq.STIP, rig.X(R.S7) & Irq.SupervisorBits); // claimed: the line is low, SEIP with it
+        Assert.Equal(0UL, rig.X(R.S8) & Irq.SupervisorBits);
+    }
+
+    /// <summary>
     /// A guest that lives on UART interrupts (each handler claims, reads IIR, sends a byte, which
     /// raises THR empty again, completes and returns). Snapshotting at every point of the handler
     /// and restoring continues exactly like the uninterrupted run: interrupt state crosses whole.
