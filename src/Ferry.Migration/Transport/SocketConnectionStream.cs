@@ -131,21 +131,37 @@ public sealed unsafe partial class SocketConnectionStream : Stream
             return _network.Read(buffer);
         }
 
-        fixed (byte* p = buffer)
+        // The handle is referenced for the call, so that a close from another thread cannot
+        // free the descriptor (for reuse by another connection) while this thread uses it; a
+        // closed connection throws ObjectDisposedException here, and Dispose's shutdown wakes a
+        // thread blocked in recv.
+        bool referenced = false;
+        _socket.SafeHandle.DangerousAddRef(ref referenced);
+        try
         {
-            while (true)
+            fixed (byte* p = buffer)
             {
-                nint n = Recv(_fd, p, buffer.Length, 0);
-                if (n >= 0)
+                while (true)
                 {
-                    return (int)n;
-                }
+                    nint n = Recv(_fd, p, buffer.Length, 0);
+                    if (n >= 0)
+                    {
+                        return (int)n;
+                    }
 
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno != EIntr)
-                {
-                    throw new IOException($"connection lost: receive failed (errno {errno})");
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno != EIntr)
+                    {
+                        throw new IOException($"connection lost: receive failed (errno {errno})");
+                    }
                 }
+            }
+        }
+        finally
+        {
+            if (referenced)
+            {
+                _socket.SafeHandle.DangerousRelease();
             }
         }
     }
@@ -160,23 +176,35 @@ public sealed unsafe partial class SocketConnectionStream : Stream
             return;
         }
 
-        fixed (byte* p = buffer)
+        bool referenced = false;
+        _socket.SafeHandle.DangerousAddRef(ref referenced); // as in Read
+        try
         {
-            int sent = 0;
-            while (sent < buffer.Length)
+            fixed (byte* p = buffer)
             {
-                nint n = Send(_fd, p + sent, buffer.Length - sent, MsgNoSignal);
-                if (n >= 0)
+                int sent = 0;
+                while (sent < buffer.Length)
                 {
-                    sent += (int)n;
-                    continue;
-                }
+                    nint n = Send(_fd, p + sent, buffer.Length - sent, MsgNoSignal);
+                    if (n >= 0)
+                    {
+                        sent += (int)n;
+                        continue;
+                    }
 
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno != EIntr)
-                {
-                    throw new IOException($"connection lost: send failed (errno {errno})");
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno != EIntr)
+                    {
+                        throw new IOException($"connection lost: send failed (errno {errno})");
+                    }
                 }
+            }
+        }
+        finally
+        {
+            if (referenced)
+            {
+                _socket.SafeHandle.DangerousRelease();
             }
         }
     }
