@@ -28,7 +28,7 @@ internal static class VmCommands
 
     private static Command Start()
     {
-        var image = new Argument<string>("IMAGE") { Description = "guest ELF file or built-in guest name" };
+        var image = new Argument<string>("IMAGE") { Description = "guest ELF file, built-in guest name, or linux (the built-in Linux kernel and initramfs on OpenSBI; --config KEY=VALUE becomes ferry.KEY=VALUE on its command line)" };
         var host = Common.HostOption();
         var secret = Common.SecretOption();
         var name = new Option<string?>("--name") { Description = "VM name (default: the image name)" };
@@ -40,16 +40,41 @@ internal static class VmCommands
         var cmd = new Command("start", "Start a VM on a host") { image, host, secret, name, memory, icount, stopAt, config, json };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
-            GuestImage guest = GuestCatalog.Resolve(p.GetValue(image)!, p.GetValue(config));
-            using var client = new HostClient(p.GetValue(host)!, Common.Secret(p, secret));
-            VmStatus status = await client.StartVmAsync(new StartVmRequest
+            string imageName = p.GetValue(image)!;
+            StartVmRequest request;
+            if (imageName == GuestCatalog.Linux)
             {
-                Name = p.GetValue(name) ?? guest.Name,
-                Image = Convert.ToBase64String(guest.Bytes),
-                MemoryBytes = MachineConfig.ParseSize(p.GetValue(memory)!),
-                Icount = p.GetValue(icount),
-                StopAt = p.GetValue(stopAt),
-            }, ct);
+                LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, null, null, p.GetValue(config));
+                request = new StartVmRequest
+                {
+                    Name = p.GetValue(name) ?? GuestCatalog.Linux,
+                    Linux = new LinuxBootRequest
+                    {
+                        Firmware = files.Firmware is null ? null : Convert.ToBase64String(files.Firmware),
+                        Kernel = Convert.ToBase64String(files.Kernel),
+                        Initrd = files.Initrd is null ? null : Convert.ToBase64String(files.Initrd),
+                        CommandLine = files.CommandLine,
+                    },
+                    MemoryBytes = MachineConfig.ParseSize(p.GetValue(memory)!),
+                    Icount = p.GetValue(icount),
+                    StopAt = p.GetValue(stopAt),
+                };
+            }
+            else
+            {
+                GuestImage guest = GuestCatalog.Resolve(imageName, p.GetValue(config));
+                request = new StartVmRequest
+                {
+                    Name = p.GetValue(name) ?? guest.Name,
+                    Image = Convert.ToBase64String(guest.Bytes),
+                    MemoryBytes = MachineConfig.ParseSize(p.GetValue(memory)!),
+                    Icount = p.GetValue(icount),
+                    StopAt = p.GetValue(stopAt),
+                };
+            }
+
+            using var client = new HostClient(p.GetValue(host)!, Common.Secret(p, secret));
+            VmStatus status = await client.StartVmAsync(request, ct);
             Print(status, p.GetValue(json));
             return 0;
         }));

@@ -9,8 +9,11 @@ public sealed record StartVmRequest
 {
     public required string Name { get; init; }
 
-    /// <summary>The guest ELF, base64.</summary>
-    public required string Image { get; init; }
+    /// <summary>The guest ELF, base64 (or null with <see cref="Linux"/>).</summary>
+    public string? Image { get; init; }
+
+    /// <summary>A Linux boot instead of an ELF: firmware, kernel and initramfs loaded as QEMU's virt board does.</summary>
+    public LinuxBootRequest? Linux { get; init; }
 
     public ulong MemoryBytes { get; init; } = 256UL << 20;
 
@@ -20,6 +23,20 @@ public sealed record StartVmRequest
 
     /// <summary>Pause when this many instructions have retired, wherever the VM then runs.</summary>
     public ulong? StopAt { get; init; }
+}
+
+/// <summary>The files of a Linux boot, base64; see <c>LinuxBoot</c>.</summary>
+public sealed record LinuxBootRequest
+{
+    /// <summary>The M-mode firmware (OpenSBI fw_dynamic.bin), or null to boot the kernel in M mode.</summary>
+    public string? Firmware { get; init; }
+
+    /// <summary>A RISC-V Linux Image, raw or gzip.</summary>
+    public required string Kernel { get; init; }
+
+    public string? Initrd { get; init; }
+
+    public string CommandLine { get; init; } = "";
 }
 
 public sealed record VmStatus

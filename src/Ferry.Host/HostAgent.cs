@@ -172,29 +172,33 @@ public sealed class HostAgent : IAsyncDisposable
             throw new ApiException(409, $"a VM named '{request.Name}' already exists on this host");
         }
 
-        GuestImage image;
-        try
+        if ((request.Image is null) == (request.Linux is null))
         {
-            image = GuestImage.Parse(request.Name, Convert.FromBase64String(request.Image));
-        }
-        catch (FormatException)
-        {
-            throw new ApiException(400, "the image is not base64");
-        }
-        catch (GuestImageException e)
-        {
-            throw new ApiException(400, e.Message);
+            throw new ApiException(400, "give either an image (a guest ELF) or a Linux boot, not both or neither");
         }
 
         var machine = new VirtMachine(new MachineConfig { MemorySize = request.MemoryBytes, Icount = request.Icount, IdleSleep = request.IdleSleep });
         try
         {
-            machine.Load(image);
+            if (request.Linux is { } linux)
+            {
+                LinuxBoot.Load(machine, new LinuxBootFiles
+                {
+                    Firmware = linux.Firmware is null ? null : Convert.FromBase64String(linux.Firmware),
+                    Kernel = Convert.FromBase64String(linux.Kernel),
+                    Initrd = linux.Initrd is null ? null : Convert.FromBase64String(linux.Initrd),
+                    CommandLine = linux.CommandLine,
+                });
+            }
+            else
+            {
+                machine.Load(GuestImage.Parse(request.Name, Convert.FromBase64String(request.Image!)));
+            }
         }
-        catch (GuestImageException e)
+        catch (Exception e) when (e is FormatException or GuestImageException)
         {
             machine.Dispose();
-            throw new ApiException(400, e.Message);
+            throw new ApiException(400, e is FormatException ? "the image is not base64" : e.Message);
         }
 
         var vm = new VmInstance(request.Name, machine, request.StopAt, VmState.Incoming, _options.Name);
