@@ -108,10 +108,6 @@ internal sealed class NetnsLink : IAsyncDisposable
         }
     }
 
-    /// <summary>What the kernel's qdiscs say (for the results: sent bytes, drops, overlimits).</summary>
-    public async Task<string> StatisticsAsync(CancellationToken ct)
-        => (await RunAsync(ct, "tc", "-s", "class", "show", "dev", SourceDevice)).Trim();
-
     public async ValueTask DisposeAsync()
     {
         try

@@ -40,8 +40,9 @@ public sealed unsafe class GuestMemory : IDisposable
     private byte* _host;
     private int _waiters;
 
-    // Destination side: pages whose installation has begun. Two receivers may deliver the same
-    // page at once (a fault reply sent again while the push carries it); exactly one installs it.
+    // Destination side: pages whose installation has begun. The destination has a receiver per
+    // connection; should the same page come on both at once (a peer that sends it twice), exactly
+    // one installs it and counts it as arrived.
     private readonly PageBitmap _installing;
 
     public GuestMemory(ulong size, ulong baseAddress = DefaultBase)

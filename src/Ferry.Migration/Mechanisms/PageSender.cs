@@ -31,31 +31,17 @@ public sealed class PageSender
     /// <summary>Starts a batch of a given phase (flushing any batch of another kind first).</summary>
     public async ValueTask BeginAsync(PagePhase phase, uint faultPage, CancellationToken cancellation)
     {
-        if (_batch.Count > 0 && (phase != _phase || faultPage != _faultPage))
+        if (MustFlushBefore(phase, faultPage))
         {
             await FlushAsync(cancellation).ConfigureAwait(false);
         }
 
-        _phase = phase;
-        _faultPage = faultPage;
-        if (_batch.Count == 0)
-        {
-            _batch.Begin(phase, faultPage);
-        }
+        StartBatch(phase, faultPage);
     }
 
     /// <summary>Adds a page to the current batch, sending the batch when it is full.</summary>
     public ValueTask SendAsync(int page, CancellationToken cancellation)
-    {
-        ulong hash = _batch.Add(page, _memory.Page(page));
-        _books.Sent.Record(page, hash);
-        if (!_books.EverSent.Set(page))
-        {
-            _resentInBatch++;
-        }
-
-        return _batch.IsFull ? FlushAsync(cancellation) : ValueTask.CompletedTask;
-    }
+        => Add(page) ? FlushAsync(cancellation) : ValueTask.CompletedTask;
 
     public async ValueTask FlushAsync(CancellationToken cancellation)
     {
@@ -74,11 +60,18 @@ public sealed class PageSender
     /// <summary>Starts a batch of a given phase (flushing any batch of another kind first) on a dedicated thread.</summary>
     public void Begin(PagePhase phase, uint faultPage, LinkClass linkClass)
     {
-        if (_batch.Count > 0 && (phase != _phase || faultPage != _faultPage))
+        if (MustFlushBefore(phase, faultPage))
         {
             Flush(linkClass);
         }
 
+        StartBatch(phase, faultPage);
+    }
+
+    private bool MustFlushBefore(PagePhase phase, uint faultPage) => _batch.Count > 0 && (phase != _phase || faultPage != _faultPage);
+
+    private void StartBatch(PagePhase phase, uint faultPage)
+    {
         _phase = phase;
         _faultPage = faultPage;
         if (_batch.Count == 0)

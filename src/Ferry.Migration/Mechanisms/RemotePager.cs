@@ -72,9 +72,6 @@ public sealed class RemotePager : IAbsentPageHandler
     /// <summary>The page the hart waits for, or -1: receivers report its installation.</summary>
     public int AwaitedPage => Volatile.Read(ref _awaited);
 
-    /// <summary>A request that could not be written (the connection broke); the migration fails on it.</summary>
-    public Exception? SendError => Volatile.Read(ref _sendError);
-
     public FaultStageRecorder Stages => _stages;
 
     /// <summary>Where requests go: the fault connection (written from the hart's thread).</summary>

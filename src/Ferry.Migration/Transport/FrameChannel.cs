@@ -41,8 +41,6 @@ public sealed class FrameChannel : IAsyncDisposable
         _class = urgent ? LinkClass.Urgent : LinkClass.Bulk;
     }
 
-    public LinkShaper Shaper => _shaper;
-
     /// <summary>
     /// From now on this connection is used only by blocking operations on dedicated threads: a
     /// TCP connection switches to blocking system calls (<see cref="SocketConnectionStream"/>).

@@ -35,8 +35,6 @@ public sealed unsafe partial class SocketConnectionStream : Stream
         _network = new NetworkStream(socket, ownsSocket: true);
     }
 
-    public bool KernelBlocking => _fd >= 0;
-
     /// <summary>Bytes received and not yet read (the kernel's count): whether a read would not block.</summary>
     public int Available
     {
