@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Turns a `ferry bench` results.json into the markdown tables of docs/results.md:
 medians with min-max per workload and strategy, then (--stages) where each network fault's
-time went, stage by stage (medians over the runs of each run's p50 and mean, in µs).
-Usage: bench/scripts/results-md.py DIR/results.json [--stages] > table.md"""
+time went, stage by stage (medians over the runs of each run's p50 and mean, in µs), or
+(--boot) the Linux boots to ready, Ferry's and QEMU's.
+Usage: bench/scripts/results-md.py DIR/results.json [--stages|--boot] > table.md"""
 import json
 import statistics as st
 import sys
@@ -60,8 +61,31 @@ def stages(results, strategies):
             print(f"| {w['name']} | {s} | {faults:.0f} | " + " | ".join(cells) + f" | {resent:.0f} | {gc:.0f} |")
 
 
+def boot(results):
+    b = results.get("linuxBoot")
+    if not b:
+        print("(no Linux workload in this run)")
+        return
+    def med(xs, key, scale, digits):
+        vals = [x[key] * scale for x in xs if x.get(key) is not None]
+        if not vals:
+            return "n/m"
+        fmt = f"{{:.{digits}f}}"
+        m, lo, hi = fmt.format(st.median(vals)), fmt.format(min(vals)), fmt.format(max(vals))
+        return m if lo == hi else f"{m} ({lo}-{hi})"
+    print(f"Command line: `{b['commandLine']}`\n")
+    print("| machine | seconds to ready | instructions to ready (M) |")
+    print("|---|---:|---:|")
+    print(f"| Ferry | {med(b['ferry'], 'seconds', 1, 2)} | {med(b['ferry'], 'instructions', 1e-6, 1)} |")
+    if b.get("qemu"):
+        print(f"| QEMU (TCG, its own OpenSBI; instructions under -icount shift=0,sleep=off) | {med(b['qemu'], 'seconds', 1, 2)} | {med(b['qemuIcount'], 'instructions', 1e-6, 1)} |")
+
+
 def main():
     results = json.load(open(sys.argv[1]))
+    if "--boot" in sys.argv:
+        boot(results)
+        return
     if "--stages" in sys.argv:
         strategies = []
         for r in results["runs"]:

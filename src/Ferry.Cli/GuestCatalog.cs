@@ -1,4 +1,5 @@
 using System.Reflection;
+using Ferry.Host;
 using Ferry.Machine.Board;
 
 namespace Ferry.Cli;
@@ -78,6 +79,15 @@ internal static class GuestCatalog
             CommandLine = commandLine,
         };
     }
+
+    /// <summary>The files of a Linux boot as the control API takes them.</summary>
+    public static LinuxBootRequest Request(LinuxBootFiles files) => new()
+    {
+        Firmware = files.Firmware is null ? null : Convert.ToBase64String(files.Firmware),
+        Kernel = Convert.ToBase64String(files.Kernel),
+        Initrd = files.Initrd is null ? null : Convert.ToBase64String(files.Initrd),
+        CommandLine = files.CommandLine,
+    };
 
     private static byte[] ReadFile(string path, string option)
     {

@@ -47,8 +47,8 @@ internal sealed class HostClient : IDisposable
 
     public Task CancelMigrationAsync(string id, CancellationToken ct) => SendAsync<object?>(HttpMethod.Post, $"v1/migrations/{Uri.EscapeDataString(id)}/cancel", null, ct);
 
-    /// <summary>Copies the console to <paramref name="output"/>; returns the offset the bytes start at.</summary>
-    public async Task<long> ConsoleAsync(string name, long? from, bool follow, Stream output, CancellationToken ct)
+    /// <summary>Copies the console to <paramref name="output"/>; returns the offsets the bytes start and end at.</summary>
+    public async Task<(long Start, long End)> ConsoleAsync(string name, long? from, bool follow, Stream output, CancellationToken ct)
     {
         string query = $"v1/vms/{Uri.EscapeDataString(name)}/console?follow={(follow ? "true" : "false")}" + (from is long f ? $"&from={f}" : "");
         using var request = new HttpRequestMessage(HttpMethod.Get, query);
@@ -56,14 +56,45 @@ internal sealed class HostClient : IDisposable
         long offset = response.Headers.TryGetValues("X-Console-Offset", out IEnumerable<string>? values) ? long.Parse(values.First(), System.Globalization.CultureInfo.InvariantCulture) : 0;
         await using Stream body = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
         byte[] buffer = new byte[16 << 10];
+        long end = offset;
         int n;
         while ((n = await body.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
         {
             await output.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
             await output.FlushAsync(ct).ConfigureAwait(false);
+            end += n;
         }
 
-        return offset;
+        return (offset, end);
+    }
+
+    /// <summary>Waits until the VM's console has shown a line that <paramref name="match"/> accepts (e.g. a Linux guest's ready line).</summary>
+    public async Task WaitForConsoleLineAsync(string name, string what, Func<string, bool> match, TimeSpan timeout, CancellationToken ct)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            using var buffer = new MemoryStream();
+            await ConsoleAsync(name, 0, false, buffer, ct).ConfigureAwait(false);
+            if (System.Text.Encoding.ASCII.GetString(buffer.ToArray()).Split('\n').Any(l => match(l.TrimEnd('\r'))))
+            {
+                return;
+            }
+
+            if (clock.Elapsed > timeout)
+            {
+                throw new CliException($"{name}: no {what} on its console within {timeout.TotalSeconds:0} s");
+            }
+
+            await Task.Delay(100, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Types <paramref name="input"/> on the VM's console (its UART); refused (409) while it does not run on this host.</summary>
+    public async Task SendConsoleAsync(string name, ReadOnlyMemory<byte> input, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"v1/vms/{Uri.EscapeDataString(name)}/console") { Content = new ReadOnlyMemoryContent(input) };
+        using HttpResponseMessage response = await SendRawAsync(request, HttpCompletionOption.ResponseContentRead, ct).ConfigureAwait(false);
     }
 
     private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken ct)

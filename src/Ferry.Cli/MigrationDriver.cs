@@ -26,6 +26,7 @@ internal static class MigrationDriver
             Destination = ReachableEndpoint(incoming.DataEndpoint, to.BaseUrl),
             Token = incoming.Token,
             DestinationLabel = settings.DestinationLabel ?? to.BaseUrl.ToString(),
+            DestinationApi = to.BaseUrl.ToString(),
         }, cancellation).ConfigureAwait(false);
 
         bool cancelSent = false;

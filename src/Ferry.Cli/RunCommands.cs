@@ -94,9 +94,19 @@ internal static class RunCommands
     private static int Execute(VirtMachine machine, ulong? maxInstructions, bool digest, string? save, CancellationToken ct)
     {
         using CancellationTokenRegistration reg = ct.Register(machine.RequestStop);
-        ForwardStandardInput(machine);
-        RunOutcome outcome = machine.Run(maxInstructions ?? ulong.MaxValue);
-        machine.Console.Flush();
+        RunOutcome outcome;
+        using (RawTerminal? raw = RawTerminal.TryEnter())
+        {
+            if (raw is not null)
+            {
+                System.Console.Error.Write("[ferry: the console is this terminal; Ctrl-] stops the VM]\r\n");
+            }
+
+            ForwardStandardInput(machine, detachKey: raw is not null);
+            outcome = machine.Run(maxInstructions ?? ulong.MaxValue);
+            machine.Console.Flush();
+        }
+
         if (save is not null)
         {
             Snapshot.Save(machine, save);
@@ -120,20 +130,27 @@ internal static class RunCommands
     /// Standard input goes to the UART (the Linux guest's shell reads it) until end of file: a
     /// background thread, since the read blocks. Input the user types arrives at a moment the
     /// instruction count does not decide, so a run that takes input is not repeatable; an
-    /// empty or closed stdin changes nothing.
+    /// empty or closed stdin changes nothing. From a raw terminal (<paramref name="detachKey"/>),
+    /// Ctrl-] stops the VM (Ctrl-C goes to the guest, as in QEMU's console).
     /// </summary>
-    private static void ForwardStandardInput(VirtMachine machine)
+    private static void ForwardStandardInput(VirtMachine machine, bool detachKey)
     {
         var thread = new Thread(() =>
         {
             try
             {
-                using Stream input = System.Console.OpenStandardInput();
+                using Stream input = detachKey ? RawTerminal.OpenInput() : System.Console.OpenStandardInput();
                 byte[] buffer = new byte[256];
                 int n;
                 while ((n = input.Read(buffer)) > 0)
                 {
-                    machine.Uart.EnqueueInput(buffer.AsSpan(0, n));
+                    int stop = detachKey ? Array.IndexOf(buffer, RawTerminal.DetachKey, 0, n) : -1;
+                    machine.Uart.EnqueueInput(buffer.AsSpan(0, stop < 0 ? n : stop));
+                    if (stop >= 0)
+                    {
+                        machine.RequestStop();
+                        return;
+                    }
                 }
             }
             catch (IOException)

@@ -48,13 +48,7 @@ internal static class VmCommands
                 request = new StartVmRequest
                 {
                     Name = p.GetValue(name) ?? GuestCatalog.Linux,
-                    Linux = new LinuxBootRequest
-                    {
-                        Firmware = files.Firmware is null ? null : Convert.ToBase64String(files.Firmware),
-                        Kernel = Convert.ToBase64String(files.Kernel),
-                        Initrd = files.Initrd is null ? null : Convert.ToBase64String(files.Initrd),
-                        CommandLine = files.CommandLine,
-                    },
+                    Linux = GuestCatalog.Request(files),
                     MemoryBytes = MachineConfig.ParseSize(p.GetValue(memory)!),
                     Icount = p.GetValue(icount),
                     StopAt = p.GetValue(stopAt),
@@ -130,23 +124,14 @@ internal static class VmCommands
         var name = new Argument<string>("NAME");
         var host = Common.HostOption();
         var secret = Common.SecretOption();
-        var follow = new Option<bool>("--follow", "-f") { Description = "keep printing new output" };
+        var follow = new Option<bool>("--follow", "-f") { Description = "keep printing new output, following the VM to the host it moves to" };
         var from = new Option<long?>("--from") { Description = "console byte offset to start at (default: where this host's part starts)" };
-        var cmd = new Command("console", "Print a VM's console output on this host") { name, host, secret, follow, from };
-        cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
+        var cmd = new Command("console", "Print a VM's console output; with --follow keep following it, across live migrations, and type into it when stdin is a terminal (Ctrl-] detaches)")
         {
-            using var client = new HostClient(p.GetValue(host)!, Common.Secret(p, secret));
-            await using Stream stdout = System.Console.OpenStandardOutput();
-            try
-            {
-                await client.ConsoleAsync(p.GetValue(name)!, p.GetValue(from), p.GetValue(follow), stdout, ct);
-            }
-            catch (OperationCanceledException)
-            {
-            }
-
-            return 0;
-        }));
+            name, host, secret, follow, from,
+        };
+        cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(
+            () => ConsoleSession.RunAsync(p.GetValue(host)!, Common.Secret(p, secret), p.GetValue(name)!, p.GetValue(from), p.GetValue(follow), ct)));
         return cmd;
     }
 

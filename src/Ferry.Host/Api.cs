@@ -69,6 +69,9 @@ public sealed record VmStatus
     public string? Migration { get; init; }
 
     public string? Detail { get; init; }
+
+    /// <summary>Once migrated away: the control API URL of the host it went to (if the migration said), so that a console can follow it.</summary>
+    public string? MovedTo { get; init; }
 }
 
 public sealed record IncomingRequest
@@ -121,6 +124,9 @@ public sealed record MigrateRequest
 
     /// <summary>Label of the destination for the report (e.g. its API URL).</summary>
     public string? DestinationLabel { get; init; }
+
+    /// <summary>The destination's control API URL, if known: the source's record then says where the VM went (<see cref="VmStatus.MovedTo"/>).</summary>
+    public string? DestinationApi { get; init; }
 }
 
 public sealed record MigrateResponse(string Id);

@@ -145,6 +145,7 @@ public sealed class HostAgent : IAsyncDisposable
             return Results.NoContent();
         });
         api.MapGet("/vms/{name}/console", Console);
+        api.MapPost("/vms/{name}/console", ConsoleInput);
         api.MapPost("/incoming", (IncomingRequest request) =>
         {
             var slot = _incoming.Prepare(request);
@@ -249,6 +250,33 @@ public sealed class HostAgent : IAsyncDisposable
         catch (OperationCanceledException)
         {
         }
+    }
+
+    /// <summary>Largest console input one request may carry (a paste; keystrokes are a few bytes).</summary>
+    public const int MaxConsoleInput = 4096;
+
+    private async Task<IResult> ConsoleInput(HttpContext context, string name)
+    {
+        VmInstance vm = _vms.Get(name);
+        byte[] buffer = new byte[MaxConsoleInput + 1];
+        int n = 0, read;
+        while (n < buffer.Length && (read = await context.Request.Body.ReadAsync(buffer.AsMemory(n), context.RequestAborted).ConfigureAwait(false)) > 0)
+        {
+            n += read;
+        }
+
+        if (n > MaxConsoleInput)
+        {
+            throw new ApiException(413, $"console input is limited to {MaxConsoleInput} bytes a request");
+        }
+
+        if (!vm.TryConsoleInput(buffer.AsSpan(0, n)))
+        {
+            VmStatus status = vm.Status();
+            throw new ApiException(409, $"'{name}' is {status.State} on this host{(status.MovedTo is null ? "" : $" (it moved to {status.MovedTo})")}: input not taken");
+        }
+
+        return Results.NoContent();
     }
 
     private static bool Authorized(HttpRequest request, string secret)

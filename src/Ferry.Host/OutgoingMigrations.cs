@@ -68,7 +68,7 @@ public sealed class OutgoingMigrations
                 id, vm.Name, report.Outcome, report.TotalTimeMs, report.DowntimeMs, report.Error is null ? "" : ": " + report.Error);
             if (report.VmLocation == "destination")
             {
-                await vm.DepartedAsync(label).ConfigureAwait(false);
+                await vm.DepartedAsync(label, request.DestinationApi).ConfigureAwait(false);
             }
             else if (report.VmLocation == "source-paused")
             {

@@ -21,6 +21,7 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
     private VmState _state;
     private string? _digest;
     private string? _detail;
+    private string? _movedTo;
     private bool _disposed;
     private bool _digestPending;
 
@@ -125,7 +126,27 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
                 ConsoleStart = ConsoleStart,
                 Migration = MigrationId,
                 Detail = _detail,
+                MovedTo = _movedTo,
             };
+        }
+    }
+
+    /// <summary>
+    /// Queues console input (keystrokes) for the UART while the VM runs here. False once it is
+    /// not running here: paused for a switchover (the UART's queue has crossed, or is about to,
+    /// with the device state), stopped, or gone; the caller sends it where the VM is.
+    /// </summary>
+    public bool TryConsoleInput(ReadOnlySpan<byte> bytes)
+    {
+        lock (_lock)
+        {
+            if (_state != VmState.Running)
+            {
+                return false;
+            }
+
+            Machine.Uart.EnqueueInput(bytes);
+            return true;
         }
     }
 
@@ -173,12 +194,13 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
     }
 
     /// <summary>The VM now runs at the destination: stop sampling and free its memory (the record and console stay).</summary>
-    public async Task DepartedAsync(string destination)
+    public async Task DepartedAsync(string destination, string? destinationApi)
     {
         lock (_lock)
         {
             _state = VmState.Migrated;
             _detail = $"migrated to {destination}";
+            _movedTo = destinationApi;
         }
 
         await ReleaseMachineAsync().ConfigureAwait(false);

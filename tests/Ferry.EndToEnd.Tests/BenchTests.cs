@@ -4,7 +4,8 @@ using Xunit;
 
 namespace Ferry.EndToEnd.Tests;
 
-/// <summary>`ferry bench --quick` end to end: its outputs exist, parse, and cover every strategy and workload.</summary>
+/// <summary>`ferry bench --quick` end to end: its outputs exist, parse, and cover every strategy and workload (Linux's included).</summary>
+[Collection("bench")]
 public sealed class BenchTests
 {
     [Fact]
@@ -13,11 +14,11 @@ public sealed class BenchTests
         string dir = Path.Combine(Path.GetTempPath(), $"ferry-bench-{Environment.ProcessId}");
         try
         {
-            (int exit, string stdout, string stderr) = await Ferry.RunTextAsync(TimeSpan.FromMinutes(6), "bench", "--quick", "--out", dir);
+            (int exit, string stdout, string stderr) = await Ferry.RunTextAsync(TimeSpan.FromMinutes(10), "bench", "--quick", "--out", dir);
             Assert.True(exit == 0, stderr + stdout);
 
             BenchResults results = JsonSerializer.Deserialize<BenchResults>(await File.ReadAllTextAsync(Path.Combine(dir, "results.json")), BenchResults.Json)!;
-            string[] workloads = ["idle", "dirty-slow", "dirty-fast", "kvstore", "verify"];
+            string[] workloads = ["idle", "dirty-slow", "dirty-fast", "kvstore", "verify", "linux-idle", "linux-kvstore"];
             List<string> strategies = ["precopy", "postcopy", "hybrid", "hybrid-pass"];
             if (results.Machine.Qemu is not null)
             {
@@ -47,6 +48,16 @@ public sealed class BenchTests
                         }
                     }
                 }
+            }
+
+            // Linux: boots to ready timed on both machines, and QEMU's kvstore speed read from its console.
+            Assert.NotNull(results.LinuxBoot);
+            Assert.All(results.LinuxBoot!.Ferry, b => Assert.InRange(b.Instructions!.Value, 1_000_000UL, 600_000_000UL));
+            if (results.Machine.Qemu is not null)
+            {
+                Assert.All(results.LinuxBoot.QemuIcount!, b => Assert.InRange(b.Instructions!.Value, 1_000_000UL, 600_000_000UL));
+                Assert.All(results.Runs.Where(r => r.Workload == "linux-kvstore" && r.Strategy.StartsWith("qemu", StringComparison.Ordinal)),
+                    r => Assert.True(r.GuestMips > 0, $"{r.Strategy}: no guest speed from QEMU's console"));
             }
 
             string[] csv = await File.ReadAllLinesAsync(Path.Combine(dir, "results.csv"));

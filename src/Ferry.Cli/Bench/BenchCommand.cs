@@ -27,7 +27,7 @@ internal static class BenchCommand
     {
         var quick = new Option<bool>("--quick") { Description = "small VMs and one repeat: the whole comparison in a few minutes" };
         var output = new Option<string>("--out") { Description = "directory for results.json, results.csv and the plots", DefaultValueFactory = _ => "bench-results" };
-        var workloads = new Option<string?>("--workloads") { Description = "comma-separated: idle, dirty-slow, dirty-fast, kvstore, verify (default: all)" };
+        var workloads = new Option<string?>("--workloads") { Description = "comma-separated: idle, dirty-slow, dirty-fast, kvstore, verify, linux-idle, linux-kvstore (default: all)" };
         var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, qemu-precopy, qemu-postcopy, qemu-postcopy-preempt (default: all; QEMU's when installed)" };
         var repeat = new Option<int?>("--repeat") { Description = "migrations per workload and strategy (default 3, 1 with --quick)" };
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate, for Ferry and QEMU alike", DefaultValueFactory = _ => "1Gbit" };
@@ -85,9 +85,15 @@ internal static class BenchCommand
         public TimeSpan QemuTimeout => Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60);
     }
 
-    /// <summary>A guest and its configuration (the same patched image runs under Ferry and QEMU).</summary>
+    /// <summary>
+    /// A guest and its configuration (the same patched image runs under Ferry and QEMU). Guest
+    /// "linux": the built-in kernel and initramfs on OpenSBI, the configuration becoming
+    /// ferry.KEY=VALUE on the kernel command line; the warm-up starts at its ready line.
+    /// </summary>
     private sealed record Workload(string Name, string Guest, string Config, string Description)
     {
+        public bool Linux => Guest == GuestCatalog.Linux;
+
         public static IEnumerable<Workload> All(bool quick) =>
         [
             new("idle", "idle", "interval_ms=100,pages=4", "heartbeat every 100 ms, touching 4 pages"),
@@ -95,6 +101,9 @@ internal static class BenchCommand
             new("dirty-fast", "dirty", quick ? "size_mib=16,rate=0" : "size_mib=64,rate=0", "rewrites its region as fast as it runs (far above the link rate)"),
             new("kvstore", "kvstore", quick ? "table_mib=40,report_every=20000" : "table_mib=192,report_every=20000", "hash table, 95% of operations on a 2% hot set"),
             new("verify", "verify", quick ? "size_mib=16" : "size_mib=32", "fills and checks a region pass after pass"),
+            new("linux-idle", GuestCatalog.Linux, "workload=idle", "Linux 6.1 on OpenSBI, /init asleep (a heartbeat line a second)"),
+            new("linux-kvstore", GuestCatalog.Linux, quick ? "workload=kvstore,table_mib=32,report_every=20000" : "workload=kvstore,table_mib=128,report_every=20000",
+                "Linux 6.1 on OpenSBI, kvstore as a Linux process over an anonymous mapping"),
         ];
     }
 
@@ -149,8 +158,16 @@ internal static class BenchCommand
                 }
             });
 
+        LinuxBootResult? boot = null;
+        if (s.Workloads.Any(w => w.Linux))
+        {
+            AnsiConsole.MarkupLine("[grey]timing Linux boots to ready (Ferry, and QEMU with its own OpenSBI) ...[/]");
+            boot = await LinuxBootBench.RunAsync(s.Memory, s.Repeat, qemu, ct);
+        }
+
         var results = new BenchResults
         {
+            LinuxBoot = boot,
             StartedAt = DateTimeOffset.UtcNow,
             Command = "ferry " + s.Command,
             Machine = DescribeMachine(),
@@ -168,16 +185,31 @@ internal static class BenchCommand
         await File.WriteAllTextAsync(csv, Csv(runs), CancellationToken.None);
         IReadOnlyList<string> plots = BenchPlots.Write(results, s.Output);
         AnsiConsole.Write(Table(results, strategies));
+        if (boot is not null)
+        {
+            AnsiConsole.Write(BootTable(boot));
+        }
+
         AnsiConsole.MarkupLine($"wrote {Markup.Escape(json)}, {Markup.Escape(csv)} and {plots.Count} plots in {Markup.Escape(s.Output)}");
         return 0;
     }
 
     private static async Task<BenchRun> RunFerryAsync(Settings s, HostClient a, HostClient b, Workload w, string strategy, int repeat, string name, CancellationToken ct)
     {
-        GuestImage image = GuestCatalog.Resolve(w.Guest, w.Config);
         try
         {
-            await a.StartVmAsync(new StartVmRequest { Name = name, Image = Convert.ToBase64String(image.Bytes), MemoryBytes = s.Memory }, ct);
+            if (w.Linux)
+            {
+                LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, null, null, w.Config);
+                await a.StartVmAsync(new StartVmRequest { Name = name, Linux = GuestCatalog.Request(files), MemoryBytes = s.Memory }, ct);
+                await a.WaitForConsoleLineAsync(name, $"'{QemuLinuxGuest.ReadyLine}'", line => line == QemuLinuxGuest.ReadyLine, QemuLinuxGuest.BootTimeout, ct);
+            }
+            else
+            {
+                GuestImage image = GuestCatalog.Resolve(w.Guest, w.Config);
+                await a.StartVmAsync(new StartVmRequest { Name = name, Image = Convert.ToBase64String(image.Bytes), MemoryBytes = s.Memory }, ct);
+            }
+
             await Task.Delay(s.WarmUp, ct);
             var request = new MigrateRequest
             {
@@ -242,13 +274,25 @@ internal static class BenchCommand
 
     private static async Task<BenchRun> RunQemuAsync(Settings s, Workload w, string strategy, int repeat, CancellationToken ct)
     {
-        GuestImage image = GuestCatalog.Resolve(w.Guest, w.Config);
+        byte[] elf = [];
+        QemuLinuxGuest? linux = null;
+        if (w.Linux)
+        {
+            LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, null, null, w.Config);
+            linux = new QemuLinuxGuest(LinuxBoot.ReadKernelImage(files.Kernel, files.KernelName), files.Initrd!, files.CommandLine);
+        }
+        else
+        {
+            elf = GuestCatalog.Resolve(w.Guest, w.Config).Bytes.ToArray();
+        }
+
         string mode = strategy["qemu-".Length..];
-        QemuRunResult q = await QemuMigration.RunAsync(new QemuMigrationSpec(w.Name, image.Bytes.ToArray(), s.Memory, mode, s.OwnLimiter,
+        QemuRunResult q = await QemuMigration.RunAsync(new QemuMigrationSpec(w.Name, elf, s.Memory, mode, s.OwnLimiter,
             s.DowntimeLimit, s.WarmUp, s.QemuTimeout)
         {
             DestinationWrap = s.Link?.Wrap,
             DestinationAddress = s.Link is null ? "127.0.0.1" : NetnsLink.DestinationAddress,
+            Linux = linux,
         }, ct);
         return new BenchRun
         {
@@ -351,6 +395,22 @@ internal static class BenchCommand
 
         return table;
     }
+
+    private static Table BootTable(LinuxBootResult boot)
+    {
+        var table = new Table().Title($"Linux boot to '{QemuLinuxGuest.ReadyLine}', medians (min-max) of {boot.Ferry.Count}")
+            .AddColumns("machine", "seconds", "instructions (M)");
+        table.AddRow("Ferry", Median(boot.Ferry.Select(b => (double?)b.Seconds)), Median(boot.Ferry.Select(b => b.Instructions / 1e6)));
+        if (boot.Qemu is not null && boot.QemuIcount is not null)
+        {
+            table.AddRow("QEMU (TCG; instructions under -icount shift=0)", Median(boot.Qemu.Select(b => (double?)b.Seconds)), Median(boot.QemuIcount.Select(b => b.Instructions / 1e6)));
+        }
+
+        return table;
+    }
+
+    private static string Median(IEnumerable<double?> values)
+        => Cell([.. values.Select(v => new BenchRun { Strategy = "", Workload = "", Repeat = 0, Outcome = "", TotalTimeMs = v })], r => r.TotalTimeMs, "n/a");
 
     private static string Cell(List<BenchRun> runs, Func<BenchRun, double?> metric, string missing, string unit = "")
     {

@@ -20,6 +20,9 @@ public sealed record BenchResults
     public required int Repeat { get; init; }
     public required List<WorkloadInfo> Workloads { get; init; }
 
+    /// <summary>With a Linux workload: boots to ready, Ferry's and QEMU's.</summary>
+    public LinuxBootResult? LinuxBoot { get; init; }
+
     /// <summary>One entry per migration (Ferry's and QEMU's), in the order they ran.</summary>
     public required List<BenchRun> Runs { get; init; }
 

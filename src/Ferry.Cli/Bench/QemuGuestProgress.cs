@@ -7,13 +7,17 @@ namespace Ferry.Cli.Bench;
 /// Estimates a guest's speed (MIPS) under QEMU from its own console progress. QEMU without
 /// <c>-icount</c> exposes no instruction count, so this uses the per-line instruction costs that
 /// guests/README.md documents for the CPU-bound guests:
-/// kvstore <c>ops N</c> (about 125 instructions per op), dirty <c>pass N</c> (about 0.9 M per
+/// kvstore <c>ops N</c> (about 125 instructions per op; 183 as a Linux process, kernel time
+/// included: Ferry's exact count over 600 M instructions, `ferry run linux --icount
+/// --config workload=kvstore,table_mib=128`), dirty <c>pass N</c> (about 0.9 M per
 /// 64 MiB pass, unpaced only) and verify <c>OK pass N</c> (about 72 M per 32 MiB pass).
 /// idle, hello, compute (one line at the end) and paced dirty give null.
 /// </summary>
 internal static class QemuGuestProgress
 {
     private const double MinimumWindowSeconds = 0.2;
+    private static readonly System.Buffers.SearchValues<char> WordCharacters =
+        System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
 
     public static double? EstimateMips(IReadOnlyList<QemuConsoleLine> lines)
     {
@@ -58,16 +62,29 @@ internal static class QemuGuestProgress
         guest = null;
         config = [];
         var samples = new List<(long Timestamp, double Instructions)>();
+        bool linux = false;
         foreach (QemuConsoleLine line in lines)
         {
             string text = line.Text.Trim();
+            if (text == QemuLinuxGuest.ReadyLine)
+            {
+                // Linux: the workload's config line follows /init's ready line; what the boot log
+                // printed before it (e.g. "workingset: timestamp_bits=62 ...") is not a guest's.
+                linux = true;
+                guest = null;
+                config.Clear();
+                samples.Clear();
+                continue;
+            }
+
             if (guest is null)
             {
-                // The first line "NAME: key=value ..." is the config the guest actually read.
+                // The first line "NAME: key=value ..." is the config the guest actually read
+                // (NAME a plain word: Linux's boot log has lines like "Kernel command line: ...").
                 int colon = text.IndexOf(':');
-                if (colon > 0 && text.Contains('='))
+                if (colon > 0 && text.Contains('=') && text.AsSpan(0, colon).IndexOfAnyExcept(WordCharacters) < 0)
                 {
-                    guest = text[..colon];
+                    guest = linux ? "linux-" + text[..colon] : text[..colon];
                     foreach (string kv in text[(colon + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries))
                     {
                         int eq = kv.IndexOf('=');
@@ -93,6 +110,7 @@ internal static class QemuGuestProgress
     private static double? Instructions(string guest, Dictionary<string, ulong> config, string text) => guest switch
     {
         "kvstore" => Counter(text, "ops ") * 125.0,
+        "linux-kvstore" => Counter(text, "ops ") * 183.0,
         "dirty" when config.GetValueOrDefault("rate") == 0 => Counter(text, "pass ") * 0.9e6 * config.GetValueOrDefault("size_mib", 64UL) / 64.0,
         "verify" => Counter(text, "OK pass ") * 72e6 * config.GetValueOrDefault("size_mib", 32UL) / 32.0,
         _ => null,

@@ -30,6 +30,32 @@ public sealed record QemuMigrationSpec(
 
     /// <summary>The destination's address for the migration stream.</summary>
     public string DestinationAddress { get; init; } = "127.0.0.1";
+
+    /// <summary>
+    /// A Linux guest instead of <see cref="Image"/>: booted on QEMU's own OpenSBI
+    /// (<c>-bios default -kernel -initrd -append</c>); the warm-up starts at its
+    /// <c>ferry-init: ready</c> line.
+    /// </summary>
+    public QemuLinuxGuest? Linux { get; init; }
+}
+
+/// <summary>A Linux boot for QEMU: the kernel Image (raw: QEMU's riscv loader takes no gzip), the initramfs and the command line.</summary>
+public sealed record QemuLinuxGuest(byte[] Kernel, byte[] Initrd, string CommandLine)
+{
+    /// <summary>The line /init prints once the system is up.</summary>
+    public const string ReadyLine = "ferry-init: ready";
+
+    /// <summary>Longest a boot to <see cref="ReadyLine"/> may take before the run counts as failed.</summary>
+    public static readonly TimeSpan BootTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>Writes the files into <paramref name="directory"/> and returns QEMU's boot arguments.</summary>
+    public async Task<string[]> WriteAsync(string directory, CancellationToken ct)
+    {
+        string kernel = Path.Combine(directory, "Image"), initrd = Path.Combine(directory, "initramfs.cpio.gz");
+        await File.WriteAllBytesAsync(kernel, Kernel, ct);
+        await File.WriteAllBytesAsync(initrd, Initrd, ct);
+        return ["-bios", "default", "-kernel", kernel, "-initrd", initrd, "-append", CommandLine];
+    }
 }
 
 /// <summary>What one QEMU migration measured (see <see cref="QemuMigration.RunAsync"/> for each figure's source).</summary>
@@ -141,11 +167,20 @@ public static class QemuMigration
         QmpClient? sourceQmp = null, destinationQmp = null;
         try
         {
-            string kernel = Path.Combine(dir.FullName, "guest.elf");
-            await File.WriteAllBytesAsync(kernel, spec.Image, ct);
+            string[] boot;
+            if (spec.Linux is { } linux)
+            {
+                boot = await linux.WriteAsync(dir.FullName, ct);
+            }
+            else
+            {
+                string kernel = Path.Combine(dir.FullName, "guest.elf");
+                await File.WriteAllBytesAsync(kernel, spec.Image, ct);
+                boot = ["-bios", "none", "-kernel", kernel];
+            }
 
-            destination = QemuProcess.Start("destination", dir.FullName, kernel, spec.MemoryBytes, incoming: true, spec.DestinationWrap);
-            source = QemuProcess.Start("source", dir.FullName, kernel, spec.MemoryBytes, incoming: false);
+            destination = QemuProcess.Start("destination", dir.FullName, boot, spec.MemoryBytes, incoming: true, spec.DestinationWrap);
+            source = QemuProcess.Start("source", dir.FullName, boot, spec.MemoryBytes, incoming: false);
             QemuProcess src = source, dst = destination;
             Task<QmpClient> connectDestination = QmpClient.ConnectAsync(dst.Name, dst.QmpPath, () => !dst.HasExited, StartTimeout, ct);
             Task<QmpClient> connectSource = QmpClient.ConnectAsync(src.Name, src.QmpPath, () => !src.HasExited, StartTimeout, ct);
@@ -238,7 +273,22 @@ public static class QemuMigration
 
             int port = await ListenAsync(dstQmp, spec.DestinationAddress, ct);
 
-            // Warm-up: the source has been running since it started; wait out the rest.
+            // A Linux guest boots first: the warm-up starts at its ready line.
+            if (spec.Linux is not null)
+            {
+                var boot = Stopwatch.StartNew();
+                while (!src.Lines.Any(l => l.Text.TrimEnd() == QemuLinuxGuest.ReadyLine))
+                {
+                    if (src.HasExited || boot.Elapsed > QemuLinuxGuest.BootTimeout)
+                    {
+                        return Failed($"the source QEMU did not reach '{QemuLinuxGuest.ReadyLine}' ({(src.HasExited ? src.ExitDescription() : $"{QemuLinuxGuest.BootTimeout.TotalSeconds:0} s")}): {src.ConsoleTail(ConsoleTailBytes).Trim()}", dst);
+                    }
+
+                    await Task.Delay(50, ct);
+                }
+            }
+
+            // Warm-up: the source has been running since it started (or its boot); wait out the rest.
             var warm = Stopwatch.StartNew();
             while (warm.Elapsed < spec.WarmUp)
             {

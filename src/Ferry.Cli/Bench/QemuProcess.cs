@@ -7,7 +7,7 @@ namespace Ferry.Cli.Bench;
 internal readonly record struct QemuConsoleLine(long Timestamp, string Text);
 
 /// <summary>
-/// One qemu-system-riscv64 process: the bare-metal guest on the virt board, its UART on stdout
+/// One qemu-system-riscv64 process: a guest (bare-metal, or Linux on OpenSBI) on the virt board, its UART on stdout
 /// (read continuously, so QEMU never blocks on a full pipe), QMP on a unix socket, stdin a pipe
 /// that is never written (so QEMU never touches the terminal).
 /// </summary>
@@ -78,11 +78,13 @@ internal sealed class QemuProcess : IAsyncDisposable
     }
 
     /// <summary>
-    /// Boots <paramref name="kernel"/> with <paramref name="memoryBytes"/> of RAM. With
-    /// <paramref name="incoming"/>, QEMU waits (paused) for <c>migrate-incoming</c>.
+    /// Boots a guest with <paramref name="memoryBytes"/> of RAM: <paramref name="boot"/> is the
+    /// boot arguments (<c>-bios none -kernel guest.elf</c> for a bare-metal guest; <c>-bios
+    /// default -kernel Image -initrd ... -append ...</c> for Linux). With <paramref name="incoming"/>,
+    /// QEMU waits (paused) for <c>migrate-incoming</c>.
     /// </summary>
     /// <param name="wrap">A command that runs QEMU (e.g. in a network namespace), or none.</param>
-    public static QemuProcess Start(string name, string directory, string kernel, ulong memoryBytes, bool incoming, string[]? wrap = null)
+    public static QemuProcess Start(string name, string directory, IReadOnlyList<string> boot, ulong memoryBytes, bool incoming, string[]? wrap = null)
     {
         if (memoryBytes == 0 || memoryBytes % (1UL << 20) != 0)
         {
@@ -104,9 +106,9 @@ internal sealed class QemuProcess : IAsyncDisposable
         }
 
         foreach (string arg in (string[])[
-            "-M", "virt", "-m", $"{memoryBytes >> 20}M", "-bios", "none",
+            "-M", "virt", "-m", $"{memoryBytes >> 20}M",
             "-nodefaults", "-display", "none", "-serial", "stdio",
-            "-kernel", kernel,
+            .. boot,
             "-qmp", $"unix:{qmp},server=on,wait=off"])
         {
             psi.ArgumentList.Add(arg);
