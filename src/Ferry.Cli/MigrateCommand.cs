@@ -15,7 +15,11 @@ internal static class MigrateCommand
         var from = Common.HostOption("--from", "source host API URL");
         var to = new Option<string>("--to") { Description = "destination host API URL", Required = true };
         var secret = Common.SecretOption();
-        var strategy = new Option<string>("--strategy") { Description = "precopy, postcopy or hybrid", DefaultValueFactory = _ => "hybrid" };
+        var strategy = new Option<string>("--strategy")
+        {
+            Description = "auto (pre-copy while it is predicted to converge within --downtime-limit, else hybrid; a pre-copy whose rounds stop shrinking goes hybrid), precopy, postcopy or hybrid",
+            DefaultValueFactory = _ => "auto",
+        };
         var (settings, parse) = TuningOptions();
         var json = new Option<string?>("--json") { Description = "write the full report (JSON) to this file" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no progress bar" };
@@ -49,7 +53,11 @@ internal static class MigrateCommand
     public static (Option[] Options, Func<ParseResult, MigrateRequest> Parse) TuningOptions()
     {
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate (1Gbit, 100Mbit, unlimited)", DefaultValueFactory = _ => "unlimited" };
-        var downtime = new Option<string>("--downtime-limit") { Description = "pre-copy: switch over once the remaining dirty pages fit this pause at the link rate", DefaultValueFactory = _ => "300ms" };
+        var downtime = new Option<string>("--downtime-limit")
+        {
+            Description = "the pause budget of every strategy: pre-copy switches over once the rest fits it at the link's rate; hybrid and auto send only the part of the working set that fits it",
+            DefaultValueFactory = _ => "20ms",
+        };
         var maxRounds = new Option<int?>("--max-rounds") { Description = "pre-copy: rounds before stop-and-copy (default 30)" };
         var maxLive = new Option<string?>("--max-live-time") { Description = "pre-copy: time before stop-and-copy (default 60s)" };
         var locality = new Option<int?>("--locality") { Description = "hybrid: pages fetched per network fault (default 16)" };
@@ -127,16 +135,21 @@ internal static class MigrateCommand
         Row("outcome", r.Outcome + (r.Error is null ? "" : $": {r.Error}"));
         Row("vm is at", r.VmLocation);
         Row("strategy", r.Strategy);
+        foreach (StrategyDecision d in r.Decisions)
+        {
+            Row("decided", $"{d.Choice} at {d.AtMs:0} ms: {d.Reason}");
+        }
+
         Row("total time", $"{r.TotalTimeMs:0.0} ms (setup {r.SetupTimeMs:0.0}, live {r.LiveTimeMs:0.0}, post-copy {r.PostCopyTimeMs:0.0})");
         Row("downtime", $"{r.DowntimeMs:0.00} ms (observed at the source: {r.DowntimeObservedMs:0.00} ms)");
         Row("on the wire", $"{Mib(r.BytesOnWire)} (live {Mib(r.Bytes.Live)}, pause {Mib(r.Bytes.Pause)}, push {Mib(r.Bytes.Push)}, faults {Mib(r.Bytes.FaultReplies)})");
         Row("pages", $"{r.Pages.Total:N0} ({r.Pages.Zero:N0} zero, {r.Pages.Resent:N0} resent)");
-        if (r.Strategy == "precopy")
+        if (r.PrecopyRounds > 0)
         {
             Row("pre-copy rounds", r.PrecopyRounds.ToString());
         }
 
-        if (r.Strategy != "precopy")
+        if (r.Strategy != "precopy" && (r.Strategy != "auto" || r.Decisions.LastOrDefault()?.Choice != "precopy"))
         {
             Row("network faults", $"{r.NetworkFaults.Count:N0} (stall total {r.NetworkFaults.StallTotalMs:0.0} ms, p50 {r.NetworkFaults.StallP50Ms:0.000} ms, p99 {r.NetworkFaults.StallP99Ms:0.000} ms)");
             if (r.NetworkFaults.Stages is { Total.Count: > 0 } st)
@@ -153,7 +166,7 @@ internal static class MigrateCommand
 
         if (r.WorkingSet is { } ws)
         {
-            Row("working set", $"{ws.Pages:N0} pages ({Mib(ws.Bytes)}), prefetch hits {r.Prefetch.Hits:N0}, waste {r.Prefetch.Waste:N0}");
+            Row("working set", $"{ws.Pages:N0} pages ({Mib(ws.Bytes)}){(ws.BudgetPages is long b ? $", at most {b:N0} in the {r.Options.DowntimeLimitMs:0.#} ms budget" : "")}, prefetch hits {r.Prefetch.Hits:N0}, waste {r.Prefetch.Waste:N0}");
         }
 
         Row("guest speed", $"before {Mips(r.Guest.IpsBefore)}, during {Mips(r.Guest.IpsDuring)}, after {Mips(r.Guest.IpsAfter)} MIPS");

@@ -92,11 +92,11 @@ public sealed record MigrateRequest
 
     public required string Token { get; init; }
 
-    public string Strategy { get; init; } = "hybrid";
+    public string Strategy { get; init; } = "auto";
 
     public string Bandwidth { get; init; } = "unlimited";
 
-    public double DowntimeLimitMs { get; init; } = 300;
+    public double DowntimeLimitMs { get; init; } = 20;
 
     public int? MaxRounds { get; init; }
 

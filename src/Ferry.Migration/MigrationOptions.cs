@@ -9,13 +9,19 @@ namespace Ferry.Migration;
 /// </summary>
 public sealed record MigrationOptions
 {
-    public StrategyKind Strategy { get; init; } = StrategyKind.Hybrid;
+    public StrategyKind Strategy { get; init; } = StrategyKind.Auto;
 
     /// <summary>Emulated link rate in bits per second (token bucket on the sender); 0 = unlimited.</summary>
     public long BandwidthBitsPerSecond { get; init; }
 
-    /// <summary>Pre-copy switches over once the remaining dirty pages fit this pause at the link rate.</summary>
-    public TimeSpan DowntimeLimit { get; init; } = TimeSpan.FromMilliseconds(300);
+    /// <summary>
+    /// The pause budget of every strategy: pre-copy switches over once the remaining dirty pages
+    /// fit it at the link rate; hybrid (and auto once it goes hybrid) sends in the pause only the
+    /// part of the working set that fits it; post-copy's pause is CPU and devices only.
+    /// </summary>
+    public TimeSpan DowntimeLimit { get; init; } = DefaultDowntimeLimit;
+
+    public static readonly TimeSpan DefaultDowntimeLimit = TimeSpan.FromMilliseconds(20);
 
     /// <summary>Pre-copy gives up iterating after this many rounds and stops-and-copies.</summary>
     public int MaxRounds { get; init; } = 30;
@@ -44,9 +50,8 @@ public sealed record MigrationOptions
     public const long DefaultWorkingSetMaxBytes = 64L << 20;
 
     /// <summary>
-    /// Hybrid: a further cap on the working set, as the pause it may cost: no more than the
-    /// link carries in this time (on a capped link; none by default). Bounds hybrid's
-    /// downtime the way the downtime limit bounds pre-copy's.
+    /// Hybrid: the pause the working set may cost, if not the downtime limit: no more than the
+    /// link carries in this time (see <see cref="PauseBudget"/>).
     /// </summary>
     public TimeSpan? WorkingSetMaxPause { get; init; }
 
@@ -72,30 +77,25 @@ public sealed record MigrationOptions
     /// <summary>Pages per Pages frame.</summary>
     public int BatchPages { get; init; } = 32;
 
+    /// <summary>Hybrid, and auto (which may go hybrid): working set in the pause, locality windows, fault-neighbourhood push.</summary>
+    public bool HybridMechanisms => Strategy is StrategyKind.Hybrid or StrategyKind.Auto;
+
     /// <summary>The effective locality window: exact-page faults for post-copy, the window for hybrid.</summary>
-    public int EffectiveLocality => Strategy == StrategyKind.Hybrid ? Math.Max(1, LocalityPages) : 1;
+    public int EffectiveLocality => HybridMechanisms ? Math.Max(1, LocalityPages) : 1;
 
     /// <summary>Live passes apply to post-copy and hybrid; pre-copy's rounds are its own.</summary>
-    public int EffectiveLivePasses => Strategy == StrategyKind.PreCopy ? 0 : LivePasses;
+    public int EffectiveLivePasses => Strategy is StrategyKind.PreCopy or StrategyKind.Auto ? 0 : LivePasses;
 
-    public bool EffectiveLocalityAdaptive => Strategy == StrategyKind.Hybrid && LocalityAdaptive;
+    public bool EffectiveLocalityAdaptive => HybridMechanisms && LocalityAdaptive;
 
     public PushOrder EffectivePushOrder => PushOrder != PushOrder.Default ? PushOrder
-        : Strategy == StrategyKind.Hybrid ? PushOrder.FaultNeighbourhoodThenRecency : PushOrder.Linear;
+        : HybridMechanisms ? PushOrder.FaultNeighbourhoodThenRecency : PushOrder.Linear;
 
-    public long EffectiveWorkingSetCap
-    {
-        get
-        {
-            long cap = WorkingSetMaxBytes > 0 ? WorkingSetMaxBytes : DefaultWorkingSetMaxBytes;
-            if (WorkingSetMaxPause is TimeSpan pause && BandwidthBitsPerSecond > 0)
-            {
-                cap = Math.Min(cap, (long)(BandwidthBitsPerSecond / 8.0 * pause.TotalSeconds));
-            }
+    /// <summary>The pause the working set may cost: <see cref="WorkingSetMaxPause"/> if given, else the downtime limit.</summary>
+    public TimeSpan PauseBudget => WorkingSetMaxPause ?? DowntimeLimit;
 
-            return cap;
-        }
-    }
+    /// <summary>The working set's cap in bytes (the pause budget caps it further, at the link's rate: <c>SourceContext.WorkingSet</c>).</summary>
+    public long EffectiveWorkingSetCap => WorkingSetMaxBytes > 0 ? WorkingSetMaxBytes : DefaultWorkingSetMaxBytes;
 
     public void Validate()
     {

@@ -171,7 +171,7 @@ public sealed class SourceMigration
             // Live phase: dirty logging starts now (the first collection discards what came before).
             owner.Progress.Phase = SourcePhase.LiveCopy;
             await _context.CollectDirtyAsync().ConfigureAwait(false);
-            if (Vm.WorkingSet is null && policy.Kind == StrategyKind.Hybrid)
+            if (Vm.WorkingSet is null && policy.UsesWorkingSet)
             {
                 await SampleWorkingSetAsync(estimator, ct).ConfigureAwait(false);
             }
@@ -185,7 +185,7 @@ public sealed class SourceMigration
             _pauseAt = Stopwatch.GetTimestamp();
             ct.ThrowIfCancellationRequested();
             await _context.CollectDirtyAsync().ConfigureAwait(false);
-            if (policy.Kind == StrategyKind.Hybrid)
+            if (policy.UsesWorkingSet)
             {
                 estimator.CloseWindow(); // the VM is paused: include what it touched since the last window
             }
@@ -520,9 +520,10 @@ public sealed class SourceMigration
                 },
                 PagesArrived = new ArrivalReport(d.PagesLive, d.PagesPause, d.PagesFault, d.PagesPrefetch, d.PagesPush),
                 Prefetch = new PrefetchReport(prefetched, d.PrefetchHits, prefetched - d.PrefetchHits),
-                WorkingSet = o.Strategy == StrategyKind.Hybrid && _context is not null
-                    ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed)
+                WorkingSet = o.HybridMechanisms && _context is not null
+                    ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed, _context.WorkingSetBudgetPages)
                     : null,
+                Decisions = _context?.Decisions ?? [],
                 Guest = new GuestReport(ipsBefore, ipsDuring, d.IpsAfter,
                     ipsBefore is > 100_000 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _instructionsAtPause),
                 ThroughputBitsPerSecond = total > 0 ? c.TotalPageBytes * 8 / (total / 1000) : 0,
@@ -560,6 +561,7 @@ public sealed class SourceMigration
     {
         StrategyKind.PreCopy => "precopy",
         StrategyKind.PostCopy => "postcopy",
+        StrategyKind.Auto => "auto",
         _ => "hybrid",
     };
 
@@ -568,6 +570,7 @@ public sealed class SourceMigration
         "precopy" or "pre-copy" => StrategyKind.PreCopy,
         "postcopy" or "post-copy" => StrategyKind.PostCopy,
         "hybrid" => StrategyKind.Hybrid,
-        _ => throw new ArgumentException($"unknown strategy '{name}' (precopy, postcopy, hybrid)"),
+        "auto" => StrategyKind.Auto,
+        _ => throw new ArgumentException($"unknown strategy '{name}' (auto, precopy, postcopy, hybrid)"),
     };
 }

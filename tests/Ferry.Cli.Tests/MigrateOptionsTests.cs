@@ -54,7 +54,7 @@ public sealed class MigrateOptionsTests
     {
         MigrateRequest r = Parse("");
         Assert.Equal("unlimited", r.Bandwidth);
-        Assert.Equal(300, r.DowntimeLimitMs);
+        Assert.Equal(20, r.DowntimeLimitMs);
         Assert.Null(r.LocalityPages);
         Assert.Null(r.LocalityAdaptive);
         Assert.Null(r.LivePasses);

@@ -19,7 +19,7 @@ public sealed class BenchTests
 
             BenchResults results = JsonSerializer.Deserialize<BenchResults>(await File.ReadAllTextAsync(Path.Combine(dir, "results.json")), BenchResults.Json)!;
             string[] workloads = ["idle", "dirty-slow", "dirty-fast", "kvstore", "verify", "linux-idle", "linux-kvstore"];
-            List<string> strategies = ["precopy", "postcopy", "hybrid", "hybrid-pass"];
+            List<string> strategies = ["precopy", "postcopy", "hybrid", "hybrid-pass", "auto"];
             if (results.Machine.Qemu is not null)
             {
                 strategies.AddRange(["qemu-precopy", "qemu-postcopy", "qemu-postcopy-preempt"]);

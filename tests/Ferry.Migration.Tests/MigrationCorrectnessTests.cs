@@ -12,7 +12,7 @@ public class MigrationCorrectnessTests
     public static TheoryData<StrategyKind, string, string, string> Cases()
     {
         var data = new TheoryData<StrategyKind, string, string, string>();
-        foreach (StrategyKind s in new[] { StrategyKind.PreCopy, StrategyKind.PostCopy, StrategyKind.Hybrid })
+        foreach (StrategyKind s in new[] { StrategyKind.PreCopy, StrategyKind.PostCopy, StrategyKind.Hybrid, StrategyKind.Auto })
         {
             data.Add(s, "verify", "size_mib=8", "");
             data.Add(s, "kvstore", "table_mib=24,report_every=20000", "");
@@ -24,6 +24,10 @@ public class MigrationCorrectnessTests
         data.Add(StrategyKind.Hybrid, "verify", "size_mib=8", "live-pass");
         data.Add(StrategyKind.Hybrid, "verify", "size_mib=8", "adaptive");
         data.Add(StrategyKind.Hybrid, "kvstore", "table_mib=24,report_every=20000", "adaptive");
+
+        // Auto on a capped link: it decides from the link's rate (hybrid at once for these guests).
+        data.Add(StrategyKind.Auto, "kvstore", "table_mib=24,report_every=20000", "capped");
+        data.Add(StrategyKind.Auto, "dirty", "size_mib=8,rate=0", "capped");
         return data;
     }
 
@@ -43,6 +47,7 @@ public class MigrationCorrectnessTests
             MaxRounds = 5,
             LivePasses = variant == "live-pass" ? 1 : 0,
             LocalityAdaptive = variant == "adaptive",
+            BandwidthBitsPerSecond = variant == "capped" ? 400_000_000 : 0,
         };
         (MigrationReport report, LocalVm source, LocalVm destination) = await Harness.MigrateAsync(guest, config, memory, migrateAfter, stopAt, options);
         using (source)
@@ -52,6 +57,7 @@ public class MigrationCorrectnessTests
             Assert.Equal("destination", report.VmLocation);
             Assert.Equal(variant == "live-pass" ? 1 : 0, report.Options.LivePasses);
             Assert.Equal(variant == "adaptive", report.Options.LocalityAdaptive);
+            Assert.Equal(strategy == StrategyKind.Auto, report.Decisions.Count > 0);
             RunOutcome outcome = await destination.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(60));
             Assert.Equal(RunOutcome.InstructionLimit, outcome);
             Assert.Equal(stopAt, destination.Machine.Hart.InstructionsRetired);

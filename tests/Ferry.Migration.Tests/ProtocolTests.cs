@@ -351,7 +351,7 @@ public sealed class ProtocolTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(4)]
+    [InlineData(5)]
     [InlineData(200)]
     public void Hello_with_an_unknown_strategy_is_rejected(byte strategy)
         => Rejects(() => Hello.Decode((SampleHello() with { Strategy = (StrategyKind)strategy }).Encode()), $"unknown strategy {strategy}");

@@ -108,14 +108,95 @@ public class StrategyDecisionTests
         using (destination)
         {
             Assert.True(r.Outcome == "completed", r.Error);
-            Assert.Equal(100_000, r.Options.WorkingSetCapBytes);
-            Assert.InRange(r.WorkingSet!.Pages, 1, 24);
+            Assert.Equal(64L << 20, r.Options.WorkingSetCapBytes);
+            Assert.Equal(12, r.WorkingSet!.BudgetPages); // 2 ms less the 1 ms reserve, at 50 MB/s, 4,103 bytes a page on the wire
+            Assert.InRange(r.WorkingSet.Pages, 1, 12);
             Assert.Equal(r.WorkingSet.Pages, r.Pages.Pause);
         }
 
         Assert.Equal(64L << 20, new MigrationOptions { WorkingSetMaxPause = TimeSpan.FromMilliseconds(2) }.EffectiveWorkingSetCap); // unlimited link: no pause cap
         Assert.Equal(8L << 20, new MigrationOptions { WorkingSetMaxBytes = 8L << 20, BandwidthBitsPerSecond = 1_000_000_000, WorkingSetMaxPause = TimeSpan.FromSeconds(1) }.EffectiveWorkingSetCap);
     }
+
+    [Fact]
+    public async Task Hybrid_working_set_fits_the_downtime_limit()
+    {
+        // No working-set cap of its own: the downtime limit binds. 400 Mbit/s for 5 ms less the 1 ms reserve: 48 pages.
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, 4_000_000_000,
+            new MigrationOptions { Strategy = StrategyKind.Hybrid, BandwidthBitsPerSecond = 400_000_000, DowntimeLimit = TimeSpan.FromMilliseconds(5) });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.Equal(48, r.WorkingSet!.BudgetPages);
+            Assert.True(r.WorkingSet.Pages is >= 1 and <= 48, $"{r.WorkingSet.Pages} working-set pages ({r.WorkingSet.WindowsAvailable} windows, paused at {r.Guest.InstructionsAtPause})");
+            Assert.Equal(r.WorkingSet.Pages, r.Pages.Pause);
+        }
+    }
+
+    [Fact]
+    public async Task Auto_on_a_quiet_guest_chooses_precopy_and_everything_crosses_before_the_resume()
+    {
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("idle", "interval_ms=1,pages=4", Memory, 200_000, 4_000_000,
+            new MigrationOptions { Strategy = StrategyKind.Auto, BandwidthBitsPerSecond = 400_000_000 });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.Equal("auto", r.Strategy);
+            StrategyDecision d = Assert.Single(r.Decisions);
+            Assert.Equal("precopy", d.Choice);
+            Assert.Equal(400_000_000 / 8.0 / 4103, d.LinkPagesPerSecond!.Value, 3);
+            Assert.True(d.DirtyPagesPerSecond < AutoShare * d.LinkPagesPerSecond, d.Reason);
+            Assert.True(r.PrecopyRounds >= 1);
+            Assert.Equal(0, r.NetworkFaults.Count);
+            Assert.Equal(0, r.Bytes.Push + r.Bytes.FaultReplies);
+        }
+    }
+
+    [Fact]
+    public async Task Auto_goes_hybrid_at_once_when_the_guest_dirties_faster_than_pre_copy_could_converge()
+    {
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 4_000_000_000,
+            new MigrationOptions { Strategy = StrategyKind.Auto, BandwidthBitsPerSecond = 400_000_000 });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            StrategyDecision d = Assert.Single(r.Decisions);
+            Assert.Equal("hybrid", d.Choice);
+            Assert.True(d.DirtyPagesPerSecond >= AutoShare * d.LinkPagesPerSecond, d.Reason);
+            Assert.Equal(0, r.PrecopyRounds);
+            Assert.Equal(0, r.Bytes.Live);
+            Assert.Equal(231, r.WorkingSet!.BudgetPages); // the default 20 ms limit less the 1 ms reserve, at 50 MB/s
+            Assert.InRange(r.Pages.Pause, 0, 231);
+            Assert.True(r.PagesArrived.Fault + r.PagesArrived.Prefetch + r.PagesArrived.Push > 0, "the rest came after the resume");
+        }
+    }
+
+    [Fact]
+    public async Task Auto_switches_a_precopy_whose_rounds_stop_shrinking_to_hybrid()
+    {
+        // Uncapped: the link's rate is unknown at the start, so auto tries pre-copy; the guest
+        // rewrites its 4 MiB faster than rounds can send it, and a 1 ms pause never fits.
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 4_000_000_000,
+            new MigrationOptions { Strategy = StrategyKind.Auto, DowntimeLimit = TimeSpan.FromMilliseconds(1) });
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.Equal(2, r.Decisions.Count);
+            Assert.Equal("precopy", r.Decisions[0].Choice);
+            Assert.Null(r.Decisions[0].LinkPagesPerSecond);
+            Assert.Equal("hybrid", r.Decisions[1].Choice);
+            Assert.Equal(r.PrecopyRounds - 1, r.Decisions[1].Round);
+            Assert.True(r.PrecopyRounds >= 2 && r.PrecopyRounds < 30, $"{r.PrecopyRounds} rounds: it stopped as soon as they stopped shrinking");
+            Assert.True(r.Rounds[^1].DirtiedPages >= 0.9 * r.Rounds[^2].DirtiedPages);
+            Assert.True(r.PagesArrived.Fault + r.PagesArrived.Prefetch + r.PagesArrived.Push > 0, "the dirty rest came after the resume, not in a stop-and-copy");
+        }
+    }
+
+    private const double AutoShare = 0.5;
 
     [Fact]
     public async Task Hybrid_presend_sends_the_working_set_live_and_only_its_dirtied_part_in_the_pause()

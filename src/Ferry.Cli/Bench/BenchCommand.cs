@@ -20,7 +20,7 @@ namespace Ferry.Cli.Bench;
 internal static class BenchCommand
 {
     /// <summary>Ferry's strategies as the bench runs them; hybrid-pass = hybrid after one live pass over memory (--live-passes 1).</summary>
-    private static readonly string[] FerryStrategies = ["precopy", "postcopy", "hybrid", "hybrid-pass"];
+    private static readonly string[] FerryStrategies = ["precopy", "postcopy", "hybrid", "hybrid-pass", "auto"];
     private static readonly string[] QemuStrategies = ["qemu-precopy", "qemu-postcopy", "qemu-postcopy-preempt"];
 
     public static Command Create()
@@ -28,7 +28,7 @@ internal static class BenchCommand
         var quick = new Option<bool>("--quick") { Description = "small VMs and one repeat: the whole comparison in a few minutes" };
         var output = new Option<string>("--out") { Description = "directory for results.json, results.csv and the plots", DefaultValueFactory = _ => "bench-results" };
         var workloads = new Option<string?>("--workloads") { Description = "comma-separated: idle, dirty-slow, dirty-fast, kvstore, verify, linux-idle, linux-kvstore (default: all)" };
-        var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, qemu-precopy, qemu-postcopy, qemu-postcopy-preempt (default: all; QEMU's when installed)" };
+        var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, auto, qemu-precopy, qemu-postcopy, qemu-postcopy-preempt (default: all; QEMU's when installed)" };
         var repeat = new Option<int?>("--repeat") { Description = "migrations per workload and strategy (default 3, 1 with --quick)" };
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate, for Ferry and QEMU alike", DefaultValueFactory = _ => "1Gbit" };
         var memory = new Option<string?>("--memory") { Description = "guest RAM (default 256M, 64M with --quick)" };

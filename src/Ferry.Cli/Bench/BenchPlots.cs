@@ -25,6 +25,7 @@ public static class BenchPlots
         ("postcopy", "#FF7F0E"),
         ("hybrid", "#2CA02C"),
         ("hybrid-pass", "#17BECF"),
+        ("auto", "#D62728"),
         ("qemu-precopy", "#9467BD"),
         ("qemu-postcopy", "#8C564B"),
         ("qemu-postcopy-preempt", "#E377C2"),

@@ -56,6 +56,9 @@ public sealed record MigrationReport
     public required ArrivalReport PagesArrived { get; init; }
     public required PrefetchReport Prefetch { get; init; }
     public WorkingSetReport? WorkingSet { get; init; }
+
+    /// <summary>Auto: what was decided, when, and on what figures (the first entry is the choice at the start).</summary>
+    public List<StrategyDecision> Decisions { get; init; } = [];
     public required GuestReport Guest { get; init; }
 
     /// <summary>Achieved page throughput over the whole migration, bits per second.</summary>
@@ -120,7 +123,20 @@ public sealed record ArrivalReport(long Live, long Pause, long Fault, long Prefe
 
 public sealed record PrefetchReport(long Pages, long Hits, long Waste);
 
-public sealed record WorkingSetReport(long Pages, long Bytes, int WindowsAvailable);
+/// <summary>
+/// The working set sent in the pause: its pages and bytes, the estimator's windows, and the pages
+/// the pause budget allowed at the link's rate (null where the rate was not known).
+/// </summary>
+public sealed record WorkingSetReport(long Pages, long Bytes, int WindowsAvailable, long? BudgetPages = null);
+
+/// <summary>
+/// One decision of the auto strategy: at <paramref name="AtMs"/> (from the start) it chose
+/// <paramref name="Choice"/> (precopy, or hybrid) because of <paramref name="Reason"/>, from the
+/// figures it had: the guest's dirty rate (distinct pages per second), the link's rate in pages
+/// per second (null: not known, an uncapped link not yet measured), and the pre-copy round it
+/// had reached (null: before any).
+/// </summary>
+public sealed record StrategyDecision(double AtMs, string Choice, string Reason, double? DirtyPagesPerSecond, double? LinkPagesPerSecond, int? Round);
 
 public sealed record GuestReport(double? IpsBefore, double? IpsDuring, double? IpsAfter, double? SlowdownDuring, ulong InstructionsAtPause);
 

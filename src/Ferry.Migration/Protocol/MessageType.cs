@@ -69,4 +69,7 @@ public enum StrategyKind : byte
     PreCopy = 1,
     PostCopy = 2,
     Hybrid = 3,
+
+    /// <summary>The source decides (pre-copy while it converges, else hybrid): the destination serves either.</summary>
+    Auto = 4,
 }

@@ -17,6 +17,9 @@ internal abstract class StrategyPolicy
     /// <summary>True if the destination resumes with pages still absent (post-copy phase follows).</summary>
     public abstract bool ResumesBeforeAllPages { get; }
 
+    /// <summary>True if the pause may carry the working set (the estimator's last window is closed in the pause).</summary>
+    public virtual bool UsesWorkingSet => false;
+
     /// <summary>Runs while the VM executes at the source; returns when it is time to pause.</summary>
     public virtual Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => Task.CompletedTask;
 
@@ -31,8 +34,60 @@ internal abstract class StrategyPolicy
         StrategyKind.PreCopy => new PreCopyPolicy(),
         StrategyKind.PostCopy => new PostCopyPolicy(),
         StrategyKind.Hybrid => new HybridPolicy(),
+        StrategyKind.Auto => new AutoPolicy(),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
+
+    /// <summary>
+    /// Pre-copy's rounds: round 0 sends every page not yet delivered, each later round what the
+    /// last one saw dirtied, until the rest fits the downtime limit (unless the rounds still
+    /// converge fast: this round's dirtied pages under half of what it sent, then another round
+    /// costs a fraction of this one and cuts the pause in proportion, down to a floor below which
+    /// a pause is as short as it gets), or the rounds or the time run out. With
+    /// <paramref name="stopWhenNotShrinking"/> it also stops as soon as a round's dirtied pages
+    /// are not clearly fewer than the previous round's (the rounds stopped paying).
+    /// </summary>
+    protected static async Task<RoundsEnd> RunRoundsAsync(SourceContext context, bool stopWhenNotShrinking, CancellationToken cancellation)
+    {
+        PageBitmap toSend = context.Undelivered();
+        long previousDirtied = long.MaxValue;
+        for (int round = 0; ; round++)
+        {
+            (PageBitmap dirty, RoundReport report) = await context.SendRoundAsync(round, toSend, cancellation).ConfigureAwait(false);
+            bool fits = report.ExpectedDowntimeMs <= context.Options.DowntimeLimit.TotalMilliseconds;
+            bool converging = report.DirtiedPages * 2 < report.Pages && report.ExpectedDowntimeMs > ConvergedDowntimeMs;
+            if (fits && !converging)
+            {
+                return RoundsEnd.Fits;
+            }
+
+            if (!fits && stopWhenNotShrinking && round > 0 && report.DirtiedPages >= previousDirtied * ShrinkRatio)
+            {
+                return RoundsEnd.NotShrinking;
+            }
+
+            if (round + 1 >= context.Options.MaxRounds || context.Elapsed >= context.Options.MaxLiveTime)
+            {
+                return fits ? RoundsEnd.Fits : RoundsEnd.OutOfRoundsOrTime;
+            }
+
+            previousDirtied = report.DirtiedPages;
+            toSend = dirty;
+        }
+    }
+
+    /// <summary>An expected pause this short is not worth another round.</summary>
+    private const double ConvergedDowntimeMs = 1.0;
+
+    /// <summary>A round whose dirtied pages are at least this share of the previous round's did not shrink the rest.</summary>
+    private const double ShrinkRatio = 0.9;
+
+    protected enum RoundsEnd
+    {
+        Fits,
+        NotShrinking,
+        OutOfRoundsOrTime,
+    }
 }
 
 /// <summary>Copy while running, round after round of dirtied pages, until the rest fits the downtime limit.</summary>
@@ -42,35 +97,10 @@ internal sealed class PreCopyPolicy : StrategyPolicy
 
     public override bool ResumesBeforeAllPages => false;
 
-    public override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
-    {
-        // Round 0 sends every populated page; each later round sends what the last one saw dirtied.
-        PageBitmap toSend = context.Undelivered();
-        for (int round = 0; ; round++)
-        {
-            (PageBitmap dirty, RoundReport report) = await context.SendRoundAsync(round, toSend, cancellation).ConfigureAwait(false);
-
-            // Switch over once the rest fits the downtime limit, unless the rounds are still
-            // converging fast (this round's dirtied pages are under half of what it sent): then
-            // another round costs a fraction of this one and cuts the pause in proportion, down
-            // to a floor below which a pause is as short as it gets.
-            bool fits = report.ExpectedDowntimeMs <= context.Options.DowntimeLimit.TotalMilliseconds;
-            bool converging = report.DirtiedPages * 2 < report.Pages && report.ExpectedDowntimeMs > ConvergedDowntimeMs;
-            bool outOfRounds = round + 1 >= context.Options.MaxRounds;
-            bool outOfTime = context.Elapsed >= context.Options.MaxLiveTime;
-            if ((fits && !converging) || outOfRounds || outOfTime)
-            {
-                return;
-            }
-
-            toSend = dirty;
-        }
-    }
+    /// <summary>Rounds until the rest fits the downtime limit; out of rounds or time, the pause sends the rest whatever it costs (stop-and-copy).</summary>
+    public override Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => RunRoundsAsync(context, stopWhenNotShrinking: false, cancellation);
 
     public override PageBitmap SelectPausePages(SourceContext context) => context.Undelivered();
-
-    /// <summary>An expected pause this short is not worth another round.</summary>
-    private const double ConvergedDowntimeMs = 1.0;
 }
 
 /// <summary>Send nothing ahead (unless live passes are asked for): CPU and devices (and the map of pages still to come) in the pause, then exact-page faults and a linear push.</summary>
@@ -97,6 +127,8 @@ internal sealed class HybridPolicy : StrategyPolicy
 
     public override bool ResumesBeforeAllPages => true;
 
+    public override bool UsesWorkingSet => true;
+
     public override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
     {
         await context.LivePassesAsync(cancellation).ConfigureAwait(false);
@@ -115,5 +147,82 @@ internal sealed class HybridPolicy : StrategyPolicy
         PageBitmap workingSet = context.WorkingSet();
         workingSet.AndNot(context.Delivered);
         return workingSet;
+    }
+}
+
+/// <summary>
+/// Auto: pre-copy when it is predicted to converge within the downtime limit, else the hybrid at
+/// once; a running pre-copy whose rounds stop shrinking (or run out of rounds or time) goes
+/// hybrid from where it is, so no pause is ever a stop-and-copy. The prediction: the guest's
+/// dirty rate D (distinct pages it dirties per second, over a <see cref="DirtySample"/> window)
+/// against the link's rate R (pages per second): pre-copy's rounds shrink by D/R each, so it
+/// sends about 1/(1 - D/R) times memory; at D/R of <see cref="MaxPrecopyDirtyShare"/> or more
+/// that is twice memory or worse, and the hybrid (each page once, the working set in the pause
+/// within the budget) is chosen. An uncapped link's rate is unknown before pre-copy's first round
+/// measures it: auto then starts with pre-copy and relies on the shrink check.
+/// </summary>
+internal sealed class AutoPolicy : StrategyPolicy
+{
+    /// <summary>How long the guest's dirtying is watched before deciding.</summary>
+    public static readonly TimeSpan DirtySample = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>At this dirty rate (as a share of the link's) or above, pre-copy would send twice memory or more: go hybrid.</summary>
+    public const double MaxPrecopyDirtyShare = 0.5;
+
+    private bool _hybrid;
+
+    public override StrategyKind Kind => StrategyKind.Auto;
+
+    public override bool ResumesBeforeAllPages => _hybrid;
+
+    public override bool UsesWorkingSet => true;
+
+    public override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        await context.CollectDirtyAsync().ConfigureAwait(false);
+        await Task.Delay(DirtySample, cancellation).ConfigureAwait(false);
+        int dirtied = (await context.CollectDirtyAsync().ConfigureAwait(false)).PopCount();
+        double dirtyRate = dirtied / System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        double? link = context.LinkPagesPerSecond();
+        if (link is double r && dirtyRate >= MaxPrecopyDirtyShare * r)
+        {
+            Decide(context, "hybrid", $"the guest dirties {dirtyRate:0} pages/s, {dirtyRate / r:P0} of the link's {r:0}: pre-copy would send at least twice its memory, or never converge", dirtyRate, r, null);
+            return;
+        }
+
+        Decide(context, "precopy", link is double l
+            ? $"the guest dirties {dirtyRate:0} pages/s, {dirtyRate / l:P0} of the link's {l:0}: pre-copy converges"
+            : $"the guest dirties {dirtyRate:0} pages/s; the link is uncapped, its rate unknown until a round measures it: pre-copy, going hybrid if its rounds stop shrinking",
+            dirtyRate, link, null);
+        RoundsEnd end = await RunRoundsAsync(context, stopWhenNotShrinking: true, cancellation).ConfigureAwait(false);
+        if (end == RoundsEnd.Fits)
+        {
+            return;
+        }
+
+        RoundReport last = context.Rounds[^1];
+        Decide(context, "hybrid", end == RoundsEnd.NotShrinking
+            ? $"pre-copy round {last.Round} left {last.DirtiedPages} dirty pages ({last.ExpectedDowntimeMs:0.0} ms at the link's rate, over the {context.Options.DowntimeLimit.TotalMilliseconds:0.#} ms limit) and the rounds stopped shrinking"
+            : $"pre-copy ran out of rounds or time with {last.DirtiedPages} dirty pages ({last.ExpectedDowntimeMs:0.0} ms at the link's rate, over the {context.Options.DowntimeLimit.TotalMilliseconds:0.#} ms limit)",
+            last.DirtyPagesPerSecond, context.LinkPagesPerSecond(), last.Round);
+    }
+
+    public override PageBitmap SelectPausePages(SourceContext context)
+    {
+        if (!_hybrid)
+        {
+            return context.Undelivered();
+        }
+
+        PageBitmap workingSet = context.WorkingSet();
+        workingSet.AndNot(context.Delivered);
+        return workingSet;
+    }
+
+    private void Decide(SourceContext context, string choice, string reason, double dirtyRate, double? link, int? round)
+    {
+        _hybrid = choice == "hybrid";
+        context.Decisions.Add(new StrategyDecision(context.Elapsed.TotalMilliseconds, choice, reason, dirtyRate, link, round));
     }
 }
