@@ -90,6 +90,11 @@ internal sealed class HostProcess : IAsyncDisposable
 
     public string Data { get; }
 
+    /// <summary>The process's id (for /proc/PID/status).</summary>
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
     public string Log
     {
         get
@@ -101,9 +106,10 @@ internal sealed class HostProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<HostProcess> StartAsync(string name, string? secret = null)
+    public static async Task<HostProcess> StartAsync(string name, string? secret = null, params string[] extra)
     {
         var args = new List<string> { "host", "--listen", "127.0.0.1:0", "--name", name };
+        args.AddRange(extra);
         if (secret is not null)
         {
             args.AddRange(["--secret", secret]);
