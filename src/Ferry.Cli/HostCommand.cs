@@ -23,9 +23,10 @@ internal static class HostCommand
         var maxPending = new Option<int>("--max-pending-connections") { Description = "migration connections not yet past their Hello at once (more are closed)", DefaultValueFactory = _ => 64 };
         var maxIncoming = new Option<int>("--max-incoming") { Description = "incoming VMs (prepared or arriving) at once", DefaultValueFactory = _ => 8 };
         var maxIncomingMemory = new Option<string>("--max-incoming-memory") { Description = "guest memory of all incoming VMs together", DefaultValueFactory = _ => "32G" };
+        var maxRequest = new Option<string>("--max-request-size") { Description = "largest control API request (a VM start carries its images, base64)", DefaultValueFactory = _ => "128M" };
         var cmd = new Command("host", "Run a host agent: runs VMs, serves the control API, accepts incoming migrations")
         {
-            listen, api, secret, name, noWarmUp, faultPriority, handshake, maxPending, maxIncoming, maxIncomingMemory,
+            listen, api, secret, name, noWarmUp, faultPriority, handshake, maxPending, maxIncoming, maxIncomingMemory, maxRequest,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
@@ -43,6 +44,7 @@ internal static class HostCommand
                 MaxPendingConnections = Common.Positive(p.GetValue(maxPending), "--max-pending-connections"),
                 MaxIncomingVms = Common.Positive(p.GetValue(maxIncoming), "--max-incoming"),
                 MaxIncomingMemoryBytes = Common.ParseSize(p.GetValue(maxIncomingMemory)!, "--max-incoming-memory"),
+                MaxRequestBytes = (long)Common.ParseSize(p.GetValue(maxRequest)!, "--max-request-size"),
             };
             await using var agent = new HostAgent(options);
             await agent.StartAsync();

@@ -77,11 +77,12 @@ internal static class Ferry
 internal sealed class HostProcess : IAsyncDisposable
 {
     private readonly Process _process;
-    private readonly StringBuilder _log = new();
+    private readonly StringBuilder _log;
 
-    private HostProcess(Process process, string api, string data)
+    private HostProcess(Process process, StringBuilder log, string api, string data)
     {
         _process = process;
+        _log = log; // the output handlers keep appending to it
         Api = api;
         Data = data;
     }
@@ -151,13 +152,7 @@ internal sealed class HostProcess : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         (string api, string data) = await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
-        var host = new HostProcess(process, api, data);
-        lock (log)
-        {
-            host._log.Append(log);
-        }
-
-        return host;
+        return new HostProcess(process, log, api, data);
     }
 
     public async ValueTask DisposeAsync()
