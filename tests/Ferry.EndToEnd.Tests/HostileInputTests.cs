@@ -215,3 +215,84 @@ public sealed class HostileInputTests
         Assert.Contains("stop it first", error);
     }
 }
+
+/// <summary>The real `ferry` binary refuses bad input with one line naming the cause, before it reserves anything.</summary>
+public sealed class CliErrorTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(2);
+
+    private static void AssertOneLine(int exit, string stderr, string expected)
+    {
+        Assert.Equal(125, exit);
+        string line = stderr.Trim();
+        Assert.DoesNotContain('\n', line);
+        Assert.StartsWith("ferry: ", line);
+        Assert.Contains(expected, line, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("System.", line);
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    [Theory]
+    [InlineData("--stop-at", "-1", "(ferry vm start --help lists the options)")]
+    [InlineData("--stop-at", "many", "'many' is not a valid value for --stop-at")]
+    [InlineData("--memory", "-5M", "not a size")]
+    public async Task Bad_option_values_are_one_line_without_type_names(string option, string value, string expected)
+    {
+        (int exit, _, string stderr) = await Ferry.RunTextAsync(Timeout, "vm", "start", "idle", "--host", "http://127.0.0.1:9", option, value);
+        AssertOneLine(exit, stderr, expected);
+    }
+
+    [Fact]
+    public async Task Dev_zero_as_an_image_is_refused_without_reading_it_all()
+    {
+        (int exit, _, string stderr) = await Ferry.RunTextAsync(Timeout, "run", "/dev/zero");
+        AssertOneLine(exit, stderr, "image limit");
+        (exit, _, stderr) = await Ferry.RunTextAsync(Timeout, "resume", "/dev/zero");
+        AssertOneLine(exit, stderr, "truncated");
+    }
+
+    [Fact]
+    public async Task Invalid_migration_options_and_names_are_refused_before_the_destination_reserves_a_slot()
+    {
+        await using HostProcess a = await HostProcess.StartAsync("A", null, "--no-warm-up");
+        await using HostProcess b = await HostProcess.StartAsync("B", null, "--no-warm-up");
+        (int exit, _, string stderr) = await Ferry.RunTextAsync(Timeout, "vm", "start", "idle", "--host", a.Api, "--name", "opts", "--memory", "32M");
+        Assert.True(exit == 0, stderr);
+        foreach ((string[] args, string expected) in new (string[], string)[]
+        {
+            (["--bandwidth", "0"], "'0' is not a bandwidth"),
+            (["--bandwidth", "-1Gbit"], "is not a bandwidth"),
+            (["--downtime-limit", "Infinity"], "is not a duration"),
+            (["--locality", "0"], "locality"),
+        })
+        {
+            (exit, _, stderr) = await Ferry.RunTextAsync(Timeout, ["migrate", "opts", "--from", a.Api, "--to", b.Api, "--quiet", .. args]);
+            AssertOneLine(exit, stderr, expected);
+        }
+
+        (exit, _, stderr) = await Ferry.RunTextAsync(Timeout, "migrate", "../evil name", "--from", a.Api, "--to", b.Api, "--quiet");
+        AssertOneLine(exit, stderr, "is not a valid VM name");
+        (exit, _, stderr) = await Ferry.RunTextAsync(Timeout, "vm", "start", "idle", "--host", a.Api, "--name", "../evil name");
+        AssertOneLine(exit, stderr, "is not a valid VM name");
+        Assert.Null(await Api.TryStatusAsync(b.Api, "opts")); // no slot was prepared
+        Assert.Equal("running", (await Api.StatusAsync(a.Api, "opts")).State);
+    }
+
+    [Fact]
+    public async Task An_image_over_the_hosts_request_limit_is_image_too_large_not_unreachable()
+    {
+        await using HostProcess a = await HostProcess.StartAsync("A", null, "--no-warm-up", "--max-request-size", "8M");
+        string path = Path.Combine(Path.GetTempPath(), $"ferry-big-{Environment.ProcessId}.elf");
+        byte[] elf = File.ReadAllBytes(Path.Combine(Ferry.RepoRoot, "guests", "bin", "hello.elf"));
+        await File.WriteAllBytesAsync(path, [.. elf, .. new byte[10 << 20]]); // a valid ELF with 10 MiB after it
+        try
+        {
+            (int exit, _, string stderr) = await Ferry.RunTextAsync(Timeout, "vm", "start", path, "--host", a.Api, "--name", "big", "--memory", "32M");
+            AssertOneLine(exit, stderr, "image too large (10 MiB, limit 5 MiB");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
