@@ -221,16 +221,7 @@ public sealed class CliErrorTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(2);
 
-    private static void AssertOneLine(int exit, string stderr, string expected)
-    {
-        Assert.Equal(125, exit);
-        string line = stderr.Trim();
-        Assert.DoesNotContain('\n', line);
-        Assert.StartsWith("ferry: ", line);
-        Assert.Contains(expected, line, StringComparison.OrdinalIgnoreCase);
-        Assert.DoesNotContain("System.", line);
-        Assert.DoesNotContain("   at ", stderr);
-    }
+    private static void AssertOneLine(int exit, string stderr, string expected) => FailureTests.AssertOneLineError(exit, stderr, expected);
 
     [Theory]
     [InlineData("--stop-at", "-1", "(ferry vm start --help lists the options)")]
