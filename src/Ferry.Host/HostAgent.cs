@@ -100,6 +100,7 @@ public sealed class HostAgent : IAsyncDisposable
         {
             if (_options.Secret is { Length: > 0 } secret && !Authorized(context.Request, secret))
             {
+                _log.LogWarning("refused an API call from {Peer}: {Method} {Path} without the right secret", context.Connection.RemoteIpAddress, context.Request.Method, context.Request.Path);
                 context.Response.StatusCode = 401;
                 await context.Response.WriteAsJsonAsync(new ErrorResponse("wrong or missing secret (Authorization: Bearer <secret>)"), ApiJson.Options).ConfigureAwait(false);
                 return;
