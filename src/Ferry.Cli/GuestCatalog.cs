@@ -89,21 +89,7 @@ internal static class GuestCatalog
         CommandLine = files.CommandLine,
     };
 
-    private static byte[] ReadFile(string path, string option)
-    {
-        var info = new FileInfo(path);
-        if (!info.Exists)
-        {
-            throw new GuestImageException($"{option} {path}: no such file");
-        }
-
-        if (info.Length > GuestImage.MaxImageSize)
-        {
-            throw new GuestImageException($"{option} {path}: {info.Length} bytes is larger than the {GuestImage.MaxImageSize >> 20} MiB image limit");
-        }
-
-        return File.ReadAllBytes(path);
-    }
+    private static byte[] ReadFile(string path, string option) => GuestImage.ReadFile(path, $"{option} {path}");
 
     private static byte[] Resource(string name)
     {

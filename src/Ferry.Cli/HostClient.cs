@@ -27,7 +27,23 @@ internal sealed class HostClient : IDisposable
 
     public Uri BaseUrl { get; }
 
-    public Task<VmStatus> StartVmAsync(StartVmRequest request, CancellationToken ct) => SendAsync<VmStatus>(HttpMethod.Post, "v1/vms", request, ct);
+    /// <summary>Starts a VM; an image too large for the host's request limit is refused here, before it is sent.</summary>
+    public async Task<VmStatus> StartVmAsync(StartVmRequest request, CancellationToken ct)
+    {
+        if (Ferry.Migration.VmName.Check(request.Name) is string badName)
+        {
+            throw new CliException(badName);
+        }
+
+        long base64 = (request.Image?.Length ?? 0) + (request.Linux is { } l ? (l.Firmware?.Length ?? 0) + l.Kernel.Length + (l.Initrd?.Length ?? 0) : 0);
+        HostInfo host = await SendAsync<HostInfo>(HttpMethod.Get, "v1/host", null, ct).ConfigureAwait(false);
+        if (host.MaxRequestBytes > 0 && base64 + (64 << 10) > host.MaxRequestBytes)
+        {
+            throw new CliException($"image too large ({base64 / 4 * 3 >> 20} MiB, limit {(host.MaxRequestBytes - (64 << 10)) / 4 * 3 >> 20} MiB on {BaseUrl})");
+        }
+
+        return await SendAsync<VmStatus>(HttpMethod.Post, "v1/vms", request, ct).ConfigureAwait(false);
+    }
 
     public Task<List<VmStatus>> ListAsync(CancellationToken ct) => SendAsync<List<VmStatus>>(HttpMethod.Get, "v1/vms", null, ct);
 
@@ -143,6 +159,11 @@ internal sealed class HostClient : IDisposable
         }
 
         response.Dispose();
+        if (response.StatusCode == HttpStatusCode.RequestEntityTooLarge)
+        {
+            throw new CliException($"{BaseUrl}: image too large: {message} (HTTP 413)");
+        }
+
         throw new CliException($"{BaseUrl}: {message} (HTTP {(int)response.StatusCode})");
     }
 

@@ -19,9 +19,14 @@ internal static class HostCommand
             Description = "SO_PRIORITY of fault-connection packets, for the host's qdisc (6: interactive band; an htb class id major<<16|minor: that class; above 6 needs CAP_NET_ADMIN)",
             DefaultValueFactory = _ => 6,
         };
+        var handshake = new Option<string>("--handshake-timeout") { Description = "how long a migration connection may take to send its Hello", DefaultValueFactory = _ => "5s" };
+        var maxPending = new Option<int>("--max-pending-connections") { Description = "migration connections not yet past their Hello at once (more are closed)", DefaultValueFactory = _ => 64 };
+        var maxIncoming = new Option<int>("--max-incoming") { Description = "incoming VMs (prepared or arriving) at once", DefaultValueFactory = _ => 8 };
+        var maxIncomingMemory = new Option<string>("--max-incoming-memory") { Description = "guest memory of all incoming VMs together", DefaultValueFactory = _ => "32G" };
+        var maxRequest = new Option<string>("--max-request-size") { Description = "largest control API request (a VM start carries its images, base64)", DefaultValueFactory = _ => "128M" };
         var cmd = new Command("host", "Run a host agent: runs VMs, serves the control API, accepts incoming migrations")
         {
-            listen, api, secret, name, noWarmUp, faultPriority,
+            listen, api, secret, name, noWarmUp, faultPriority, handshake, maxPending, maxIncoming, maxIncomingMemory, maxRequest,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
@@ -35,6 +40,11 @@ internal static class HostCommand
                 Name = p.GetValue(name) ?? $"{Environment.MachineName}:{data.Port}",
                 WarmUpImage = p.GetValue(noWarmUp) ? null : GuestCatalog.Resolve("dirty", "size_mib=2"),
                 FaultSocketPriority = p.GetValue(faultPriority),
+                HandshakeTimeout = Common.ParseDuration(p.GetValue(handshake)!),
+                MaxPendingConnections = Common.Positive(p.GetValue(maxPending), "--max-pending-connections"),
+                MaxIncomingVms = Common.Positive(p.GetValue(maxIncoming), "--max-incoming"),
+                MaxIncomingMemoryBytes = Common.ParseSize(p.GetValue(maxIncomingMemory)!, "--max-incoming-memory"),
+                MaxRequestBytes = (long)Common.ParseSize(p.GetValue(maxRequest)!, "--max-request-size"),
             };
             await using var agent = new HostAgent(options);
             await agent.StartAsync();
@@ -92,11 +102,30 @@ internal static class Common
             t = t[..^1];
         }
 
-        if (!double.TryParse(t, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) || v <= 0)
+        // Finite, positive and at most a day: "Infinity", "NaN" or 1e300 are not durations.
+        if (!double.TryParse(t, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v)
+            || !double.IsFinite(v) || v <= 0 || v * unit > TimeSpan.FromDays(1).TotalMilliseconds)
         {
-            throw new CliException($"'{text}' is not a duration (examples: 300ms, 2s)");
+            throw new CliException($"'{text}' is not a duration between 0 and 24 hours (examples: 300ms, 2s)");
         }
 
         return TimeSpan.FromMilliseconds(v * unit);
+    }
+
+    public static int Positive(int value, string option)
+        => value > 0 ? value : throw new CliException($"{option} must be a positive number, not {value}");
+
+    /// <summary>A size such as 256M or 4G (MachineConfig's syntax), as a one-line error when it is not one.</summary>
+    public static ulong ParseSize(string text, string option)
+    {
+        try
+        {
+            ulong size = Ferry.Machine.Board.MachineConfig.ParseSize(text);
+            return size > 0 ? size : throw new CliException($"{option} must be larger than 0");
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or OverflowException)
+        {
+            throw new CliException($"{option}: '{text}' is not a size (examples: 512M, 4G)");
+        }
     }
 }

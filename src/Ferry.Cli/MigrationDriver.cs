@@ -13,6 +13,21 @@ internal static class MigrationDriver
     public static async Task<MigrationReport> RunAsync(HostClient from, HostClient to, string name, MigrateRequest settings,
         Action<MigrationStatus>? onProgress, CancellationToken cancellation)
     {
+        // Everything the source would refuse is refused here, before the destination reserves a slot.
+        if (Ferry.Migration.VmName.Check(name) is string badName)
+        {
+            throw new CliException(badName);
+        }
+
+        try
+        {
+            OutgoingMigrations.ToOptions(settings);
+        }
+        catch (ApiException e)
+        {
+            throw new CliException(e.Message);
+        }
+
         VmStatus vm = await from.StatusAsync(name, cancellation).ConfigureAwait(false);
         IncomingResponse incoming = await to.PrepareIncomingAsync(new IncomingRequest
         {

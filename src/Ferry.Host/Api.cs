@@ -163,7 +163,8 @@ public sealed record MigrationStatus
 
 public sealed record ErrorResponse(string Error);
 
-public sealed record HostInfo(string Name, string Version, string DataEndpoint, int Vms);
+/// <param name="MaxRequestBytes">The largest request body this host accepts (a VM start carries its images, base64).</param>
+public sealed record HostInfo(string Name, string Version, string DataEndpoint, int Vms, long MaxRequestBytes = 0);
 
 public static class ApiJson
 {

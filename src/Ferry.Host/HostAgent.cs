@@ -28,6 +28,7 @@ public sealed class HostAgent : IAsyncDisposable
     private readonly IncomingMigrations _incoming;
     private readonly OutgoingMigrations _outgoing;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly ILogger _log;
 
     public HostAgent(HostOptions options)
     {
@@ -42,6 +43,8 @@ public sealed class HostAgent : IAsyncDisposable
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.WebHost.UseUrls(options.ApiUrl);
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBytes);
+        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true); // bad bodies reach ApiErrors
         builder.Services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.PropertyNamingPolicy = ApiJson.Options.PropertyNamingPolicy;
@@ -50,6 +53,7 @@ public sealed class HostAgent : IAsyncDisposable
         });
         _app = builder.Build();
         ILogger log = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ferry.host");
+        _log = log;
         _incoming = new IncomingMigrations(options, _vms, log);
         _outgoing = new OutgoingMigrations(log, _stopping.Token, options.FaultSocketPriority);
         Map(_app);
@@ -96,51 +100,40 @@ public sealed class HostAgent : IAsyncDisposable
         {
             if (_options.Secret is { Length: > 0 } secret && !Authorized(context.Request, secret))
             {
+                _log.LogWarning("refused an API call from {Peer}: {Method} {Path} without the right secret", context.Connection.RemoteIpAddress, context.Request.Method, context.Request.Path);
                 context.Response.StatusCode = 401;
                 await context.Response.WriteAsJsonAsync(new ErrorResponse("wrong or missing secret (Authorization: Bearer <secret>)"), ApiJson.Options).ConfigureAwait(false);
                 return;
             }
 
-            try
-            {
-                await next(context).ConfigureAwait(false);
-            }
-            catch (ApiException e)
-            {
-                context.Response.StatusCode = e.Status;
-                await context.Response.WriteAsJsonAsync(new ErrorResponse(e.Message), ApiJson.Options).ConfigureAwait(false);
-            }
-            catch (BadHttpRequestException e)
-            {
-                context.Response.StatusCode = 400;
-                await context.Response.WriteAsJsonAsync(new ErrorResponse(e.Message), ApiJson.Options).ConfigureAwait(false);
-            }
+            await ApiErrors.RunAsync(context, next, _log).ConfigureAwait(false);
         });
 
         RouteGroupBuilder api = app.MapGroup("/v1");
-        api.MapGet("/host", () => new HostInfo(_options.Name, Version, DataEndpoint, _vms.All().Count));
+        api.MapGet("/host", () => new HostInfo(_options.Name, Version, DataEndpoint, _vms.All().Count, _options.MaxRequestBytes));
         api.MapGet("/vms", () => _vms.All().Select(v => v.Status()).ToList());
         api.MapPost("/vms", StartVm);
         api.MapGet("/vms/{name}", (string name) => _vms.Get(name).Status());
         api.MapPost("/vms/{name}/stop", async (string name) =>
         {
             VmInstance vm = _vms.Get(name);
+            if (vm.State == VmState.Departing && vm.MigrationId is string id)
+            {
+                // Before the switchover the source owns the VM: cancelling is safe, then it stops here.
+                await _outgoing.CancelAndWaitAsync(id, $"VM '{name}'").ConfigureAwait(false);
+            }
+
             await vm.StopAsync().ConfigureAwait(false);
             return vm.Status();
         });
         api.MapPost("/vms/{name}/resume", (string name) =>
         {
             VmInstance vm = _vms.Get(name);
-            return vm.Resume() ? Results.Ok(vm.Status()) : Results.Conflict(new ErrorResponse($"VM '{name}' is {vm.State.ToString().ToLowerInvariant()}, not resumable"));
+            vm.Resume();
+            return vm.Status();
         });
         api.MapDelete("/vms/{name}", (string name) =>
         {
-            VmInstance vm = _vms.Get(name);
-            if (vm.State is VmState.Running or VmState.Migrating or VmState.Incoming)
-            {
-                throw new ApiException(409, $"VM '{name}' is {vm.State.ToString().ToLowerInvariant()}; stop it first");
-            }
-
             _vms.Remove(name);
             return Results.NoContent();
         });
@@ -158,9 +151,9 @@ public sealed class HostAgent : IAsyncDisposable
 
     private VmStatus StartVm(StartVmRequest request)
     {
-        if (string.IsNullOrWhiteSpace(request.Name) || request.Name.Length > 64 || request.Name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+        if (Ferry.Migration.VmName.Check(request.Name) is string badName)
         {
-            throw new ApiException(400, "a VM name is 1-64 characters of letters, digits, '-', '_' and '.'");
+            throw new ApiException(400, badName);
         }
 
         if (request.MemoryBytes == 0 || request.MemoryBytes > _options.MaxMemoryBytes || request.MemoryBytes % 4096 != 0)
@@ -178,6 +171,11 @@ public sealed class HostAgent : IAsyncDisposable
             throw new ApiException(400, "give either an image (a guest ELF) or a Linux boot, not both or neither");
         }
 
+        if (request.Linux is { Kernel: null })
+        {
+            throw new ApiException(400, "a Linux boot needs a kernel");
+        }
+
         var machine = new VirtMachine(new MachineConfig { MemorySize = request.MemoryBytes, Icount = request.Icount, IdleSleep = request.IdleSleep });
         try
         {
@@ -188,7 +186,7 @@ public sealed class HostAgent : IAsyncDisposable
                     Firmware = linux.Firmware is null ? null : Convert.FromBase64String(linux.Firmware),
                     Kernel = Convert.FromBase64String(linux.Kernel),
                     Initrd = linux.Initrd is null ? null : Convert.FromBase64String(linux.Initrd),
-                    CommandLine = linux.CommandLine,
+                    CommandLine = linux.CommandLine ?? "",
                 });
             }
             else

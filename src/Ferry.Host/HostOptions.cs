@@ -36,4 +36,21 @@ public sealed record HostOptions
 
     /// <summary>How long a prepared incoming slot waits for its source.</summary>
     public TimeSpan IncomingLifetime { get; init; } = TimeSpan.FromMinutes(2);
+
+    // Bounds on what peers and API callers can make this host hold (docs/failures.md, "Hostile input").
+
+    /// <summary>How long a new migration connection may take to send its Hello.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Migration connections that have not yet presented a valid Hello; more are closed at once.</summary>
+    public int MaxPendingConnections { get; init; } = 64;
+
+    /// <summary>Incoming VMs (prepared slots and migrations in progress) at once: each holds a VM thread, and two more while it receives.</summary>
+    public int MaxIncomingVms { get; init; } = 8;
+
+    /// <summary>The largest control API request body (a VM start carries its images, base64).</summary>
+    public long MaxRequestBytes { get; init; } = 128L << 20;
+
+    /// <summary>Guest memory of all incoming VMs together.</summary>
+    public ulong MaxIncomingMemoryBytes { get; init; } = 32UL << 30;
 }

@@ -21,7 +21,9 @@ public sealed class IncomingMigrations
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, Prepared> _slots = new();
     private readonly ConcurrentDictionary<string, TaskCompletionSource<FrameChannel>> _faultWaiters = new();
+    private readonly object _prepareLock = new();
     private TcpListener? _listener;
+    private int _pending; // connections accepted and not yet past their Hello
 
     public IncomingMigrations(HostOptions options, VmRegistry vms, ILogger log)
     {
@@ -34,10 +36,25 @@ public sealed class IncomingMigrations
 
     public IncomingSlot Prepare(IncomingRequest request)
     {
+        if (VmName.Check(request.Name) is string badName)
+        {
+            throw new ApiException(400, badName);
+        }
+
         if (request.MemoryBytes == 0 || request.MemoryBytes > _options.MaxMemoryBytes || request.MemoryBytes % 4096 != 0)
         {
             throw new ApiException(400, $"memory size {request.MemoryBytes} is not acceptable on this host (max {_options.MaxMemoryBytes >> 20} MiB)");
         }
+
+        lock (_prepareLock)
+        {
+            return PrepareLocked(request);
+        }
+    }
+
+    /// <summary>Incoming VMs (prepared or arriving) count against the host's caps until they complete, fail or expire.</summary>
+    private IncomingSlot PrepareLocked(IncomingRequest request)
+    {
 
         // The VM is built now, as QEMU's destination is started with -incoming before the source
         // connects: its memory and thread are ready, so the migration's setup does not pay for
@@ -49,6 +66,18 @@ public sealed class IncomingMigrations
             {
                 _vms.RemoveFailed(old.Vm);
             }
+        }
+
+        List<VmInstance> incoming = [.. _vms.All().Where(v => v.State is VmState.Incoming or VmState.Arriving)];
+        if (incoming.Count >= _options.MaxIncomingVms)
+        {
+            throw new ApiException(429, $"this host already holds {incoming.Count} incoming VMs, its limit (ferry host --max-incoming)");
+        }
+
+        ulong reserved = incoming.Aggregate(0UL, (sum, v) => sum + v.Machine.Config.MemorySize);
+        if (reserved + request.MemoryBytes > _options.MaxIncomingMemoryBytes)
+        {
+            throw new ApiException(429, $"{request.MemoryBytes >> 20} MiB more incoming memory would exceed this host's limit of {_options.MaxIncomingMemoryBytes >> 20} MiB ({reserved >> 20} MiB held; ferry host --max-incoming-memory)");
         }
 
         var slot = IncomingSlot.Create(request.Name, new MachineConfig { MemorySize = request.MemoryBytes, Icount = request.Icount }, _options.IncomingLifetime);
@@ -103,29 +132,58 @@ public sealed class IncomingMigrations
             }
 
             client.NoDelay = true;
+            if (Interlocked.Increment(ref _pending) > _options.MaxPendingConnections)
+            {
+                Interlocked.Decrement(ref _pending);
+                _log.LogWarning("refused a migration connection from {Peer}: {Pending} connections are already waiting for their Hello (limit {Limit})",
+                    Peer(client), _options.MaxPendingConnections, _options.MaxPendingConnections);
+                client.Client.Close(0); // a reset: nothing was read, nothing is held
+                client.Dispose();
+                continue;
+            }
+
             _ = HandleAsync(client, stopping);
+        }
+    }
+
+    private static string Peer(TcpClient client)
+    {
+        try
+        {
+            return client.Client.RemoteEndPoint?.ToString() ?? "an unknown peer";
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return "an unknown peer";
         }
     }
 
     private async Task HandleAsync(TcpClient client, CancellationToken stopping)
     {
+        string peer = Peer(client);
         var channel = new FrameChannel(new SocketConnectionStream(client.Client, _options.FaultSocketPriority));
         Hello hello;
         try
         {
-            hello = await MigrationAcceptor.ReadHelloAsync(channel, stopping).ConfigureAwait(false);
+            hello = await MigrationAcceptor.ReadHelloAsync(channel, stopping, _options.HandshakeTimeout).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            _log.LogWarning("refused a migration connection from {Peer}: {Reason}", client.Client.RemoteEndPoint, e.Message);
+            Interlocked.Decrement(ref _pending);
             if (e is ProtocolException)
             {
-                await MigrationAcceptor.RefuseAsync(channel, e.Message).ConfigureAwait(false);
+                await RefuseAndCloseAsync(channel, peer, e.Message).ConfigureAwait(false);
+            }
+            else
+            {
+                _log.LogWarning("refused a migration connection from {Peer}: {Reason}", peer, e.Message);
+                await channel.DisposeAsync().ConfigureAwait(false);
             }
 
-            await channel.DisposeAsync().ConfigureAwait(false);
             return;
         }
+
+        Interlocked.Decrement(ref _pending);
 
         string key = Convert.ToHexString(hello.Token);
         if (hello.Role == ConnectionRole.Fault)
@@ -137,7 +195,7 @@ public sealed class IncomingMigrations
             }
             else
             {
-                await RefuseAndCloseAsync(channel, "no migration is waiting for this fault connection").ConfigureAwait(false);
+                await RefuseAndCloseAsync(channel, peer, "no migration is waiting for this fault connection").ConfigureAwait(false);
             }
 
             return;
@@ -146,25 +204,31 @@ public sealed class IncomingMigrations
         // A slot serves one attempt: the first main Hello with its token consumes it.
         if (!_slots.TryRemove(key, out Prepared? prepared))
         {
-            await RefuseAndCloseAsync(channel, "unknown or expired migration token (prepare the destination first)").ConfigureAwait(false);
+            await RefuseAndCloseAsync(channel, peer, "unknown or expired migration token (prepare the destination first)").ConfigureAwait(false);
             return;
         }
 
         string? error = prepared.Slot.Validate(hello);
         if (error is not null)
         {
-            _log.LogWarning("refused incoming migration of {Vm}: {Reason}", hello.VmName, error);
             _vms.RemoveFailed(prepared.Vm);
-            await RefuseAndCloseAsync(channel, error).ConfigureAwait(false);
+            await RefuseAndCloseAsync(channel, peer, $"incoming migration of {hello.VmName}: {error}").ConfigureAwait(false);
             return;
         }
 
         VmInstance vm = prepared.Vm;
+        using MachineLease? lease = vm.TryLease();
+        if (lease is null)
+        {
+            await RefuseAndCloseAsync(channel, peer, $"the VM '{hello.VmName}' prepared for this migration was removed").ConfigureAwait(false);
+            return;
+        }
+
         vm.AssignStopAt(hello.StopAt == ulong.MaxValue ? null : hello.StopAt);
         var fault = new TaskCompletionSource<FrameChannel>(TaskCreationOptions.RunContinuationsAsynchronously);
         _faultWaiters[key] = fault;
         await MigrationAcceptor.AcceptAsync(channel, stopping).ConfigureAwait(false);
-        _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, client.Client.RemoteEndPoint);
+        _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, peer);
         var migration = new DestinationMigration(hello, vm, channel, fault.Task);
         try
         {
@@ -174,7 +238,10 @@ public sealed class IncomingMigrations
         catch (Exception e)
         {
             _log.LogWarning("incoming migration of {Vm} failed: {Reason}", hello.VmName, e.Message);
-            _vms.RemoveFailed(vm);
+            if (vm.State is VmState.Failed or VmState.Incoming)
+            {
+                _vms.RemoveFailed(vm); // never a VM that completed here: it is this host's now
+            }
         }
         finally
         {
@@ -187,8 +254,10 @@ public sealed class IncomingMigrations
         }
     }
 
-    private static async Task RefuseAndCloseAsync(FrameChannel channel, string reason)
+    /// <summary>Logs the refusal with the peer and its reason, tells the peer, and closes the connection.</summary>
+    private async Task RefuseAndCloseAsync(FrameChannel channel, string peer, string reason)
     {
+        _log.LogWarning("refused a migration connection from {Peer}: {Reason}", peer, reason);
         await MigrationAcceptor.RefuseAsync(channel, reason).ConfigureAwait(false);
         await channel.DisposeAsync().ConfigureAwait(false);
     }

@@ -27,21 +27,11 @@ public sealed class OutgoingMigrations
 
     public string Start(VmInstance vm, MigrateRequest request)
     {
-        if (vm.State is not (VmState.Running or VmState.Paused))
-        {
-            throw new ApiException(409, $"VM '{vm.Name}' is {vm.State.ToString().ToLowerInvariant()}; only a running or paused VM can migrate");
-        }
-
-        if (vm.MigrationId is not null && _migrations.TryGetValue(vm.MigrationId, out Entry? running) && !running.Task.IsCompleted)
-        {
-            throw new ApiException(409, $"VM '{vm.Name}' is already migrating ({vm.MigrationId})");
-        }
-
         MigrationOptions options = ToOptions(request);
         byte[] token;
         try
         {
-            token = Convert.FromHexString(request.Token);
+            token = Convert.FromHexString(request.Token ?? "");
         }
         catch (FormatException)
         {
@@ -55,27 +45,69 @@ public sealed class OutgoingMigrations
 
         (string host, int port) = ParseEndpoint(request.Destination);
         string id = $"m{Interlocked.Increment(ref _next)}-{vm.Name}";
+
+        // The migration holds the VM (Departing: stop, resume and remove are refused) and a lease
+        // on its memory until it has ended, whatever the operator does meanwhile.
+        MachineLease lease = vm.TryLease() ?? throw new ApiException(409, $"VM '{vm.Name}' has been removed");
+        try
+        {
+            vm.BeginMigration(id);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+
         string label = request.DestinationLabel ?? request.Destination;
         var migration = new SourceMigration(vm, options, token, (role, ct) => ConnectAsync(host, port, _faultSocketPriority, ct), id, label);
-        vm.MigrationId = id;
         var entry = new Entry(vm.Name, migration, SourceMigration.StrategyName(options.Strategy));
         _migrations[id] = entry;
         entry.Task = Task.Run(async () =>
         {
-            MigrationReport report = await migration.RunAsync(_stopping).ConfigureAwait(false);
-            entry.Report = report;
-            _log.LogInformation("migration {Id} of {Vm}: {Outcome} in {Ms:0} ms, downtime {Down:0.0} ms{Error}",
-                id, vm.Name, report.Outcome, report.TotalTimeMs, report.DowntimeMs, report.Error is null ? "" : ": " + report.Error);
-            if (report.VmLocation == "destination")
+            MigrationReport? report = null;
+            try
             {
-                await vm.DepartedAsync(label, request.DestinationApi).ConfigureAwait(false);
+                report = await migration.RunAsync(_stopping).ConfigureAwait(false);
+                entry.Report = report;
+                _log.LogInformation("migration {Id} of {Vm}: {Outcome} in {Ms:0} ms, downtime {Down:0.0} ms{Error}",
+                    id, vm.Name, report.Outcome, report.TotalTimeMs, report.DowntimeMs, report.Error is null ? "" : ": " + report.Error);
             }
-            else if (report.VmLocation == "source-paused")
+            finally
             {
-                vm.LeftPaused(report.Error ?? "migration failed");
+                switch (report?.VmLocation)
+                {
+                    case "destination":
+                        await vm.DepartedAsync(label, request.DestinationApi).ConfigureAwait(false);
+                        break;
+                    case "source-paused":
+                        vm.LeftPaused(report.Error ?? "migration failed");
+                        break;
+                    default:
+                        vm.Returned(report?.Error ?? "the outgoing migration ended without a report; the VM stays here");
+                        break;
+                }
+
+                lease.Dispose();
             }
         });
         return id;
+    }
+
+    /// <summary>Cancels a migration that has not reached its switchover and waits until the VM is back (409 if it is past it).</summary>
+    public async Task CancelAndWaitAsync(string id, string what)
+    {
+        if (!_migrations.TryGetValue(id, out Entry? e))
+        {
+            return;
+        }
+
+        if (!e.Task.IsCompleted && !e.Migration.Cancel())
+        {
+            throw new ApiException(409, $"{what} is past the switchover of migration {id}; it can no longer be changed here");
+        }
+
+        await e.Task.WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
     }
 
     public MigrationStatus Status(string id)
@@ -115,24 +147,25 @@ public sealed class OutgoingMigrations
         return e.Migration.Cancel();
     }
 
-    private static MigrationOptions ToOptions(MigrateRequest r)
+    /// <summary>The request's options, validated (400 with the reason); the CLI checks them with this before anything is reserved.</summary>
+    public static MigrationOptions ToOptions(MigrateRequest r)
     {
         try
         {
             var defaults = new MigrationOptions();
             var options = new MigrationOptions
             {
-                Strategy = SourceMigration.ParseStrategy(r.Strategy),
-                BandwidthBitsPerSecond = LinkShaper.ParseRate(r.Bandwidth),
-                DowntimeLimit = TimeSpan.FromMilliseconds(r.DowntimeLimitMs),
+                Strategy = SourceMigration.ParseStrategy(r.Strategy ?? "hybrid"),
+                BandwidthBitsPerSecond = LinkShaper.ParseRate(r.Bandwidth ?? "unlimited"),
+                DowntimeLimit = Milliseconds(r.DowntimeLimitMs, "downtimeLimitMs"),
                 MaxRounds = r.MaxRounds ?? defaults.MaxRounds,
-                MaxLiveTime = r.MaxLiveTimeMs is double t ? TimeSpan.FromMilliseconds(t) : defaults.MaxLiveTime,
+                MaxLiveTime = r.MaxLiveTimeMs is double t ? Milliseconds(t, "maxLiveTimeMs") : defaults.MaxLiveTime,
                 LocalityPages = r.LocalityPages ?? defaults.LocalityPages,
                 LocalityAdaptive = r.LocalityAdaptive ?? defaults.LocalityAdaptive,
                 WorkingSetWindows = r.WorkingSetWindows ?? defaults.WorkingSetWindows,
                 WorkingSetMinHits = r.WorkingSetMinHits ?? Math.Min(defaults.WorkingSetMinHits, r.WorkingSetWindows ?? defaults.WorkingSetWindows),
                 WorkingSetMaxBytes = r.WorkingSetMaxBytes ?? defaults.WorkingSetMaxBytes,
-                WorkingSetMaxPause = r.WorkingSetMaxPauseMs is double wp ? TimeSpan.FromMilliseconds(wp) : defaults.WorkingSetMaxPause,
+                WorkingSetMaxPause = r.WorkingSetMaxPauseMs is double wp ? Milliseconds(wp, "workingSetMaxPauseMs") : defaults.WorkingSetMaxPause,
                 WorkingSetPresend = r.WorkingSetPresend ?? defaults.WorkingSetPresend,
                 LivePasses = r.LivePasses ?? defaults.LivePasses,
                 PushOrder = r.PushOrder is null ? defaults.PushOrder : ParsePushOrder(r.PushOrder),
@@ -141,11 +174,17 @@ public sealed class OutgoingMigrations
             options.Validate();
             return options;
         }
-        catch (Exception e) when (e is ArgumentException or FormatException)
+        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
         {
             throw new ApiException(400, e.Message);
         }
     }
+
+    /// <summary>A duration field: finite, not negative, at most a day ("Infinity" and NaN are refused, not overflowed).</summary>
+    private static TimeSpan Milliseconds(double ms, string field)
+        => double.IsFinite(ms) && ms >= 0 && ms <= TimeSpan.FromDays(1).TotalMilliseconds
+            ? TimeSpan.FromMilliseconds(ms)
+            : throw new ArgumentException($"{field} must be a number of milliseconds from 0 to 86400000, not {ms}");
 
     public static PushOrder ParsePushOrder(string text) => text.Trim().ToLowerInvariant() switch
     {
@@ -156,8 +195,13 @@ public sealed class OutgoingMigrations
         _ => throw new ArgumentException($"unknown push order '{text}' (linear, fault-near, fault-near-recency)"),
     };
 
-    private static (string Host, int Port) ParseEndpoint(string text)
+    private static (string Host, int Port) ParseEndpoint(string? text)
     {
+        if (text is null)
+        {
+            throw new ApiException(400, "the destination is missing (host:port)");
+        }
+
         int colon = text.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), out int port) || port is <= 0 or > 65535)
         {

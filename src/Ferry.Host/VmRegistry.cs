@@ -35,17 +35,15 @@ public sealed class VmRegistry : IDisposable
 
     public IReadOnlyList<VmInstance> All() => [.. _vms.Values.OrderBy(v => v.Name, StringComparer.Ordinal)];
 
-    public bool Remove(string name)
+    /// <summary>The operator removes a VM: refused (<see cref="VmStateException"/>) while it runs or a migration holds it.</summary>
+    public void Remove(string name)
     {
         lock (_lock)
         {
-            if (_vms.TryRemove(name, out VmInstance? vm))
-            {
-                vm.Dispose();
-                return true;
-            }
-
-            return false;
+            VmInstance vm = Get(name);
+            vm.CheckRemovable();
+            _vms.TryRemove(name, out _);
+            vm.Dispose();
         }
     }
 

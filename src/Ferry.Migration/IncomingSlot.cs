@@ -62,15 +62,38 @@ public sealed record IncomingSlot(string Name, MachineConfig Config, byte[] Toke
 /// <summary>The destination's half of the handshake on one connection.</summary>
 public static class MigrationAcceptor
 {
-    public static async Task<Hello> ReadHelloAsync(FrameChannel channel, CancellationToken cancellation)
+    /// <summary>The handshake deadline when the caller gives none.</summary>
+    public static readonly TimeSpan DefaultHandshakeTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Reads the Hello of a connection whose peer is not yet known: the frame may announce at most
+    /// a Hello's size (nothing larger is allocated), and it must arrive within <paramref name="timeout"/>.
+    /// </summary>
+    public static async Task<Hello> ReadHelloAsync(FrameChannel channel, CancellationToken cancellation, TimeSpan? timeout = null)
     {
-        ReadOnlyMemory<byte> payload = await channel.ExpectAsync(MessageType.Hello, cancellation).AsTask()
-            .WaitAsync(TimeSpan.FromSeconds(10), cancellation).ConfigureAwait(false);
+        TimeSpan deadline = timeout ?? DefaultHandshakeTimeout;
+        channel.ReceiveLimit = Hello.MaxEncodedSize;
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        timer.CancelAfter(deadline);
+        ReadOnlyMemory<byte> payload;
+        try
+        {
+            payload = await channel.ExpectAsync(MessageType.Hello, timer.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellation.IsCancellationRequested)
+        {
+            throw new ProtocolException($"no Hello within the {deadline.TotalSeconds:0.###} s handshake deadline");
+        }
+
         return Hello.Decode(payload.Span);
     }
 
+    /// <summary>Accepts the peer: from now on it may send frames of any size the protocol allows.</summary>
     public static ValueTask AcceptAsync(FrameChannel channel, CancellationToken cancellation)
-        => channel.SendAsync(MessageType.Welcome, new HelloReply(true, "welcome").Encode(), cancellation);
+    {
+        channel.ReceiveLimit = FrameChannel.MaxPayload;
+        return channel.SendAsync(MessageType.Welcome, new HelloReply(true, "welcome").Encode(), cancellation);
+    }
 
     public static async Task RefuseAsync(FrameChannel channel, string reason)
     {

@@ -33,13 +33,15 @@ public sealed class FailureTests(TwoHosts hosts)
         Assert.Null(await Api.TryStatusAsync(hosts.B.Api, name));
     }
 
-    private static void AssertOneLineError(int exit, string stderr, string expected)
+    /// <summary>Exit 125 and one line on stderr, "ferry: " and the cause, with no stack trace and no .NET type name.</summary>
+    internal static void AssertOneLineError(int exit, string stderr, string expected)
     {
         Assert.Equal(125, exit);
         string line = stderr.Trim();
         Assert.DoesNotContain('\n', line);
         Assert.StartsWith("ferry: ", line);
         Assert.Contains(expected, line, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("System.", line);
         Assert.DoesNotContain("   at ", stderr);
     }
 

@@ -77,11 +77,12 @@ internal static class Ferry
 internal sealed class HostProcess : IAsyncDisposable
 {
     private readonly Process _process;
-    private readonly StringBuilder _log = new();
+    private readonly StringBuilder _log;
 
-    private HostProcess(Process process, string api, string data)
+    private HostProcess(Process process, StringBuilder log, string api, string data)
     {
         _process = process;
+        _log = log; // the output handlers keep appending to it
         Api = api;
         Data = data;
     }
@@ -89,6 +90,11 @@ internal sealed class HostProcess : IAsyncDisposable
     public string Api { get; }
 
     public string Data { get; }
+
+    /// <summary>The process's id (for /proc/PID/status).</summary>
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
 
     public string Log
     {
@@ -101,9 +107,10 @@ internal sealed class HostProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<HostProcess> StartAsync(string name, string? secret = null)
+    public static async Task<HostProcess> StartAsync(string name, string? secret = null, params string[] extra)
     {
         var args = new List<string> { "host", "--listen", "127.0.0.1:0", "--name", name };
+        args.AddRange(extra);
         if (secret is not null)
         {
             args.AddRange(["--secret", secret]);
@@ -145,13 +152,7 @@ internal sealed class HostProcess : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         (string api, string data) = await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
-        var host = new HostProcess(process, api, data);
-        lock (log)
-        {
-            host._log.Append(log);
-        }
-
-        return host;
+        return new HostProcess(process, log, api, data);
     }
 
     public async ValueTask DisposeAsync()

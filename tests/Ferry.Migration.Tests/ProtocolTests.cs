@@ -79,8 +79,8 @@ public sealed class ProtocolTests
 
     [Theory]
     [InlineData(ConnectionRole.Main, StrategyKind.PreCopy, "guest-1")]
-    [InlineData(ConnectionRole.Fault, StrategyKind.PostCopy, "")]
-    [InlineData(ConnectionRole.Main, StrategyKind.Hybrid, "vm-\u00fc\u00df-\u732b")]
+    [InlineData(ConnectionRole.Fault, StrategyKind.PostCopy, "a")]
+    [InlineData(ConnectionRole.Main, StrategyKind.Hybrid, "Vm_2.test-3")]
     public void Hello_round_trips_every_field(ConnectionRole role, StrategyKind strategy, string name)
     {
         Hello h = SampleHello(name) with
@@ -391,6 +391,15 @@ public sealed class ProtocolTests
         // The limit is on UTF-8 bytes, not characters: 33 two-byte characters are 66 bytes.
         Rejects(() => Hello.Decode(SampleHello(new string('\u00fc', 33)).Encode()), "string of 66 bytes");
     }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("../evil name")]
+    [InlineData("-starts-with-a-dash")]
+    [InlineData("vm-\u00fc\u00df")]
+    [InlineData("new\nline")]
+    public void Hello_with_a_name_outside_the_VM_name_rule_is_rejected(string name)
+        => Rejects(() => Hello.Decode(SampleHello(name).Encode()), "is not a valid VM name");
 
     // ---------------------------------------------------------------- other message rejections
 

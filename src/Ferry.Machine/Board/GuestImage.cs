@@ -43,20 +43,40 @@ public sealed class GuestImage
 
     public const int MaxImageSize = 64 << 20;
 
-    public static GuestImage Load(string path)
+    public static GuestImage Load(string path) => Parse(Path.GetFileNameWithoutExtension(path), ReadFile(path, path));
+
+    /// <summary>
+    /// Reads an image file of at most <see cref="MaxImageSize"/> bytes. The length is checked
+    /// first, and the read stops one byte past the limit: a device such as /dev/zero (length 0,
+    /// endless) or a growing file is refused without being read whole.
+    /// </summary>
+    public static byte[] ReadFile(string path, string what)
     {
         var info = new FileInfo(path);
         if (!info.Exists)
         {
-            throw new GuestImageException($"{path}: no such file");
+            throw new GuestImageException($"{what}: no such file");
         }
 
         if (info.Length > MaxImageSize)
         {
-            throw new GuestImageException($"{path}: {info.Length} bytes is larger than the {MaxImageSize >> 20} MiB image limit");
+            throw new GuestImageException($"{what}: {info.Length >> 20} MiB is larger than the {MaxImageSize >> 20} MiB image limit");
         }
 
-        return Parse(Path.GetFileNameWithoutExtension(path), File.ReadAllBytes(path));
+        using FileStream file = File.OpenRead(path);
+        var bytes = new MemoryStream();
+        byte[] buffer = new byte[64 << 10];
+        int n;
+        while ((n = file.Read(buffer, 0, (int)Math.Min(buffer.Length, MaxImageSize + 1 - bytes.Length))) > 0)
+        {
+            bytes.Write(buffer, 0, n);
+            if (bytes.Length > MaxImageSize)
+            {
+                throw new GuestImageException($"{what}: more than the {MaxImageSize >> 20} MiB image limit (not a regular file of that size)");
+            }
+        }
+
+        return bytes.ToArray();
     }
 
     public static GuestImage Parse(string name, byte[] bytes)

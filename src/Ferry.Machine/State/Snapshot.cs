@@ -172,7 +172,19 @@ public static class Snapshot
             throw new SnapshotException($"{path}: {length} bytes exceeds the snapshot size limit");
         }
 
-        return Load(File.ReadAllBytes(path), console);
+        // Read the length the file system reports, no more: a device such as /dev/zero (length 0,
+        // endless) is then an empty, truncated snapshot rather than an endless read.
+        byte[] data = new byte[length];
+        using (FileStream file = File.OpenRead(path))
+        {
+            int read = file.ReadAtLeast(data, data.Length, throwOnEndOfStream: false);
+            if (read != data.Length)
+            {
+                throw new SnapshotException($"{path}: the file shrank while it was read");
+            }
+        }
+
+        return Load(data, console);
     }
 
     private static void RestorePages(GuestMemory memory, ref ReadOnlySpan<byte> payload)

@@ -275,6 +275,11 @@ public static class StateCodec
             xs[i] = r.ReadUInt64();
         }
 
+        if (xs[0] != 0)
+        {
+            throw new InvalidDataException("machine state: x0 is not 0"); // found by StateLoaderFuzzTests
+        }
+
         byte priv = r.ReadByte();
         if (priv is not (0 or 1 or 3))
         {

@@ -10,6 +10,9 @@ public sealed record Hello
     public const int TokenLength = 32;
     public const int MaxNameBytes = 64;
 
+    /// <summary>The largest encoded Hello: what a destination reads from a peer before it knows who it is.</summary>
+    public const int MaxEncodedSize = 256;
+
     public ushort Version { get; init; } = ProtocolVersion;
 
     public required ConnectionRole Role { get; init; }
@@ -36,7 +39,7 @@ public sealed record Hello
 
     public byte[] Encode()
     {
-        var buffer = new byte[256];
+        var buffer = new byte[MaxEncodedSize];
         var w = new WireWriter(buffer);
         w.U64(Magic);
         w.U16(Version);
@@ -77,6 +80,11 @@ public sealed record Hello
 
         byte[] token = r.Bytes(TokenLength).ToArray();
         string name = r.String(MaxNameBytes);
+        if (Ferry.Migration.VmName.Check(name) is string badName)
+        {
+            throw new ProtocolException(badName);
+        }
+
         ulong memory = r.U64();
         bool icount = r.U8() != 0;
         bool idleSleep = r.U8() != 0;

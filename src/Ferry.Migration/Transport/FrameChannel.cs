@@ -27,9 +27,10 @@ public sealed class FrameChannel : IAsyncDisposable
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private const int SmallFrame = 4096;
     private readonly byte[] _sendHeader = new byte[HeaderSize];
-    private readonly byte[] _smallFrame = new byte[SmallFrame];
+    private byte[]? _smallFrame; // allocated by the first small send: a refused connection costs little
     private readonly byte[] _receiveHeader = new byte[HeaderSize];
-    private byte[] _receiveBuffer = new byte[64 << 10];
+    private byte[] _receiveBuffer = new byte[256]; // grows to the largest frame allowed and received
+    private int _receiveLimit = MaxPayload;
     private long _bytesSent;
     private long _bytesReceived;
 
@@ -55,6 +56,18 @@ public sealed class FrameChannel : IAsyncDisposable
 
     public long BytesSent => Interlocked.Read(ref _bytesSent);
 
+    /// <summary>
+    /// The largest payload a received frame may announce (at most <see cref="MaxPayload"/>). A
+    /// larger one is refused from its header, before anything is allocated for it: before the
+    /// handshake a host allows only a Hello's size, so an unauthenticated peer cannot make it
+    /// allocate more.
+    /// </summary>
+    public int ReceiveLimit
+    {
+        get => _receiveLimit;
+        set => _receiveLimit = Math.Clamp(value, 0, MaxPayload);
+    }
+
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
 
     /// <param name="urgent">Send ahead of bulk traffic on the shaped link even on a bulk channel (switchover control frames).</param>
@@ -73,9 +86,10 @@ public sealed class FrameChannel : IAsyncDisposable
             if (payload.Length <= SmallFrame - HeaderSize)
             {
                 // Small frames (requests, acknowledgements) go out in one write.
-                _sendHeader.AsSpan().CopyTo(_smallFrame);
-                payload.Span.CopyTo(_smallFrame.AsSpan(HeaderSize));
-                await _stream.WriteAsync(_smallFrame.AsMemory(0, HeaderSize + payload.Length), cancellation).ConfigureAwait(false);
+                byte[] frame = _smallFrame ??= new byte[SmallFrame];
+                _sendHeader.AsSpan().CopyTo(frame);
+                payload.Span.CopyTo(frame.AsSpan(HeaderSize));
+                await _stream.WriteAsync(frame.AsMemory(0, HeaderSize + payload.Length), cancellation).ConfigureAwait(false);
             }
             else
             {
@@ -121,9 +135,10 @@ public sealed class FrameChannel : IAsyncDisposable
             WriteHeader(type, payload.Length);
             if (payload.Length <= SmallFrame - HeaderSize)
             {
-                _sendHeader.AsSpan().CopyTo(_smallFrame);
-                payload.Span.CopyTo(_smallFrame.AsSpan(HeaderSize));
-                _stream.Write(_smallFrame, 0, HeaderSize + payload.Length);
+                byte[] frame = _smallFrame ??= new byte[SmallFrame];
+                _sendHeader.AsSpan().CopyTo(frame);
+                payload.Span.CopyTo(frame.AsSpan(HeaderSize));
+                _stream.Write(frame, 0, HeaderSize + payload.Length);
             }
             else
             {
@@ -176,14 +191,14 @@ public sealed class FrameChannel : IAsyncDisposable
             throw new ProtocolException("reserved frame header bits are set");
         }
 
-        if (length < 0 || length > MaxPayload)
+        if (length < 0 || length > _receiveLimit)
         {
-            throw new ProtocolException($"frame length {length} exceeds the {MaxPayload} byte limit");
+            throw new ProtocolException($"frame length {length} exceeds the {_receiveLimit} byte limit");
         }
 
         if (length > _receiveBuffer.Length)
         {
-            _receiveBuffer = new byte[Math.Max(length, _receiveBuffer.Length * 2)];
+            _receiveBuffer = new byte[Math.Min(Math.Max(length, _receiveBuffer.Length * 2), _receiveLimit)];
         }
 
         return length;

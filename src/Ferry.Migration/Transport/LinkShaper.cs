@@ -194,7 +194,7 @@ public sealed class LinkShaper
     public static long ParseRate(string text)
     {
         string t = text.Trim().ToLowerInvariant();
-        if (t is "unlimited" or "0" or "none" or "")
+        if (t is "unlimited" or "none")
         {
             return 0;
         }
