@@ -1,6 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net;
-using System.Net.Sockets;
 using Ferry.Machine.Board;
 using Ferry.Migration;
 using Ferry.Migration.Protocol;
@@ -10,9 +8,10 @@ using Microsoft.Extensions.Logging;
 namespace Ferry.Host;
 
 /// <summary>
-/// The destination role of a host: prepared slots (one per expected VM), the TCP listener for
-/// migration connections, and the pairing of each migration's main and fault connections.
-/// Every connection starts with a Hello that is checked against a slot before anything else.
+/// The destination role of a host: prepared slots (one per expected VM) and the migrations
+/// they receive. The transport's <see cref="MigrationListener"/> accepts the connections (TLS
+/// if configured), reads each Hello and pairs a migration's main and fault connections; a main
+/// Hello is checked against a slot before anything else.
 /// </summary>
 public sealed class IncomingMigrations
 {
@@ -20,17 +19,18 @@ public sealed class IncomingMigrations
     private readonly VmRegistry _vms;
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, Prepared> _slots = new();
-    private readonly ConcurrentDictionary<string, TaskCompletionSource<FrameChannel>> _faultWaiters = new();
-    private TcpListener? _listener;
+    private readonly MigrationTransport _transport;
+    private MigrationListener? _listener;
 
-    public IncomingMigrations(HostOptions options, VmRegistry vms, ILogger log)
+    public IncomingMigrations(HostOptions options, MigrationTransport transport, VmRegistry vms, ILogger log)
     {
         _options = options;
+        _transport = transport;
         _vms = vms;
         _log = log;
     }
 
-    public IPEndPoint? Endpoint => _listener?.LocalEndpoint as IPEndPoint;
+    public string? Endpoint => _listener?.Endpoint;
 
     public IncomingSlot Prepare(IncomingRequest request)
     {
@@ -81,91 +81,59 @@ public sealed class IncomingMigrations
 
     public void Start(CancellationToken stopping)
     {
-        _listener = new TcpListener(_options.DataEndpoint);
-        _listener.Start();
-        _ = AcceptLoopAsync(stopping);
+        _listener = new MigrationListener(_transport.Listen(_options.DataEndpoint.ToString()), RunAsync, m => _log.LogWarning("{Refusal}", m));
+        _listener.Start(stopping);
     }
 
-    public void Stop() => _listener?.Stop();
-
-    private async Task AcceptLoopAsync(CancellationToken stopping)
+    public async Task StopAsync()
     {
-        while (!stopping.IsCancellationRequested)
+        if (_listener is not null)
         {
-            TcpClient client;
-            try
-            {
-                client = await _listener!.AcceptTcpClientAsync(stopping).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                return;
-            }
-
-            client.NoDelay = true;
-            _ = HandleAsync(client, stopping);
+            await _listener.DisposeAsync().ConfigureAwait(false);
         }
     }
 
-    private async Task HandleAsync(TcpClient client, CancellationToken stopping)
+    /// <summary>Takes the slot whose token the Hello carries: every slot is compared, in constant time.</summary>
+    private Prepared? TakeSlot(byte[] token)
     {
-        var channel = new FrameChannel(new SocketConnectionStream(client.Client, _options.FaultSocketPriority));
-        Hello hello;
-        try
+        KeyValuePair<string, Prepared>? found = null;
+        foreach (KeyValuePair<string, Prepared> entry in _slots)
         {
-            hello = await MigrationAcceptor.ReadHelloAsync(channel, stopping).ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            _log.LogWarning("refused a migration connection from {Peer}: {Reason}", client.Client.RemoteEndPoint, e.Message);
-            if (e is ProtocolException)
+            if (entry.Value.Slot.Matches(token))
             {
-                await MigrationAcceptor.RefuseAsync(channel, e.Message).ConfigureAwait(false);
+                found = entry;
             }
-
-            await channel.DisposeAsync().ConfigureAwait(false);
-            return;
         }
 
-        string key = Convert.ToHexString(hello.Token);
-        if (hello.Role == ConnectionRole.Fault)
-        {
-            if (_faultWaiters.TryRemove(key, out TaskCompletionSource<FrameChannel>? waiter))
-            {
-                await MigrationAcceptor.AcceptAsync(channel, stopping).ConfigureAwait(false);
-                waiter.TrySetResult(channel);
-            }
-            else
-            {
-                await RefuseAndCloseAsync(channel, "no migration is waiting for this fault connection").ConfigureAwait(false);
-            }
+        return found is { } f && _slots.TryRemove(f.Key, out Prepared? prepared) ? prepared : null;
+    }
 
-            return;
-        }
+    private async Task RunAsync(IncomingMigration incoming, CancellationToken stopping)
+    {
+        Hello hello = incoming.Hello;
 
         // A slot serves one attempt: the first main Hello with its token consumes it.
-        if (!_slots.TryRemove(key, out Prepared? prepared))
+        if (TakeSlot(hello.Token) is not Prepared prepared)
         {
-            await RefuseAndCloseAsync(channel, "unknown or expired migration token (prepare the destination first)").ConfigureAwait(false);
+            _log.LogWarning("refused a migration connection from {Peer}: unknown or expired migration token", incoming.Peer);
+            await incoming.RefuseAsync("unknown or expired migration token (prepare the destination first)").ConfigureAwait(false);
             return;
         }
 
         string? error = prepared.Slot.Validate(hello);
         if (error is not null)
         {
-            _log.LogWarning("refused incoming migration of {Vm}: {Reason}", hello.VmName, error);
+            _log.LogWarning("refused incoming migration of {Vm} from {Peer}: {Reason}", hello.VmName, incoming.Peer, error);
             _vms.RemoveFailed(prepared.Vm);
-            await RefuseAndCloseAsync(channel, error).ConfigureAwait(false);
+            await incoming.RefuseAsync(error).ConfigureAwait(false);
             return;
         }
 
         VmInstance vm = prepared.Vm;
         vm.AssignStopAt(hello.StopAt == ulong.MaxValue ? null : hello.StopAt);
-        var fault = new TaskCompletionSource<FrameChannel>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _faultWaiters[key] = fault;
-        await MigrationAcceptor.AcceptAsync(channel, stopping).ConfigureAwait(false);
-        _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, client.Client.RemoteEndPoint);
-        var migration = new DestinationMigration(hello, vm, channel, fault.Task);
+        await incoming.AcceptAsync(stopping).ConfigureAwait(false);
+        _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, incoming.Peer);
+        var migration = new DestinationMigration(hello, vm, incoming.Main, incoming.Fault);
         try
         {
             await migration.RunAsync(stopping).ConfigureAwait(false);
@@ -176,21 +144,6 @@ public sealed class IncomingMigrations
             _log.LogWarning("incoming migration of {Vm} failed: {Reason}", hello.VmName, e.Message);
             _vms.RemoveFailed(vm);
         }
-        finally
-        {
-            _faultWaiters.TryRemove(key, out _);
-            await channel.DisposeAsync().ConfigureAwait(false);
-            if (fault.Task.IsCompletedSuccessfully)
-            {
-                await fault.Task.Result.DisposeAsync().ConfigureAwait(false);
-            }
-        }
-    }
-
-    private static async Task RefuseAndCloseAsync(FrameChannel channel, string reason)
-    {
-        await MigrationAcceptor.RefuseAsync(channel, reason).ConfigureAwait(false);
-        await channel.DisposeAsync().ConfigureAwait(false);
     }
 }
 
