@@ -77,11 +77,12 @@ internal static class Ferry
 internal sealed class HostProcess : IAsyncDisposable
 {
     private readonly Process _process;
-    private readonly StringBuilder _log = new();
+    private readonly StringBuilder _log;
 
-    private HostProcess(Process process, string api, string data)
+    private HostProcess(Process process, string api, string data, StringBuilder log)
     {
         _process = process;
+        _log = log;
         Api = api;
         Data = data;
     }
@@ -101,13 +102,20 @@ internal sealed class HostProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<HostProcess> StartAsync(string name, string? secret = null)
+    public static async Task<HostProcess> StartAsync(string name, string? secret = null, params string[] extra)
     {
-        var args = new List<string> { "host", "--listen", "127.0.0.1:0", "--name", name };
+        var args = new List<string> { "host", "--name", name };
+        if (!extra.Contains("--listen"))
+        {
+            args.AddRange(["--listen", "127.0.0.1:0"]);
+        }
+
         if (secret is not null)
         {
             args.AddRange(["--secret", secret]);
         }
+
+        args.AddRange(extra);
 
         var process = Process.Start(Ferry.StartInfo([.. args]))!;
         var log = new StringBuilder();
@@ -145,13 +153,7 @@ internal sealed class HostProcess : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         (string api, string data) = await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
-        var host = new HostProcess(process, api, data);
-        lock (log)
-        {
-            host._log.Append(log);
-        }
-
-        return host;
+        return new HostProcess(process, api, data, log); // the log goes on growing
     }
 
     public async ValueTask DisposeAsync()
