@@ -38,7 +38,11 @@ internal static class Ferry
             psi.ArgumentList.Add(a);
         }
 
-        psi.Environment.Remove("FERRY_SECRET");
+        foreach (string variable in new[] { "FERRY_SECRET", "FERRY_SECRET_FILE", "FERRY_TLS_CERT", "FERRY_TLS_KEY", "FERRY_TLS_CA" })
+        {
+            psi.Environment.Remove(variable);
+        }
+
         psi.Environment.Remove("FERRY_HOST");
         return psi;
     }
