@@ -93,7 +93,7 @@ public sealed class HostAgent : IAsyncDisposable
     {
         if (_options.WarmUpImage is GuestImage warmUp)
         {
-            await Ferry.Migration.Local.LocalMigration.WarmUpAsync(warmUp, _stopping.Token).ConfigureAwait(false);
+            await Ferry.Migration.Local.LocalMigration.WarmUpAsync(warmUp, _options.Tls, _stopping.Token).ConfigureAwait(false);
         }
 
         _incoming.Start(_stopping.Token);

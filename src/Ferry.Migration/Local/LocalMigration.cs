@@ -79,10 +79,17 @@ public static class LocalMigration
 
     /// <summary>
     /// Migrates a small VM running <paramref name="image"/> once per strategy, so that the
-    /// code of every phase is compiled before a real migration's downtime depends on it.
+    /// code of every phase is compiled before a real migration's downtime depends on it. With
+    /// <paramref name="tls"/>, over TLS too (the fault path's records then are, as well); a
+    /// certificate not issued for "localhost" fails that handshake, which costs only the warm-up.
     /// </summary>
-    public static async Task WarmUpAsync(GuestImage image, CancellationToken cancellation = default)
+    public static async Task WarmUpAsync(GuestImage image, TlsSettings? tls = null, CancellationToken cancellation = default)
     {
+        LocalMigrationHooks? hooks = tls is null ? null : new LocalMigrationHooks
+        {
+            SourceTransport = t => new TlsTransport(t, tls),
+            DestinationTransport = t => new TlsTransport(t, tls),
+        };
         foreach (StrategyKind strategy in new[] { StrategyKind.PreCopy, StrategyKind.PostCopy, StrategyKind.Hybrid })
         {
             var machine = new VirtMachine(new MachineConfig { MemorySize = 16UL << 20 });
@@ -90,7 +97,7 @@ public static class LocalMigration
             using var source = new LocalVm("warm-up", machine, workingSetWindow: TimeSpan.FromMilliseconds(10));
             source.Start();
             await Task.Delay(30, cancellation).ConfigureAwait(false);
-            (_, LocalVm? destination) = await RunAsync(source, new MigrationOptions { Strategy = strategy, LocalityPages = 4 }, null, cancellation).ConfigureAwait(false);
+            (_, LocalVm? destination) = await RunAsync(source, new MigrationOptions { Strategy = strategy, LocalityPages = 4 }, hooks, cancellation).ConfigureAwait(false);
             destination?.Dispose();
         }
     }
