@@ -15,12 +15,12 @@ internal static class ConsoleSession
     private static readonly TimeSpan InputRetry = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan InputGiveUp = TimeSpan.FromSeconds(30);
 
-    public static async Task<int> RunAsync(string hostUrl, string? secret, string name, long? from, bool follow, CancellationToken ct)
+    public static async Task<int> RunAsync(string hostUrl, ApiCredentials credentials, string name, long? from, bool follow, CancellationToken ct)
     {
         await using Stream stdout = Console.OpenStandardOutput();
         using RawTerminal? raw = follow ? RawTerminal.TryEnter() : null;
         using var session = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var hosts = new List<HostClient> { new(hostUrl, secret) };
+        var hosts = new List<HostClient> { new(hostUrl, credentials) };
         HostClient current = hosts[0];
         Task input = Task.CompletedTask;
         if (raw is not null)
@@ -49,7 +49,7 @@ internal static class ConsoleSession
                     break;
                 }
 
-                var next = new HostClient(status.MovedTo, secret);
+                var next = new HostClient(status.MovedTo, credentials);
                 hosts.Add(next);
                 await Console.Error.WriteAsync($"{(raw is null ? "" : "\r\n")}[ferry: {name} moved to {next.BaseUrl}; following it there from byte {end}]{(raw is null ? "\n" : "\r\n")}").ConfigureAwait(false);
                 Volatile.Write(ref current, next);

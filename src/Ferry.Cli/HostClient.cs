@@ -9,17 +9,29 @@ namespace Ferry.Cli;
 internal sealed class HostClient : IDisposable
 {
     private readonly HttpClient _http;
+    private readonly bool _clientCertificate;
+    private string? _tlsRefusal;
 
-    public HostClient(string url, string? secret)
+    public HostClient(string url, ApiCredentials? credentials)
     {
-        if (!Uri.TryCreate(url.Contains("://", StringComparison.Ordinal) ? url : "http://" + url, UriKind.Absolute, out Uri? uri))
+        credentials ??= ApiCredentials.None;
+        string scheme = credentials.Tls is null ? "http://" : "https://";
+        if (!Uri.TryCreate(url.Contains("://", StringComparison.Ordinal) ? url : scheme + url, UriKind.Absolute, out Uri? uri))
         {
             throw new CliException($"'{url}' is not a host URL (example: http://127.0.0.1:7701)");
         }
 
         BaseUrl = uri;
-        _http = new HttpClient { BaseAddress = uri, Timeout = Timeout.InfiniteTimeSpan };
-        if (!string.IsNullOrEmpty(secret))
+        var handler = new SocketsHttpHandler();
+        if (credentials.Tls is { } tls)
+        {
+            // Mutual TLS: this client's certificate for the host, the host's checked against the CA.
+            _clientCertificate = true;
+            handler.SslOptions = tls.ClientOptions(uri.Host, reason => _tlsRefusal = reason);
+        }
+
+        _http = new HttpClient(handler) { BaseAddress = uri, Timeout = Timeout.InfiniteTimeSpan };
+        if (credentials.Secret is { } secret)
         {
             _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", secret);
         }
@@ -140,7 +152,7 @@ internal sealed class HostClient : IDisposable
         }
         catch (HttpRequestException e)
         {
-            throw new CliException($"host {BaseUrl} is unreachable: {e.Message}");
+            throw new CliException(Unreachable(e));
         }
 
         if (response.IsSuccessStatusCode)
@@ -165,6 +177,30 @@ internal sealed class HostClient : IDisposable
         }
 
         throw new CliException($"{BaseUrl}: {message} (HTTP {(int)response.StatusCode})");
+    }
+
+    /// <summary>Why a request failed, in one line: TLS refusals named as such.</summary>
+    private string Unreachable(HttpRequestException e)
+    {
+        string detail = e.InnerException?.Message ?? e.Message;
+        if (_tlsRefusal is { } refusal)
+        {
+            return $"TLS with host {BaseUrl} failed: {refusal}";
+        }
+
+        if (BaseUrl.Scheme == Uri.UriSchemeHttps && e.HttpRequestError is HttpRequestError.SecureConnectionError or HttpRequestError.ResponseEnded or HttpRequestError.Unknown)
+        {
+            return _clientCertificate
+                ? $"TLS with host {BaseUrl} failed (does it trust this client's certificate?): {detail}"
+                : $"TLS with host {BaseUrl} failed: no client certificate given (--tls-cert, --tls-key, --tls-ca or $FERRY_TLS_*): {detail}";
+        }
+
+        if (BaseUrl.Scheme == Uri.UriSchemeHttp && e.HttpRequestError is HttpRequestError.ResponseEnded or HttpRequestError.InvalidResponse)
+        {
+            return $"host {BaseUrl} closed the connection: is it a TLS host (use https:// with --tls-cert, --tls-key, --tls-ca)? ({detail})";
+        }
+
+        return $"host {BaseUrl} is unreachable: {e.Message}";
     }
 
     public void Dispose() => _http.Dispose();

@@ -10,7 +10,7 @@ internal static class HostCommand
     public static Command Create()
     {
         var listen = new Option<string>("--listen") { Description = "migration data endpoint ADDR:PORT (port 0: any free port)", DefaultValueFactory = _ => "127.0.0.1:7700" };
-        var api = new Option<string?>("--api") { Description = "control API URL (default: the listen address, port + 1; port 0: any free port)" };
+        var api = new Option<string?>("--api") { Description = "control API ADDR:PORT (default: 127.0.0.1, the listen port + 1; port 0: any free port); not loopback: a warning" };
         var secret = Common.SecretOption();
         var name = new Option<string?>("--name") { Description = "this host's name in statuses and reports" };
         var noWarmUp = new Option<bool>("--no-warm-up") { Description = "skip the start-up self-migration that compiles the migration code ahead of real downtimes" };
@@ -31,12 +31,14 @@ internal static class HostCommand
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
             IPEndPoint data = ParseEndpoint(p.GetValue(listen)!);
-            string apiUrl = p.GetValue(api) ?? $"http://{Format(data.Address)}:{(data.Port == 0 ? 0 : data.Port + 1)}";
+            ApiCredentials credentials = secret.Resolve(p);
+            string apiUrl = ApiUrl(p.GetValue(api), data, credentials.Tls is not null);
             var options = new HostOptions
             {
                 DataEndpoint = data,
                 ApiUrl = apiUrl,
-                Secret = p.GetValue(secret) ?? Environment.GetEnvironmentVariable("FERRY_SECRET"),
+                Secret = credentials.Secret,
+                Tls = credentials.Tls,
                 Name = p.GetValue(name) ?? $"{Environment.MachineName}:{data.Port}",
                 WarmUpImage = p.GetValue(noWarmUp) ? null : GuestCatalog.Resolve("dirty", "size_mib=2"),
                 FaultSocketPriority = p.GetValue(faultPriority),
@@ -54,6 +56,34 @@ internal static class HostCommand
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// The API's URL: loopback unless --api names an address (as ADDR:PORT, or a URL whose
+    /// scheme is then set by TLS), so that opening the data port to the network never opens the
+    /// API with it.
+    /// </summary>
+    private static string ApiUrl(string? api, IPEndPoint data, bool tls)
+    {
+        string scheme = tls ? "https" : "http";
+        if (api is null)
+        {
+            return $"{scheme}://127.0.0.1:{(data.Port == 0 ? 0 : data.Port + 1)}";
+        }
+
+        string text = api.Contains("://", StringComparison.Ordinal) ? api[(api.IndexOf("://", StringComparison.Ordinal) + 3)..].TrimEnd('/') : api;
+        if (IPEndPoint.TryParse(text, out IPEndPoint? endpoint) && text.Contains(':', StringComparison.Ordinal))
+        {
+            return $"{scheme}://{Format(endpoint.Address)}:{endpoint.Port}";
+        }
+
+        int colon = text.LastIndexOf(':');
+        if (colon > 0 && text[..colon] == "localhost" && int.TryParse(text.AsSpan(colon + 1), out int port) && port is >= 0 and <= 65535)
+        {
+            return $"{scheme}://localhost:{port}";
+        }
+
+        throw new CliException($"--api '{api}' is not ADDR:PORT (example: 127.0.0.1:7701)");
     }
 
     private static string Format(IPAddress a) => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{a}]" : a.ToString();
@@ -77,11 +107,11 @@ internal static class Common
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable("FERRY_HOST") ?? "http://127.0.0.1:7701",
     };
 
-    public static Option<string?> SecretOption() => new("--secret") { Description = "shared API secret (default: $FERRY_SECRET)" };
+    public static CredentialOptions SecretOption() => new();
 
     public static Option<bool> JsonOption() => new("--json") { Description = "print JSON" };
 
-    public static string? Secret(ParseResult p, Option<string?> option) => p.GetValue(option) ?? Environment.GetEnvironmentVariable("FERRY_SECRET");
+    public static ApiCredentials Secret(ParseResult p, CredentialOptions options) => options.Resolve(p);
 
     public static TimeSpan ParseDuration(string text)
     {

@@ -21,7 +21,7 @@ internal sealed class LocalHost : IAsyncDisposable
 
     public string Data { get; }
 
-    /// <param name="listen">The data endpoint's address (its API listens there too).</param>
+    /// <param name="listen">The data endpoint's address; its API listens there too (in a network namespace, where this process must reach it).</param>
     /// <param name="wrap">A command that runs the agent (e.g. in a network namespace), or none.</param>
     /// <param name="extra">More `ferry host` options.</param>
     public static async Task<LocalHost> StartAsync(string name, CancellationToken cancellation, string listen = "127.0.0.1", string[]? wrap = null, string[]? extra = null)
@@ -34,7 +34,7 @@ internal sealed class LocalHost : IAsyncDisposable
             command.Add(typeof(LocalHost).Assembly.Location);
         }
 
-        command.AddRange(["host", "--listen", listen + ":0", "--name", name, .. extra ?? []]);
+        command.AddRange(["host", "--listen", listen + ":0", "--api", listen + ":0", "--name", name, .. extra ?? []]);
         var psi = new ProcessStartInfo(command[0])
         {
             RedirectStandardOutput = true,
@@ -46,7 +46,11 @@ internal sealed class LocalHost : IAsyncDisposable
             psi.ArgumentList.Add(a);
         }
 
-        psi.Environment.Remove("FERRY_SECRET");
+        foreach (string variable in new[] { "FERRY_SECRET", "FERRY_SECRET_FILE", "FERRY_TLS_CERT", "FERRY_TLS_KEY", "FERRY_TLS_CA" })
+        {
+            psi.Environment.Remove(variable); // these hosts are this process's own, reached without credentials
+        }
+
         var process = Process.Start(psi) ?? throw new CliException("could not start a host agent process");
         var ready = new TaskCompletionSource<(string, string)>(TaskCreationOptions.RunContinuationsAsynchronously);
         var errors = new System.Text.StringBuilder();

@@ -32,7 +32,7 @@ internal static class MigrateCommand
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
             MigrateRequest request = parse(p) with { Strategy = p.GetValue(strategy)! };
-            string? secretValue = Common.Secret(p, secret);
+            ApiCredentials secretValue = Common.Secret(p, secret);
             using var source = new HostClient(p.GetValue(from)!, secretValue);
             using var destination = new HostClient(p.GetValue(to)!, secretValue);
             MigrationReport report = p.GetValue(quiet)

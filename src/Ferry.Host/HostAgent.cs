@@ -1,12 +1,14 @@
 using System.Security.Cryptography;
 using System.Text;
 using Ferry.Machine.Board;
+using Ferry.Migration.Transport;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -32,6 +34,11 @@ public sealed class HostAgent : IAsyncDisposable
 
     public HostAgent(HostOptions options)
     {
+        if (options.Secret is { Length: 0 })
+        {
+            throw new ArgumentException("the shared secret is empty (give a secret, or none)");
+        }
+
         _options = options;
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -45,6 +52,22 @@ public sealed class HostAgent : IAsyncDisposable
         builder.WebHost.UseUrls(options.ApiUrl);
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBytes);
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true); // bad bodies reach ApiErrors
+
+        if (options.Tls is TlsSettings tls)
+        {
+            // HTTPS with a client certificate required and checked against the same CA as the
+            // migration connections; a refusal is logged with the peer and the reason.
+            builder.WebHost.UseKestrelHttpsConfiguration();
+            builder.WebHost.ConfigureKestrel(k => k.ConfigureHttpsDefaults(h =>
+            {
+                h.ServerCertificate = tls.Certificate;
+                h.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
+                h.CheckCertificateRevocation = false;
+                h.ClientCertificateValidation = (certificate, _, errors) =>
+                    tls.Check(certificate, errors, checkName: false, reason => _log!.LogWarning("refused an API connection: {Reason}", reason));
+            }));
+        }
+
         builder.Services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.PropertyNamingPolicy = ApiJson.Options.PropertyNamingPolicy;
@@ -54,8 +77,14 @@ public sealed class HostAgent : IAsyncDisposable
         _app = builder.Build();
         ILogger log = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ferry.host");
         _log = log;
-        _incoming = new IncomingMigrations(options, _vms, log);
-        _outgoing = new OutgoingMigrations(log, _stopping.Token, options.FaultSocketPriority);
+        MigrationTransport transport = new TcpTransport(options.FaultSocketPriority);
+        if (options.Tls is TlsSettings migrationTls)
+        {
+            transport = new TlsTransport(transport, migrationTls);
+        }
+
+        _incoming = new IncomingMigrations(options, transport, _vms, log);
+        _outgoing = new OutgoingMigrations(log, transport, _stopping.Token);
         Map(_app);
     }
 
@@ -67,13 +96,18 @@ public sealed class HostAgent : IAsyncDisposable
     {
         if (_options.WarmUpImage is GuestImage warmUp)
         {
-            await Ferry.Migration.Local.LocalMigration.WarmUpAsync(warmUp, _stopping.Token).ConfigureAwait(false);
+            await Ferry.Migration.Local.LocalMigration.WarmUpAsync(warmUp, _options.Tls, _stopping.Token).ConfigureAwait(false);
         }
 
         _incoming.Start(_stopping.Token);
         await _app.StartAsync().ConfigureAwait(false);
         ApiUrl = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        DataEndpoint = _incoming.Endpoint!.ToString();
+        DataEndpoint = _incoming.Endpoint!;
+        if (!IsLoopback(ApiUrl))
+        {
+            _log.LogWarning("the control API listens on {Url}, not on loopback: anyone who reaches it {Guard}", ApiUrl,
+                _options.Tls is not null ? "must still present a certificate of the CA" : _options.Secret is not null ? "can try the secret, in clear text without TLS" : "controls this host (no secret, no TLS)");
+        }
     }
 
     /// <summary>Completes when the host is asked to stop (SIGTERM through ASP.NET's lifetime, or <paramref name="cancellation"/>).</summary>
@@ -88,7 +122,7 @@ public sealed class HostAgent : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _stopping.Cancel();
-        _incoming.Stop();
+        await _incoming.StopAsync().ConfigureAwait(false);
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         _vms.Dispose();
@@ -275,6 +309,17 @@ public sealed class HostAgent : IAsyncDisposable
         }
 
         return Results.NoContent();
+    }
+
+    /// <summary>Whether a URL's host is a loopback address (or "localhost").</summary>
+    public static bool IsLoopback(string url)
+    {
+        if (!Uri.TryCreate(url, UriKind.Absolute, out Uri? uri))
+        {
+            return false;
+        }
+
+        return uri.IsLoopback || (System.Net.IPAddress.TryParse(uri.Host.Trim('[', ']'), out System.Net.IPAddress? address) && System.Net.IPAddress.IsLoopback(address));
     }
 
     private static bool Authorized(HttpRequest request, string secret)

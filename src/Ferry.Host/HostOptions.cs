@@ -8,11 +8,17 @@ public sealed record HostOptions
     /// <summary>Where migrations arrive (TCP); port 0 picks a free port.</summary>
     public IPEndPoint DataEndpoint { get; init; } = new(IPAddress.Loopback, 7700);
 
-    /// <summary>The control API's URL (HTTP); port 0 picks a free port.</summary>
+    /// <summary>The control API's URL (http, or https with <see cref="Tls"/>); port 0 picks a free port. Not on loopback: a warning is logged.</summary>
     public string ApiUrl { get; init; } = "http://127.0.0.1:7701";
 
-    /// <summary>If set, API calls must carry "Authorization: Bearer &lt;secret&gt;".</summary>
+    /// <summary>If set, API calls must carry "Authorization: Bearer &lt;secret&gt;". Never empty.</summary>
     public string? Secret { get; init; }
+
+    /// <summary>
+    /// If set, the control API is HTTPS and migration connections (both ways) are TLS, each
+    /// with mutual certificate authentication against the configured CA.
+    /// </summary>
+    public Ferry.Migration.Transport.TlsSettings? Tls { get; init; }
 
     /// <summary>A label for this host in statuses and reports.</summary>
     public string Name { get; init; } = Environment.MachineName;

@@ -1,6 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net;
-using System.Net.Sockets;
 using Ferry.Machine.Board;
 using Ferry.Migration;
 using Ferry.Migration.Protocol;
@@ -10,9 +8,10 @@ using Microsoft.Extensions.Logging;
 namespace Ferry.Host;
 
 /// <summary>
-/// The destination role of a host: prepared slots (one per expected VM), the TCP listener for
-/// migration connections, and the pairing of each migration's main and fault connections.
-/// Every connection starts with a Hello that is checked against a slot before anything else.
+/// The destination role of a host: prepared slots (one per expected VM) and the migrations
+/// they receive. The transport's <see cref="MigrationListener"/> accepts the connections (TLS
+/// if configured), reads each Hello and pairs a migration's main and fault connections; a main
+/// Hello is checked against a slot before anything else.
 /// </summary>
 public sealed class IncomingMigrations
 {
@@ -20,19 +19,19 @@ public sealed class IncomingMigrations
     private readonly VmRegistry _vms;
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, Prepared> _slots = new();
-    private readonly ConcurrentDictionary<string, TaskCompletionSource<FrameChannel>> _faultWaiters = new();
+    private readonly MigrationTransport _transport;
     private readonly object _prepareLock = new();
-    private TcpListener? _listener;
-    private int _pending; // connections accepted and not yet past their Hello
+    private MigrationListener? _listener;
 
-    public IncomingMigrations(HostOptions options, VmRegistry vms, ILogger log)
+    public IncomingMigrations(HostOptions options, MigrationTransport transport, VmRegistry vms, ILogger log)
     {
         _options = options;
+        _transport = transport;
         _vms = vms;
         _log = log;
     }
 
-    public IPEndPoint? Endpoint => _listener?.LocalEndpoint as IPEndPoint;
+    public string? Endpoint => _listener?.Endpoint;
 
     public IncomingSlot Prepare(IncomingRequest request)
     {
@@ -110,109 +109,52 @@ public sealed class IncomingMigrations
 
     public void Start(CancellationToken stopping)
     {
-        _listener = new TcpListener(_options.DataEndpoint);
-        _listener.Start();
-        _ = AcceptLoopAsync(stopping);
+        _listener = new MigrationListener(_transport.Listen(_options.DataEndpoint.ToString()), RunAsync, m => _log.LogWarning("{Refusal}", m),
+            _options.MaxPendingConnections, _options.HandshakeTimeout);
+        _listener.Start(stopping);
     }
 
-    public void Stop() => _listener?.Stop();
-
-    private async Task AcceptLoopAsync(CancellationToken stopping)
+    public async Task StopAsync()
     {
-        while (!stopping.IsCancellationRequested)
+        if (_listener is not null)
         {
-            TcpClient client;
-            try
-            {
-                client = await _listener!.AcceptTcpClientAsync(stopping).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                return;
-            }
-
-            client.NoDelay = true;
-            if (Interlocked.Increment(ref _pending) > _options.MaxPendingConnections)
-            {
-                Interlocked.Decrement(ref _pending);
-                _log.LogWarning("refused a migration connection from {Peer}: {Pending} connections are already waiting for their Hello (limit {Limit})",
-                    Peer(client), _options.MaxPendingConnections, _options.MaxPendingConnections);
-                client.Client.Close(0); // a reset: nothing was read, nothing is held
-                client.Dispose();
-                continue;
-            }
-
-            _ = HandleAsync(client, stopping);
+            await _listener.DisposeAsync().ConfigureAwait(false);
         }
     }
 
-    private static string Peer(TcpClient client)
+    /// <summary>Takes the slot whose token the Hello carries: every slot is compared, in constant time.</summary>
+    private Prepared? TakeSlot(byte[] token)
     {
-        try
+        KeyValuePair<string, Prepared>? found = null;
+        foreach (KeyValuePair<string, Prepared> entry in _slots)
         {
-            return client.Client.RemoteEndPoint?.ToString() ?? "an unknown peer";
+            if (entry.Value.Slot.Matches(token))
+            {
+                found = entry;
+            }
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            return "an unknown peer";
-        }
+
+        return found is { } f && _slots.TryRemove(f.Key, out Prepared? prepared) ? prepared : null;
     }
 
-    private async Task HandleAsync(TcpClient client, CancellationToken stopping)
+    private async Task RunAsync(IncomingMigration incoming, CancellationToken stopping)
     {
-        string peer = Peer(client);
-        var channel = new FrameChannel(new SocketConnectionStream(client.Client, _options.FaultSocketPriority));
-        Hello hello;
-        try
-        {
-            hello = await MigrationAcceptor.ReadHelloAsync(channel, stopping, _options.HandshakeTimeout).ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            Interlocked.Decrement(ref _pending);
-            if (e is ProtocolException)
-            {
-                await RefuseAndCloseAsync(channel, peer, e.Message).ConfigureAwait(false);
-            }
-            else
-            {
-                _log.LogWarning("refused a migration connection from {Peer}: {Reason}", peer, e.Message);
-                await channel.DisposeAsync().ConfigureAwait(false);
-            }
-
-            return;
-        }
-
-        Interlocked.Decrement(ref _pending);
-
-        string key = Convert.ToHexString(hello.Token);
-        if (hello.Role == ConnectionRole.Fault)
-        {
-            if (_faultWaiters.TryRemove(key, out TaskCompletionSource<FrameChannel>? waiter))
-            {
-                await MigrationAcceptor.AcceptAsync(channel, stopping).ConfigureAwait(false);
-                waiter.TrySetResult(channel);
-            }
-            else
-            {
-                await RefuseAndCloseAsync(channel, peer, "no migration is waiting for this fault connection").ConfigureAwait(false);
-            }
-
-            return;
-        }
+        Hello hello = incoming.Hello;
 
         // A slot serves one attempt: the first main Hello with its token consumes it.
-        if (!_slots.TryRemove(key, out Prepared? prepared))
+        if (TakeSlot(hello.Token) is not Prepared prepared)
         {
-            await RefuseAndCloseAsync(channel, peer, "unknown or expired migration token (prepare the destination first)").ConfigureAwait(false);
+            _log.LogWarning("refused a migration connection from {Peer}: unknown or expired migration token", incoming.Peer);
+            await incoming.RefuseAsync("unknown or expired migration token (prepare the destination first)").ConfigureAwait(false);
             return;
         }
 
         string? error = prepared.Slot.Validate(hello);
         if (error is not null)
         {
+            _log.LogWarning("refused incoming migration of {Vm} from {Peer}: {Reason}", hello.VmName, incoming.Peer, error);
             _vms.RemoveFailed(prepared.Vm);
-            await RefuseAndCloseAsync(channel, peer, $"incoming migration of {hello.VmName}: {error}").ConfigureAwait(false);
+            await incoming.RefuseAsync(error).ConfigureAwait(false);
             return;
         }
 
@@ -220,16 +162,15 @@ public sealed class IncomingMigrations
         using MachineLease? lease = vm.TryLease();
         if (lease is null)
         {
-            await RefuseAndCloseAsync(channel, peer, $"the VM '{hello.VmName}' prepared for this migration was removed").ConfigureAwait(false);
+            _log.LogWarning("refused incoming migration of {Vm} from {Peer}: the VM prepared for it was removed", hello.VmName, incoming.Peer);
+            await incoming.RefuseAsync($"the VM '{hello.VmName}' prepared for this migration was removed").ConfigureAwait(false);
             return;
         }
 
         vm.AssignStopAt(hello.StopAt == ulong.MaxValue ? null : hello.StopAt);
-        var fault = new TaskCompletionSource<FrameChannel>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _faultWaiters[key] = fault;
-        await MigrationAcceptor.AcceptAsync(channel, stopping).ConfigureAwait(false);
-        _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, peer);
-        var migration = new DestinationMigration(hello, vm, channel, fault.Task);
+        await incoming.AcceptAsync(stopping).ConfigureAwait(false);
+        _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, incoming.Peer);
+        var migration = new DestinationMigration(hello, vm, incoming.Main, incoming.Fault);
         try
         {
             await migration.RunAsync(stopping).ConfigureAwait(false);
@@ -243,23 +184,6 @@ public sealed class IncomingMigrations
                 _vms.RemoveFailed(vm); // never a VM that completed here: it is this host's now
             }
         }
-        finally
-        {
-            _faultWaiters.TryRemove(key, out _);
-            await channel.DisposeAsync().ConfigureAwait(false);
-            if (fault.Task.IsCompletedSuccessfully)
-            {
-                await fault.Task.Result.DisposeAsync().ConfigureAwait(false);
-            }
-        }
-    }
-
-    /// <summary>Logs the refusal with the peer and its reason, tells the peer, and closes the connection.</summary>
-    private async Task RefuseAndCloseAsync(FrameChannel channel, string peer, string reason)
-    {
-        _log.LogWarning("refused a migration connection from {Peer}: {Reason}", peer, reason);
-        await MigrationAcceptor.RefuseAsync(channel, reason).ConfigureAwait(false);
-        await channel.DisposeAsync().ConfigureAwait(false);
     }
 }
 

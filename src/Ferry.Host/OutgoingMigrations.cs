@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net.Sockets;
 using Ferry.Migration;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
@@ -16,11 +15,11 @@ public sealed class OutgoingMigrations
     private readonly CancellationToken _stopping;
     private int _next;
 
-    private readonly int _faultSocketPriority;
+    private readonly MigrationTransport _transport;
 
-    public OutgoingMigrations(ILogger log, CancellationToken stopping, int faultSocketPriority = 6)
+    public OutgoingMigrations(ILogger log, MigrationTransport transport, CancellationToken stopping)
     {
-        _faultSocketPriority = faultSocketPriority;
+        _transport = transport;
         _log = log;
         _stopping = stopping;
     }
@@ -43,7 +42,7 @@ public sealed class OutgoingMigrations
             throw new ApiException(400, "the migration token has the wrong length");
         }
 
-        (string host, int port) = ParseEndpoint(request.Destination);
+        string destination = ParseEndpoint(request.Destination);
         string id = $"m{Interlocked.Increment(ref _next)}-{vm.Name}";
 
         // The migration holds the VM (Departing: stop, resume and remove are refused) and a lease
@@ -60,7 +59,7 @@ public sealed class OutgoingMigrations
         }
 
         string label = request.DestinationLabel ?? request.Destination;
-        var migration = new SourceMigration(vm, options, token, (role, ct) => ConnectAsync(host, port, _faultSocketPriority, ct), id, label);
+        var migration = new SourceMigration(vm, options, token, (role, ct) => _transport.ConnectAsync(destination, ct), id, label);
         var entry = new Entry(vm.Name, migration, SourceMigration.StrategyName(options.Strategy));
         _migrations[id] = entry;
         entry.Task = Task.Run(async () =>
@@ -195,43 +194,22 @@ public sealed class OutgoingMigrations
         _ => throw new ArgumentException($"unknown push order '{text}' (linear, fault-near, fault-near-recency)"),
     };
 
-    private static (string Host, int Port) ParseEndpoint(string? text)
+    private static string ParseEndpoint(string? text)
     {
         if (text is null)
         {
             throw new ApiException(400, "the destination is missing (host:port)");
         }
 
-        int colon = text.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), out int port) || port is <= 0 or > 65535)
-        {
-            throw new ApiException(400, $"'{text}' is not host:port");
-        }
-
-        return (text[..colon].Trim('[', ']'), port);
-    }
-
-    private static async Task<Stream> ConnectAsync(string host, int port, int faultSocketPriority, CancellationToken ct)
-    {
-        var client = new TcpClient { NoDelay = true };
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(TimeSpan.FromSeconds(10));
         try
         {
-            await client.ConnectAsync(host, port, timeout.Token).ConfigureAwait(false);
+            TcpTransport.ParseEndpoint(text);
+            return text;
         }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        catch (ArgumentException e)
         {
-            client.Dispose();
-            throw new SocketException((int)SocketError.TimedOut);
+            throw new ApiException(400, e.Message);
         }
-        catch
-        {
-            client.Dispose();
-            throw;
-        }
-
-        return new SocketConnectionStream(client.Client, faultSocketPriority);
     }
 
     private sealed class Entry(string vm, SourceMigration migration, string strategy)

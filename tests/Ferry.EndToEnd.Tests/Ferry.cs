@@ -38,7 +38,11 @@ internal static class Ferry
             psi.ArgumentList.Add(a);
         }
 
-        psi.Environment.Remove("FERRY_SECRET");
+        foreach (string variable in new[] { "FERRY_SECRET", "FERRY_SECRET_FILE", "FERRY_TLS_CERT", "FERRY_TLS_KEY", "FERRY_TLS_CA" })
+        {
+            psi.Environment.Remove(variable);
+        }
+
         psi.Environment.Remove("FERRY_HOST");
         return psi;
     }
@@ -79,10 +83,10 @@ internal sealed class HostProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _log;
 
-    private HostProcess(Process process, StringBuilder log, string api, string data)
+    private HostProcess(Process process, string api, string data, StringBuilder log)
     {
         _process = process;
-        _log = log; // the output handlers keep appending to it
+        _log = log;
         Api = api;
         Data = data;
     }
@@ -109,12 +113,18 @@ internal sealed class HostProcess : IAsyncDisposable
 
     public static async Task<HostProcess> StartAsync(string name, string? secret = null, params string[] extra)
     {
-        var args = new List<string> { "host", "--listen", "127.0.0.1:0", "--name", name };
-        args.AddRange(extra);
+        var args = new List<string> { "host", "--name", name };
+        if (!extra.Contains("--listen"))
+        {
+            args.AddRange(["--listen", "127.0.0.1:0"]);
+        }
+
         if (secret is not null)
         {
             args.AddRange(["--secret", secret]);
         }
+
+        args.AddRange(extra);
 
         var process = Process.Start(Ferry.StartInfo([.. args]))!;
         var log = new StringBuilder();
@@ -152,7 +162,7 @@ internal sealed class HostProcess : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         (string api, string data) = await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
-        return new HostProcess(process, log, api, data);
+        return new HostProcess(process, api, data, log); // the log goes on growing
     }
 
     public async ValueTask DisposeAsync()

@@ -11,81 +11,85 @@ namespace Ferry.Migration.Local;
 /// </summary>
 public static class LocalMigration
 {
+    /// <summary>
+    /// The destination's endpoint on the migration's own in-memory transport: a host name, as
+    /// TLS checks the name dialled against the destination's certificate.
+    /// </summary>
+    public const string Endpoint = "localhost:7700";
+
     public static async Task<(MigrationReport Report, LocalVm? Destination)> RunAsync(LocalVm source, MigrationOptions options,
         LocalMigrationHooks? hooks = null, CancellationToken cancellation = default)
     {
         IncomingSlot slot = IncomingSlot.Create(source.Name, source.Machine.Config, TimeSpan.FromMinutes(1));
         IncomingSlot expected = hooks?.AdjustSlot?.Invoke(slot) ?? slot;
-        (Stream mainA, Stream mainB) = InMemoryTransport.CreatePair();
-        (Stream faultA, Stream faultB) = InMemoryTransport.CreatePair();
+        MigrationTransport network = hooks?.Network ?? new InMemoryTransport();
+        MigrationTransport sourceTransport = hooks?.SourceTransport?.Invoke(network) ?? network;
+        MigrationTransport destinationTransport = hooks?.DestinationTransport?.Invoke(network) ?? network;
         var ready = new TaskCompletionSource<LocalVm?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int claimed = 0;
 
-        Task destination = Task.Run(async () =>
+        await using var listener = new MigrationListener(destinationTransport.Listen(hooks?.ListenAt ?? Endpoint), async (incoming, ct) =>
         {
-            var main = new FrameChannel(mainB);
-            var fault = new FrameChannel(faultB);
             try
             {
-                Hello hello = await MigrationAcceptor.ReadHelloAsync(main, cancellation).ConfigureAwait(false);
-                string? error = expected.Validate(hello);
+                string? error = Interlocked.Exchange(ref claimed, 1) == 0 ? expected.Validate(incoming.Hello) : "the slot was used";
                 if (error is not null)
                 {
-                    await MigrationAcceptor.RefuseAsync(main, error).ConfigureAwait(false);
-                    ready.TrySetResult(null);
+                    await incoming.RefuseAsync(error).ConfigureAwait(false);
                     return;
                 }
 
-                await MigrationAcceptor.AcceptAsync(main, cancellation).ConfigureAwait(false);
-                Task<FrameChannel> faultReady = AcceptFaultAsync(fault, expected, cancellation);
+                await incoming.AcceptAsync(ct).ConfigureAwait(false);
+                Hello hello = incoming.Hello;
                 var vm = new LocalVm(hello.VmName, new VirtMachine(hello.Machine), hello.StopAt);
                 vm.Runner.Prepare();
                 ready.TrySetResult(vm);
-                await new DestinationMigration(hello, vm, main, faultReady).RunAsync(cancellation).ConfigureAwait(false);
+                await new DestinationMigration(hello, vm, incoming.Main, incoming.Fault).RunAsync(cancellation).ConfigureAwait(false);
             }
             catch (Exception)
             {
                 // The source's report says what happened; the destination VM was discarded (Abort).
-                ready.TrySetResult(null);
             }
             finally
             {
-                // As a host does when a migration ends: the connections close, and the source's
-                // threads blocked on them end.
-                await main.DisposeAsync().ConfigureAwait(false);
-                await fault.DisposeAsync().ConfigureAwait(false);
+                // As a host does when a migration ends, the listener then closes the connections,
+                // and the source's threads blocked on them end.
+                ready.TrySetResult(null);
+                done.TrySetResult();
             }
-        }, CancellationToken.None);
+        }, hooks?.OnRefused);
+        listener.Start(CancellationToken.None);
 
-        var migration = new SourceMigration(source, options, slot.Token, (role, _) =>
+        var migration = new SourceMigration(source, options, slot.Token, async (role, ct) =>
         {
-            Stream stream = role == ConnectionRole.Main ? mainA : faultA;
-            return Task.FromResult(hooks?.Intercept?.Invoke(role, stream) ?? stream);
+            Stream stream = await sourceTransport.ConnectAsync(listener.Endpoint, ct).ConfigureAwait(false);
+            return hooks?.Intercept?.Invoke(role, stream) ?? stream;
         }, "local");
         hooks?.OnStarted?.Invoke(migration);
         MigrationReport report = await migration.RunAsync(cancellation).ConfigureAwait(false);
-        await destination.WaitAsync(TimeSpan.FromSeconds(60), CancellationToken.None).ConfigureAwait(false);
-        return (report, await ready.Task.ConfigureAwait(false));
-    }
-
-    private static async Task<FrameChannel> AcceptFaultAsync(FrameChannel fault, IncomingSlot slot, CancellationToken cancellation)
-    {
-        Hello hello = await MigrationAcceptor.ReadHelloAsync(fault, cancellation).ConfigureAwait(false);
-        if (hello.Role != ConnectionRole.Fault || !slot.Matches(hello.Token))
+        if (Volatile.Read(ref claimed) == 1)
         {
-            await MigrationAcceptor.RefuseAsync(fault, "not this migration's fault connection").ConfigureAwait(false);
-            throw new ProtocolException("bad fault connection");
+            await done.Task.WaitAsync(TimeSpan.FromSeconds(60), CancellationToken.None).ConfigureAwait(false);
         }
 
-        await MigrationAcceptor.AcceptAsync(fault, cancellation).ConfigureAwait(false);
-        return fault;
+        ready.TrySetResult(null);
+        return (report, await ready.Task.ConfigureAwait(false));
     }
 
     /// <summary>
     /// Migrates a small VM running <paramref name="image"/> once per strategy, so that the
-    /// code of every phase is compiled before a real migration's downtime depends on it.
+    /// code of every phase is compiled before a real migration's downtime depends on it. With
+    /// <paramref name="tls"/>, over TLS too (the fault path's records then are, as well); a
+    /// certificate not issued for "localhost" fails that handshake, which costs only the warm-up.
     /// </summary>
-    public static async Task WarmUpAsync(GuestImage image, CancellationToken cancellation = default)
+    public static async Task WarmUpAsync(GuestImage image, TlsSettings? tls = null, CancellationToken cancellation = default)
     {
+        LocalMigrationHooks? hooks = tls is null ? null : new LocalMigrationHooks
+        {
+            SourceTransport = t => new TlsTransport(t, tls),
+            DestinationTransport = t => new TlsTransport(t, tls),
+        };
         foreach (StrategyKind strategy in new[] { StrategyKind.PreCopy, StrategyKind.PostCopy, StrategyKind.Hybrid })
         {
             var machine = new VirtMachine(new MachineConfig { MemorySize = 16UL << 20 });
@@ -93,7 +97,7 @@ public static class LocalMigration
             using var source = new LocalVm("warm-up", machine, workingSetWindow: TimeSpan.FromMilliseconds(10));
             source.Start();
             await Task.Delay(30, cancellation).ConfigureAwait(false);
-            (_, LocalVm? destination) = await RunAsync(source, new MigrationOptions { Strategy = strategy, LocalityPages = 4 }, null, cancellation).ConfigureAwait(false);
+            (_, LocalVm? destination) = await RunAsync(source, new MigrationOptions { Strategy = strategy, LocalityPages = 4 }, hooks, cancellation).ConfigureAwait(false);
             destination?.Dispose();
         }
     }
@@ -110,4 +114,19 @@ public sealed record LocalMigrationHooks
 
     /// <summary>Sees the source migration as it starts (to cancel it).</summary>
     public Action<SourceMigration>? OnStarted { get; init; }
+
+    /// <summary>The connections' transport instead of in-memory pipes (TCP on loopback, say).</summary>
+    public MigrationTransport? Network { get; init; }
+
+    /// <summary>Where the destination listens on <see cref="Network"/> (default <see cref="LocalMigration.Endpoint"/>).</summary>
+    public string? ListenAt { get; init; }
+
+    /// <summary>The transport the source dials with, over the in-memory one (TLS, say).</summary>
+    public Func<MigrationTransport, MigrationTransport>? SourceTransport { get; init; }
+
+    /// <summary>The transport the destination listens with, over the in-memory one.</summary>
+    public Func<MigrationTransport, MigrationTransport>? DestinationTransport { get; init; }
+
+    /// <summary>Hears of each connection the destination refused before its handler saw it (peer and reason).</summary>
+    public Action<string>? OnRefused { get; init; }
 }

@@ -44,15 +44,15 @@ public sealed class FrameChannel : IAsyncDisposable
 
     /// <summary>
     /// From now on this connection is used only by blocking operations on dedicated threads: a
-    /// TCP connection switches to blocking system calls (<see cref="SocketConnectionStream"/>).
+    /// TCP connection (plain or under TLS) switches to blocking system calls (<see cref="SocketConnectionStream"/>).
     /// </summary>
-    public void EnterKernelBlockingMode() => (_stream as SocketConnectionStream)?.EnterKernelBlockingMode();
+    public void EnterKernelBlockingMode() => (_stream as IConnectionControl)?.EnterKernelBlockingMode();
 
     /// <summary>Caps the kernel's send and receive buffers of a TCP connection (see <see cref="SocketConnectionStream.LimitKernelBuffers"/>).</summary>
-    public void LimitKernelBuffers(int send, int receive) => (_stream as SocketConnectionStream)?.LimitKernelBuffers(send, receive);
+    public void LimitKernelBuffers(int send, int receive) => (_stream as IConnectionControl)?.LimitKernelBuffers(send, receive);
 
     /// <summary>Whether a frame (or part of one) has arrived and not been read; false where the transport cannot tell.</summary>
-    public bool DataAvailable => (_stream as SocketConnectionStream)?.Available > 0;
+    public bool DataAvailable => (_stream as IConnectionControl)?.Available > 0;
 
     public long BytesSent => Interlocked.Read(ref _bytesSent);
 

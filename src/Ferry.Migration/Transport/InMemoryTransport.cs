@@ -1,13 +1,79 @@
+using System.Collections.Concurrent;
 using System.IO.Pipelines;
+using System.Threading.Channels;
 
 namespace Ferry.Migration.Transport;
 
 /// <summary>
 /// A connected pair of in-memory streams (two pipes), standing in for a TCP connection in
-/// unit tests and benchmarks: the same FrameChannel and migration code run over it.
+/// unit tests and benchmarks: the same FrameChannel and migration code run over it. As a
+/// <see cref="MigrationTransport"/>, endpoints are names local to one instance: a connect to a
+/// name that listens hands the listener the other end of a new pair.
 /// </summary>
-public static class InMemoryTransport
+public sealed class InMemoryTransport : MigrationTransport
 {
+    private readonly ConcurrentDictionary<string, Listener> _listeners = new();
+
+    public override Task<Stream> ConnectAsync(string endpoint, CancellationToken cancellation)
+    {
+        if (!_listeners.TryGetValue(endpoint, out Listener? listener))
+        {
+            throw new IOException($"nothing listens at '{endpoint}'");
+        }
+
+        (Stream a, Stream b) = CreatePair();
+        if (!listener.Queue.Writer.TryWrite(new AcceptedConnection("in-memory", b)))
+        {
+            a.Dispose();
+            b.Dispose();
+            throw new IOException($"'{endpoint}' no longer listens");
+        }
+
+        return Task.FromResult(a);
+    }
+
+    public override IConnectionListener Listen(string endpoint)
+    {
+        var listener = new Listener(this, endpoint);
+        if (!_listeners.TryAdd(endpoint, listener))
+        {
+            throw new ArgumentException($"'{endpoint}' is already listening", nameof(endpoint));
+        }
+
+        return listener;
+    }
+
+    private sealed class Listener(InMemoryTransport owner, string endpoint) : IConnectionListener
+    {
+        public Channel<AcceptedConnection> Queue { get; } = Channel.CreateUnbounded<AcceptedConnection>();
+
+        public string Endpoint => endpoint;
+
+        public async ValueTask<AcceptedConnection> AcceptAsync(CancellationToken cancellation)
+        {
+            try
+            {
+                return await Queue.Reader.ReadAsync(cancellation).ConfigureAwait(false);
+            }
+            catch (ChannelClosedException)
+            {
+                throw new ObjectDisposedException(nameof(IConnectionListener));
+            }
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            owner._listeners.TryRemove(new KeyValuePair<string, Listener>(endpoint, this));
+            Queue.Writer.TryComplete();
+            while (Queue.Reader.TryRead(out AcceptedConnection? pending))
+            {
+                pending.Stream.Dispose();
+            }
+
+            return ValueTask.CompletedTask;
+        }
+    }
+
     public static (Stream A, Stream B) CreatePair()
     {
         // 64 KiB segments: few enough buffers for the pool to keep, so a steady stream of page

@@ -12,7 +12,7 @@ namespace Ferry.Migration.Transport;
 /// core; a blocking recv() is one. After the switch every operation must be blocking, and a
 /// thread blocked in it is woken by <see cref="Stream.Dispose()"/> (shutdown, then close).
 /// </summary>
-public sealed unsafe partial class SocketConnectionStream : Stream
+public sealed unsafe partial class SocketConnectionStream : Stream, IConnectionControl
 {
     private const int FGetFl = 3;
     private const int FSetFl = 4;
