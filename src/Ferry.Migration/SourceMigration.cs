@@ -192,7 +192,18 @@ public sealed class SourceMigration
 
             PageBitmap pausePages = policy.SelectPausePages(_context);
             _selectedAt = Stopwatch.GetTimestamp();
-            await sender.SendAllAsync(pausePages, PagePhase.Pause, ct).ConfigureAwait(false);
+            if (policy.ResumesBeforeAllPages)
+            {
+                // What may arrive later is sent only while the pause budget lasts (less the reserve
+                // for the state and the resume); the rest of it goes after the resume.
+                long deadline = _pauseAt + (long)((Options.PauseBudget - SourceContext.PauseReserve).TotalSeconds * Stopwatch.Frequency);
+                _context.PausePagesDeferred = await sender.SendUntilAsync(pausePages, PagePhase.Pause, deadline, ct).ConfigureAwait(false);
+            }
+            else
+            {
+                await sender.SendAllAsync(pausePages, PagePhase.Pause, ct).ConfigureAwait(false);
+            }
+
             _pausePagesSentAt = Stopwatch.GetTimestamp();
             _context.MarkDelivered(pausePages);
             PageBitmap remaining = _context.Undelivered();
@@ -521,7 +532,7 @@ public sealed class SourceMigration
                 PagesArrived = new ArrivalReport(d.PagesLive, d.PagesPause, d.PagesFault, d.PagesPrefetch, d.PagesPush),
                 Prefetch = new PrefetchReport(prefetched, d.PrefetchHits, prefetched - d.PrefetchHits),
                 WorkingSet = o.HybridMechanisms && _context is not null
-                    ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed, _context.WorkingSetBudgetPages)
+                    ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed, _context.WorkingSetBudgetPages, _context.PausePagesDeferred)
                     : null,
                 Decisions = _context?.Decisions ?? [],
                 Guest = new GuestReport(ipsBefore, ipsDuring, d.IpsAfter,

@@ -1034,4 +1034,27 @@ public sealed class MechanismTests
         Assert.True(stages.InFlight.MaxMs >= 15 && stages.InFlight.MaxMs <= stall, $"in flight {stages.InFlight.MaxMs} ms of a {stall} ms stall");
         Assert.Equal(1, stages.Resume.Count);
     }
+
+    /// <summary>The pause's deadline: pages chosen for it go only while it lasts; the rest stay owed (cleared from the set, for the push).</summary>
+    [Fact]
+    public async Task SendUntil_sends_only_before_the_deadline_and_leaves_the_rest_owed()
+    {
+        using var memory = new GuestMemory(1 << 20);
+        (Stream a, Stream b) = InMemoryTransport.CreatePair();
+        await using var tx = new FrameChannel(a);
+        await using var rx = new FrameChannel(b);
+        var books = new SourceBooks(memory.PageCount);
+        var sender = new PageSender(tx, memory, books, 32, compress: false);
+        var pages = new PageBitmap(memory.PageCount);
+
+        pages.SetAll();
+        Assert.Equal(memory.PageCount, await sender.SendUntilAsync(pages, PagePhase.Pause, Stopwatch.GetTimestamp(), CancellationToken.None));
+        Assert.Equal(0, pages.PopCount());
+        Assert.Equal(0, books.Counters.TotalPages);
+
+        pages.SetAll();
+        Assert.Equal(0, await sender.SendUntilAsync(pages, PagePhase.Pause, long.MaxValue, CancellationToken.None));
+        Assert.Equal(memory.PageCount, pages.PopCount());
+        Assert.Equal(memory.PageCount, books.Counters.TotalPages);
+    }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Ferry.Machine.Memory;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
@@ -147,6 +148,31 @@ public sealed class PageSender
 
         await FlushAsync(cancellation).ConfigureAwait(false);
         return n;
+    }
+
+    /// <summary>
+    /// Sends pages in ascending order until <paramref name="deadline"/> (a <see cref="Stopwatch"/>
+    /// timestamp) has passed; <paramref name="pages"/> is left holding the pages that went (the
+    /// rest are cleared from it: they are still owed). Returns how many were not sent.
+    /// </summary>
+    public async ValueTask<int> SendUntilAsync(PageBitmap pages, PagePhase phase, long deadline, CancellationToken cancellation)
+    {
+        await BeginAsync(phase, PageBatchWriter.NoFault, cancellation).ConfigureAwait(false);
+        int left = 0;
+        for (int page = pages.NextSet(0); page >= 0; page = pages.NextSet(page + 1))
+        {
+            if (Stopwatch.GetTimestamp() >= deadline)
+            {
+                pages.Clear(page);
+                left++;
+                continue;
+            }
+
+            await SendAsync(page, cancellation).ConfigureAwait(false);
+        }
+
+        await FlushAsync(cancellation).ConfigureAwait(false);
+        return left;
     }
 }
 

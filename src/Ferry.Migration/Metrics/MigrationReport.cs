@@ -124,10 +124,12 @@ public sealed record ArrivalReport(long Live, long Pause, long Fault, long Prefe
 public sealed record PrefetchReport(long Pages, long Hits, long Waste);
 
 /// <summary>
-/// The working set sent in the pause: its pages and bytes, the estimator's windows, and the pages
-/// the pause budget allowed at the link's rate (null where the rate was not known).
+/// The working set chosen for the pause: its pages and bytes, the estimator's windows, the pages
+/// the pause budget allowed at the link's rate (null where the rate was not known), and how many
+/// of the chosen pages the budget's deadline left for after the resume (a slow pause: they went
+/// with the push instead).
 /// </summary>
-public sealed record WorkingSetReport(long Pages, long Bytes, int WindowsAvailable, long? BudgetPages = null);
+public sealed record WorkingSetReport(long Pages, long Bytes, int WindowsAvailable, long? BudgetPages = null, long Deferred = 0);
 
 /// <summary>
 /// One decision of the auto strategy: at <paramref name="AtMs"/> (from the start) it chose

@@ -145,6 +145,9 @@ internal sealed class SourceContext
         return ws;
     }
 
+    /// <summary>Pages chosen for the pause that the pause budget's deadline left for after the resume.</summary>
+    public int PausePagesDeferred { get; set; }
+
     /// <summary>What the pause budget allowed the working set (pages), or null where the link's rate is not known.</summary>
     public long? WorkingSetBudgetPages { get; private set; }
 

@@ -157,17 +157,26 @@ internal sealed class HybridPolicy : StrategyPolicy
 /// dirty rate D (distinct pages it dirties per second, over a <see cref="DirtySample"/> window)
 /// against the link's rate R (pages per second): pre-copy's rounds shrink by D/R each, so it
 /// sends about 1/(1 - D/R) times memory; at D/R of <see cref="MaxPrecopyDirtyShare"/> or more
-/// that is twice memory or worse, and the hybrid (each page once, the working set in the pause
-/// within the budget) is chosen. An uncapped link's rate is unknown before pre-copy's first round
+/// that is over 11 % more than the hybrid (each page once, the working set in the pause within
+/// the budget), which is then chosen. An uncapped link's rate is unknown before pre-copy's first round
 /// measures it: auto then starts with pre-copy and relies on the shrink check.
 /// </summary>
 internal sealed class AutoPolicy : StrategyPolicy
 {
-    /// <summary>How long the guest's dirtying is watched before deciding.</summary>
-    public static readonly TimeSpan DirtySample = TimeSpan.FromMilliseconds(100);
+    /// <summary>
+    /// How long the guest's dirtying is watched before deciding: a twentieth of the time memory
+    /// takes on the link (so at most 5 % added), between 10 and 100 ms.
+    /// </summary>
+    public static TimeSpan DirtySample(long populatedPages, double? linkPagesPerSecond)
+        => linkPagesPerSecond is double r && r > 0
+            ? TimeSpan.FromMilliseconds(Math.Clamp(populatedPages / r / 20 * 1000, 10, 100))
+            : TimeSpan.FromMilliseconds(10);
 
-    /// <summary>At this dirty rate (as a share of the link's) or above, pre-copy would send twice memory or more: go hybrid.</summary>
-    public const double MaxPrecopyDirtyShare = 0.5;
+    /// <summary>
+    /// At this dirty rate (as a share of the link's) or above, go hybrid: pre-copy would send
+    /// 1/(1 - share) times memory, over 11 % more bytes and time than the hybrid's each-page-once.
+    /// </summary>
+    public const double MaxPrecopyDirtyShare = 0.1;
 
     private bool _hybrid;
 
@@ -179,20 +188,20 @@ internal sealed class AutoPolicy : StrategyPolicy
 
     public override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
     {
+        double? link = context.LinkPagesPerSecond();
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         await context.CollectDirtyAsync().ConfigureAwait(false);
-        await Task.Delay(DirtySample, cancellation).ConfigureAwait(false);
+        await Task.Delay(DirtySample(context.Memory.Populated.PopCount(), link), cancellation).ConfigureAwait(false);
         int dirtied = (await context.CollectDirtyAsync().ConfigureAwait(false)).PopCount();
         double dirtyRate = dirtied / System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
-        double? link = context.LinkPagesPerSecond();
         if (link is double r && dirtyRate >= MaxPrecopyDirtyShare * r)
         {
-            Decide(context, "hybrid", $"the guest dirties {dirtyRate:0} pages/s, {dirtyRate / r:P0} of the link's {r:0}: pre-copy would send at least twice its memory, or never converge", dirtyRate, r, null);
+            Decide(context, "hybrid", $"the guest dirties {dirtyRate:0} pages/s, {100 * dirtyRate / r:0.#}% of the link's {r:0}: pre-copy would send at least {1 / (1 - MaxPrecopyDirtyShare):0.##} times its memory, or never converge", dirtyRate, r, null);
             return;
         }
 
         Decide(context, "precopy", link is double l
-            ? $"the guest dirties {dirtyRate:0} pages/s, {dirtyRate / l:P0} of the link's {l:0}: pre-copy converges"
+            ? $"the guest dirties {dirtyRate:0} pages/s, {100 * dirtyRate / l:0.#}% of the link's {l:0}: pre-copy converges"
             : $"the guest dirties {dirtyRate:0} pages/s; the link is uncapped, its rate unknown until a round measures it: pre-copy, going hybrid if its rounds stop shrinking",
             dirtyRate, link, null);
         RoundsEnd end = await RunRoundsAsync(context, stopWhenNotShrinking: true, cancellation).ConfigureAwait(false);
