@@ -70,7 +70,8 @@ internal static class MigrateCommand
         var livePasses = new Option<int?>("--live-passes") { Description = "post-copy, hybrid: passes over memory while the VM still runs, before the pause (default 0; 1 = one pre-copy pass first, as QEMU)" };
         var pushOrder = new Option<string?>("--push-order") { Description = "linear, fault-near, fault-near-recency (default: linear for post-copy, fault-near-recency for hybrid)" };
         var compress = new Option<bool>("--compress") { Description = "LZ4-compress pages on the wire" };
-        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, localityAdaptive, wsWindows, wsMinHits, wsMax, wsMaxPause, wsPresend, livePasses, pushOrder, compress];
+        var autoConverge = new Option<bool>("--auto-converge") { Description = "pre-copy: throttle the guest (20 %, then 10 points more per round, up to 99 %) while rounds do not fit and it dirties at least half of what a round sends" };
+        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, localityAdaptive, wsWindows, wsMinHits, wsMax, wsMaxPause, wsPresend, livePasses, pushOrder, compress, autoConverge];
         return (all, p => new MigrateRequest
         {
             Destination = "",
@@ -89,6 +90,7 @@ internal static class MigrateCommand
             LivePasses = p.GetValue(livePasses),
             PushOrder = p.GetValue(pushOrder),
             Compress = p.GetValue(compress) ? true : null,
+            AutoConverge = p.GetValue(autoConverge) ? true : null,
         });
     }
 

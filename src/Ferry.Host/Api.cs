@@ -122,6 +122,8 @@ public sealed record MigrateRequest
 
     public bool? Compress { get; init; }
 
+    public bool? AutoConverge { get; init; }
+
     /// <summary>Label of the destination for the report (e.g. its API URL).</summary>
     public string? DestinationLabel { get; init; }
 

@@ -169,6 +169,7 @@ public sealed class OutgoingMigrations
                 LivePasses = r.LivePasses ?? defaults.LivePasses,
                 PushOrder = r.PushOrder is null ? defaults.PushOrder : ParsePushOrder(r.PushOrder),
                 Compress = r.Compress ?? defaults.Compress,
+                AutoConverge = r.AutoConverge ?? defaults.AutoConverge,
             };
             options.Validate();
             return options;

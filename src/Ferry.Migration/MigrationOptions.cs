@@ -71,6 +71,14 @@ public sealed record MigrationOptions
     /// <summary>Pages pushed around each recent fault before the push resumes its order (hybrid).</summary>
     public int FaultNeighbourhoodPages { get; init; } = 64;
 
+    /// <summary>
+    /// Pre-copy (and auto while it runs pre-copy): auto-converge, as QEMU's. While a round
+    /// does not fit the downtime limit and the guest dirtied at least half of what the round
+    /// sent, the guest is throttled (the VM thread sleeps that share of its time): 20 %, then 10
+    /// points more per such round, up to 99 %. Lifted at the pause, or when the migration ends.
+    /// </summary>
+    public bool AutoConverge { get; init; }
+
     /// <summary>LZ4-compress non-zero pages on the wire.</summary>
     public bool Compress { get; init; }
 

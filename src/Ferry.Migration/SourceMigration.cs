@@ -98,6 +98,13 @@ public sealed class SourceMigration
         finally
         {
             run.StopSampling();
+
+            // Auto-converge never outlives its migration: a VM that stays here runs at full speed.
+            // (The pause lifted it already when the migration got that far, so a VM that left is not touched.)
+            if (_vm.Machine.Throttle != 0)
+            {
+                _vm.Machine.Throttle = 0;
+            }
         }
     }
 
@@ -181,6 +188,7 @@ public sealed class SourceMigration
             // Switchover: pause, last dirty pages, the strategy's pause pages, CPU and devices.
             owner.Progress.Phase = SourcePhase.Switchover;
             await Vm.PauseAsync(ct).ConfigureAwait(false);
+            Vm.Machine.Throttle = 0; // auto-converge ends with the live phase
             _paused = true;
             _pauseAt = Stopwatch.GetTimestamp();
             ct.ThrowIfCancellationRequested();
@@ -535,6 +543,7 @@ public sealed class SourceMigration
                     ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed, _context.WorkingSetBudgetPages, _context.PausePagesDeferred)
                     : null,
                 Decisions = _context?.Decisions ?? [],
+                Throttle = _context?.Throttle ?? [],
                 Guest = new GuestReport(ipsBefore, ipsDuring, d.IpsAfter,
                     ipsBefore is > 100_000 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _instructionsAtPause),
                 ThroughputBitsPerSecond = total > 0 ? c.TotalPageBytes * 8 / (total / 1000) : 0,

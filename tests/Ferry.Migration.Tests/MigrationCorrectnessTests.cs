@@ -28,6 +28,9 @@ public class MigrationCorrectnessTests
         // Auto on a capped link: it decides from the link's rate (hybrid at once for these guests).
         data.Add(StrategyKind.Auto, "kvstore", "table_mib=24,report_every=20000", "capped");
         data.Add(StrategyKind.Auto, "dirty", "size_mib=8,rate=0", "capped");
+
+        // Auto-converge throttles the guest; what it computes stays the same.
+        data.Add(StrategyKind.PreCopy, "dirty", "size_mib=8,rate=0", "auto-converge");
         return data;
     }
 
@@ -47,7 +50,8 @@ public class MigrationCorrectnessTests
             MaxRounds = 5,
             LivePasses = variant == "live-pass" ? 1 : 0,
             LocalityAdaptive = variant == "adaptive",
-            BandwidthBitsPerSecond = variant == "capped" ? 400_000_000 : 0,
+            BandwidthBitsPerSecond = variant is "capped" or "auto-converge" ? 400_000_000 : 0,
+            AutoConverge = variant == "auto-converge",
         };
         (MigrationReport report, LocalVm source, LocalVm destination) = await Harness.MigrateAsync(guest, config, memory, migrateAfter, stopAt, options);
         using (source)

@@ -196,6 +196,32 @@ public class StrategyDecisionTests
         }
     }
 
+    [Fact]
+    public async Task Precopy_with_auto_converge_throttles_a_guest_that_outruns_the_link_until_it_converges()
+    {
+        var options = new MigrationOptions { Strategy = StrategyKind.PreCopy, BandwidthBitsPerSecond = 400_000_000, DowntimeLimit = TimeSpan.FromMilliseconds(20), AutoConverge = true };
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 4_000_000_000, options);
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.NotEmpty(r.Throttle);
+            Assert.Equal(20, r.Throttle[0].Percent, 6);
+            Assert.True(r.Throttle.Zip(r.Throttle.Skip(1)).All(p => p.Second.Percent > p.First.Percent && p.Second.Round > p.First.Round), "the throttle only rises, a step per round");
+            Assert.True(r.Rounds[^1].ExpectedDowntimeMs <= 20, $"it converged: the last round left {r.Rounds[^1].ExpectedDowntimeMs:0.0} ms ({r.PrecopyRounds} rounds, throttle {r.Throttle[^1].Percent} %)");
+            Assert.Equal(0, source.Machine.Throttle); // lifted with the pause
+        }
+
+        // The same run without it never fits the limit (it stops and copies).
+        (MigrationReport without, LocalVm s2, LocalVm d2) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 4_000_000_000, options with { AutoConverge = false, MaxRounds = 8 });
+        using (s2)
+        using (d2)
+        {
+            Assert.Empty(without.Throttle);
+            Assert.True(without.Rounds[^1].ExpectedDowntimeMs > 20);
+        }
+    }
+
     private const double AutoShare = 0.1; // AutoPolicy.MaxPrecopyDirtyShare
 
     [Fact]

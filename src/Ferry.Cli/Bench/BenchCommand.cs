@@ -23,12 +23,15 @@ internal static class BenchCommand
     private static readonly string[] FerryStrategies = ["precopy", "postcopy", "hybrid", "hybrid-pass", "auto"];
     private static readonly string[] QemuStrategies = ["qemu-precopy", "qemu-postcopy", "qemu-postcopy-preempt"];
 
+    /// <summary>Run only when named in --strategies: precopy-ac = pre-copy with auto-converge (--auto-converge).</summary>
+    private static readonly string[] OptInStrategies = ["precopy-ac"];
+
     public static Command Create()
     {
         var quick = new Option<bool>("--quick") { Description = "small VMs and one repeat: the whole comparison in a few minutes" };
         var output = new Option<string>("--out") { Description = "directory for results.json, results.csv and the plots", DefaultValueFactory = _ => "bench-results" };
         var workloads = new Option<string?>("--workloads") { Description = "comma-separated: idle, dirty-slow, dirty-fast, kvstore, verify, linux-idle, linux-kvstore (default: all)" };
-        var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, auto, qemu-precopy, qemu-postcopy, qemu-postcopy-preempt (default: all; QEMU's when installed)" };
+        var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, auto, qemu-precopy, qemu-postcopy, qemu-postcopy-preempt (default: all; QEMU's when installed), and precopy-ac (pre-copy with auto-converge, only when named)" };
         var repeat = new Option<int?>("--repeat") { Description = "migrations per workload and strategy (default 3, 1 with --quick)" };
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate, for Ferry and QEMU alike", DefaultValueFactory = _ => "1Gbit" };
         var memory = new Option<string?>("--memory") { Description = "guest RAM (default 256M, 64M with --quick)" };
@@ -50,7 +53,8 @@ internal static class BenchCommand
                 isQuick,
                 p.GetValue(output)!,
                 Workload.All(isQuick).Where(w => Selected(p.GetValue(workloads), w.Name)).ToList(),
-                [.. FerryStrategies.Concat(QemuStrategies).Where(s => Selected(p.GetValue(strategies), s))],
+                [.. FerryStrategies.Concat(QemuStrategies).Where(s => Selected(p.GetValue(strategies), s))
+                    .Concat(OptInStrategies.Where(s => p.GetValue(strategies) is not null && Selected(p.GetValue(strategies), s)))],
                 p.GetValue(repeat) ?? (isQuick ? 1 : 3),
                 LinkShaper.ParseRate(p.GetValue(bandwidth)!),
                 MachineConfig.ParseSize(p.GetValue(memory) ?? (isQuick ? "64M" : "256M")),
@@ -215,8 +219,9 @@ internal static class BenchCommand
             {
                 Destination = "",
                 Token = "",
-                Strategy = strategy == "hybrid-pass" ? "hybrid" : strategy,
+                Strategy = strategy switch { "hybrid-pass" => "hybrid", "precopy-ac" => "precopy", _ => strategy },
                 LivePasses = strategy == "hybrid-pass" ? 1 : null,
+                AutoConverge = strategy == "precopy-ac" ? true : null,
                 Bandwidth = s.OwnLimiter.ToString(CultureInfo.InvariantCulture),
                 DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
                 MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,

@@ -26,6 +26,7 @@ public static class BenchPlots
         ("hybrid", "#2CA02C"),
         ("hybrid-pass", "#17BECF"),
         ("auto", "#D62728"),
+        ("precopy-ac", "#AEC7E8"),
         ("qemu-precopy", "#9467BD"),
         ("qemu-postcopy", "#8C564B"),
         ("qemu-postcopy-preempt", "#E377C2"),

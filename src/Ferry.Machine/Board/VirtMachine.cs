@@ -173,7 +173,12 @@ public sealed class VirtMachine : IDisposable
                     }
                 }
 
+                long sliceStart = _throttle > 0 ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
                 Hart.Run(budget);
+                if (sliceStart != 0)
+                {
+                    SleepThrottle(sliceStart);
+                }
             }
         }
         finally
@@ -185,6 +190,45 @@ public sealed class VirtMachine : IDisposable
 
             DrainSafePoints();
             Console.Flush();
+        }
+    }
+
+    /// <summary>
+    /// The share of wall time the VM thread sleeps between its runs of instructions (0 = none, at
+    /// most 0.99): a live migration's auto-converge slows a guest that dirties memory faster than
+    /// the link carries it. The guest sees nothing of it but speed (with icount, not even that).
+    /// </summary>
+    public double Throttle
+    {
+        get => _throttle;
+        set
+        {
+            _throttle = Math.Clamp(value, 0, MaxThrottle);
+            _wake.Set(); // a sleep in progress ends at once when the throttle drops
+        }
+    }
+
+    public const double MaxThrottle = 0.99;
+
+    private double _throttle;
+    private double _throttleDebtMs;
+
+    /// <summary>After a run of <see cref="Hart.Run"/>: sleeps the throttle's share, in sleeps of at least 1 ms (a stop cuts them short).</summary>
+    private void SleepThrottle(long sliceStart)
+    {
+        double t = _throttle;
+        if (t <= 0)
+        {
+            _throttleDebtMs = 0;
+            return;
+        }
+
+        _throttleDebtMs += System.Diagnostics.Stopwatch.GetElapsedTime(sliceStart).TotalMilliseconds * t / (1 - t);
+        if (_throttleDebtMs >= 1)
+        {
+            long before = System.Diagnostics.Stopwatch.GetTimestamp();
+            _wake.WaitOne(TimeSpan.FromMilliseconds(Math.Min(_throttleDebtMs, 1000)));
+            _throttleDebtMs = Math.Max(0, _throttleDebtMs - System.Diagnostics.Stopwatch.GetElapsedTime(before).TotalMilliseconds);
         }
     }
 

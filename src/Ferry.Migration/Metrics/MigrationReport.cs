@@ -57,6 +57,9 @@ public sealed record MigrationReport
     public required PrefetchReport Prefetch { get; init; }
     public WorkingSetReport? WorkingSet { get; init; }
 
+    /// <summary>Auto-converge: the guest's throttle over time (each step: when, after which round, the percentage of its time taken).</summary>
+    public List<ThrottleStep> Throttle { get; init; } = [];
+
     /// <summary>Auto: what was decided, when, and on what figures (the first entry is the choice at the start).</summary>
     public List<StrategyDecision> Decisions { get; init; } = [];
     public required GuestReport Guest { get; init; }
@@ -130,6 +133,9 @@ public sealed record PrefetchReport(long Pages, long Hits, long Waste);
 /// with the push instead).
 /// </summary>
 public sealed record WorkingSetReport(long Pages, long Bytes, int WindowsAvailable, long? BudgetPages = null, long Deferred = 0);
+
+/// <summary>From <paramref name="AtMs"/> (after pre-copy round <paramref name="Round"/>) the guest was throttled to sleep <paramref name="Percent"/> % of its time.</summary>
+public sealed record ThrottleStep(double AtMs, int Round, double Percent);
 
 /// <summary>
 /// One decision of the auto strategy: at <paramref name="AtMs"/> (from the start) it chose

@@ -184,6 +184,21 @@ internal sealed class SourceContext
         => !Shaper.Unlimited || Books.Counters.TotalPageBytes >= MinMeasuredBytes
             ? BandwidthBytesPerSecond() / (GuestMemory.PageSize + PageBatchEntryOverhead) : null;
 
+    /// <summary>Auto-converge's steps: the guest's throttle from each one on.</summary>
+    public List<ThrottleStep> Throttle { get; } = [];
+
+    /// <summary>Auto-converge: 20 % at first, then 10 points more, up to 99 %.</summary>
+    public void StepThrottle(int round)
+    {
+        double current = Machine.Throttle;
+        double next = current == 0 ? 0.2 : Math.Min(VirtMachine.MaxThrottle, current + 0.1);
+        if (next > current)
+        {
+            Machine.Throttle = next;
+            Throttle.Add(new ThrottleStep(Elapsed.TotalMilliseconds, round, next * 100));
+        }
+    }
+
     /// <summary>What the policy decided and why (auto), for the report.</summary>
     public List<StrategyDecision> Decisions { get; } = [];
 }

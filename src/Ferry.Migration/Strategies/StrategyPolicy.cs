@@ -66,6 +66,11 @@ internal abstract class StrategyPolicy
                 return RoundsEnd.NotShrinking;
             }
 
+            if (!fits && context.Options.AutoConverge && report.DirtiedPages * 2 >= report.Pages)
+            {
+                context.StepThrottle(round);
+            }
+
             if (round + 1 >= context.Options.MaxRounds || context.Elapsed >= context.Options.MaxLiveTime)
             {
                 return fits ? RoundsEnd.Fits : RoundsEnd.OutOfRoundsOrTime;
