@@ -71,7 +71,8 @@ internal static class MigrateCommand
         var pushOrder = new Option<string?>("--push-order") { Description = "linear, fault-near, fault-near-recency (default: linear for post-copy, fault-near-recency for hybrid)" };
         var compress = new Option<bool>("--compress") { Description = "LZ4-compress pages on the wire" };
         var autoConverge = new Option<bool>("--auto-converge") { Description = "pre-copy: throttle the guest (20 %, then 10 points more per round, up to 99 %) while rounds do not fit and it dirties at least half of what a round sends" };
-        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, localityAdaptive, wsWindows, wsMinHits, wsMax, wsMaxPause, wsPresend, livePasses, pushOrder, compress, autoConverge];
+        var delta = new Option<bool>("--delta") { Description = "send pages again as only their changed bytes (XBZRLE-like), with a 64 MiB cache of what was sent" };
+        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, localityAdaptive, wsWindows, wsMinHits, wsMax, wsMaxPause, wsPresend, livePasses, pushOrder, compress, autoConverge, delta];
         return (all, p => new MigrateRequest
         {
             Destination = "",
@@ -91,6 +92,7 @@ internal static class MigrateCommand
             PushOrder = p.GetValue(pushOrder),
             Compress = p.GetValue(compress) ? true : null,
             AutoConverge = p.GetValue(autoConverge) ? true : null,
+            DeltaCacheBytes = p.GetValue(delta) ? Ferry.Migration.MigrationOptions.DefaultDeltaCacheBytes : null,
         });
     }
 
@@ -145,7 +147,7 @@ internal static class MigrateCommand
         Row("total time", $"{r.TotalTimeMs:0.0} ms (setup {r.SetupTimeMs:0.0}, live {r.LiveTimeMs:0.0}, post-copy {r.PostCopyTimeMs:0.0})");
         Row("downtime", $"{r.DowntimeMs:0.00} ms (observed at the source: {r.DowntimeObservedMs:0.00} ms)");
         Row("on the wire", $"{Mib(r.BytesOnWire)} (live {Mib(r.Bytes.Live)}, pause {Mib(r.Bytes.Pause)}, push {Mib(r.Bytes.Push)}, faults {Mib(r.Bytes.FaultReplies)})");
-        Row("pages", $"{r.Pages.Total:N0} ({r.Pages.Zero:N0} zero, {r.Pages.Resent:N0} resent)");
+        Row("pages", $"{r.Pages.Total:N0} ({r.Pages.Zero:N0} zero, {r.Pages.Resent:N0} resent{(r.Pages.Delta > 0 ? $", {r.Pages.Delta:N0} as deltas" : "")})");
         if (r.PrecopyRounds > 0)
         {
             Row("pre-copy rounds", r.PrecopyRounds.ToString());

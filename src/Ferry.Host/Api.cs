@@ -124,6 +124,9 @@ public sealed record MigrateRequest
 
     public bool? AutoConverge { get; init; }
 
+    /// <summary>Send pages again as deltas, with a cache of this many bytes of what was sent (0 = off).</summary>
+    public long? DeltaCacheBytes { get; init; }
+
     /// <summary>Label of the destination for the report (e.g. its API URL).</summary>
     public string? DestinationLabel { get; init; }
 

@@ -280,7 +280,7 @@ public sealed class DestinationMigration
         }
 
         var installer = new PageInstaller(this, phase, faultPage, running);
-        PageBatchReader.Read(payload, Memory.PageCount, scratch, ref installer);
+        PageBatchReader.Read(payload, Memory.PageCount, scratch, ref installer, running ? null : Memory);
     }
 
     /// <summary>Lands one received page (a struct visitor: nothing is allocated per batch).</summary>

@@ -79,6 +79,15 @@ public sealed record MigrationOptions
     /// </summary>
     public bool AutoConverge { get; init; }
 
+    /// <summary>
+    /// Pages sent again while the VM runs at the source (pre-copy rounds, live passes, the pause)
+    /// go as only their changed bytes when the content last sent is in a cache of this size
+    /// (as QEMU's XBZRLE; 0 = off). <see cref="DefaultDeltaCacheBytes"/> with <c>--delta</c>.
+    /// </summary>
+    public long DeltaCacheBytes { get; init; }
+
+    public const long DefaultDeltaCacheBytes = 64L << 20;
+
     /// <summary>LZ4-compress non-zero pages on the wire.</summary>
     public bool Compress { get; init; }
 

@@ -162,7 +162,8 @@ public sealed class SourceMigration
             _setupEnd = Stopwatch.GetTimestamp();
 
             _books = new SourceBooks(memory.PageCount);
-            var sender = new PageSender(_main, memory, _books, Options.BatchPages, Options.Compress);
+            var sender = new PageSender(_main, memory, _books, Options.BatchPages, Options.Compress,
+                Options.DeltaCacheBytes > 0 ? new SentPageCache(Options.DeltaCacheBytes) : null);
             _faultServer = new FaultServer(_fault, memory, _books, Options.Compress);
 
             // The fault path is ready before anything touches the VM: its thread and the
@@ -526,7 +527,7 @@ public sealed class SourceMigration
                 BytesOnWire = bytesOnWire,
                 Bytes = new BytesReport(c.Bytes(PagePhase.Live), c.Bytes(PagePhase.Pause), c.Bytes(PagePhase.Push), c.Bytes(PagePhase.FaultReply), c.ControlBytes, bytesOnWire),
                 Pages = new PagesReport(c.TotalPages, c.TotalPages - c.ZeroPages, c.ZeroPages, c.ResentPages,
-                    c.Pages(PagePhase.Live), c.Pages(PagePhase.Pause), c.Pages(PagePhase.Push), c.Pages(PagePhase.FaultReply), _books?.Sent.NonZeroPages ?? 0),
+                    c.Pages(PagePhase.Live), c.Pages(PagePhase.Pause), c.Pages(PagePhase.Push), c.Pages(PagePhase.FaultReply), _books?.Sent.NonZeroPages ?? 0, c.DeltaPages),
                 PrecopyRounds = _context?.Rounds.Count ?? 0,
                 Rounds = _context?.Rounds ?? [],
                 NetworkFaults = new FaultReport(d.Faults, d.Requests, stalls.Sum(), Percentile(stalls, 0.5), Percentile(stalls, 0.99), stalls.Length > 0 ? stalls[^1] : 0)

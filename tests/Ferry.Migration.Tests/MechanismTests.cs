@@ -1057,4 +1057,90 @@ public sealed class MechanismTests
         Assert.Equal(memory.PageCount, pages.PopCount());
         Assert.Equal(memory.PageCount, books.Counters.TotalPages);
     }
+
+    /// <summary>A delta applied to the receiver's copy gives the new page exactly, whatever changed; too many changes give no delta.</summary>
+    [Fact]
+    public void PageDelta_applied_to_the_previous_page_gives_the_current_one()
+    {
+        Gen.Select(Gen.Byte.Array[PageSize], Gen.Select(Gen.Int[0, PageSize - 1], Gen.Int[1, 64], Gen.Byte).Array[0, 40])
+            .Sample((previous, changes) =>
+            {
+                byte[] current = (byte[])previous.Clone();
+                foreach ((int at, int length, byte value) in changes)
+                {
+                    current.AsSpan(at, Math.Min(length, PageSize - at)).Fill(value);
+                }
+
+                byte[] delta = new byte[PageSize];
+                int n = PageDelta.Encode(previous, current, delta);
+                if (n < 0)
+                {
+                    return true; // over half a page: sent whole instead
+                }
+
+                byte[] page = (byte[])previous.Clone();
+                PageDelta.Apply(delta.AsSpan(0, n), page);
+                return page.AsSpan().SequenceEqual(current) && n <= PageDelta.MaxLength;
+            });
+
+        byte[] a = new byte[PageSize], b = new byte[PageSize];
+        b[100] = 1;
+        byte[] output = new byte[PageSize];
+        Assert.Equal(3, PageDelta.Encode(a, b, output)); // run of 100 unchanged, run of 1, its byte
+        Assert.Equal(0, PageDelta.Encode(a, a, output));
+        Random.Shared.NextBytes(b);
+        Assert.Equal(-1, PageDelta.Encode(a, b, output));
+    }
+
+    [Fact]
+    public void PageDelta_refuses_a_malformed_delta()
+    {
+        Gen.Byte.Array[1, 64].Sample(bytes =>
+        {
+            byte[] page = new byte[PageSize];
+            try
+            {
+                PageDelta.Apply(bytes, page);
+            }
+            catch (InvalidDataException)
+            {
+            }
+        });
+        Assert.Throws<InvalidDataException>(() => PageDelta.Apply([0x80, 0x40, 0x01, 0x00], new byte[PageSize])); // 8192 unchanged: past the page
+        Assert.Throws<InvalidDataException>(() => PageDelta.Apply([0x00, 0x05, 0x01], new byte[PageSize])); // 5 bytes promised, 1 given
+    }
+
+    [Fact]
+    public async Task A_page_sent_again_goes_as_a_delta_and_lands_as_the_whole_page()
+    {
+        using var source = new GuestMemory(16 * PageSize);
+        using var destination = new GuestMemory(16 * PageSize);
+        byte[] content = new byte[PageSize];
+        content.AsSpan().Fill(7);
+        source.LoadPage(3, content);
+        (Stream a, Stream b) = InMemoryTransport.CreatePair();
+        await using var tx = new FrameChannel(a);
+        await using var rx = new FrameChannel(b);
+        var books = new SourceBooks(source.PageCount);
+        var sender = new PageSender(tx, source, books, 8, compress: false, new SentPageCache(4 * PageSize));
+        byte[] scratch = new byte[PageSize];
+
+        async Task ExchangeAsync()
+        {
+            await sender.BeginAsync(PagePhase.Live, PageBatchWriter.NoFault, CancellationToken.None);
+            await sender.SendAsync(3, CancellationToken.None);
+            await sender.FlushAsync(CancellationToken.None);
+            (MessageType _, ReadOnlyMemory<byte> payload) = await rx.ReceiveAsync(CancellationToken.None);
+            PageBatchReader.Read(payload.Span, destination.PageCount, scratch, (page, zero, content) => destination.LoadPage(page, content), destination);
+        }
+
+        await ExchangeAsync();
+        Assert.Equal(0, books.Counters.DeltaPages);
+        content[1000] = 42;
+        source.LoadPage(3, content);
+        await ExchangeAsync();
+        Assert.Equal(1, books.Counters.DeltaPages);
+        Assert.True(books.Counters.Bytes(PagePhase.Live) < PageSize + 200, $"{books.Counters.Bytes(PagePhase.Live)} bytes for a whole page and a one-byte change");
+        Assert.True(destination.Page(3).SequenceEqual(source.Page(3)));
+    }
 }

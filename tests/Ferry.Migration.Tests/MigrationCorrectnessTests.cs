@@ -31,6 +31,10 @@ public class MigrationCorrectnessTests
 
         // Auto-converge throttles the guest; what it computes stays the same.
         data.Add(StrategyKind.PreCopy, "dirty", "size_mib=8,rate=0", "auto-converge");
+
+        // Pages sent again as deltas against what the destination holds.
+        data.Add(StrategyKind.PreCopy, "kvstore", "table_mib=24,report_every=20000", "delta");
+        data.Add(StrategyKind.Hybrid, "kvstore", "table_mib=24,report_every=20000", "delta");
         return data;
     }
 
@@ -48,10 +52,11 @@ public class MigrationCorrectnessTests
             Strategy = strategy,
             DowntimeLimit = TimeSpan.FromMilliseconds(50),
             MaxRounds = 5,
-            LivePasses = variant == "live-pass" ? 1 : 0,
             LocalityAdaptive = variant == "adaptive",
             BandwidthBitsPerSecond = variant is "capped" or "auto-converge" ? 400_000_000 : 0,
             AutoConverge = variant == "auto-converge",
+            DeltaCacheBytes = variant == "delta" ? MigrationOptions.DefaultDeltaCacheBytes : 0,
+            LivePasses = variant is "live-pass" || (variant == "delta" && strategy == StrategyKind.Hybrid) ? 1 : 0,
         };
         (MigrationReport report, LocalVm source, LocalVm destination) = await Harness.MigrateAsync(guest, config, memory, migrateAfter, stopAt, options);
         using (source)
@@ -59,7 +64,11 @@ public class MigrationCorrectnessTests
         {
             Assert.True(report.Outcome == "completed", report.Error);
             Assert.Equal("destination", report.VmLocation);
-            Assert.Equal(variant == "live-pass" ? 1 : 0, report.Options.LivePasses);
+            Assert.Equal(options.LivePasses, report.Options.LivePasses);
+            if (variant == "delta")
+            {
+                Assert.True(report.Pages.Delta > 0, $"kvstore's puts change a few bytes of a page: some of the {report.Pages.Resent} resent pages went as deltas");
+            }
             Assert.Equal(variant == "adaptive", report.Options.LocalityAdaptive);
             Assert.Equal(strategy == StrategyKind.Auto, report.Decisions.Count > 0);
             RunOutcome outcome = await destination.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(60));

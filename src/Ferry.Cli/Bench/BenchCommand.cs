@@ -23,15 +23,18 @@ internal static class BenchCommand
     private static readonly string[] FerryStrategies = ["precopy", "postcopy", "hybrid", "hybrid-pass", "auto"];
     private static readonly string[] QemuStrategies = ["qemu-precopy", "qemu-postcopy", "qemu-postcopy-preempt"];
 
-    /// <summary>Run only when named in --strategies: precopy-ac = pre-copy with auto-converge (--auto-converge).</summary>
-    private static readonly string[] OptInStrategies = ["precopy-ac"];
+    /// <summary>
+    /// Run only when named in --strategies: pre-copy with its convergence aids, each against the
+    /// same run without it: precopy-ac (--auto-converge), precopy-delta (--delta), precopy-ac-delta (both).
+    /// </summary>
+    private static readonly string[] OptInStrategies = ["precopy-ac", "precopy-delta", "precopy-ac-delta"];
 
     public static Command Create()
     {
         var quick = new Option<bool>("--quick") { Description = "small VMs and one repeat: the whole comparison in a few minutes" };
         var output = new Option<string>("--out") { Description = "directory for results.json, results.csv and the plots", DefaultValueFactory = _ => "bench-results" };
         var workloads = new Option<string?>("--workloads") { Description = "comma-separated: idle, dirty-slow, dirty-fast, kvstore, verify, linux-idle, linux-kvstore (default: all)" };
-        var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, auto, qemu-precopy, qemu-postcopy, qemu-postcopy-preempt (default: all; QEMU's when installed), and precopy-ac (pre-copy with auto-converge, only when named)" };
+        var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, auto, qemu-precopy, qemu-postcopy, qemu-postcopy-preempt (default: all; QEMU's when installed), and, only when named, precopy-ac, precopy-delta, precopy-ac-delta (pre-copy with auto-converge, delta pages, both)" };
         var repeat = new Option<int?>("--repeat") { Description = "migrations per workload and strategy (default 3, 1 with --quick)" };
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate, for Ferry and QEMU alike", DefaultValueFactory = _ => "1Gbit" };
         var memory = new Option<string?>("--memory") { Description = "guest RAM (default 256M, 64M with --quick)" };
@@ -219,9 +222,10 @@ internal static class BenchCommand
             {
                 Destination = "",
                 Token = "",
-                Strategy = strategy switch { "hybrid-pass" => "hybrid", "precopy-ac" => "precopy", _ => strategy },
+                Strategy = strategy == "hybrid-pass" ? "hybrid" : strategy.StartsWith("precopy", StringComparison.Ordinal) ? "precopy" : strategy,
                 LivePasses = strategy == "hybrid-pass" ? 1 : null,
-                AutoConverge = strategy == "precopy-ac" ? true : null,
+                AutoConverge = strategy.StartsWith("precopy-ac", StringComparison.Ordinal) ? true : null,
+                DeltaCacheBytes = strategy.EndsWith("-delta", StringComparison.Ordinal) ? Ferry.Migration.MigrationOptions.DefaultDeltaCacheBytes : null,
                 Bandwidth = s.OwnLimiter.ToString(CultureInfo.InvariantCulture),
                 DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
                 MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,

@@ -27,6 +27,8 @@ public static class BenchPlots
         ("hybrid-pass", "#17BECF"),
         ("auto", "#D62728"),
         ("precopy-ac", "#AEC7E8"),
+        ("precopy-delta", "#FFBB78"),
+        ("precopy-ac-delta", "#98DF8A"),
         ("qemu-precopy", "#9467BD"),
         ("qemu-postcopy", "#8C564B"),
         ("qemu-postcopy-preempt", "#E377C2"),

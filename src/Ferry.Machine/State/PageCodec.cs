@@ -9,6 +9,9 @@ public enum PageEncoding : byte
     Zero = 0,
     Raw = 1,
     Lz4 = 2,
+
+    /// <summary>Migration streams only: the changed bytes against the receiver's copy (Ferry.Migration's PageDelta); never in a snapshot.</summary>
+    Delta = 3,
 }
 
 /// <summary>Page compression shared by snapshots and the migration stream (LZ4, raw when it does not pay).</summary>

@@ -10,7 +10,7 @@ namespace Ferry.Migration.Mechanisms;
 /// allocates nothing). Layout:
 ///   u8 phase | u8 0 | u16 count | u32 fault page (0xFFFFFFFF if none)
 ///   FaultReply only: u32 source queue ns | u32 source link ns (see <see cref="FaultTiming"/>)
-///   count x { u32 page | u8 encoding (zero, raw, lz4) | u16 length | bytes }
+///   count x { u32 page | u8 encoding (zero, raw, lz4, delta) | u16 length | bytes }
 /// </summary>
 public sealed class PageBatchWriter
 {
@@ -47,6 +47,12 @@ public sealed class PageBatchWriter
     /// <summary>Bytes of page content in this batch (excluding headers), for accounting.</summary>
     public int ZeroPages { get; private set; }
 
+    /// <summary>Pages of this batch sent as deltas.</summary>
+    public int DeltaPages { get; private set; }
+
+    /// <summary>The content of the page last added, exactly as sent (what the receiver now holds).</summary>
+    public ReadOnlySpan<byte> LastContent => _snapshot;
+
     public void Begin(PagePhase phase, uint faultPage = NoFault)
     {
         _buffer[0] = (byte)phase;
@@ -61,6 +67,7 @@ public sealed class PageBatchWriter
 
         Count = 0;
         ZeroPages = 0;
+        DeltaPages = 0;
         BinaryPrimitives.WriteUInt16LittleEndian(_buffer.AsSpan(2), 0);
     }
 
@@ -74,12 +81,29 @@ public sealed class PageBatchWriter
     /// the hash are both taken from that copy (a torn copy is harmless: the page is dirty and
     /// will be sent again).
     /// </summary>
-    public ulong Add(int page, ReadOnlySpan<byte> content)
+    public ulong Add(int page, ReadOnlySpan<byte> content) => Add(page, content, default);
+
+    /// <summary>
+    /// Appends a page, as the changed bytes against <paramref name="previous"/> (what the receiver
+    /// holds: the content last sent) when that is shorter than half a page and the page is not zero.
+    /// </summary>
+    public ulong Add(int page, ReadOnlySpan<byte> content, ReadOnlySpan<byte> previous)
     {
         content.CopyTo(_snapshot);
         content = _snapshot;
         Span<byte> entry = _buffer.AsSpan(_position);
-        (PageEncoding encoding, int length) = PageCodec.Encode(content, entry[EntryHeaderSize..], _compress);
+        (PageEncoding encoding, int length) = (PageEncoding.Zero, 0);
+        int delta = previous.IsEmpty || !content.ContainsAnyExcept((byte)0) ? -1 : PageDelta.Encode(previous, content, entry[EntryHeaderSize..]);
+        if (delta >= 0)
+        {
+            (encoding, length) = (PageEncoding.Delta, delta);
+            DeltaPages++;
+        }
+        else
+        {
+            (encoding, length) = PageCodec.Encode(content, entry[EntryHeaderSize..], _compress);
+        }
+
         BinaryPrimitives.WriteUInt32LittleEndian(entry, (uint)page);
         entry[4] = (byte)encoding;
         BinaryPrimitives.WriteUInt16LittleEndian(entry[5..], (ushort)length);
@@ -124,18 +148,20 @@ public static class PageBatchReader
 
     /// <summary>Calls <paramref name="onPage"/> for each page, decoded into <paramref name="scratch"/> (4096 bytes).</summary>
     public static (PagePhase Phase, uint FaultPage, int Count) Read(
-        ReadOnlySpan<byte> payload, int pageCount, Span<byte> scratch, PageVisitor onPage)
+        ReadOnlySpan<byte> payload, int pageCount, Span<byte> scratch, PageVisitor onPage, GuestMemory? bases = null)
     {
         var visitor = new DelegateVisitor(onPage);
-        return Read(payload, pageCount, scratch, ref visitor);
+        return Read(payload, pageCount, scratch, ref visitor, bases);
     }
 
     /// <summary>
     /// Calls <paramref name="visitor"/> for each page, decoded into <paramref name="scratch"/>
-    /// (4096 bytes). A struct visitor makes the receive path allocation-free.
+    /// (4096 bytes). A struct visitor makes the receive path allocation-free. A delta page is
+    /// applied to its copy in <paramref name="bases"/> (the receiver's memory, while the VM does
+    /// not run there); without bases a delta is a protocol error.
     /// </summary>
     public static (PagePhase Phase, uint FaultPage, int Count) Read<TVisitor>(
-        ReadOnlySpan<byte> payload, int pageCount, Span<byte> scratch, ref TVisitor visitor)
+        ReadOnlySpan<byte> payload, int pageCount, Span<byte> scratch, ref TVisitor visitor, GuestMemory? bases = null)
         where TVisitor : struct, IPageVisitor
     {
         var r = new WireReader(payload);
@@ -180,7 +206,20 @@ public static class PageBatchReader
             ReadOnlySpan<byte> data = r.Bytes(length);
             try
             {
-                PageCodec.Decode(encoding, data, scratch);
+                if (encoding == PageEncoding.Delta)
+                {
+                    if (bases is null)
+                    {
+                        throw new ProtocolException($"page {page}: a delta where the receiver has no copy to apply it to");
+                    }
+
+                    bases.Page((int)page).CopyTo(scratch);
+                    PageDelta.Apply(data, scratch);
+                }
+                else
+                {
+                    PageCodec.Decode(encoding, data, scratch);
+                }
             }
             catch (InvalidDataException e)
             {

@@ -17,15 +17,18 @@ public sealed class PageSender
     private readonly GuestMemory _memory;
     private readonly PageBatchWriter _batch;
     private readonly SourceBooks _books;
+    private readonly SentPageCache? _sent;
     private PagePhase _phase = PagePhase.Live;
     private uint _faultPage = PageBatchWriter.NoFault;
     private int _resentInBatch;
 
-    public PageSender(FrameChannel channel, GuestMemory memory, SourceBooks books, int batchPages, bool compress)
+    /// <param name="sent">With a cache, a page sent again whose previous content is still cached goes as a delta (<see cref="PageDelta"/>).</param>
+    public PageSender(FrameChannel channel, GuestMemory memory, SourceBooks books, int batchPages, bool compress, SentPageCache? sent = null)
     {
         _channel = channel;
         _memory = memory;
         _books = books;
+        _sent = sent;
         _batch = new PageBatchWriter(batchPages, compress);
     }
 
@@ -84,7 +87,17 @@ public sealed class PageSender
     /// <summary>Adds a page to the current batch; true when the batch is full and must be flushed.</summary>
     public bool Add(int page)
     {
-        ulong hash = _batch.Add(page, _memory.Page(page));
+        ulong hash;
+        if (_sent is null)
+        {
+            hash = _batch.Add(page, _memory.Page(page));
+        }
+        else
+        {
+            hash = _batch.Add(page, _memory.Page(page), _sent.Get(page));
+            _sent.Store(page, _batch.LastContent);
+        }
+
         _books.Sent.Record(page, hash);
         if (!_books.EverSent.Set(page))
         {
@@ -131,6 +144,7 @@ public sealed class PageSender
     private void Booked(int payloadLength)
     {
         _books.Counters.AddPages(_phase, _batch.Count, _batch.ZeroPages, _resentInBatch, payloadLength + FrameChannel.HeaderSize);
+        _books.Counters.AddDeltaPages(_batch.DeltaPages);
         _resentInBatch = 0;
         _batch.Begin(_phase, _faultPage);
     }

@@ -10,6 +10,7 @@ public sealed class TransferCounters
     private long _zeroPages;
     private long _resentPages;
     private long _controlBytes;
+    private long _deltaPages;
 
     public void AddPages(PagePhase phase, int pages, int zeroPages, int resent, int bytes)
     {
@@ -18,6 +19,11 @@ public sealed class TransferCounters
         Interlocked.Add(ref _zeroPages, zeroPages);
         Interlocked.Add(ref _resentPages, resent);
     }
+
+    public void AddDeltaPages(int pages) => Interlocked.Add(ref _deltaPages, pages);
+
+    /// <summary>Pages sent again as only their changed bytes.</summary>
+    public long DeltaPages => Interlocked.Read(ref _deltaPages);
 
     public void AddControl(int bytes) => Interlocked.Add(ref _controlBytes, bytes);
 

@@ -98,7 +98,8 @@ public sealed record SwitchoverReport(double SelectMs, double PausePagesMs, long
 public sealed record BytesReport(long Live, long Pause, long Push, long FaultReplies, long Control, long Total);
 
 /// <summary>Pages sent, by kind and phase; <paramref name="MemoryNonZero"/> = the non-zero pages of the memory delivered (each counted once).</summary>
-public sealed record PagesReport(long Total, long Normal, long Zero, long Resent, long Live, long Pause, long Push, long FaultReplies, long MemoryNonZero);
+/// <summary>Pages sent: all, non-zero, zero markers, resends, by phase, memory's non-zero pages, and resends that went as deltas (<c>--delta</c>).</summary>
+public sealed record PagesReport(long Total, long Normal, long Zero, long Resent, long Live, long Pause, long Push, long FaultReplies, long MemoryNonZero, long Delta = 0);
 
 public sealed record RoundReport(int Round, long Pages, long Bytes, double DurationMs, long DirtiedPages, double DirtyPagesPerSecond, double ExpectedDowntimeMs);
 
