@@ -69,6 +69,9 @@ public sealed record VmStatus
     public string? Migration { get; init; }
 
     public string? Detail { get; init; }
+
+    /// <summary>The VM runs here after a migration's switchover but its source is away: pages it needs may be missing (Detail says how many).</summary>
+    public bool WaitingOnNetwork { get; init; }
 }
 
 public sealed record IncomingRequest

@@ -21,6 +21,7 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
     private VmState _state;
     private string? _digest;
     private string? _detail;
+    private volatile string? _networkWait;
     private bool _disposed;
     private bool _digestPending;
 
@@ -124,7 +125,8 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
                 ConsoleBytes = Machine.Console.End,
                 ConsoleStart = ConsoleStart,
                 Migration = MigrationId,
-                Detail = _detail,
+                Detail = _networkWait ?? _detail,
+                WaitingOnNetwork = _networkWait is not null,
             };
         }
     }
@@ -232,6 +234,8 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
 
         _life.Cancel();
     }
+
+    public void WaitingOnNetwork(string? detail) => _networkWait = detail;
 
     public void Completed()
     {

@@ -15,69 +15,131 @@ public static class LocalMigration
         LocalMigrationHooks? hooks = null, CancellationToken cancellation = default)
     {
         IncomingSlot slot = IncomingSlot.Create(source.Name, source.Machine.Config, TimeSpan.FromMinutes(1));
-        IncomingSlot expected = hooks?.AdjustSlot?.Invoke(slot) ?? slot;
-        (Stream mainA, Stream mainB) = InMemoryTransport.CreatePair();
-        (Stream faultA, Stream faultB) = InMemoryTransport.CreatePair();
-        var ready = new TaskCompletionSource<LocalVm?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var destination = new LocalDestination(hooks?.AdjustSlot?.Invoke(slot) ?? slot, cancellation);
 
-        Task destination = Task.Run(async () =>
+        // Every connection (the first two, and those of each reconnection) is a new in-memory
+        // pair whose far end the destination serves as a host does.
+        var migration = new SourceMigration(source, options, slot.Token, (role, _) =>
         {
-            var main = new FrameChannel(mainB);
-            var fault = new FrameChannel(faultB);
+            (Stream a, Stream b) = InMemoryTransport.CreatePair();
+            destination.Serve(b);
+            return Task.FromResult(hooks?.Intercept?.Invoke(role, a) ?? a);
+        }, "local");
+        hooks?.OnStarted?.Invoke(migration);
+        MigrationReport report = await migration.RunAsync(cancellation).ConfigureAwait(false);
+        LocalVm? vm = await destination.FinishAsync().ConfigureAwait(false);
+        return (report, vm);
+    }
+
+    /// <summary>The destination end of a local migration: the same handshake, pairing and recovery as a host's.</summary>
+    private sealed class LocalDestination(IncomingSlot expected, CancellationToken cancellation)
+    {
+        private readonly ResumeDesk _desk = new();
+        private readonly TaskCompletionSource<LocalVm?> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource<FrameChannel> _fault = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly List<Task> _connections = [];
+        private Task _migration = Task.CompletedTask;
+        private int _mainTaken;
+
+        public void Serve(Stream stream)
+        {
+            lock (_connections)
+            {
+                _connections.Add(Task.Run(() => ServeAsync(new FrameChannel(stream)), CancellationToken.None));
+            }
+        }
+
+        private async Task ServeAsync(FrameChannel channel)
+        {
+            bool owned = false;
             try
             {
-                Hello hello = await MigrationAcceptor.ReadHelloAsync(main, cancellation).ConfigureAwait(false);
-                string? error = expected.Validate(hello);
-                if (error is not null)
+                Hello hello = await MigrationAcceptor.ReadHelloAsync(channel, cancellation).ConfigureAwait(false);
+                if (hello.Resume)
                 {
-                    await MigrationAcceptor.RefuseAsync(main, error).ConfigureAwait(false);
-                    ready.TrySetResult(null);
+                    owned = await _desk.HandleAsync(hello, channel, cancellation).ConfigureAwait(false);
                     return;
                 }
 
-                await MigrationAcceptor.AcceptAsync(main, cancellation).ConfigureAwait(false);
-                Task<FrameChannel> faultReady = AcceptFaultAsync(fault, expected, cancellation);
+                if (hello.Role == ConnectionRole.Fault)
+                {
+                    if (!expected.Matches(hello.Token) || _fault.Task.IsCompleted)
+                    {
+                        await MigrationAcceptor.RefuseAsync(channel, "not this migration's fault connection").ConfigureAwait(false);
+                        return;
+                    }
+
+                    await MigrationAcceptor.AcceptAsync(channel, cancellation).ConfigureAwait(false);
+                    owned = _fault.TrySetResult(channel);
+                    return;
+                }
+
+                string? error = Interlocked.Exchange(ref _mainTaken, 1) == 1 ? "this migration has started already" : expected.Validate(hello);
+                if (error is not null)
+                {
+                    await MigrationAcceptor.RefuseAsync(channel, error).ConfigureAwait(false);
+                    _ready.TrySetResult(null);
+                    return;
+                }
+
+                await MigrationAcceptor.AcceptAsync(channel, cancellation).ConfigureAwait(false);
                 var vm = new LocalVm(hello.VmName, new VirtMachine(hello.Machine), hello.StopAt);
                 vm.Runner.Prepare();
-                ready.TrySetResult(vm);
-                await new DestinationMigration(hello, vm, main, faultReady).RunAsync(cancellation).ConfigureAwait(false);
+                _ready.TrySetResult(vm);
+                var migration = new DestinationMigration(hello, vm, channel, _fault.Task);
+                _desk.Register(hello.Token, migration);
+                owned = true;
+                _migration = RunMigrationAsync(migration, channel);
+                await _migration.ConfigureAwait(false);
             }
             catch (Exception)
             {
-                // The source's report says what happened; the destination VM was discarded (Abort).
-                ready.TrySetResult(null);
+                // The source's report says what happened.
+                _ready.TrySetResult(null);
+            }
+            finally
+            {
+                if (!owned)
+                {
+                    await channel.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+
+        private async Task RunMigrationAsync(DestinationMigration migration, FrameChannel main)
+        {
+            try
+            {
+                await migration.RunAsync(cancellation).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // The destination VM was discarded (Abort); the source's report says why.
             }
             finally
             {
                 // As a host does when a migration ends: the connections close, and the source's
                 // threads blocked on them end.
                 await main.DisposeAsync().ConfigureAwait(false);
-                await fault.DisposeAsync().ConfigureAwait(false);
+                if (_fault.Task.IsCompletedSuccessfully)
+                {
+                    await _fault.Task.Result.DisposeAsync().ConfigureAwait(false);
+                }
             }
-        }, CancellationToken.None);
-
-        var migration = new SourceMigration(source, options, slot.Token, (role, _) =>
-        {
-            Stream stream = role == ConnectionRole.Main ? mainA : faultA;
-            return Task.FromResult(hooks?.Intercept?.Invoke(role, stream) ?? stream);
-        }, "local");
-        hooks?.OnStarted?.Invoke(migration);
-        MigrationReport report = await migration.RunAsync(cancellation).ConfigureAwait(false);
-        await destination.WaitAsync(TimeSpan.FromSeconds(60), CancellationToken.None).ConfigureAwait(false);
-        return (report, await ready.Task.ConfigureAwait(false));
-    }
-
-    private static async Task<FrameChannel> AcceptFaultAsync(FrameChannel fault, IncomingSlot slot, CancellationToken cancellation)
-    {
-        Hello hello = await MigrationAcceptor.ReadHelloAsync(fault, cancellation).ConfigureAwait(false);
-        if (hello.Role != ConnectionRole.Fault || !slot.Matches(hello.Token))
-        {
-            await MigrationAcceptor.RefuseAsync(fault, "not this migration's fault connection").ConfigureAwait(false);
-            throw new ProtocolException("bad fault connection");
         }
 
-        await MigrationAcceptor.AcceptAsync(fault, cancellation).ConfigureAwait(false);
-        return fault;
+        /// <summary>Once the source has its report: the destination VM, or null if there is none.</summary>
+        public async Task<LocalVm?> FinishAsync()
+        {
+            Task[] connections;
+            lock (_connections)
+            {
+                connections = [.. _connections];
+            }
+
+            await Task.WhenAll(connections).WaitAsync(TimeSpan.FromSeconds(60), CancellationToken.None).ConfigureAwait(false);
+            return await _ready.Task.ConfigureAwait(false);
+        }
     }
 
     /// <summary>

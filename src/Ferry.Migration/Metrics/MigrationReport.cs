@@ -65,6 +65,9 @@ public sealed record MigrationReport
     /// <summary>Where the downtime went (null if the VM never resumed at the destination).</summary>
     public SwitchoverReport? Switchover { get; init; }
 
+    /// <summary>The deadline on the destination's silence, and each time it was lost (detected, then recovered or not).</summary>
+    public LivenessReport? Liveness { get; init; }
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
@@ -155,4 +158,30 @@ public sealed record DestinationMetrics
 
     /// <summary>Destination samples: (ms since resume, faults, instructions).</summary>
     public List<TimelinePoint> Timeline { get; init; } = [];
+}
+
+/// <summary>
+/// Liveness: the peer timeout, the silence at which a stalled destination was declared dead
+/// (0 if never), and each loss of the destination after the switchover with its recovery.
+/// </summary>
+public sealed record LivenessReport(double PeerTimeoutMs, double DetectedAfterMs, IReadOnlyList<Interruption> Interruptions);
+
+/// <summary>One loss of the destination after the switchover: when (ms since the start), why, and how the migration came back.</summary>
+public sealed class Interruption(double atMs, string reason, double detectedAfterMs)
+{
+    public double AtMs { get; } = atMs;
+
+    public string Reason { get; } = reason;
+
+    /// <summary>The destination's silence when it was declared dead (0: the connection failed outright).</summary>
+    public double DetectedAfterMs { get; } = detectedAfterMs;
+
+    /// <summary>From the loss to the new connections (null: not recovered).</summary>
+    public double? RecoveredAfterMs { get; set; }
+
+    /// <summary>Connection attempts it took.</summary>
+    public int Attempts { get; set; }
+
+    /// <summary>Pages the destination still lacked at the reconnection (sent again, whatever had been in flight).</summary>
+    public long PagesResent { get; set; }
 }
