@@ -19,13 +19,33 @@ internal static class HostCommand
             Description = "SO_PRIORITY of fault-connection packets, for the host's qdisc (6: interactive band; an htb class id major<<16|minor: that class; above 6 needs CAP_NET_ADMIN)",
             DefaultValueFactory = _ => 6,
         };
+        var advertise = new Option<string?>("--advertise") { Description = "HOST:PORT that peers dial for this host's data endpoint (default: the listen address)" };
+        var peerTimeout = new Option<string>("--peer-timeout") { Description = "migrations started here declare the destination dead after this much silence", DefaultValueFactory = _ => "5s" };
+        var reconnectWindow = new Option<string>("--reconnect-window") { Description = "a migration started here that lost its destination after the switchover reconnects automatically for this long", DefaultValueFactory = _ => "60s" };
         var cmd = new Command("host", "Run a host agent: runs VMs, serves the control API, accepts incoming migrations")
         {
-            listen, api, secret, name, noWarmUp, faultPriority,
+            listen, api, secret, name, noWarmUp, faultPriority, advertise, peerTimeout, reconnectWindow,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
             IPEndPoint data = ParseEndpoint(p.GetValue(listen)!);
+            string? advertised = p.GetValue(advertise);
+            if (advertised is not null && (advertised.LastIndexOf(':') is int colon && (colon <= 0 || !int.TryParse(advertised.AsSpan(colon + 1), out int port) || port is <= 0 or > 65535)))
+            {
+                throw new CliException($"--advertise '{advertised}' is not HOST:PORT");
+            }
+
+            TimeSpan timeout = Common.ParseDuration(p.GetValue(peerTimeout)!);
+            TimeSpan window = Common.ParseDuration(p.GetValue(reconnectWindow)!);
+            var check = new Ferry.Migration.MigrationOptions { PeerTimeout = timeout, ReconnectWindow = window };
+            try
+            {
+                check.Validate();
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliException(e.Message);
+            }
             string apiUrl = p.GetValue(api) ?? $"http://{Format(data.Address)}:{(data.Port == 0 ? 0 : data.Port + 1)}";
             var options = new HostOptions
             {
@@ -35,6 +55,9 @@ internal static class HostCommand
                 Name = p.GetValue(name) ?? $"{Environment.MachineName}:{data.Port}",
                 WarmUpImage = p.GetValue(noWarmUp) ? null : GuestCatalog.Resolve("dirty", "size_mib=2"),
                 FaultSocketPriority = p.GetValue(faultPriority),
+                Advertise = advertised,
+                PeerTimeout = timeout,
+                ReconnectWindow = window,
             };
             await using var agent = new HostAgent(options);
             await agent.StartAsync();

@@ -51,7 +51,7 @@ public sealed class HostAgent : IAsyncDisposable
         _app = builder.Build();
         ILogger log = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ferry.host");
         _incoming = new IncomingMigrations(options, _vms, log);
-        _outgoing = new OutgoingMigrations(log, _stopping.Token, options.FaultSocketPriority);
+        _outgoing = new OutgoingMigrations(log, _stopping.Token, options.FaultSocketPriority, options.PeerTimeout, options.ReconnectWindow);
         Map(_app);
     }
 
@@ -69,7 +69,7 @@ public sealed class HostAgent : IAsyncDisposable
         _incoming.Start(_stopping.Token);
         await _app.StartAsync().ConfigureAwait(false);
         ApiUrl = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        DataEndpoint = _incoming.Endpoint!.ToString();
+        DataEndpoint = _options.Advertise ?? _incoming.Endpoint!.ToString();
     }
 
     /// <summary>Completes when the host is asked to stop (SIGTERM through ASP.NET's lifetime, or <paramref name="cancellation"/>).</summary>
@@ -153,6 +153,7 @@ public sealed class HostAgent : IAsyncDisposable
         api.MapPost("/vms/{name}/migrate", (string name, MigrateRequest request) => new MigrateResponse(_outgoing.Start(_vms.Get(name), request)));
         api.MapGet("/migrations/{id}", (string id) => _outgoing.Status(id));
         api.MapPost("/migrations/{id}/cancel", (string id) => new { cancelled = _outgoing.Cancel(id) });
+        api.MapPost("/migrations/{id}/resume", (string id) => new { resumed = _outgoing.Resume(id) });
     }
 
     private VmStatus StartVm(StartVmRequest request)

@@ -21,6 +21,7 @@ public sealed class IncomingMigrations
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, Prepared> _slots = new();
     private readonly ConcurrentDictionary<string, TaskCompletionSource<FrameChannel>> _faultWaiters = new();
+    private readonly ResumeDesk _resumable = new();
     private TcpListener? _listener;
 
     public IncomingMigrations(HostOptions options, VmRegistry vms, ILogger log)
@@ -128,6 +129,18 @@ public sealed class IncomingMigrations
         }
 
         string key = Convert.ToHexString(hello.Token);
+        if (hello.Resume)
+        {
+            // A source reconnecting to a migration that lost its connections after the switchover.
+            _log.LogInformation("{Role} connection from {Peer} resumes a migration", hello.Role, client.Client.RemoteEndPoint);
+            if (!await _resumable.HandleAsync(hello, channel, stopping).ConfigureAwait(false))
+            {
+                await channel.DisposeAsync().ConfigureAwait(false);
+            }
+
+            return;
+        }
+
         if (hello.Role == ConnectionRole.Fault)
         {
             if (_faultWaiters.TryRemove(key, out TaskCompletionSource<FrameChannel>? waiter))
@@ -166,15 +179,25 @@ public sealed class IncomingMigrations
         await MigrationAcceptor.AcceptAsync(channel, stopping).ConfigureAwait(false);
         _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, client.Client.RemoteEndPoint);
         var migration = new DestinationMigration(hello, vm, channel, fault.Task);
+        _resumable.Register(hello.Token, migration);
         try
         {
+            // A lost or silent source after the resume does not end this: the VM stays here and
+            // the migration waits for the source to reconnect (the log says how many pages it lacks).
+            migration.SourceLost += (missing, reason) => _log.LogWarning(
+                "incoming migration of {Vm}: {Reason}; the VM stays here, {Missing} pages missing until the source reconnects", hello.VmName, reason, missing);
             await migration.RunAsync(stopping).ConfigureAwait(false);
             _log.LogInformation("incoming migration of {Vm} complete; {Faults} network faults", hello.VmName, migration.NetworkFaults);
+            _resumable.Forget(hello.Token);
         }
         catch (Exception e)
         {
+            // Only before the resume, or on a memory that does not verify: the source keeps (or
+            // takes back) the VM. The migration stays known, so that a source that reconnects
+            // learns the VM does not run here.
             _log.LogWarning("incoming migration of {Vm} failed: {Reason}", hello.VmName, e.Message);
             _vms.RemoveFailed(vm);
+            _ = ForgetLaterAsync(hello.Token);
         }
         finally
         {
@@ -185,6 +208,12 @@ public sealed class IncomingMigrations
                 await fault.Task.Result.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    private async Task ForgetLaterAsync(byte[] token)
+    {
+        await Task.Delay(TimeSpan.FromMinutes(10)).ConfigureAwait(false);
+        _resumable.Forget(token);
     }
 
     private static async Task RefuseAndCloseAsync(FrameChannel channel, string reason)

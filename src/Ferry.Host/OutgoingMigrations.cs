@@ -17,10 +17,14 @@ public sealed class OutgoingMigrations
     private int _next;
 
     private readonly int _faultSocketPriority;
+    private readonly TimeSpan _peerTimeout;
+    private readonly TimeSpan _reconnectWindow;
 
-    public OutgoingMigrations(ILogger log, CancellationToken stopping, int faultSocketPriority = 6)
+    public OutgoingMigrations(ILogger log, CancellationToken stopping, int faultSocketPriority = 6, TimeSpan? peerTimeout = null, TimeSpan? reconnectWindow = null)
     {
         _faultSocketPriority = faultSocketPriority;
+        _peerTimeout = peerTimeout ?? TimeSpan.FromSeconds(5);
+        _reconnectWindow = reconnectWindow ?? TimeSpan.FromSeconds(60);
         _log = log;
         _stopping = stopping;
     }
@@ -37,7 +41,7 @@ public sealed class OutgoingMigrations
             throw new ApiException(409, $"VM '{vm.Name}' is already migrating ({vm.MigrationId})");
         }
 
-        MigrationOptions options = ToOptions(request);
+        MigrationOptions options = ToOptions(request, _peerTimeout, _reconnectWindow);
         byte[] token;
         try
         {
@@ -101,6 +105,9 @@ public sealed class OutgoingMigrations
             FaultRequests = Interlocked.Read(ref p.FaultRequests),
             ElapsedMs = p.ElapsedMs,
             RateBitsPerSecond = p.RateBitsPerSecond,
+            PeerSilentMs = report is null ? p.PeerSilentMs : 0,
+            Detail = report is null ? p.Detail : null,
+            Recoveries = p.Recoveries,
             Report = report,
         };
     }
@@ -115,7 +122,18 @@ public sealed class OutgoingMigrations
         return e.Migration.Cancel();
     }
 
-    private static MigrationOptions ToOptions(MigrateRequest r)
+    /// <summary>Asks a migration that lost its destination after the switchover to reconnect now; false unless it is recovering.</summary>
+    public bool Resume(string id)
+    {
+        if (!_migrations.TryGetValue(id, out Entry? e))
+        {
+            throw new ApiException(404, $"no migration '{id}' on this host");
+        }
+
+        return e.Migration.Resume();
+    }
+
+    private static MigrationOptions ToOptions(MigrateRequest r, TimeSpan peerTimeout, TimeSpan reconnectWindow)
     {
         try
         {
@@ -137,11 +155,13 @@ public sealed class OutgoingMigrations
                 LivePasses = r.LivePasses ?? defaults.LivePasses,
                 PushOrder = r.PushOrder is null ? defaults.PushOrder : ParsePushOrder(r.PushOrder),
                 Compress = r.Compress ?? defaults.Compress,
+                PeerTimeout = r.PeerTimeoutMs is double pt ? TimeSpan.FromMilliseconds(pt) : peerTimeout,
+                ReconnectWindow = r.ReconnectWindowMs is double rw ? TimeSpan.FromMilliseconds(rw) : reconnectWindow,
             };
             options.Validate();
             return options;
         }
-        catch (Exception e) when (e is ArgumentException or FormatException)
+        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
         {
             throw new ApiException(400, e.Message);
         }

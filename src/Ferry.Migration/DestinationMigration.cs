@@ -298,6 +298,7 @@ public sealed class DestinationMigration
             _interruptions++;
             int missing = Volatile.Read(ref _absentRemaining);
             UnrecoverablePages = missing;
+            SourceLost?.Invoke(missing, reason);
             _vm.WaitingOnNetwork($"waiting for the source: {missing} pages not yet here ({reason}); the VM keeps running until it needs one");
 
             var reconnect = new TaskCompletionSource<(FrameChannel, Task<FrameChannel>)>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -390,6 +391,9 @@ public sealed class DestinationMigration
 
         return null;
     }
+
+    /// <summary>Raised at once when the source is lost after the resume: the pages missing here, and why.</summary>
+    public event Action<int, string>? SourceLost;
 
     /// <summary>Pages the VM lacks while the source is away (0 while connected): what would be lost if it never came back.</summary>
     public int UnrecoverablePages { get; private set; }

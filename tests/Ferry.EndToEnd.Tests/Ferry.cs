@@ -101,9 +101,20 @@ internal sealed class HostProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<HostProcess> StartAsync(string name, string? secret = null)
+    /// <summary>The agent's process id (for SIGSTOP, SIGCONT, SIGKILL).</summary>
+    public int Pid => _process.Id;
+
+    /// <summary>Sends a signal (STOP, CONT, KILL...) to the agent.</summary>
+    public async Task SignalAsync(string signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+        await kill.WaitForExitAsync();
+    }
+
+    public static async Task<HostProcess> StartAsync(string name, string? secret = null, params string[] extra)
     {
         var args = new List<string> { "host", "--listen", "127.0.0.1:0", "--name", name };
+        args.AddRange(extra);
         if (secret is not null)
         {
             args.AddRange(["--secret", secret]);
@@ -158,6 +169,7 @@ internal sealed class HostProcess : IAsyncDisposable
     {
         if (!_process.HasExited)
         {
+            await SignalAsync("CONT"); // a stopped process would not die until continued
             _process.Kill(entireProcessTree: true);
             await _process.WaitForExitAsync();
         }
