@@ -22,9 +22,10 @@ internal static class HostCommand
         var advertise = new Option<string?>("--advertise") { Description = "HOST:PORT that peers dial for this host's data endpoint (default: the listen address)" };
         var peerTimeout = new Option<string>("--peer-timeout") { Description = "migrations started here declare the destination dead after this much silence", DefaultValueFactory = _ => "5s" };
         var reconnectWindow = new Option<string>("--reconnect-window") { Description = "a migration started here that lost its destination after the switchover reconnects automatically for this long", DefaultValueFactory = _ => "60s" };
+        var stateDir = new Option<string?>("--state-dir") { Description = "keep the pages an outgoing post-copy migration still owes after its switchover here (fsync'd), so that this host restarted on the same directory serves them after a crash" };
         var cmd = new Command("host", "Run a host agent: runs VMs, serves the control API, accepts incoming migrations")
         {
-            listen, api, secret, name, noWarmUp, faultPriority, advertise, peerTimeout, reconnectWindow,
+            listen, api, secret, name, noWarmUp, faultPriority, advertise, peerTimeout, reconnectWindow, stateDir,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
@@ -58,6 +59,7 @@ internal static class HostCommand
                 Advertise = advertised,
                 PeerTimeout = timeout,
                 ReconnectWindow = window,
+                StateDir = p.GetValue(stateDir),
             };
             await using var agent = new HostAgent(options);
             await agent.StartAsync();

@@ -51,7 +51,8 @@ public sealed class HostAgent : IAsyncDisposable
         _app = builder.Build();
         ILogger log = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ferry.host");
         _incoming = new IncomingMigrations(options, _vms, log);
-        _outgoing = new OutgoingMigrations(log, _stopping.Token, options.FaultSocketPriority, options.PeerTimeout, options.ReconnectWindow);
+        _outgoing = new OutgoingMigrations(log, _stopping.Token, options.FaultSocketPriority, options.PeerTimeout, options.ReconnectWindow,
+            options.StateDir is null ? null : Path.Combine(options.StateDir, "pages"), options.MaxMemoryBytes);
         Map(_app);
     }
 
@@ -68,6 +69,7 @@ public sealed class HostAgent : IAsyncDisposable
 
         _incoming.Start(_stopping.Token);
         await _app.StartAsync().ConfigureAwait(false);
+        _outgoing.ResumeFromPageFiles();
         ApiUrl = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         DataEndpoint = _options.Advertise ?? _incoming.Endpoint!.ToString();
     }

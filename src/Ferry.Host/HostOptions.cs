@@ -46,6 +46,13 @@ public sealed record HostOptions
     /// <summary>Default time during which a migration that lost its destination after the switchover reconnects by itself.</summary>
     public TimeSpan ReconnectWindow { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// Where this host keeps what must survive it (`--state-dir`): the page files of its outgoing
+    /// post-copy migrations (pages still owed after the switchover), served again by the host
+    /// restarted on the same directory. Null: nothing is kept.
+    /// </summary>
+    public string? StateDir { get; init; }
+
     /// <summary>How long a prepared incoming slot waits for its source.</summary>
     public TimeSpan IncomingLifetime { get; init; } = TimeSpan.FromMinutes(2);
 }

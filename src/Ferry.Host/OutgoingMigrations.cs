@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
+using Ferry.Machine.Board;
 using Ferry.Migration;
+using Ferry.Migration.Mechanisms;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
@@ -20,8 +22,14 @@ public sealed class OutgoingMigrations
     private readonly TimeSpan _peerTimeout;
     private readonly TimeSpan _reconnectWindow;
 
-    public OutgoingMigrations(ILogger log, CancellationToken stopping, int faultSocketPriority = 6, TimeSpan? peerTimeout = null, TimeSpan? reconnectWindow = null)
+    private readonly string? _pageFiles;
+    private readonly ulong _maxMemory;
+
+    public OutgoingMigrations(ILogger log, CancellationToken stopping, int faultSocketPriority = 6, TimeSpan? peerTimeout = null, TimeSpan? reconnectWindow = null,
+        string? pageFiles = null, ulong maxMemory = 16UL << 30)
     {
+        _pageFiles = pageFiles;
+        _maxMemory = maxMemory;
         _faultSocketPriority = faultSocketPriority;
         _peerTimeout = peerTimeout ?? TimeSpan.FromSeconds(5);
         _reconnectWindow = reconnectWindow ?? TimeSpan.FromSeconds(60);
@@ -41,7 +49,7 @@ public sealed class OutgoingMigrations
             throw new ApiException(409, $"VM '{vm.Name}' is already migrating ({vm.MigrationId})");
         }
 
-        MigrationOptions options = ToOptions(request, _peerTimeout, _reconnectWindow);
+        MigrationOptions options = ToOptions(request, _peerTimeout, _reconnectWindow) with { PageFileDirectory = _pageFiles };
         byte[] token;
         try
         {
@@ -60,7 +68,10 @@ public sealed class OutgoingMigrations
         (string host, int port) = ParseEndpoint(request.Destination);
         string id = $"m{Interlocked.Increment(ref _next)}-{vm.Name}";
         string label = request.DestinationLabel ?? request.Destination;
-        var migration = new SourceMigration(vm, options, token, (role, ct) => ConnectAsync(host, port, _faultSocketPriority, ct), id, label);
+        var migration = new SourceMigration(vm, options, token, (role, ct) => ConnectAsync(host, port, _faultSocketPriority, ct), id, label)
+        {
+            DataEndpoint = request.Destination,
+        };
         vm.MigrationId = id;
         var entry = new Entry(vm.Name, migration, SourceMigration.StrategyName(options.Strategy));
         _migrations[id] = entry;
@@ -120,6 +131,57 @@ public sealed class OutgoingMigrations
         }
 
         return e.Migration.Cancel();
+    }
+
+    /// <summary>
+    /// At start-up: the page files a previous run of this host left (it died after a switchover,
+    /// with pages still owed): each is served to its destination by a migration of its own.
+    /// </summary>
+    public void ResumeFromPageFiles()
+    {
+        if (_pageFiles is null)
+        {
+            return;
+        }
+
+        foreach (string path in PageFile.Find(_pageFiles))
+        {
+            PageFile file;
+            VirtMachine machine;
+            try
+            {
+                (file, machine) = PageFile.Read(path, _maxMemory);
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                _log.LogError("page file {Path} cannot be served: {Reason}", path, e.Message);
+                continue;
+            }
+
+            var source = new PageFileSource(file, machine);
+            var options = new MigrationOptions
+            {
+                Strategy = file.Strategy,
+                PeerTimeout = TimeSpan.FromMilliseconds(file.PeerTimeoutMs),
+                ReconnectWindow = _reconnectWindow,
+                PushOrder = PushOrder.Linear,
+            };
+            (string host, int port) = ParseEndpoint(file.Destination);
+            string id = "r" + file.MigrationId;
+            var migration = new SourceMigration(source, options, file.Token, (role, ct) => ConnectAsync(host, port, _faultSocketPriority, ct), id, file.Destination);
+            var entry = new Entry(file.VmName, migration, SourceMigration.StrategyName(file.Strategy));
+            _migrations[id] = entry;
+            _log.LogWarning("serving {Pages} pages of {Vm} still owed to {Destination} from {Path} (migration {Id})", file.Pages!.PopCount(), file.VmName, file.Destination, path, id);
+            entry.Task = Task.Run(async () =>
+            {
+                using (source)
+                {
+                    MigrationReport report = await migration.ResumeFromPageFileAsync(file, _stopping).ConfigureAwait(false);
+                    entry.Report = report;
+                    _log.LogInformation("migration {Id} of {Vm} from its page file: {Outcome}{Error}", id, file.VmName, report.Outcome, report.Error is null ? "" : ": " + report.Error);
+                }
+            });
+        }
     }
 
     /// <summary>Asks a migration that lost its destination after the switchover to reconnect now; false unless it is recovering.</summary>

@@ -1,3 +1,4 @@
+using Ferry.Migration.Mechanisms;
 using Ferry.Migration.Protocol;
 
 namespace Ferry.Migration;
@@ -80,6 +81,14 @@ public sealed record MigrationOptions
     /// for this long; after that the migration waits (VM paused here) for an explicit resume.
     /// </summary>
     public TimeSpan ReconnectWindow { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Post-copy and hybrid: write the pages still owed at the switchover to a page file in this
+    /// directory (fsync'd before the switchover state is sent), so that a source agent restarted
+    /// after a crash can serve them (<see cref="PageFile"/>). Null: none (the VM's pages live
+    /// only in this process until they have crossed).
+    /// </summary>
+    public string? PageFileDirectory { get; init; }
 
     /// <summary>Pages per Pages frame.</summary>
     public int BatchPages { get; init; } = 32;

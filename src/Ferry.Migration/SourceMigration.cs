@@ -44,6 +44,9 @@ public sealed class SourceMigration
 
     public string? Destination { get; }
 
+    /// <summary>The destination's data endpoint (host:port), recorded in the page file for a restarted agent; defaults to <see cref="Destination"/>.</summary>
+    public string? DataEndpoint { get; init; }
+
     public MigrationProgress Progress { get; } = new();
 
     /// <summary>Asks the migration to stop. Honoured until the switchover state is sent; returns false after.</summary>
@@ -85,14 +88,25 @@ public sealed class SourceMigration
         }
     }
 
-    public async Task<MigrationReport> RunAsync(CancellationToken cancellation)
+    public Task<MigrationReport> RunAsync(CancellationToken cancellation) => RunAsync((run, ct) => run.ExecuteAsync(ct), cancellation);
+
+    /// <summary>
+    /// A restarted source agent serves a migration from its page file (the process that ran it
+    /// died after the switchover): reconnects to the destination, learns which pages it still
+    /// lacks, sends them from the file, and completes with the memory digest of the pause. This
+    /// migration's VM must be the file's <see cref="PageFileSource"/>.
+    /// </summary>
+    public Task<MigrationReport> ResumeFromPageFileAsync(PageFile file, CancellationToken cancellation)
+        => RunAsync((run, ct) => run.ExecuteFromPageFileAsync(file, ct), cancellation);
+
+    private async Task<MigrationReport> RunAsync(Func<Run, CancellationToken, Task> execute, CancellationToken cancellation)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellation, _cancel.Token);
         CancellationToken ct = linked.Token;
         var run = new Run(this);
         try
         {
-            await run.ExecuteAsync(ct).ConfigureAwait(false);
+            await execute(run, ct).ConfigureAwait(false);
             return run.Report("completed", null, "destination");
         }
         catch (Exception e) when (e is OperationCanceledException && _cancel.IsCancellationRequested && !run.StateSent)
@@ -152,6 +166,24 @@ public sealed class SourceMigration
         private PeerLiveness? _liveness;
         private PushQueue? _queue;
         private PageBitmap? _queueFrom;
+        private PageFile? _pageFile;
+        private PageFileReport? _pageFileReport;
+        private double _pageFileLiveMs;
+
+        private PageFile NewPageFile() => new()
+        {
+            Token = owner._token,
+            Destination = owner.DataEndpoint ?? owner.Destination ?? "",
+            VmName = Vm.Name,
+            MigrationId = owner.Id,
+            Machine = Vm.Machine.Config,
+            Strategy = Options.Strategy,
+            StopAt = Vm.StopAt,
+            PeerTimeoutMs = (uint)Options.PeerTimeout.TotalMilliseconds,
+        };
+
+        /// <summary>The page file of this migration, if one was written (kept while its pages may still be owed).</summary>
+        public PageFile? PageFile => _pageFile;
         private readonly List<Interruption> _interruptions = [];
         private bool _paused;
         private long _setupEnd, _pauseAt, _selectedAt, _pausePagesSentAt, _bundleSentAt, _resumeAt, _residentAt, _end;
@@ -212,6 +244,18 @@ public sealed class SourceMigration
             }
 
             await policy.RunLiveAsync(_context, ct).ConfigureAwait(false);
+            if (Options.PageFileDirectory is string directory && policy.ResumesBeforeAllPages)
+            {
+                // The durable page file, while the VM still runs: every page not yet delivered, as
+                // it is now, on disk before the pause; the pause adds only what the VM dirties meanwhile.
+                long writeStart = Stopwatch.GetTimestamp();
+                await _context.CollectDirtyAsync().ConfigureAwait(false); // from here the dirty log says what the file misses
+                _pageFile = NewPageFile();
+                _pageFile.Open(directory, memory.PageCount);
+                _pageFile.Append(memory, _context.Undelivered());
+                _pageFile.Sync();
+                _pageFileLiveMs = Stopwatch.GetElapsedTime(writeStart).TotalMilliseconds;
+            }
 
             // Switchover: pause, last dirty pages, the strategy's pause pages, CPU and devices.
             owner.Progress.Phase = SourcePhase.Switchover;
@@ -219,7 +263,7 @@ public sealed class SourceMigration
             _paused = true;
             _pauseAt = Stopwatch.GetTimestamp();
             ct.ThrowIfCancellationRequested();
-            await _context.CollectDirtyAsync().ConfigureAwait(false);
+            PageBitmap dirtiedLast = await _context.CollectDirtyAsync().ConfigureAwait(false);
             if (policy.Kind == StrategyKind.Hybrid)
             {
                 estimator.CloseWindow(); // the VM is paused: include what it touched since the last window
@@ -231,6 +275,7 @@ public sealed class SourceMigration
             _pausePagesSentAt = Stopwatch.GetTimestamp();
             _context.MarkDelivered(pausePages);
             PageBitmap remaining = _context.Undelivered();
+            Task<(ulong Digest, uint Pages)>? digestAtPause = null;
             int remainingCount = remaining.PopCount();
             if (!policy.ResumesBeforeAllPages && remainingCount != 0)
             {
@@ -242,6 +287,28 @@ public sealed class SourceMigration
 
             Machine.State.MachineState state = Vm.Machine.SaveState();
             _instructionsAtPause = state.Hart.InstructionsRetired;
+            if (_pageFile is not null)
+            {
+                // The rest of the page file, durable before the state leaves: the owed pages the
+                // VM dirtied since the live part (or that were not owed then), and the digest.
+                long writeStart = Stopwatch.GetTimestamp();
+                (ulong d, uint n) = PageHash.OfMemory(memory);
+                digestAtPause = Task.FromResult((d, n));
+                var rewrite = new PageBitmap(memory.PageCount); // remaining ∖ held
+                rewrite.CopyFrom(remaining);
+                rewrite.AndNot(_pageFile.Pages!);
+                var clean = new PageBitmap(memory.PageCount); // remaining ∖ dirtied
+                clean.CopyFrom(remaining);
+                clean.AndNot(dirtiedLast);
+                var dirtied = new PageBitmap(memory.PageCount); // remaining ∩ dirtied
+                dirtied.CopyFrom(remaining);
+                dirtied.AndNot(clean);
+                rewrite.Or(dirtied);
+                _pageFile.Append(memory, rewrite);
+                (_, long bytes) = _pageFile.Complete(d, n);
+                _pageFileReport = new PageFileReport(remainingCount, bytes, _pageFileLiveMs, Stopwatch.GetElapsedTime(writeStart).TotalMilliseconds, rewrite.PopCount());
+            }
+
             var bundle = new StateBundle(StateCodec.Encode(state), remainingCount > 0 ? remaining.Words.ToArray() : null,
                 _books.Sent.Digest, (uint)_books.Sent.NonZeroPages);
             owner._pastPointOfNoReturn = true;
@@ -274,7 +341,7 @@ public sealed class SourceMigration
             // Post-copy phase: the destination runs; push what it still lacks, while faults are
             // served. A lost or silent destination pauses the migration here (the VM stays paused,
             // its memory and this record kept) until a reconnection tells what is still absent.
-            Task<(ulong Digest, uint Pages)> digest = Task.Run(() => PageHash.OfMemory(memory), CancellationToken.None);
+            Task<(ulong Digest, uint Pages)> digest = digestAtPause ?? Task.Run(() => PageHash.OfMemory(memory), CancellationToken.None);
             bool first = true;
             while (true)
             {
@@ -317,6 +384,37 @@ public sealed class SourceMigration
                 .ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
         }
 
+        public async Task ExecuteFromPageFileAsync(PageFile file, CancellationToken ct)
+        {
+            GuestMemory memory = Vm.Machine.Memory;
+            _books = new SourceBooks(memory.PageCount);
+            _pageFile = file;
+            _paused = true;
+            StateSent = true;
+            _ = SampleAsync(_sampling.Token);
+            Task faultTask = await RecoverAsync(new IOException("the source agent restarted"), Task.CompletedTask, ct).ConfigureAwait(false);
+            Task<(ulong Digest, uint Pages)> digest = Task.FromResult((file.MemoryDigest, file.NonZeroPages));
+            while (true)
+            {
+                try
+                {
+                    await PostCopyAsync(null, null, digest, first: false).ConfigureAwait(false);
+                    break;
+                }
+                catch (Exception e) when (!DestinationStopped && LinkFailure.Is(e))
+                {
+                    faultTask = await RecoverAsync(e, faultTask, ct).ConfigureAwait(false);
+                }
+            }
+
+            _end = Stopwatch.GetTimestamp();
+            owner.Progress.Phase = SourcePhase.Completed;
+            StopSampling();
+            await CloseAsync().ConfigureAwait(false);
+            await faultTask.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None)
+                .ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+        }
+
         private void NoteResumed(Resumed at, LinkShaper shaper)
         {
             _destinationSwitchMs = at.SwitchoverMs;
@@ -337,7 +435,7 @@ public sealed class SourceMigration
         }
 
         /// <summary>One attempt at the post-copy phase on the current connections: push, Complete, verdict.</summary>
-        private async Task PostCopyAsync(WorkingSetEstimator estimator, PageSender sender, Task<(ulong Digest, uint Pages)> digest, bool first)
+        private async Task PostCopyAsync(WorkingSetEstimator? estimator, PageSender? sender, Task<(ulong Digest, uint Pages)> digest, bool first)
         {
             GuestMemory memory = Vm.Machine.Memory;
             PushQueue queue = _queue!;
@@ -347,7 +445,7 @@ public sealed class SourceMigration
             Task<(MessageType, byte[])> verdict = ReceiveVerdictAsync(main, post.Token);
             try
             {
-                if (queue.Order == PushOrder.FaultNeighbourhoodThenRecency && _queueFrom is not null)
+                if (queue.Order == PushOrder.FaultNeighbourhoodThenRecency && _queueFrom is not null && estimator is not null)
                 {
                     var pending = new PageBitmap(memory.PageCount);
                     pending.CopyFrom(_queueFrom);
@@ -355,7 +453,7 @@ public sealed class SourceMigration
                     queue.SetRecency(estimator.ByRecency(pending));
                 }
 
-                if (first)
+                if (first && sender is not null)
                 {
                     await sender.FlushAsync(CancellationToken.None).ConfigureAwait(false);
                 }
@@ -448,6 +546,12 @@ public sealed class SourceMigration
 
                     var absent = new PageBitmap(Vm.Machine.Memory.PageCount);
                     state.AbsentPages!.CopyTo(absent.Words);
+                    if (_pageFile?.Pages is PageBitmap held && Vm is PageFileSource && !IsSubset(absent, held))
+                    {
+                        // Never send a page this process does not have: the destination would install zeros.
+                        DestinationStopped = false;
+                        throw new InvalidOperationException("the destination lacks pages that the page file does not hold: it cannot be served from here");
+                    }
                     if (_resumeAt == 0)
                     {
                         // Resumed was lost with the link: the VM resumed there some time before this.
@@ -477,6 +581,20 @@ public sealed class SourceMigration
                     await CloseAsync().ConfigureAwait(false);
                 }
             }
+        }
+
+        private static bool IsSubset(PageBitmap a, PageBitmap b)
+        {
+            ReadOnlySpan<ulong> x = a.Words, y = b.Words;
+            for (int i = 0; i < x.Length; i++)
+            {
+                if ((x[i] & ~y[i]) != 0)
+                {
+                    return false;
+                }
+            }
+
+            return true;
         }
 
         /// <summary>New main and fault connections that resume this migration (Hello with the Resume flag); the destination's ResumeState.</summary>
@@ -679,6 +797,12 @@ public sealed class SourceMigration
 
         public MigrationReport Report(string outcome, string? error, string location)
         {
+            if (location != "source-paused")
+            {
+                // Its pages are no longer owed: the destination has them all, or the VM is here.
+                _pageFile?.Delete();
+            }
+
             long end = _end != 0 ? _end : Stopwatch.GetTimestamp();
             TransferCounters c = _books?.Counters ?? new TransferCounters();
             DestinationMetrics d = _destination ?? new DestinationMetrics();
@@ -754,6 +878,7 @@ public sealed class SourceMigration
                 ThroughputBitsPerSecond = total > 0 ? c.TotalPageBytes * 8 / (total / 1000) : 0,
                 Timeline = new TimelineReport(Ms(_pauseAt), resumeMs, points),
                 Liveness = LivenessSummary(),
+                PageFile = _pageFileReport,
                 Switchover = _resumeAt == 0 ? null : new SwitchoverReport(
                     Ms(_selectedAt) - Ms(_pauseAt), Ms(_pausePagesSentAt) - Ms(_selectedAt), c.Bytes(PagePhase.Pause),
                     Ms(_bundleSentAt) - Ms(_pausePagesSentAt), _bundleBytes, _handshakeRttMs, _destinationSwitchMs,

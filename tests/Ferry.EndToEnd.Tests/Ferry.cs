@@ -77,11 +77,12 @@ internal static class Ferry
 internal sealed class HostProcess : IAsyncDisposable
 {
     private readonly Process _process;
-    private readonly StringBuilder _log = new();
+    private readonly StringBuilder _log;
 
-    private HostProcess(Process process, string api, string data)
+    private HostProcess(Process process, string api, string data, StringBuilder log)
     {
         _process = process;
+        _log = log;
         Api = api;
         Data = data;
     }
@@ -156,13 +157,7 @@ internal sealed class HostProcess : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         (string api, string data) = await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
-        var host = new HostProcess(process, api, data);
-        lock (log)
-        {
-            host._log.Append(log);
-        }
-
-        return host;
+        return new HostProcess(process, api, data, log); // the log goes on filling as the agent runs
     }
 
     public async ValueTask DisposeAsync()

@@ -93,6 +93,54 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_source_killed_after_the_switchover_and_restarted_on_its_state_dir_serves_the_page_file_and_the_vm_survives_with_its_digest()
+    {
+        string stateDir = Path.Combine(Path.GetTempPath(), $"ferry-state-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        string[] durable = ["--peer-timeout", "1s", "--no-warm-up", "--state-dir", stateDir];
+        HostProcess a = await HostProcess.StartAsync("A", null, durable);
+        await using HostProcess b = await StartHostAsync("B");
+        const string name = "crashed-source";
+        try
+        {
+            await using (a)
+            {
+                await SignalSourceAfterSwitchoverAsync(a, b, name, "KILL");
+            }
+
+            string[] files = Directory.GetFiles(Path.Combine(stateDir, "pages"), "*.pages");
+            Assert.Single(files);
+
+            // The same state directory, another port: the restarted agent dials the destination itself.
+            await using HostProcess again = await HostProcess.StartAsync("A2", null, durable);
+            VmStatus atB;
+            try
+            {
+                atB = await Api.WaitAsync(b.Api, name, s => !s.WaitingOnNetwork, Long);
+            }
+            finally
+            {
+                output.WriteLine("restarted source: " + again.Log);
+                output.WriteLine("destination: " + b.Log);
+            }
+
+            Assert.NotEqual("failed", atB.State);
+            await AssertDigestAsync(b, name);
+            var until = Stopwatch.StartNew();
+            while (Directory.GetFiles(Path.Combine(stateDir, "pages"), "*.pages").Length > 0 && until.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                await Task.Delay(50);
+            }
+
+            Assert.Empty(Directory.GetFiles(Path.Combine(stateDir, "pages"), "*.pages")); // served: nothing is owed any more
+            Assert.Contains("from its page file: completed", again.Log, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_destination_stopped_before_the_switchover_fails_the_migration_within_the_deadline_and_the_vm_runs_on_at_the_source()
     {
         await using HostProcess a = await StartHostAsync("A");

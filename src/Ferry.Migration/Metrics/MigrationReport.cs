@@ -68,6 +68,9 @@ public sealed record MigrationReport
     /// <summary>The deadline on the destination's silence, and each time it was lost (detected, then recovered or not).</summary>
     public LivenessReport? Liveness { get; init; }
 
+    /// <summary>The durable page file written in the pause (null: none): pages, bytes, and the time it added to the downtime.</summary>
+    public PageFileReport? PageFile { get; init; }
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
@@ -185,3 +188,10 @@ public sealed class Interruption(double atMs, string reason, double detectedAfte
     /// <summary>Pages the destination still lacked at the reconnection (sent again, whatever had been in flight).</summary>
     public long PagesResent { get; set; }
 }
+
+/// <summary>
+/// The page file of a migration: pages still owed at the switchover, its size, the time its live
+/// part took (written and fsync'd while the VM ran), and the time its pause part took (the owed
+/// pages dirtied since, the digest, fsync: in the downtime) with the pages it rewrote.
+/// </summary>
+public sealed record PageFileReport(long Pages, long Bytes, double LiveWriteMs, double PauseWriteMs, long PagesRewritten);
