@@ -75,6 +75,11 @@ internal sealed class HostClient : IDisposable
 
     public Task CancelMigrationAsync(string id, CancellationToken ct) => SendAsync<object?>(HttpMethod.Post, $"v1/migrations/{Uri.EscapeDataString(id)}/cancel", null, ct);
 
+    public async Task<bool> ResumeMigrationAsync(string id, CancellationToken ct)
+        => (await SendAsync<ResumeResponse>(HttpMethod.Post, $"v1/migrations/{Uri.EscapeDataString(id)}/resume", null, ct).ConfigureAwait(false)).Resumed;
+
+    private sealed record ResumeResponse(bool Resumed);
+
     /// <summary>Copies the console to <paramref name="output"/>; returns the offsets the bytes start and end at.</summary>
     public async Task<(long Start, long End)> ConsoleAsync(string name, long? from, bool follow, Stream output, CancellationToken ct)
     {

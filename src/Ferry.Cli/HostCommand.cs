@@ -24,13 +24,34 @@ internal static class HostCommand
         var maxIncoming = new Option<int>("--max-incoming") { Description = "incoming VMs (prepared or arriving) at once", DefaultValueFactory = _ => 8 };
         var maxIncomingMemory = new Option<string>("--max-incoming-memory") { Description = "guest memory of all incoming VMs together", DefaultValueFactory = _ => "32G" };
         var maxRequest = new Option<string>("--max-request-size") { Description = "largest control API request (a VM start carries its images, base64)", DefaultValueFactory = _ => "128M" };
+        var advertise = new Option<string?>("--advertise") { Description = "HOST:PORT that peers dial for this host's data endpoint (default: the listen address)" };
+        var peerTimeout = new Option<string>("--peer-timeout") { Description = "migrations started here declare the destination dead after this much silence", DefaultValueFactory = _ => "5s" };
+        var reconnectWindow = new Option<string>("--reconnect-window") { Description = "a migration started here that lost its destination after the switchover reconnects automatically for this long", DefaultValueFactory = _ => "60s" };
+        var stateDir = new Option<string?>("--state-dir") { Description = "keep the pages an outgoing post-copy migration still owes after its switchover here (fsync'd), so that this host restarted on the same directory serves them after a crash" };
         var cmd = new Command("host", "Run a host agent: runs VMs, serves the control API, accepts incoming migrations")
         {
-            listen, api, secret, name, noWarmUp, faultPriority, handshake, maxPending, maxIncoming, maxIncomingMemory, maxRequest,
+            listen, api, secret, name, noWarmUp, faultPriority, handshake, maxPending, maxIncoming, maxIncomingMemory, maxRequest, advertise, peerTimeout, reconnectWindow, stateDir,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
             IPEndPoint data = ParseEndpoint(p.GetValue(listen)!);
+            string? advertised = p.GetValue(advertise);
+            if (advertised is not null && (advertised.LastIndexOf(':') is int colon && (colon <= 0 || !int.TryParse(advertised.AsSpan(colon + 1), out int port) || port is <= 0 or > 65535)))
+            {
+                throw new CliException($"--advertise '{advertised}' is not HOST:PORT");
+            }
+
+            TimeSpan timeout = Common.ParseDuration(p.GetValue(peerTimeout)!);
+            TimeSpan window = Common.ParseDuration(p.GetValue(reconnectWindow)!);
+            var check = new Ferry.Migration.MigrationOptions { PeerTimeout = timeout, ReconnectWindow = window };
+            try
+            {
+                check.Validate();
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliException(e.Message);
+            }
             ApiCredentials credentials = secret.Resolve(p);
             string apiUrl = ApiUrl(p.GetValue(api), data, credentials.Tls is not null);
             var options = new HostOptions
@@ -47,6 +68,10 @@ internal static class HostCommand
                 MaxIncomingVms = Common.Positive(p.GetValue(maxIncoming), "--max-incoming"),
                 MaxIncomingMemoryBytes = Common.ParseSize(p.GetValue(maxIncomingMemory)!, "--max-incoming-memory"),
                 MaxRequestBytes = (long)Common.ParseSize(p.GetValue(maxRequest)!, "--max-request-size"),
+                Advertise = advertised,
+                PeerTimeout = timeout,
+                ReconnectWindow = window,
+                StateDir = p.GetValue(stateDir),
             };
             await using var agent = new HostAgent(options);
             await agent.StartAsync();

@@ -13,7 +13,8 @@ internal static class MigrateCommand
     {
         var name = new Argument<string>("NAME") { Description = "the VM to move" };
         var from = Common.HostOption("--from", "source host API URL");
-        var to = new Option<string>("--to") { Description = "destination host API URL", Required = true };
+        var to = new Option<string?>("--to") { Description = "destination host API URL (required unless --resume)" };
+        var resume = new Option<bool>("--resume") { Description = "reconnect a migration of NAME that lost its destination after the switchover (the VM is paused at the source), and follow it to its end" };
         var secret = Common.SecretOption();
         var strategy = new Option<string>("--strategy")
         {
@@ -23,7 +24,7 @@ internal static class MigrateCommand
         var (settings, parse) = TuningOptions();
         var json = new Option<string?>("--json") { Description = "write the full report (JSON) to this file" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no progress bar" };
-        var cmd = new Command("migrate", "Live-migrate a VM from one host to another") { name, from, to, secret, strategy, json, quiet };
+        var cmd = new Command("migrate", "Live-migrate a VM from one host to another") { name, from, to, resume, secret, strategy, json, quiet };
         foreach (Option o in settings)
         {
             cmd.Options.Add(o);
@@ -34,10 +35,20 @@ internal static class MigrateCommand
             MigrateRequest request = parse(p) with { Strategy = p.GetValue(strategy)! };
             ApiCredentials secretValue = Common.Secret(p, secret);
             using var source = new HostClient(p.GetValue(from)!, secretValue);
-            using var destination = new HostClient(p.GetValue(to)!, secretValue);
-            MigrationReport report = p.GetValue(quiet)
-                ? await MigrationDriver.RunAsync(source, destination, p.GetValue(name)!, request, null, ct)
-                : await WithProgressAsync(source, destination, p.GetValue(name)!, request, ct);
+            MigrationReport report;
+            if (p.GetValue(resume))
+            {
+                report = p.GetValue(quiet)
+                    ? await MigrationDriver.ResumeAsync(source, p.GetValue(name)!, null, ct)
+                    : await WithProgressAsync(p.GetValue(name)!, (onProgress, c) => MigrationDriver.ResumeAsync(source, p.GetValue(name)!, onProgress, c), ct);
+            }
+            else
+            {
+                using var destination = new HostClient(p.GetValue(to) ?? throw new CliException("--to is required (the destination host's API URL)"), secretValue);
+                report = p.GetValue(quiet)
+                    ? await MigrationDriver.RunAsync(source, destination, p.GetValue(name)!, request, null, ct)
+                    : await WithProgressAsync(source, destination, p.GetValue(name)!, request, ct);
+            }
             if (p.GetValue(json) is string file)
             {
                 await File.WriteAllTextAsync(file, JsonSerializer.Serialize(report, MigrationReport.Json), CancellationToken.None);
@@ -72,7 +83,9 @@ internal static class MigrateCommand
         var compress = new Option<bool>("--compress") { Description = "LZ4-compress pages on the wire" };
         var autoConverge = new Option<bool>("--auto-converge") { Description = "pre-copy: throttle the guest (20 %, then 10 points more per round, up to 99 %) while rounds do not fit and it dirties at least half of what a round sends" };
         var delta = new Option<bool>("--delta") { Description = "send pages again as only their changed bytes (XBZRLE-like), with a 64 MiB cache of what was sent" };
-        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, localityAdaptive, wsWindows, wsMinHits, wsMax, wsMaxPause, wsPresend, livePasses, pushOrder, compress, autoConverge, delta];
+        var peerTimeout = new Option<string?>("--peer-timeout") { Description = "declare a peer dead after this much silence (heartbeats keep idle connections talking; default: the source host's, 5s)" };
+        var reconnectWindow = new Option<string?>("--reconnect-window") { Description = "after a lost link past the switchover, reconnect automatically for this long, then wait for --resume (default: the source host's, 60s)" };
+        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, localityAdaptive, wsWindows, wsMinHits, wsMax, wsMaxPause, wsPresend, livePasses, pushOrder, compress, autoConverge, delta, peerTimeout, reconnectWindow];
         return (all, p => new MigrateRequest
         {
             Destination = "",
@@ -93,10 +106,15 @@ internal static class MigrateCommand
             Compress = p.GetValue(compress) ? true : null,
             AutoConverge = p.GetValue(autoConverge) ? true : null,
             DeltaCacheBytes = p.GetValue(delta) ? Ferry.Migration.MigrationOptions.DefaultDeltaCacheBytes : null,
+            PeerTimeoutMs = p.GetValue(peerTimeout) is string pt ? Common.ParseDuration(pt).TotalMilliseconds : null,
+            ReconnectWindowMs = p.GetValue(reconnectWindow) is string rw ? Common.ParseDuration(rw).TotalMilliseconds : null,
         });
     }
 
-    public static async Task<MigrationReport> WithProgressAsync(HostClient source, HostClient destination, string name, MigrateRequest request, CancellationToken ct)
+    public static Task<MigrationReport> WithProgressAsync(HostClient source, HostClient destination, string name, MigrateRequest request, CancellationToken ct)
+        => WithProgressAsync(name, (onProgress, c) => MigrationDriver.RunAsync(source, destination, name, request, onProgress, c), ct);
+
+    private static async Task<MigrationReport> WithProgressAsync(string name, Func<Action<MigrationStatus>, CancellationToken, Task<MigrationReport>> run, CancellationToken ct)
     {
         MigrationReport? report = null;
         await AnsiConsole.Progress()
@@ -106,7 +124,7 @@ internal static class MigrateCommand
             .StartAsync(async context =>
             {
                 ProgressTask task = context.AddTask($"migrating {Markup.Escape(name)}", maxValue: 1);
-                report = await MigrationDriver.RunAsync(source, destination, name, request, status =>
+                report = await run(status =>
                 {
                     long total = Math.Max(1, status.PagesTotal);
                     task.MaxValue = total;
@@ -126,8 +144,10 @@ internal static class MigrateCommand
     {
         string round = s.Phase == "livecopy" && s.Round > 0 ? $" round {s.Round}" : "";
         long remaining = s.Done ? 0 : s.PagesRemaining;
+        string stall = s.PeerSilentMs > 0 ? $" [red]stalled: no word from the destination for {s.PeerSilentMs / 1000:0.0} s[/]" : "";
+        string detail = s.Detail is string d ? $" [yellow]{Markup.Escape(d)}[/]" : "";
         return $"[bold]{s.Phase}{round}[/] sent {Mib(s.BytesSent)}, remaining {Mib(remaining * 4096)}, "
-            + $"{s.RateBitsPerSecond / 1e6:0} Mbit/s, {s.FaultRequests} faults";
+            + $"{s.RateBitsPerSecond / 1e6:0} Mbit/s, {s.FaultRequests} faults{stall}{detail}";
     }
 
     public static string Mib(double bytes) => $"{bytes / (1 << 20):0.0} MiB";
@@ -171,6 +191,12 @@ internal static class MigrateCommand
         if (r.WorkingSet is { } ws)
         {
             Row("working set", $"{ws.Pages:N0} pages ({Mib(ws.Bytes)}){(ws.BudgetPages is long b ? $", at most {b:N0} in the {r.Options.DowntimeLimitMs:0.#} ms budget" : "")}, prefetch hits {r.Prefetch.Hits:N0}, waste {r.Prefetch.Waste:N0}");
+        }
+
+        if (r.Liveness is { Interruptions.Count: > 0 } live)
+        {
+            Row("link lost", string.Join("; ", live.Interruptions.Select(i => $"at {i.AtMs:0} ms ({i.Reason}): "
+                + (i.RecoveredAfterMs is double rec ? $"reconnected after {rec:0} ms, {i.PagesResent:N0} pages sent again" : "not recovered"))));
         }
 
         Row("guest speed", $"before {Mips(r.Guest.IpsBefore)}, during {Mips(r.Guest.IpsDuring)}, after {Mips(r.Guest.IpsAfter)} MIPS");

@@ -43,7 +43,33 @@ internal static class MigrationDriver
             DestinationLabel = settings.DestinationLabel ?? to.BaseUrl.ToString(),
             DestinationApi = to.BaseUrl.ToString(),
         }, cancellation).ConfigureAwait(false);
+        return await FollowAsync(from, started.Id, onProgress, cancellation).ConfigureAwait(false);
+    }
 
+    /// <summary>
+    /// `ferry migrate --resume NAME`: a migration of NAME that lost its destination after the
+    /// switchover (recovering at the source) reconnects now; then it is followed to its end.
+    /// </summary>
+    public static async Task<MigrationReport> ResumeAsync(HostClient from, string name, Action<MigrationStatus>? onProgress, CancellationToken cancellation)
+    {
+        VmStatus vm = await from.StatusAsync(name, cancellation).ConfigureAwait(false);
+        if (vm.Migration is not string id)
+        {
+            throw new CliException($"VM '{name}' has no migration on {from.BaseUrl} to resume");
+        }
+
+        MigrationStatus status = await from.MigrationAsync(id, cancellation).ConfigureAwait(false);
+        if (status.Done || !await from.ResumeMigrationAsync(id, cancellation).ConfigureAwait(false))
+        {
+            throw new CliException($"migration {id} of '{name}' is {status.Phase}: only a migration that is recovering (its destination lost after the switchover) can be resumed");
+        }
+
+        return await FollowAsync(from, id, onProgress, cancellation).ConfigureAwait(false);
+    }
+
+    private static async Task<MigrationReport> FollowAsync(HostClient from, string id, Action<MigrationStatus>? onProgress, CancellationToken cancellation)
+    {
+        MigrateResponse started = new(id);
         bool cancelSent = false;
         while (true)
         {

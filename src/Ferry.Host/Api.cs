@@ -72,6 +72,9 @@ public sealed record VmStatus
 
     /// <summary>Once migrated away: the control API URL of the host it went to (if the migration said), so that a console can follow it.</summary>
     public string? MovedTo { get; init; }
+
+    /// <summary>The VM runs here after a migration's switchover but its source is away: pages it needs may be missing (Detail says how many).</summary>
+    public bool WaitingOnNetwork { get; init; }
 }
 
 public sealed record IncomingRequest
@@ -127,6 +130,12 @@ public sealed record MigrateRequest
     /// <summary>Send pages again as deltas, with a cache of this many bytes of what was sent (0 = off).</summary>
     public long? DeltaCacheBytes { get; init; }
 
+    /// <summary>Silence before the destination is declared dead (default: the host's --peer-timeout).</summary>
+    public double? PeerTimeoutMs { get; init; }
+
+    /// <summary>After a lost link past the switchover, reconnect automatically for this long (default: the host's --reconnect-window).</summary>
+    public double? ReconnectWindowMs { get; init; }
+
     /// <summary>Label of the destination for the report (e.g. its API URL).</summary>
     public string? DestinationLabel { get; init; }
 
@@ -144,7 +153,7 @@ public sealed record MigrationStatus
 
     public required string Strategy { get; init; }
 
-    /// <summary>connecting, livecopy, switchover, postcopy, verifying, completed, failed, cancelled.</summary>
+    /// <summary>connecting, livecopy, switchover, postcopy, recovering, verifying, completed, failed, cancelled.</summary>
     public required string Phase { get; init; }
 
     public required bool Done { get; init; }
@@ -162,6 +171,15 @@ public sealed record MigrationStatus
     public double ElapsedMs { get; init; }
 
     public double RateBitsPerSecond { get; init; }
+
+    /// <summary>How long the destination has said nothing, while that is a stall (more than two heartbeat intervals); 0 otherwise.</summary>
+    public double PeerSilentMs { get; init; }
+
+    /// <summary>While recovering: why, and what the migration waits for.</summary>
+    public string? Detail { get; init; }
+
+    /// <summary>Reconnections after a lost link so far.</summary>
+    public int Recoveries { get; init; }
 
     public Ferry.Migration.Metrics.MigrationReport? Report { get; init; }
 }

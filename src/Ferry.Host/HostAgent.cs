@@ -84,7 +84,8 @@ public sealed class HostAgent : IAsyncDisposable
         }
 
         _incoming = new IncomingMigrations(options, transport, _vms, log);
-        _outgoing = new OutgoingMigrations(log, transport, _stopping.Token);
+        _outgoing = new OutgoingMigrations(log, transport, _stopping.Token, options.PeerTimeout, options.ReconnectWindow,
+            options.StateDir is null ? null : Path.Combine(options.StateDir, "pages"), options.MaxMemoryBytes);
         Map(_app);
     }
 
@@ -101,8 +102,9 @@ public sealed class HostAgent : IAsyncDisposable
 
         _incoming.Start(_stopping.Token);
         await _app.StartAsync().ConfigureAwait(false);
+        _outgoing.ResumeFromPageFiles();
         ApiUrl = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        DataEndpoint = _incoming.Endpoint!;
+        DataEndpoint = _options.Advertise ?? _incoming.Endpoint!;
         if (!IsLoopback(ApiUrl))
         {
             _log.LogWarning("the control API listens on {Url}, not on loopback: anyone who reaches it {Guard}", ApiUrl,
@@ -181,6 +183,7 @@ public sealed class HostAgent : IAsyncDisposable
         api.MapPost("/vms/{name}/migrate", (string name, MigrateRequest request) => new MigrateResponse(_outgoing.Start(_vms.Get(name), request)));
         api.MapGet("/migrations/{id}", (string id) => _outgoing.Status(id));
         api.MapPost("/migrations/{id}/cancel", (string id) => new { cancelled = _outgoing.Cancel(id) });
+        api.MapPost("/migrations/{id}/resume", (string id) => new { resumed = _outgoing.Resume(id) });
     }
 
     private VmStatus StartVm(StartVmRequest request)

@@ -40,6 +40,25 @@ public sealed record HostOptions
     /// </summary>
     public int FaultSocketPriority { get; init; } = 6;
 
+    /// <summary>
+    /// The data address peers dial for this host (`--advertise HOST:PORT`), as handed out with
+    /// each incoming slot and used again by a source that reconnects; null: the listen address.
+    /// </summary>
+    public string? Advertise { get; init; }
+
+    /// <summary>Default peer timeout (silence before a peer is declared dead) of the migrations this host starts.</summary>
+    public TimeSpan PeerTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Default time during which a migration that lost its destination after the switchover reconnects by itself.</summary>
+    public TimeSpan ReconnectWindow { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Where this host keeps what must survive it (`--state-dir`): the page files of its outgoing
+    /// post-copy migrations (pages still owed after the switchover), served again by the host
+    /// restarted on the same directory. Null: nothing is kept.
+    /// </summary>
+    public string? StateDir { get; init; }
+
     /// <summary>How long a prepared incoming slot waits for its source.</summary>
     public TimeSpan IncomingLifetime { get; init; } = TimeSpan.FromMinutes(2);
 

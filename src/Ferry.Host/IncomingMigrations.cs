@@ -22,6 +22,7 @@ public sealed class IncomingMigrations
     private readonly MigrationTransport _transport;
     private readonly object _prepareLock = new();
     private MigrationListener? _listener;
+    private readonly ResumeDesk _resumable = new();
 
     public IncomingMigrations(HostOptions options, MigrationTransport transport, VmRegistry vms, ILogger log)
     {
@@ -110,7 +111,7 @@ public sealed class IncomingMigrations
     public void Start(CancellationToken stopping)
     {
         _listener = new MigrationListener(_transport.Listen(_options.DataEndpoint.ToString()), RunAsync, m => _log.LogWarning("{Refusal}", m),
-            _options.MaxPendingConnections, _options.HandshakeTimeout);
+            _options.MaxPendingConnections, _options.HandshakeTimeout, ResumeAsync);
         _listener.Start(stopping);
     }
 
@@ -171,19 +172,42 @@ public sealed class IncomingMigrations
         await incoming.AcceptAsync(stopping).ConfigureAwait(false);
         _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, incoming.Peer);
         var migration = new DestinationMigration(hello, vm, incoming.Main, incoming.Fault);
+        _resumable.Register(hello.Token, migration);
         try
         {
+            // A lost or silent source after the resume does not end this: the VM stays here and
+            // the migration waits for the source to reconnect (the log says how many pages it lacks).
+            migration.SourceLost += (missing, reason) => _log.LogWarning(
+                "incoming migration of {Vm}: {Reason}; the VM stays here, {Missing} pages missing until the source reconnects", hello.VmName, reason, missing);
             await migration.RunAsync(stopping).ConfigureAwait(false);
             _log.LogInformation("incoming migration of {Vm} complete; {Faults} network faults", hello.VmName, migration.NetworkFaults);
+            _resumable.Forget(hello.Token);
         }
         catch (Exception e)
         {
+            // Only before the resume, or on a memory that does not verify: the source keeps (or
+            // takes back) the VM. The migration stays known, so that a source that reconnects
+            // learns the VM does not run here.
             _log.LogWarning("incoming migration of {Vm} failed: {Reason}", hello.VmName, e.Message);
+            _ = ForgetLaterAsync(hello.Token);
             if (vm.State is VmState.Failed or VmState.Incoming)
             {
                 _vms.RemoveFailed(vm); // never a VM that completed here: it is this host's now
             }
         }
+    }
+
+    private async Task ForgetLaterAsync(byte[] token)
+    {
+        await Task.Delay(TimeSpan.FromMinutes(10)).ConfigureAwait(false);
+        _resumable.Forget(token);
+    }
+
+    /// <summary>A source reconnecting to a migration that lost its connections after the switchover: true if the migration took the connection.</summary>
+    private async Task<bool> ResumeAsync(Hello hello, FrameChannel channel, string peer, CancellationToken stopping)
+    {
+        _log.LogInformation("{Role} connection from {Peer} resumes a migration", hello.Role, peer);
+        return await _resumable.HandleAsync(hello, channel, stopping).ConfigureAwait(false);
     }
 }
 

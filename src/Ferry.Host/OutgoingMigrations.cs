@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
+using Ferry.Machine.Board;
 using Ferry.Migration;
+using Ferry.Migration.Mechanisms;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
@@ -16,17 +18,26 @@ public sealed class OutgoingMigrations
     private int _next;
 
     private readonly MigrationTransport _transport;
+    private readonly TimeSpan _peerTimeout;
+    private readonly TimeSpan _reconnectWindow;
+    private readonly string? _pageFiles;
+    private readonly ulong _maxMemory;
 
-    public OutgoingMigrations(ILogger log, MigrationTransport transport, CancellationToken stopping)
+    public OutgoingMigrations(ILogger log, MigrationTransport transport, CancellationToken stopping, TimeSpan? peerTimeout = null, TimeSpan? reconnectWindow = null,
+        string? pageFiles = null, ulong maxMemory = 16UL << 30)
     {
         _transport = transport;
+        _pageFiles = pageFiles;
+        _maxMemory = maxMemory;
+        _peerTimeout = peerTimeout ?? TimeSpan.FromSeconds(5);
+        _reconnectWindow = reconnectWindow ?? TimeSpan.FromSeconds(60);
         _log = log;
         _stopping = stopping;
     }
 
     public string Start(VmInstance vm, MigrateRequest request)
     {
-        MigrationOptions options = ToOptions(request);
+        MigrationOptions options = ToOptions(request, _peerTimeout, _reconnectWindow) with { PageFileDirectory = _pageFiles };
         byte[] token;
         try
         {
@@ -59,7 +70,10 @@ public sealed class OutgoingMigrations
         }
 
         string label = request.DestinationLabel ?? request.Destination;
-        var migration = new SourceMigration(vm, options, token, (role, ct) => _transport.ConnectAsync(destination, ct), id, label);
+        var migration = new SourceMigration(vm, options, token, (role, ct) => _transport.ConnectAsync(destination, ct), id, label)
+        {
+            DataEndpoint = request.Destination,
+        };
         var entry = new Entry(vm.Name, migration, SourceMigration.StrategyName(options.Strategy));
         _migrations[id] = entry;
         entry.Task = Task.Run(async () =>
@@ -132,6 +146,9 @@ public sealed class OutgoingMigrations
             FaultRequests = Interlocked.Read(ref p.FaultRequests),
             ElapsedMs = p.ElapsedMs,
             RateBitsPerSecond = p.RateBitsPerSecond,
+            PeerSilentMs = report is null ? p.PeerSilentMs : 0,
+            Detail = report is null ? p.Detail : null,
+            Recoveries = p.Recoveries,
             Report = report,
         };
     }
@@ -146,8 +163,70 @@ public sealed class OutgoingMigrations
         return e.Migration.Cancel();
     }
 
+    /// <summary>
+    /// At start-up: the page files a previous run of this host left (it died after a switchover,
+    /// with pages still owed): each is served to its destination by a migration of its own.
+    /// </summary>
+    public void ResumeFromPageFiles()
+    {
+        if (_pageFiles is null)
+        {
+            return;
+        }
+
+        foreach (string path in PageFile.Find(_pageFiles))
+        {
+            PageFile file;
+            VirtMachine machine;
+            try
+            {
+                (file, machine) = PageFile.Read(path, _maxMemory);
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                _log.LogError("page file {Path} cannot be served: {Reason}", path, e.Message);
+                continue;
+            }
+
+            var source = new PageFileSource(file, machine);
+            var options = new MigrationOptions
+            {
+                Strategy = file.Strategy,
+                PeerTimeout = TimeSpan.FromMilliseconds(file.PeerTimeoutMs),
+                ReconnectWindow = _reconnectWindow,
+                PushOrder = PushOrder.Linear,
+            };
+            string endpoint = ParseEndpoint(file.Destination);
+            string id = "r" + file.MigrationId;
+            var migration = new SourceMigration(source, options, file.Token, (role, ct) => _transport.ConnectAsync(endpoint, ct), id, file.Destination);
+            var entry = new Entry(file.VmName, migration, SourceMigration.StrategyName(file.Strategy));
+            _migrations[id] = entry;
+            _log.LogWarning("serving {Pages} pages of {Vm} still owed to {Destination} from {Path} (migration {Id})", file.Pages!.PopCount(), file.VmName, file.Destination, path, id);
+            entry.Task = Task.Run(async () =>
+            {
+                using (source)
+                {
+                    MigrationReport report = await migration.ResumeFromPageFileAsync(file, _stopping).ConfigureAwait(false);
+                    entry.Report = report;
+                    _log.LogInformation("migration {Id} of {Vm} from its page file: {Outcome}{Error}", id, file.VmName, report.Outcome, report.Error is null ? "" : ": " + report.Error);
+                }
+            });
+        }
+    }
+
+    /// <summary>Asks a migration that lost its destination after the switchover to reconnect now; false unless it is recovering.</summary>
+    public bool Resume(string id)
+    {
+        if (!_migrations.TryGetValue(id, out Entry? e))
+        {
+            throw new ApiException(404, $"no migration '{id}' on this host");
+        }
+
+        return e.Migration.Resume();
+    }
+
     /// <summary>The request's options, validated (400 with the reason); the CLI checks them with this before anything is reserved.</summary>
-    public static MigrationOptions ToOptions(MigrateRequest r)
+    public static MigrationOptions ToOptions(MigrateRequest r, TimeSpan? peerTimeout = null, TimeSpan? reconnectWindow = null)
     {
         try
         {
@@ -171,6 +250,8 @@ public sealed class OutgoingMigrations
                 Compress = r.Compress ?? defaults.Compress,
                 AutoConverge = r.AutoConverge ?? defaults.AutoConverge,
                 DeltaCacheBytes = r.DeltaCacheBytes is long d ? (d is >= 0 and <= 16L << 30 ? d : throw new ApiException(400, "deltaCacheBytes must be 0 to 16 GiB")) : defaults.DeltaCacheBytes,
+                PeerTimeout = r.PeerTimeoutMs is double pt ? Milliseconds(pt, "peerTimeoutMs") : peerTimeout ?? defaults.PeerTimeout,
+                ReconnectWindow = r.ReconnectWindowMs is double rw ? Milliseconds(rw, "reconnectWindowMs") : reconnectWindow ?? defaults.ReconnectWindow,
             };
             options.Validate();
             return options;

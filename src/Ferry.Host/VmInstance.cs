@@ -33,6 +33,7 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
     private string? _movedTo;
     private bool _retired;
     private int _users = 1; // the VM's own reference, returned by Dispose
+    private volatile string? _networkWait;
     private bool _digestPending;
     private bool _runAfterMigration;
 
@@ -255,8 +256,9 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
                 ConsoleBytes = Machine.Console.End,
                 ConsoleStart = ConsoleStart,
                 Migration = MigrationId,
-                Detail = _detail,
+                Detail = _networkWait ?? _detail,
                 MovedTo = _movedTo,
+                WaitingOnNetwork = _networkWait is not null,
             };
         }
     }
@@ -441,6 +443,8 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
 
         _life.Cancel();
     }
+
+    public void WaitingOnNetwork(string? detail) => _networkWait = detail;
 
     public void Completed()
     {

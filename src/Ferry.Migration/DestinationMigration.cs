@@ -33,6 +33,12 @@ public sealed class DestinationMigration
     private int _gcAtResume, _gcAtResident;
     private TimeSpan _gcPauseAtResume, _gcPauseAtResident;
     private readonly TaskCompletionSource _resident = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<FrameChannel> _owned = [];
+    private readonly List<FrameChannel> _current = []; // the connections in use (guarded by _owned)
+    private TaskCompletionSource<(FrameChannel, Task<FrameChannel>)> _reconnect = new();
+    private PeerLiveness? _liveness;
+    private bool _started;
+    private int _interruptions;
 
     public DestinationMigration(Hello hello, IIncomingVm vm, FrameChannel main, Task<FrameChannel> faultChannel)
     {
@@ -50,31 +56,41 @@ public sealed class DestinationMigration
 
     private GuestMemory Memory => _vm.Machine.Memory;
 
-    /// <summary>Runs to completion; throws (after discarding the VM here) if the migration fails.</summary>
+    /// <summary>
+    /// Runs to completion; throws (after discarding the VM here) if the migration fails before
+    /// the VM resumed here, or if its memory does not verify. After the resume a lost or silent
+    /// source never makes it throw: the VM stays here, waiting for its missing pages, until the
+    /// source reconnects (<see cref="AcceptResumeAsync"/>) or the host stops.
+    /// </summary>
     public async Task RunAsync(CancellationToken cancellation)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         CancellationToken ct = stop.Token;
-        bool started = false;
+        FrameChannel main = _main;
+        SetCurrent(main);
+        var liveness = new PeerLiveness(TimeSpan.FromMilliseconds(_hello.PeerTimeoutMs), "source");
+        liveness.Watch(main);
+        _liveness = liveness;
         try
         {
-            FrameChannel fault = await _faultChannel.WaitAsync(TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
+            FrameChannel fault = await _faultChannel.WaitAsync(TimeSpan.FromMilliseconds(_hello.PeerTimeoutMs), ct).ConfigureAwait(false);
+            liveness.Watch(fault);
+            SetCurrent(main, fault);
             byte[] scratch = new byte[GuestMemory.PageSize];
 
             // The fault path is ready before the switchover, so that its thread costs nothing in
             // the pause: the receiver blocks on the fault connection until replies come (or the
             // connection closes when the migration ends).
             fault.EnterKernelBlockingMode();
-            CancellationTokenSource failFast = stop;
-            _ = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(fault), latencySensitive: true)
-                .ContinueWith(t => StopIfPagesAreMissing(t, failFast), TaskScheduler.Default);
+            Task faultReceiver = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(fault), latencySensitive: true);
+            _ = faultReceiver.ContinueWith(t => StopIfPagesAreMissing(t, main), TaskScheduler.Default);
 
             // Before switchover: pages into a VM that does not run yet.
             StateBundle bundle;
             long bundleAt;
             while (true)
             {
-                (MessageType type, ReadOnlyMemory<byte> payload) = await _main.ReceiveAsync(ct).ConfigureAwait(false);
+                (MessageType type, ReadOnlyMemory<byte> payload) = await main.ReceiveAsync(ct).ConfigureAwait(false);
                 if (type == MessageType.Pages)
                 {
                     ReceivePages(payload.Span, scratch, running: false);
@@ -137,30 +153,53 @@ public sealed class DestinationMigration
             _gcAtResume = GC.CollectionCount(0);
             _gcPauseAtResume = GC.GetTotalPauseDuration();
             _vm.Start();
-            started = true;
+            _started = true;
             _resumeAt = Stopwatch.GetTimestamp();
             double switchMs = (_resumeAt - bundleAt) * 1000.0 / Stopwatch.Frequency;
-            await _main.SendAsync(MessageType.Resumed, new Resumed(switchMs, _resumeAt, MonotonicClock.BootId).Encode(), ct, urgent: true).ConfigureAwait(false);
-            // Post-copy phase: pushed pages on the main connection, fault replies on the other.
-            Phase = DestinationPhase.PostCopy;
             using var sampling = CancellationTokenSource.CreateLinkedTokenSource(ct);
             _ = SampleAsync(sampling.Token);
-            _main.LimitKernelBuffers(0, BackgroundPush.KernelBufferBytes);
 
-            // The push arrives on a thread of its own at bulk priority: the guest and its faults come first.
-            Complete? completed = null;
-            await DedicatedThread.Start("ferry-push-receiver", DedicatedThread.ReceiverNice, () => completed = ReceivePush(scratch)).WaitAsync(ct).ConfigureAwait(false);
-            Complete complete = completed!;
-
-            // Verification: every page arrived, and their digest is the source's memory digest.
-            Phase = DestinationPhase.Verifying;
-            await _resident.Task.WaitAsync(TimeSpan.FromMinutes(5), ct).ConfigureAwait(false);
-            bool ok = complete.MemoryDigest == _received.Digest && complete.NonZeroPages == (uint)_received.NonZeroPages;
-            string message = ok ? "memory verified" : $"memory digest mismatch: {_received.NonZeroPages} non-zero pages here, {complete.NonZeroPages} at the source";
-            await _main.SendAsync(MessageType.Verified, new Verified(ok, message, Metrics(restoreMs, null)).Encode(), ct).ConfigureAwait(false);
-            if (!ok)
+            // Post-copy phase: pushed pages on the main connection, fault replies on the other.
+            // From here on the VM is this host's: a lost or silent source pauses the migration
+            // (the VM keeps every page it has and runs until it needs a missing one) until the
+            // source reconnects; it never discards the VM.
+            bool first = true;
+            while (true)
             {
-                throw new ProtocolException(message);
+                try
+                {
+                    if (first)
+                    {
+                        first = false;
+                        await main.SendAsync(MessageType.Resumed, new Resumed(switchMs, _resumeAt, MonotonicClock.BootId).Encode(), ct, urgent: true).ConfigureAwait(false);
+                    }
+
+                    Phase = DestinationPhase.PostCopy;
+                    main.LimitKernelBuffers(0, BackgroundPush.KernelBufferBytes);
+
+                    // The push arrives on a thread of its own at bulk priority: the guest and its faults come first.
+                    Complete? completed = null;
+                    FrameChannel pushChannel = main;
+                    await DedicatedThread.Start("ferry-push-receiver", DedicatedThread.ReceiverNice, () => completed = ReceivePush(pushChannel, scratch)).WaitAsync(ct).ConfigureAwait(false);
+                    Complete complete = completed!;
+
+                    // Verification: every page arrived, and their digest is the source's memory digest.
+                    Phase = DestinationPhase.Verifying;
+                    await WhenResidentAsync(main, ct).ConfigureAwait(false);
+                    bool ok = complete.MemoryDigest == _received.Digest && complete.NonZeroPages == (uint)_received.NonZeroPages;
+                    string message = ok ? "memory verified" : $"memory digest mismatch: {_received.NonZeroPages} non-zero pages here, {complete.NonZeroPages} at the source";
+                    await main.SendAsync(MessageType.Verified, new Verified(ok, message, Metrics(restoreMs, null)).Encode(), ct).ConfigureAwait(false);
+                    if (!ok)
+                    {
+                        throw new ProtocolException(message);
+                    }
+
+                    break;
+                }
+                catch (Exception e) when (!cancellation.IsCancellationRequested && LinkFailure.Is(e))
+                {
+                    (main, fault, faultReceiver) = await RecoverAsync(e, main, fault, faultReceiver, scratch, ct).ConfigureAwait(false);
+                }
             }
 
             Phase = DestinationPhase.Completed;
@@ -173,16 +212,16 @@ public sealed class DestinationMigration
             sampling.Cancel();
             long now = Stopwatch.GetTimestamp();
             double? after = _vm.Rate.Rate(Math.Max(_residentAt, now - Stopwatch.Frequency), now);
-            await _main.SendAsync(MessageType.Report, Metrics(restoreMs, after), ct).ConfigureAwait(false);
+            await main.SendAsync(MessageType.Report, Metrics(restoreMs, after), ct).ConfigureAwait(false);
         }
         catch (Exception e) when (Phase != DestinationPhase.Completed)
         {
             Phase = DestinationPhase.Failed;
             stop.Cancel();
-            _vm.Abort(started ? "migration failed after switchover: " + e.Message : "migration failed: " + e.Message);
+            _vm.Abort(_started ? "migration failed after switchover: " + e.Message : "migration failed: " + e.Message);
             try
             {
-                await _main.SendAsync(MessageType.Failed, ReasonMessage.Encode(e.Message), CancellationToken.None).AsTask()
+                await main.SendAsync(MessageType.Failed, ReasonMessage.Encode(e.Message), CancellationToken.None).AsTask()
                     .WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception)
@@ -196,14 +235,178 @@ public sealed class DestinationMigration
         {
             // After verification the VM is ours: a lost Report is not a failure.
         }
+        finally
+        {
+            _liveness?.Dispose();
+            _reconnect.TrySetCanceled(CancellationToken.None);
+            FrameChannel[] owned;
+            lock (_owned)
+            {
+                owned = [.. _owned];
+            }
+
+            foreach (FrameChannel c in owned)
+            {
+                await c.DisposeAsync().ConfigureAwait(false);
+            }
+        }
     }
 
-    /// <summary>The post-copy phase's main connection: pushed pages until Complete (blocking, on the push receiver's thread).</summary>
-    private Complete ReceivePush(byte[] scratch)
+    private void SetCurrent(params FrameChannel[] channels)
+    {
+        lock (_owned)
+        {
+            _current.Clear();
+            _current.AddRange(channels);
+        }
+    }
+
+    /// <summary>Waits until every page is here; a silent or lost source still fails the wait (the liveness monitor aborts the connection).</summary>
+    private async Task WhenResidentAsync(FrameChannel main, CancellationToken ct)
+    {
+        while (!_resident.Task.IsCompleted)
+        {
+            if (main.AbortReason is string reason)
+            {
+                throw new PeerTimeoutException(reason);
+            }
+
+            await Task.WhenAny(_resident.Task, Task.Delay(50, ct)).ConfigureAwait(false);
+            ct.ThrowIfCancellationRequested();
+        }
+    }
+
+    /// <summary>
+    /// The source was lost after the resume: say at once how many pages are missing, keep the
+    /// VM, and wait for the source to reconnect (any number of times); then tell it which pages
+    /// are still absent and go on with the new connections.
+    /// </summary>
+    private async Task<(FrameChannel Main, FrameChannel Fault, Task FaultReceiver)> RecoverAsync(Exception cause, FrameChannel main, FrameChannel fault,
+        Task faultReceiver, byte[] scratch, CancellationToken ct)
     {
         while (true)
         {
-            (MessageType type, ReadOnlyMemory<byte> payload) = _main.Receive();
+            // Both connections of the failed attempt end, and their receivers with them, before
+            // the pages still absent are counted: nothing of the old attempt lands after that.
+            Phase = DestinationPhase.Paused;
+            string reason = cause is PeerTimeoutException ? cause.Message : "connection to the source lost: " + cause.Message;
+            main.Abort(reason);
+            fault.Abort(reason);
+            _pager?.Detach();
+            await faultReceiver.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(10), ct).ConfigureAwait(false);
+            _liveness?.Dispose();
+            _interruptions++;
+            int missing = Volatile.Read(ref _absentRemaining);
+            UnrecoverablePages = missing;
+            SourceLost?.Invoke(missing, reason);
+            _vm.WaitingOnNetwork($"waiting for the source: {missing} pages not yet here ({reason}); the VM keeps running until it needs one");
+
+            var reconnect = new TaskCompletionSource<(FrameChannel, Task<FrameChannel>)>(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref _reconnect, reconnect);
+            (FrameChannel newMain, Task<FrameChannel> newFaultTask) = await reconnect.Task.WaitAsync(ct).ConfigureAwait(false);
+            var liveness = new PeerLiveness(TimeSpan.FromMilliseconds(_hello.PeerTimeoutMs), "source");
+            liveness.Watch(newMain);
+            _liveness = liveness;
+            lock (_owned)
+            {
+                _owned.Add(newMain);
+            }
+
+            SetCurrent(newMain);
+            try
+            {
+                var absent = new PageBitmap(Memory.PageCount);
+                absent.CopyFrom(Memory.Absent);
+                await newMain.SendAsync(MessageType.ResumeState, new ResumeState(ResumeStatus.RunningHere, absent.Words.ToArray()).Encode(), ct, urgent: true).ConfigureAwait(false);
+                FrameChannel newFault = await newFaultTask.WaitAsync(TimeSpan.FromMilliseconds(_hello.PeerTimeoutMs), ct).ConfigureAwait(false);
+                lock (_owned)
+                {
+                    _owned.Add(newFault);
+                }
+
+                SetCurrent(newMain, newFault);
+                liveness.Watch(newFault);
+                newFault.EnterKernelBlockingMode();
+                Task receiver = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(newFault), latencySensitive: true);
+                _ = receiver.ContinueWith(t => StopIfPagesAreMissing(t, newMain), TaskScheduler.Default);
+                _pager?.Attach(newFault);
+                _pager?.Reissue();
+                UnrecoverablePages = 0;
+                _vm.WaitingOnNetwork(null);
+                return (newMain, newFault, receiver);
+            }
+            catch (Exception e) when (!ct.IsCancellationRequested && LinkFailure.Is(e) || e is TimeoutException)
+            {
+                cause = e;
+                main = newMain;
+                fault = newFaultTask.IsCompletedSuccessfully ? newFaultTask.Result : newMain;
+                faultReceiver = Task.CompletedTask;
+            }
+        }
+    }
+
+    /// <summary>
+    /// A source reconnects to this migration (same token, Resume flag; Welcome already sent).
+    /// The source has given up on the old connections, so they are aborted if this side has not
+    /// noticed yet; then, once the migration has paused, it takes the new ones (it sends
+    /// ResumeState on <paramref name="main"/> itself): <see cref="ResumeStatus.RunningHere"/>.
+    /// <see cref="ResumeStatus.NotResumed"/> if the VM does not run here (never resumed, or
+    /// discarded); null if the migration did not settle within two deadlines or has completed.
+    /// </summary>
+    public async Task<ResumeStatus?> AcceptResumeAsync(FrameChannel main, Task<FrameChannel> fault, CancellationToken ct)
+    {
+        long until = Stopwatch.GetTimestamp() + (2 * _hello.PeerTimeoutMs * Stopwatch.Frequency / 1000);
+        while (Stopwatch.GetTimestamp() < until)
+        {
+            switch (Phase)
+            {
+                case DestinationPhase.Failed:
+                    return ResumeStatus.NotResumed;
+                case DestinationPhase.Completed:
+                    return null;
+                case DestinationPhase.Paused:
+                    if (Volatile.Read(ref _reconnect).TrySetResult((main, fault)))
+                    {
+                        return ResumeStatus.RunningHere;
+                    }
+
+                    break;
+                default:
+                    FrameChannel[] current;
+                    lock (_owned)
+                    {
+                        current = [.. _current];
+                    }
+
+                    foreach (FrameChannel c in current)
+                    {
+                        c.Abort("the source reconnected: it gave up on this connection");
+                    }
+
+                    break;
+            }
+
+            await Task.Delay(10, ct).ConfigureAwait(false);
+        }
+
+        return null;
+    }
+
+    /// <summary>Raised at once when the source is lost after the resume: the pages missing here, and why.</summary>
+    public event Action<int, string>? SourceLost;
+
+    /// <summary>Pages the VM lacks while the source is away (0 while connected): what would be lost if it never came back.</summary>
+    public int UnrecoverablePages { get; private set; }
+
+    /// <summary>Times the source was lost after the resume (each followed by a reconnection, or still waiting).</summary>
+    public int Interruptions => _interruptions;
+
+    /// <summary>The post-copy phase's main connection: pushed pages until Complete (blocking, on the push receiver's thread).</summary>
+    private Complete ReceivePush(FrameChannel main, byte[] scratch)
+    {
+        while (true)
+        {
+            (MessageType type, ReadOnlyMemory<byte> payload) = main.Receive();
             if (type == MessageType.Pages)
             {
                 ReceivePages(payload.Span, scratch, running: true);
@@ -219,19 +422,15 @@ public sealed class DestinationMigration
         }
     }
 
-    /// <summary>A broken fault path while pages are still absent fails the migration (the hart would wait for ever).</summary>
-    private void StopIfPagesAreMissing(Task receiver, CancellationTokenSource stop)
+    /// <summary>
+    /// A broken fault path while pages are still absent ends the attempt (the hart would wait for
+    /// ever): the main connection is aborted, so the migration pauses and waits for the source.
+    /// </summary>
+    private void StopIfPagesAreMissing(Task receiver, FrameChannel main)
     {
-        if (receiver.IsFaulted && Volatile.Read(ref _faultPathReady) == 1 && Volatile.Read(ref _absentRemaining) > 0)
+        if (receiver.IsFaulted && Volatile.Read(ref _absentRemaining) > 0)
         {
-            try
-            {
-                stop.Cancel();
-            }
-            catch (ObjectDisposedException)
-            {
-                // The migration has ended already.
-            }
+            main.Abort("fault connection lost: " + receiver.Exception!.InnerException!.Message);
         }
     }
 

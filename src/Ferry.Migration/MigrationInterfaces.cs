@@ -41,6 +41,12 @@ public interface IIncomingVm
 
     /// <summary>All memory arrived and was verified: the VM is a normal VM of this host now.</summary>
     void Completed();
+
+    /// <summary>
+    /// The VM runs here but its source is away (after the resume): <paramref name="detail"/> says
+    /// what it waits for (for its status); null once the source is back.
+    /// </summary>
+    void WaitingOnNetwork(string? detail);
 }
 
 /// <summary>Phases of the source side (one enum per role; transitions checked in <see cref="SourceMigration"/>).</summary>
@@ -50,6 +56,9 @@ public enum SourcePhase
     LiveCopy,
     Switchover,
     PostCopy,
+
+    /// <summary>The destination was lost after the state was sent: the VM is paused here, its memory and record kept, until a reconnection.</summary>
+    Recovering,
     Verifying,
     Completed,
     Failed,
@@ -63,6 +72,9 @@ public enum DestinationPhase
     Receiving,
     Switchover,
     PostCopy,
+
+    /// <summary>The source was lost after the resume: the VM keeps every page it has and waits for the source to reconnect.</summary>
+    Paused,
     Verifying,
     Completed,
     Failed,
@@ -79,4 +91,13 @@ public sealed class MigrationProgress
     public long FaultRequests;
     public double ElapsedMs;
     public double RateBitsPerSecond;
+
+    /// <summary>How long the destination has been silent, while that is longer than two heartbeat intervals (a stall); 0 otherwise.</summary>
+    public double PeerSilentMs;
+
+    /// <summary>Why the migration is recovering (the link failure), while it is.</summary>
+    public volatile string? Detail;
+
+    /// <summary>Reconnections so far after a lost link.</summary>
+    public volatile int Recoveries;
 }

@@ -1,3 +1,4 @@
+using Ferry.Migration.Mechanisms;
 using Ferry.Migration.Protocol;
 
 namespace Ferry.Migration;
@@ -91,6 +92,26 @@ public sealed record MigrationOptions
     /// <summary>LZ4-compress non-zero pages on the wire.</summary>
     public bool Compress { get; init; }
 
+    /// <summary>
+    /// Liveness: either end declares the other dead after this much silence (each sends a
+    /// heartbeat on a connection idle for a fifth of it). Also bounds every handshake step.
+    /// </summary>
+    public TimeSpan PeerTimeout { get; init; } = TimeSpan.FromMilliseconds(Hello.DefaultPeerTimeoutMs);
+
+    /// <summary>
+    /// After the destination is lost past the switchover, reconnection is tried automatically
+    /// for this long; after that the migration waits (VM paused here) for an explicit resume.
+    /// </summary>
+    public TimeSpan ReconnectWindow { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Post-copy and hybrid: write the pages still owed at the switchover to a page file in this
+    /// directory (fsync'd before the switchover state is sent), so that a source agent restarted
+    /// after a crash can serve them (<see cref="PageFile"/>). Null: none (the VM's pages live
+    /// only in this process until they have crossed).
+    /// </summary>
+    public string? PageFileDirectory { get; init; }
+
     /// <summary>Pages per Pages frame.</summary>
     public int BatchPages { get; init; } = 32;
 
@@ -134,6 +155,16 @@ public sealed record MigrationOptions
         if (LivePasses is < 0 or > 8)
         {
             throw new ArgumentException("live passes must be 0..8");
+        }
+
+        if (PeerTimeout < TimeSpan.FromMilliseconds(Hello.MinPeerTimeoutMs) || PeerTimeout > TimeSpan.FromMilliseconds(Hello.MaxPeerTimeoutMs))
+        {
+            throw new ArgumentException($"the peer timeout must be {Hello.MinPeerTimeoutMs} ms..{Hello.MaxPeerTimeoutMs / 1000} s");
+        }
+
+        if (ReconnectWindow < TimeSpan.Zero || ReconnectWindow > TimeSpan.FromDays(1))
+        {
+            throw new ArgumentException("the reconnect window must be 0..24 h");
         }
 
         if (MaxRounds < 1 || DowntimeLimit <= TimeSpan.Zero || BatchPages is < 1 or > 256)

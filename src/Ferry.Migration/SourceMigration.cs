@@ -44,6 +44,9 @@ public sealed class SourceMigration
 
     public string? Destination { get; }
 
+    /// <summary>The destination's data endpoint (host:port), recorded in the page file for a restarted agent; defaults to <see cref="Destination"/>.</summary>
+    public string? DataEndpoint { get; init; }
+
     public MigrationProgress Progress { get; } = new();
 
     /// <summary>Asks the migration to stop. Honoured until the switchover state is sent; returns false after.</summary>
@@ -58,14 +61,52 @@ public sealed class SourceMigration
         return true;
     }
 
-    public async Task<MigrationReport> RunAsync(CancellationToken cancellation)
+    private TaskCompletionSource _resumeRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// Asks a migration that lost its destination after the switchover to reconnect now
+    /// (`ferry migrate --resume`): false unless it is recovering.
+    /// </summary>
+    public bool Resume()
+    {
+        if (Progress.Phase != SourcePhase.Recovering)
+        {
+            return false;
+        }
+
+        Volatile.Read(ref _resumeRequested).TrySetResult();
+        return true;
+    }
+
+    private Task ResumeRequested => Volatile.Read(ref _resumeRequested).Task;
+
+    private void ConsumeResumeRequest()
+    {
+        if (_resumeRequested.Task.IsCompleted)
+        {
+            Volatile.Write(ref _resumeRequested, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        }
+    }
+
+    public Task<MigrationReport> RunAsync(CancellationToken cancellation) => RunAsync((run, ct) => run.ExecuteAsync(ct), cancellation);
+
+    /// <summary>
+    /// A restarted source agent serves a migration from its page file (the process that ran it
+    /// died after the switchover): reconnects to the destination, learns which pages it still
+    /// lacks, sends them from the file, and completes with the memory digest of the pause. This
+    /// migration's VM must be the file's <see cref="PageFileSource"/>.
+    /// </summary>
+    public Task<MigrationReport> ResumeFromPageFileAsync(PageFile file, CancellationToken cancellation)
+        => RunAsync((run, ct) => run.ExecuteFromPageFileAsync(file, ct), cancellation);
+
+    private async Task<MigrationReport> RunAsync(Func<Run, CancellationToken, Task> execute, CancellationToken cancellation)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellation, _cancel.Token);
         CancellationToken ct = linked.Token;
         var run = new Run(this);
         try
         {
-            await run.ExecuteAsync(ct).ConfigureAwait(false);
+            await execute(run, ct).ConfigureAwait(false);
             return run.Report("completed", null, "destination");
         }
         catch (Exception e) when (e is OperationCanceledException && _cancel.IsCancellationRequested && !run.StateSent)
@@ -129,6 +170,28 @@ public sealed class SourceMigration
         private SourceContext? _context;
         private SourceBooks? _books;
         private FaultServer? _faultServer;
+        private PeerLiveness? _liveness;
+        private PushQueue? _queue;
+        private PageBitmap? _queueFrom;
+        private PageFile? _pageFile;
+        private PageFileReport? _pageFileReport;
+        private double _pageFileLiveMs;
+
+        private PageFile NewPageFile() => new()
+        {
+            Token = owner._token,
+            Destination = owner.DataEndpoint ?? owner.Destination ?? "",
+            VmName = Vm.Name,
+            MigrationId = owner.Id,
+            Machine = Vm.Machine.Config,
+            Strategy = Options.Strategy,
+            StopAt = Vm.StopAt,
+            PeerTimeoutMs = (uint)Options.PeerTimeout.TotalMilliseconds,
+        };
+
+        /// <summary>The page file of this migration, if one was written (kept while its pages may still be owed).</summary>
+        public PageFile? PageFile => _pageFile;
+        private readonly List<Interruption> _interruptions = [];
         private bool _paused;
         private long _setupEnd, _pauseAt, _selectedAt, _pausePagesSentAt, _bundleSentAt, _resumeAt, _residentAt, _end;
         private long _bundleBytes;
@@ -155,9 +218,13 @@ public sealed class SourceMigration
             owner.Progress.Phase = SourcePhase.Connecting;
 
             // Handshake: main connection, then the fault connection. Nothing touches the VM yet.
-            _main = new FrameChannel(await owner._connect(ConnectionRole.Main, ct).ConfigureAwait(false), shaper);
+            // Both are watched from the start: a destination silent past the deadline aborts them.
+            _main = new FrameChannel(await ConnectAsync(ConnectionRole.Main, ct).ConfigureAwait(false), shaper);
+            _liveness = new PeerLiveness(Options.PeerTimeout, "destination");
+            _liveness.Watch(_main);
             await HelloAsync(_main, ConnectionRole.Main, ct).ConfigureAwait(false);
-            _fault = new FrameChannel(await owner._connect(ConnectionRole.Fault, ct).ConfigureAwait(false), shaper, urgent: true);
+            _fault = new FrameChannel(await ConnectAsync(ConnectionRole.Fault, ct).ConfigureAwait(false), shaper, urgent: true);
+            _liveness.Watch(_fault);
             await HelloAsync(_fault, ConnectionRole.Fault, ct).ConfigureAwait(false);
             _setupEnd = Stopwatch.GetTimestamp();
 
@@ -171,7 +238,7 @@ public sealed class SourceMigration
             // the switchover (Start); until then the destination has nothing to fault on.
             _fault.EnterKernelBlockingMode();
             using var faultStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            Task faultTask = _faultServer.RunAsync(faultStop.Token);
+            Task faultTask = WatchFaultServer(_faultServer.RunAsync(faultStop.Token));
             WorkingSetEstimator estimator = Vm.WorkingSet ?? new WorkingSetEstimator(Vm.Machine, TimeSpan.FromMilliseconds(100));
             _context = new SourceContext(Vm, Options, sender, _books, shaper, owner.Progress, estimator, _start);
             _ = SampleAsync(_sampling.Token);
@@ -185,6 +252,18 @@ public sealed class SourceMigration
             }
 
             await policy.RunLiveAsync(_context, ct).ConfigureAwait(false);
+            if (Options.PageFileDirectory is string directory && policy.ResumesBeforeAllPages)
+            {
+                // The durable page file, while the VM still runs: every page not yet delivered, as
+                // it is now, on disk before the pause; the pause adds only what the VM dirties meanwhile.
+                long writeStart = Stopwatch.GetTimestamp();
+                await _context.CollectDirtyAsync().ConfigureAwait(false); // from here the dirty log says what the file misses
+                _pageFile = NewPageFile();
+                _pageFile.Open(directory, memory.PageCount);
+                _pageFile.Append(memory, _context.Undelivered());
+                _pageFile.Sync();
+                _pageFileLiveMs = Stopwatch.GetElapsedTime(writeStart).TotalMilliseconds;
+            }
 
             // Switchover: pause, last dirty pages, the strategy's pause pages, CPU and devices.
             owner.Progress.Phase = SourcePhase.Switchover;
@@ -193,7 +272,7 @@ public sealed class SourceMigration
             _paused = true;
             _pauseAt = Stopwatch.GetTimestamp();
             ct.ThrowIfCancellationRequested();
-            await _context.CollectDirtyAsync().ConfigureAwait(false);
+            PageBitmap dirtiedLast = await _context.CollectDirtyAsync().ConfigureAwait(false);
             if (policy.UsesWorkingSet)
             {
                 estimator.CloseWindow(); // the VM is paused: include what it touched since the last window
@@ -216,6 +295,7 @@ public sealed class SourceMigration
             _pausePagesSentAt = Stopwatch.GetTimestamp();
             _context.MarkDelivered(pausePages);
             PageBitmap remaining = _context.Undelivered();
+            Task<(ulong Digest, uint Pages)>? digestAtPause = null;
             int remainingCount = remaining.PopCount();
             if (!policy.ResumesBeforeAllPages && remainingCount != 0)
             {
@@ -227,6 +307,28 @@ public sealed class SourceMigration
 
             Machine.State.MachineState state = Vm.Machine.SaveState();
             _instructionsAtPause = state.Hart.InstructionsRetired;
+            if (_pageFile is not null)
+            {
+                // The rest of the page file, durable before the state leaves: the owed pages the
+                // VM dirtied since the live part (or that were not owed then), and the digest.
+                long writeStart = Stopwatch.GetTimestamp();
+                (ulong d, uint n) = PageHash.OfMemory(memory);
+                digestAtPause = Task.FromResult((d, n));
+                var rewrite = new PageBitmap(memory.PageCount); // remaining ∖ held
+                rewrite.CopyFrom(remaining);
+                rewrite.AndNot(_pageFile.Pages!);
+                var clean = new PageBitmap(memory.PageCount); // remaining ∖ dirtied
+                clean.CopyFrom(remaining);
+                clean.AndNot(dirtiedLast);
+                var dirtied = new PageBitmap(memory.PageCount); // remaining ∩ dirtied
+                dirtied.CopyFrom(remaining);
+                dirtied.AndNot(clean);
+                rewrite.Or(dirtied);
+                _pageFile.Append(memory, rewrite);
+                (_, long bytes) = _pageFile.Complete(d, n);
+                _pageFileReport = new PageFileReport(remainingCount, bytes, _pageFileLiveMs, Stopwatch.GetElapsedTime(writeStart).TotalMilliseconds, rewrite.PopCount());
+            }
+
             var bundle = new StateBundle(StateCodec.Encode(state), remainingCount > 0 ? remaining.Words.ToArray() : null,
                 _books.Sent.Digest, (uint)_books.Sent.NonZeroPages);
             owner._pastPointOfNoReturn = true;
@@ -237,14 +339,104 @@ public sealed class SourceMigration
 
             // From here on the VM belongs to the destination unless it says otherwise.
             StateSent = true;
-            byte[] encoded = bundle.Encode();
-            await _main.SendAsync(MessageType.StateBundle, encoded, CancellationToken.None, urgent: true).ConfigureAwait(false);
-            _bundleSentAt = Stopwatch.GetTimestamp();
-            _bundleBytes = encoded.Length + FrameChannel.HeaderSize;
-            _books.Counters.AddControl(encoded.Length + FrameChannel.HeaderSize);
-            ReadOnlyMemory<byte> resumed = await ExpectFromDestinationAsync(MessageType.Resumed, CancellationToken.None).ConfigureAwait(false);
-            _resumedReceivedAt = Stopwatch.GetTimestamp();
-            Resumed at = Resumed.Decode(resumed.Span);
+            _queue = queue;
+            _queueFrom = remaining;
+            Exception? lost = null;
+            try
+            {
+                byte[] encoded = bundle.Encode();
+                await _main.SendAsync(MessageType.StateBundle, encoded, CancellationToken.None, urgent: true).ConfigureAwait(false);
+                _bundleSentAt = Stopwatch.GetTimestamp();
+                _bundleBytes = encoded.Length + FrameChannel.HeaderSize;
+                _books.Counters.AddControl(encoded.Length + FrameChannel.HeaderSize);
+                ReadOnlyMemory<byte> resumed = await ExpectFromDestinationAsync(MessageType.Resumed, CancellationToken.None).ConfigureAwait(false);
+                _resumedReceivedAt = Stopwatch.GetTimestamp();
+                NoteResumed(Resumed.Decode(resumed.Span), shaper);
+            }
+            catch (Exception e) when (!DestinationStopped && LinkFailure.Is(e))
+            {
+                lost = e; // the destination may or may not have resumed: it says so when it is reached again
+            }
+
+            // Post-copy phase: the destination runs; push what it still lacks, while faults are
+            // served. A lost or silent destination pauses the migration here (the VM stays paused,
+            // its memory and this record kept) until a reconnection tells what is still absent.
+            Task<(ulong Digest, uint Pages)> digest = digestAtPause ?? Task.Run(() => PageHash.OfMemory(memory), CancellationToken.None);
+            bool first = true;
+            while (true)
+            {
+                if (lost is not null)
+                {
+                    faultTask = await RecoverAsync(lost, faultTask, ct).ConfigureAwait(false);
+                    lost = null;
+                    first = false;
+                }
+
+                try
+                {
+                    await PostCopyAsync(estimator, sender, digest, first).ConfigureAwait(false);
+                    break;
+                }
+                catch (Exception e) when (!DestinationStopped && LinkFailure.Is(e))
+                {
+                    lost = e;
+                }
+            }
+
+            _end = Stopwatch.GetTimestamp();
+            owner.Progress.Phase = SourcePhase.Completed;
+            StopSampling();
+
+            // The destination's last word: the guest's speed after the migration (best effort).
+            try
+            {
+                ReadOnlyMemory<byte> report = await _main!.ExpectAsync(MessageType.Report, CancellationToken.None)
+                    .AsTask().WaitAsync(TimeSpan.FromSeconds(3), CancellationToken.None).ConfigureAwait(false);
+                _destination = ParseMetrics(report.ToArray()) ?? _destination;
+            }
+            catch (Exception e) when (e is TimeoutException or ProtocolException or IOException)
+            {
+            }
+
+            faultStop.Cancel();
+            await CloseAsync().ConfigureAwait(false); // ends the fault server's threads, blocked on the connection
+            await faultTask.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None)
+                .ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+        }
+
+        public async Task ExecuteFromPageFileAsync(PageFile file, CancellationToken ct)
+        {
+            GuestMemory memory = Vm.Machine.Memory;
+            _books = new SourceBooks(memory.PageCount);
+            _pageFile = file;
+            _paused = true;
+            StateSent = true;
+            _ = SampleAsync(_sampling.Token);
+            Task faultTask = await RecoverAsync(new IOException("the source agent restarted"), Task.CompletedTask, ct).ConfigureAwait(false);
+            Task<(ulong Digest, uint Pages)> digest = Task.FromResult((file.MemoryDigest, file.NonZeroPages));
+            while (true)
+            {
+                try
+                {
+                    await PostCopyAsync(null, null, digest, first: false).ConfigureAwait(false);
+                    break;
+                }
+                catch (Exception e) when (!DestinationStopped && LinkFailure.Is(e))
+                {
+                    faultTask = await RecoverAsync(e, faultTask, ct).ConfigureAwait(false);
+                }
+            }
+
+            _end = Stopwatch.GetTimestamp();
+            owner.Progress.Phase = SourcePhase.Completed;
+            StopSampling();
+            await CloseAsync().ConfigureAwait(false);
+            await faultTask.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None)
+                .ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+        }
+
+        private void NoteResumed(Resumed at, LinkShaper shaper)
+        {
             _destinationSwitchMs = at.SwitchoverMs;
             if (at.BootId == MonotonicClock.BootId && MonotonicClock.SharedAcrossProcesses && at.MonotonicTicks > _pauseAt && at.MonotonicTicks <= _resumedReceivedAt)
             {
@@ -260,73 +452,220 @@ public sealed class SourceMigration
                 _resumeAt = Math.Min(_resumedReceivedAt, _bundleSentAt + (long)((transitMs + _destinationSwitchMs) * Stopwatch.Frequency / 1000));
                 _downtimeMethod = "estimated";
             }
-
-            // Post-copy phase: the destination runs; push what it still lacks, while faults are served.
-            owner.Progress.Phase = SourcePhase.PostCopy;
-            using var post = new CancellationTokenSource();
-            Task<(MessageType, byte[])> verdict = ReceiveVerdictAsync(post.Token);
-            Task<(ulong Digest, uint Pages)> digest = Task.Run(() => PageHash.OfMemory(memory), CancellationToken.None);
-            if (queue.Order == PushOrder.FaultNeighbourhoodThenRecency)
-            {
-                var pending = new PageBitmap(memory.PageCount);
-                pending.CopyFrom(remaining);
-                queue.SetRecency(estimator.ByRecency(pending));
-            }
-
-            await sender.FlushAsync(CancellationToken.None).ConfigureAwait(false);
-            _main.LimitKernelBuffers(BackgroundPush.KernelBufferBytes, 0);
-            var push = new PageSender(_main, memory, _books, BackgroundPush.BatchPages, Options.Compress);
-            var prefetch = new PageSender(_main, memory, _books, BackgroundPush.BatchPages, Options.Compress);
-            await BackgroundPush.RunAsync(push, prefetch, queue, () => verdict.IsCompleted).ConfigureAwait(false);
-            _residentAt = Stopwatch.GetTimestamp();
-            (ulong memoryDigest, uint nonZero) = await digest.ConfigureAwait(false);
-            if (!verdict.IsCompleted)
-            {
-                byte[] complete = new Complete(memoryDigest, nonZero).Encode();
-                await _main.SendAsync(MessageType.Complete, complete, CancellationToken.None).ConfigureAwait(false);
-                _books.Counters.AddControl(complete.Length + FrameChannel.HeaderSize);
-            }
-
-            // Verification: the destination checks every page against the source's digest.
-            owner.Progress.Phase = SourcePhase.Verifying;
-            (MessageType type, byte[] payload) = await verdict.WaitAsync(TimeSpan.FromMinutes(5), CancellationToken.None).ConfigureAwait(false);
-            if (type != MessageType.Verified)
-            {
-                DestinationStopped = true;
-                throw FrameChannel.Unexpected(type, payload, nameof(MessageType.Verified));
-            }
-
-            Verified verified = Verified.Decode(payload);
-            _destination = ParseMetrics(verified.MetricsJson);
-            if (!verified.Ok)
-            {
-                DestinationStopped = true;
-                throw new MigrationPeerException("destination memory verification failed: " + verified.Message);
-            }
-
-            _end = Stopwatch.GetTimestamp();
-            owner.Progress.Phase = SourcePhase.Completed;
-            StopSampling();
-
-            // The destination's last word: the guest's speed after the migration (best effort).
-            try
-            {
-                ReadOnlyMemory<byte> report = await _main.ExpectAsync(MessageType.Report, CancellationToken.None)
-                    .AsTask().WaitAsync(TimeSpan.FromSeconds(3), CancellationToken.None).ConfigureAwait(false);
-                _destination = ParseMetrics(report.ToArray()) ?? _destination;
-            }
-            catch (Exception e) when (e is TimeoutException or ProtocolException or IOException)
-            {
-            }
-
-            post.Cancel();
-            faultStop.Cancel();
-            await CloseAsync().ConfigureAwait(false); // ends the fault server's threads, blocked on the connection
-            await faultTask.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None)
-                .ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
         }
 
-        private async Task HelloAsync(FrameChannel channel, ConnectionRole role, CancellationToken ct)
+        /// <summary>One attempt at the post-copy phase on the current connections: push, Complete, verdict.</summary>
+        private async Task PostCopyAsync(WorkingSetEstimator? estimator, PageSender? sender, Task<(ulong Digest, uint Pages)> digest, bool first)
+        {
+            GuestMemory memory = Vm.Machine.Memory;
+            PushQueue queue = _queue!;
+            FrameChannel main = _main!;
+            owner.Progress.Phase = SourcePhase.PostCopy;
+            using var post = new CancellationTokenSource();
+            Task<(MessageType, byte[])> verdict = ReceiveVerdictAsync(main, post.Token);
+            try
+            {
+                if (queue.Order == PushOrder.FaultNeighbourhoodThenRecency && _queueFrom is not null && estimator is not null)
+                {
+                    var pending = new PageBitmap(memory.PageCount);
+                    pending.CopyFrom(_queueFrom);
+                    _queueFrom = null; // once per queue
+                    queue.SetRecency(estimator.ByRecency(pending));
+                }
+
+                if (first && sender is not null)
+                {
+                    await sender.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+
+                main.LimitKernelBuffers(BackgroundPush.KernelBufferBytes, 0);
+                var push = new PageSender(main, memory, _books!, BackgroundPush.BatchPages, Options.Compress);
+                var prefetch = new PageSender(main, memory, _books!, BackgroundPush.BatchPages, Options.Compress);
+                await BackgroundPush.RunAsync(push, prefetch, queue, () => verdict.IsCompleted).ConfigureAwait(false);
+                _residentAt = Stopwatch.GetTimestamp();
+                (ulong memoryDigest, uint nonZero) = await digest.ConfigureAwait(false);
+                if (!verdict.IsCompleted)
+                {
+                    byte[] complete = new Complete(memoryDigest, nonZero).Encode();
+                    await main.SendAsync(MessageType.Complete, complete, CancellationToken.None).ConfigureAwait(false);
+                    _books!.Counters.AddControl(complete.Length + FrameChannel.HeaderSize);
+                }
+
+                // Verification: the destination checks every page against the source's digest.
+                owner.Progress.Phase = SourcePhase.Verifying;
+                (MessageType type, byte[] payload) = await verdict.WaitAsync(TimeSpan.FromMinutes(5), CancellationToken.None).ConfigureAwait(false);
+                if (type != MessageType.Verified)
+                {
+                    DestinationStopped = true;
+                    throw FrameChannel.Unexpected(type, payload, nameof(MessageType.Verified));
+                }
+
+                Verified verified = Verified.Decode(payload);
+                _destination = ParseMetrics(verified.MetricsJson);
+                if (!verified.Ok)
+                {
+                    DestinationStopped = true;
+                    throw new MigrationPeerException("destination memory verification failed: " + verified.Message);
+                }
+            }
+            finally
+            {
+                post.Cancel();
+            }
+        }
+
+        /// <summary>
+        /// The destination was lost after the state was sent: the VM stays paused here. Reconnects
+        /// (automatically every half deadline for <see cref="MigrationOptions.ReconnectWindow"/>, then
+        /// when <see cref="SourceMigration.Resume"/> is called), learns from the destination which
+        /// pages it still lacks, and rebuilds the push and the fault path on the new connections.
+        /// Returns the new fault server's task. A destination that never resumed the VM (or
+        /// stopped its copy) gives it back: that throws with <see cref="DestinationStopped"/> set.
+        /// </summary>
+        private async Task<Task> RecoverAsync(Exception cause, Task oldFaultTask, CancellationToken ct)
+        {
+            MigrationProgress progress = owner.Progress;
+            progress.Phase = SourcePhase.Recovering;
+            long lostAt = Stopwatch.GetTimestamp();
+            string reason = cause is PeerTimeoutException ? cause.Message : "connection to the destination lost: " + cause.Message;
+            var interruption = new Interruption(Ms(lostAt), reason, _liveness?.DetectedAfterMs ?? 0);
+            lock (_interruptions)
+            {
+                _interruptions.Add(interruption);
+            }
+
+            progress.Detail = reason + "; the VM is paused here until the destination is reached again";
+            _liveness?.Dispose();
+            await CloseAsync().ConfigureAwait(false);
+            await oldFaultTask.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None)
+                .ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+
+            TimeSpan retry = TimeSpan.FromTicks(Math.Clamp(Options.PeerTimeout.Ticks / 2, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromSeconds(2).Ticks));
+            int attempts = 0;
+            while (true)
+            {
+                bool automatic = Stopwatch.GetElapsedTime(lostAt) < Options.ReconnectWindow;
+                if (attempts > 0 || !automatic)
+                {
+                    // Wait for the next automatic attempt, or (after the window) for the operator.
+                    Task manual = owner.ResumeRequested;
+                    await (automatic ? Task.WhenAny(manual, Task.Delay(retry, ct)) : manual.WaitAsync(ct)).ConfigureAwait(false);
+                    ct.ThrowIfCancellationRequested();
+                    owner.ConsumeResumeRequest();
+                }
+
+                attempts++;
+                try
+                {
+                    ResumeState state = await ReconnectAsync(ct).ConfigureAwait(false);
+                    if (state.Status == ResumeStatus.NotResumed)
+                    {
+                        DestinationStopped = true;
+                        throw new MigrationPeerException("the destination did not run the VM (it never resumed it, or stopped its copy)");
+                    }
+
+                    var absent = new PageBitmap(Vm.Machine.Memory.PageCount);
+                    state.AbsentPages!.CopyTo(absent.Words);
+                    if (_pageFile?.Pages is PageBitmap held && Vm is PageFileSource && !IsSubset(absent, held))
+                    {
+                        // Never send a page this process does not have: the destination would install zeros.
+                        DestinationStopped = false;
+                        throw new InvalidOperationException("the destination lacks pages that the page file does not hold: it cannot be served from here");
+                    }
+                    if (_resumeAt == 0)
+                    {
+                        // Resumed was lost with the link: the VM resumed there some time before this.
+                        _resumedReceivedAt = Stopwatch.GetTimestamp();
+                        _resumeAt = _resumedReceivedAt;
+                        _downtimeMethod = "recovered";
+                    }
+
+                    _queue = new PushQueue(absent, Options.EffectivePushOrder, Options.FaultNeighbourhoodPages);
+                    _queueFrom = absent;
+                    _faultServer = new FaultServer(_fault!, Vm.Machine.Memory, _books!, Options.Compress);
+                    _fault!.EnterKernelBlockingMode();
+                    _faultServer.Start(_queue);
+                    Task faultTask = WatchFaultServer(_faultServer.RunAsync(CancellationToken.None));
+                    interruption.RecoveredAfterMs = Stopwatch.GetElapsedTime(lostAt).TotalMilliseconds;
+                    interruption.PagesResent = absent.PopCount();
+                    interruption.Attempts = attempts;
+                    progress.Recoveries++;
+                    progress.Detail = null;
+                    return faultTask;
+                }
+                catch (Exception e) when (!ct.IsCancellationRequested && !DestinationStopped && (LinkFailure.Is(e) || e is TimeoutException or MigrationPeerException))
+                {
+                    progress.Detail = $"{reason}; reconnection attempt {attempts} failed ({e.Message}); the VM is paused here"
+                        + (Stopwatch.GetElapsedTime(lostAt) < Options.ReconnectWindow ? ", retrying" : ", waiting for `ferry migrate --resume`");
+                    _liveness?.Dispose();
+                    await CloseAsync().ConfigureAwait(false);
+                }
+            }
+        }
+
+        private static bool IsSubset(PageBitmap a, PageBitmap b)
+        {
+            ReadOnlySpan<ulong> x = a.Words, y = b.Words;
+            for (int i = 0; i < x.Length; i++)
+            {
+                if ((x[i] & ~y[i]) != 0)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        /// <summary>New main and fault connections that resume this migration (Hello with the Resume flag); the destination's ResumeState.</summary>
+        private async Task<ResumeState> ReconnectAsync(CancellationToken ct)
+        {
+            var shaper = new LinkShaper(Options.BandwidthBitsPerSecond);
+            _main = new FrameChannel(await ConnectAsync(ConnectionRole.Main, ct).ConfigureAwait(false), shaper);
+            _liveness = new PeerLiveness(Options.PeerTimeout, "destination");
+            _liveness.Watch(_main);
+            await HelloAsync(_main, ConnectionRole.Main, ct, resume: true).ConfigureAwait(false);
+            ReadOnlyMemory<byte> payload = await _main.ExpectAsync(MessageType.ResumeState, ct).AsTask().WaitAsync(Options.PeerTimeout, ct).ConfigureAwait(false);
+            ResumeState state = ResumeState.Decode(payload.Span, Vm.Machine.Memory.PageCount);
+            if (state.Status == ResumeStatus.RunningHere)
+            {
+                _fault = new FrameChannel(await ConnectAsync(ConnectionRole.Fault, ct).ConfigureAwait(false), shaper, urgent: true);
+                _liveness.Watch(_fault);
+                await HelloAsync(_fault, ConnectionRole.Fault, ct, resume: true).ConfigureAwait(false);
+            }
+
+            return state;
+        }
+
+        private async Task<Stream> ConnectAsync(ConnectionRole role, CancellationToken ct)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(Options.PeerTimeout);
+            try
+            {
+                return await owner._connect(role, timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                throw new TimeoutException($"no connection to the destination within {Options.PeerTimeout.TotalSeconds:0.0} s");
+            }
+        }
+
+        /// <summary>A fault connection that breaks while pages are still owed ends the attempt: the main connection is aborted too.</summary>
+        private Task WatchFaultServer(Task faultTask)
+        {
+            FrameChannel? main = _main;
+            _ = faultTask.ContinueWith(t =>
+            {
+                if (t.IsFaulted && StateSent && owner.Progress.Phase is SourcePhase.PostCopy or SourcePhase.Verifying)
+                {
+                    main?.Abort("fault connection lost: " + t.Exception!.InnerException!.Message);
+                }
+            }, TaskScheduler.Default);
+            return faultTask;
+        }
+
+        private async Task HelloAsync(FrameChannel channel, ConnectionRole role, CancellationToken ct, bool resume = false)
         {
             var hello = new Hello
             {
@@ -338,11 +677,13 @@ public sealed class SourceMigration
                 StopAt = Vm.StopAt,
                 LocalityPages = (ushort)Options.EffectiveLocality,
                 LocalityAdaptive = Options.EffectiveLocalityAdaptive,
+                PeerTimeoutMs = (uint)Options.PeerTimeout.TotalMilliseconds,
+                Resume = resume,
             };
             long sent = Stopwatch.GetTimestamp();
             await channel.SendAsync(MessageType.Hello, hello.Encode(), ct).ConfigureAwait(false);
             ReadOnlyMemory<byte> reply = await channel.ExpectAsync(MessageType.Welcome, ct).AsTask()
-                .WaitAsync(TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
+                .WaitAsync(Options.PeerTimeout, ct).ConfigureAwait(false);
             double rtt = Stopwatch.GetElapsedTime(sent).TotalMilliseconds;
             _handshakeRttMs = _handshakeRttMs == 0 ? rtt : Math.Min(_handshakeRttMs, rtt);
             HelloReply welcome = HelloReply.Decode(reply.Span);
@@ -366,9 +707,9 @@ public sealed class SourceMigration
             throw FrameChannel.Unexpected(type, payload, expected.ToString());
         }
 
-        private async Task<(MessageType, byte[])> ReceiveVerdictAsync(CancellationToken ct)
+        private static async Task<(MessageType, byte[])> ReceiveVerdictAsync(FrameChannel main, CancellationToken ct)
         {
-            (MessageType type, ReadOnlyMemory<byte> payload) = await _main!.ReceiveAsync(ct).ConfigureAwait(false);
+            (MessageType type, ReadOnlyMemory<byte> payload) = await main.ReceiveAsync(ct).ConfigureAwait(false);
             return (type, payload.ToArray());
         }
 
@@ -406,6 +747,7 @@ public sealed class SourceMigration
 
         public async Task CloseAsync()
         {
+            _liveness?.Dispose();
             foreach (FrameChannel? c in new[] { _main, _fault })
             {
                 if (c is not null)
@@ -443,6 +785,8 @@ public sealed class SourceMigration
                     Interlocked.Exchange(ref p.BytesSent, sent);
                     Interlocked.Exchange(ref p.FaultRequests, _faultServer?.Requests ?? 0);
                     p.ElapsedMs = elapsed;
+                    PeerLiveness? liveness = _liveness;
+                    p.PeerSilentMs = liveness is { Stalled: true } ? liveness.Silence.TotalMilliseconds : 0;
                     if (_context is not null)
                     {
                         long total = Vm.Machine.Memory.Populated.PopCount();
@@ -473,6 +817,12 @@ public sealed class SourceMigration
 
         public MigrationReport Report(string outcome, string? error, string location)
         {
+            if (location != "source-paused")
+            {
+                // Its pages are no longer owed: the destination has them all, or the VM is here.
+                _pageFile?.Delete();
+            }
+
             long end = _end != 0 ? _end : Stopwatch.GetTimestamp();
             TransferCounters c = _books?.Counters ?? new TransferCounters();
             DestinationMetrics d = _destination ?? new DestinationMetrics();
@@ -549,11 +899,25 @@ public sealed class SourceMigration
                     ipsBefore is > 100_000 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _instructionsAtPause),
                 ThroughputBitsPerSecond = total > 0 ? c.TotalPageBytes * 8 / (total / 1000) : 0,
                 Timeline = new TimelineReport(Ms(_pauseAt), resumeMs, points),
+                Liveness = LivenessSummary(),
+                PageFile = _pageFileReport,
                 Switchover = _resumeAt == 0 ? null : new SwitchoverReport(
                     Ms(_selectedAt) - Ms(_pauseAt), Ms(_pausePagesSentAt) - Ms(_selectedAt), c.Bytes(PagePhase.Pause),
                     Ms(_bundleSentAt) - Ms(_pausePagesSentAt), _bundleBytes, _handshakeRttMs, _destinationSwitchMs,
                     Ms(_resumedReceivedAt) - Ms(_bundleSentAt)),
             };
+        }
+
+        private LivenessReport LivenessSummary()
+        {
+            Interruption[] interruptions;
+            lock (_interruptions)
+            {
+                interruptions = [.. _interruptions];
+            }
+
+            double detected = Math.Max(_liveness?.DetectedAfterMs ?? 0, interruptions.Length == 0 ? 0 : interruptions.Max(i => i.DetectedAfterMs));
+            return new LivenessReport(Options.PeerTimeout.TotalMilliseconds, detected, interruptions);
         }
 
         private static double? CombineDuring(double? source, double sourceMs, double? destination, double destinationMs)

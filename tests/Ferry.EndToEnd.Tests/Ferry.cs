@@ -111,6 +111,13 @@ internal sealed class HostProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends a signal (STOP, CONT, KILL...) to the agent.</summary>
+    public async Task SignalAsync(string signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+        await kill.WaitForExitAsync();
+    }
+
     public static async Task<HostProcess> StartAsync(string name, string? secret = null, params string[] extra)
     {
         var args = new List<string> { "host", "--name", name };
@@ -169,6 +176,7 @@ internal sealed class HostProcess : IAsyncDisposable
     {
         if (!_process.HasExited)
         {
+            await SignalAsync("CONT"); // a stopped process would not die until continued
             _process.Kill(entireProcessTree: true);
             await _process.WaitForExitAsync();
         }

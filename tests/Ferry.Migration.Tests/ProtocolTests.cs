@@ -362,7 +362,7 @@ public sealed class ProtocolTests
     public void Hello_with_a_bad_adaptive_locality_flag_is_rejected(byte flag)
     {
         byte[] b = SampleHello().Encode();
-        b[^5] = flag; // the flag, then the u32 page size
+        b[^10] = flag; // the flag, then the u32 page size, the u32 peer timeout and the resume flag
         Rejects(() => Hello.Decode(b), $"bad adaptive-locality flag {flag}");
     }
 
@@ -571,7 +571,7 @@ public sealed class ProtocolTests
     }
 
     [Theory]
-    [InlineData(3)]
+    [InlineData(4)]
     [InlineData(200)]
     public void PageBatch_with_an_unknown_encoding_is_rejected(byte encoding)
         => ReadRejects(RawEntryBatch(7, encoding, new byte[16]), 64, $"page 7: page encoding {encoding} with 16 bytes is invalid");
@@ -747,7 +747,7 @@ public sealed class ProtocolTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData((byte)MessageType.Report + 1)]
+    [InlineData((byte)MessageType.ResumeState + 1)]
     [InlineData(255)]
     public Task FrameChannel_rejects_an_invalid_frame_type(byte type)
         => ReceiveRejectsAsync(Header(type, 0, 0, 0), closeAfter: false, $"invalid frame type {type}");

@@ -200,7 +200,10 @@ public class StrategyDecisionTests
     public async Task Precopy_with_auto_converge_throttles_a_guest_that_outruns_the_link_until_it_converges()
     {
         var options = new MigrationOptions { Strategy = StrategyKind.PreCopy, BandwidthBitsPerSecond = 400_000_000, DowntimeLimit = TimeSpan.FromMilliseconds(20), AutoConverge = true };
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 4_000_000_000, options);
+        // verify rewrites its 8 MiB pass after pass, in proportion to its speed: about three times
+        // what the link carries. (A guest that dirties every page with one store per pass, as
+        // dirty does, outruns any throttle: delta pages are its aid.)
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("verify", "size_mib=8", Memory, 30_000_000, 4_000_000_000, options);
         using (source)
         using (destination)
         {
@@ -210,15 +213,11 @@ public class StrategyDecisionTests
             Assert.True(r.Throttle.Zip(r.Throttle.Skip(1)).All(p => p.Second.Percent > p.First.Percent && p.Second.Round > p.First.Round), "the throttle only rises, a step per round");
             Assert.True(r.Rounds[^1].ExpectedDowntimeMs <= 20, $"it converged: the last round left {r.Rounds[^1].ExpectedDowntimeMs:0.0} ms ({r.PrecopyRounds} rounds, throttle {r.Throttle[^1].Percent} %)");
             Assert.Equal(0, source.Machine.Throttle); // lifted with the pause
-        }
-
-        // The same run without it never fits the limit (it stops and copies).
-        (MigrationReport without, LocalVm s2, LocalVm d2) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 4_000_000_000, options with { AutoConverge = false, MaxRounds = 8 });
-        using (s2)
-        using (d2)
-        {
-            Assert.Empty(without.Throttle);
-            Assert.True(without.Rounds[^1].ExpectedDowntimeMs > 20);
+            // The VM runs in bursts between its sleeps, so the rate is taken over all the rounds at the last step's throttle.
+            double before = r.Rounds[r.Throttle[0].Round].DirtyPagesPerSecond;
+            RoundReport[] throttled = [.. r.Rounds.Skip(r.Throttle[^1].Round + 1)];
+            double after = throttled.Sum(x => x.DirtiedPages) / (throttled.Sum(x => x.DurationMs) / 1000);
+            Assert.True(after < before / 2, $"the throttle slowed the dirtying: {before:0} pages/s before its first step, {after:0} at {r.Throttle[^1].Percent} %");
         }
     }
 
@@ -324,18 +323,23 @@ public class StrategyDecisionTests
     }
 
     [Fact]
-    public async Task A_connection_lost_after_switchover_leaves_the_vm_paused_at_the_source()
+    public async Task A_connection_lost_after_switchover_is_recovered_and_the_vm_stays_at_the_destination()
     {
         using LocalVm source = await Harness.StartAsync("kvstore", "table_mib=16", Memory, 40_000_000, ulong.MaxValue);
+        int mains = 0;
         (MigrationReport r, LocalVm? destination) = await LocalMigration.RunAsync(source,
             new MigrationOptions { Strategy = StrategyKind.PostCopy, BandwidthBitsPerSecond = 200_000_000 },
-            new LocalMigrationHooks { Intercept = (role, s) => role == ConnectionRole.Main ? new CuttingStream(s, PagePhase.Push, afterFrames: 20) : s });
+            new LocalMigrationHooks { Intercept = (role, s) => role == ConnectionRole.Main && Interlocked.Increment(ref mains) == 1 ? new CuttingStream(s, PagePhase.Push, afterFrames: 20) : s });
         using (destination)
         {
-            Assert.Equal("failed", r.Outcome);
-            Assert.Equal("source-paused", r.VmLocation);
-            Assert.False(source.Runner.IsRunning, "the destination may run it: the source must not");
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.Equal("destination", r.VmLocation);
+            Assert.False(source.Runner.IsRunning, "the destination runs it: the source must not");
             Assert.False(source.ResumedHere);
+            Interruption lost = Assert.Single(r.Liveness!.Interruptions);
+            Assert.Contains("connection", lost.Reason);
+            Assert.True(lost.PagesResent > 0, "what was in flight is sent again");
+            Assert.Null(destination!.AbortReason);
         }
     }
 }

@@ -204,7 +204,6 @@ public sealed class VirtMachine : IDisposable
         set
         {
             _throttle = Math.Clamp(value, 0, MaxThrottle);
-            _wake.Set(); // a sleep in progress ends at once when the throttle drops
         }
     }
 
@@ -213,7 +212,7 @@ public sealed class VirtMachine : IDisposable
     private double _throttle;
     private double _throttleDebtMs;
 
-    /// <summary>After a run of <see cref="Hart.Run"/>: sleeps the throttle's share, in sleeps of at least 1 ms (a stop cuts them short).</summary>
+    /// <summary>After a run of <see cref="Hart.Run"/>: sleeps the throttle's share of the time it took, once at least 1 ms is owed.</summary>
     private void SleepThrottle(long sliceStart)
     {
         double t = _throttle;
@@ -224,12 +223,22 @@ public sealed class VirtMachine : IDisposable
         }
 
         _throttleDebtMs += System.Diagnostics.Stopwatch.GetElapsedTime(sliceStart).TotalMilliseconds * t / (1 - t);
-        if (_throttleDebtMs >= 1)
+        if (_throttleDebtMs < 1)
         {
-            long before = System.Diagnostics.Stopwatch.GetTimestamp();
-            _wake.WaitOne(TimeSpan.FromMilliseconds(Math.Min(_throttleDebtMs, 1000)));
-            _throttleDebtMs = Math.Max(0, _throttleDebtMs - System.Diagnostics.Stopwatch.GetElapsedTime(before).TotalMilliseconds);
+            return;
         }
+
+        // Sleeps in 1 ms steps: a stop (the switchover's pause) or the throttle's end cuts it short
+        // at once, but not safe-point requests (dirty-log collections, working-set windows): they
+        // wait, or a throttled guest would run again at every one of them.
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        double due = Math.Min(_throttleDebtMs, 1000);
+        while (!_stopRequested && Volatile.Read(ref _throttle) > 0 && System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds < due)
+        {
+            Thread.Sleep(1);
+        }
+
+        _throttleDebtMs = Math.Max(0, _throttleDebtMs - System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds);
     }
 
     /// <summary>Forgets an earlier <see cref="RequestStop"/> so the next <see cref="Run"/> runs.</summary>

@@ -28,6 +28,7 @@ public static class LocalMigration
         var ready = new TaskCompletionSource<LocalVm?>(TaskCreationOptions.RunContinuationsAsynchronously);
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int claimed = 0;
+        var desk = new ResumeDesk(); // a source reconnecting after a lost link finds its migration here, as at a host
 
         await using var listener = new MigrationListener(destinationTransport.Listen(hooks?.ListenAt ?? Endpoint), async (incoming, ct) =>
         {
@@ -45,7 +46,9 @@ public static class LocalMigration
                 var vm = new LocalVm(hello.VmName, new VirtMachine(hello.Machine), hello.StopAt);
                 vm.Runner.Prepare();
                 ready.TrySetResult(vm);
-                await new DestinationMigration(hello, vm, incoming.Main, incoming.Fault).RunAsync(cancellation).ConfigureAwait(false);
+                var destination = new DestinationMigration(hello, vm, incoming.Main, incoming.Fault);
+                desk.Register(hello.Token, destination);
+                await destination.RunAsync(cancellation).ConfigureAwait(false);
             }
             catch (Exception)
             {
@@ -58,7 +61,7 @@ public static class LocalMigration
                 ready.TrySetResult(null);
                 done.TrySetResult();
             }
-        }, hooks?.OnRefused);
+        }, hooks?.OnRefused, onResume: (hello, channel, _, ct) => desk.HandleAsync(hello, channel, ct));
         listener.Start(CancellationToken.None);
 
         var migration = new SourceMigration(source, options, slot.Token, async (role, ct) =>

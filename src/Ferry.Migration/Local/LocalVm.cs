@@ -64,6 +64,18 @@ public sealed class LocalVm : IMigrationSource, IIncomingVm, IDisposable
 
     public void Completed() => CompletedHere = true;
 
+    /// <summary>What the VM waits for while its source is away after the resume; null otherwise.</summary>
+    public string? NetworkWait { get; private set; }
+
+    /// <summary>How many times the VM was told it waits on the network.</summary>
+    public int NetworkWaits { get; private set; }
+
+    public void WaitingOnNetwork(string? detail)
+    {
+        NetworkWait = detail;
+        NetworkWaits += detail is null ? 0 : 1;
+    }
+
     private async Task SampleAsync()
     {
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(10));

@@ -75,7 +75,41 @@ public sealed class RemotePager : IAbsentPageHandler
     public FaultStageRecorder Stages => _stages;
 
     /// <summary>Where requests go: the fault connection (written from the hart's thread).</summary>
-    public void Attach(FrameChannel channel) => _channel = channel;
+    public void Attach(FrameChannel channel)
+    {
+        Volatile.Write(ref _sendError, null);
+        Volatile.Write(ref _channel, channel);
+    }
+
+    /// <summary>The fault connection is lost: requests are dropped (the hart waits) until <see cref="Attach"/>.</summary>
+    public void Detach() => Volatile.Write(ref _channel, null);
+
+    /// <summary>
+    /// After a reconnection: whatever was requested on the lost connection may never come, so
+    /// every absent page may be requested again, and the page the hart waits for (if any) is
+    /// asked for now, from the caller's thread (the hart is blocked on it).
+    /// </summary>
+    public void Reissue()
+    {
+        _requested.ClearAll();
+        int awaited = AwaitedPage;
+        FrameChannel? channel = Volatile.Read(ref _channel);
+        if (awaited < 0 || channel is null)
+        {
+            return;
+        }
+
+        byte[] buffer = new byte[PageRequest.Size];
+        new PageRequest((uint)awaited, (uint)awaited, 1).Encode(buffer);
+        try
+        {
+            channel.Send(MessageType.PageRequest, buffer, LinkClass.Urgent);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or ProtocolException or NotSupportedException or InvalidOperationException)
+        {
+            Volatile.Write(ref _sendError, e);
+        }
+    }
 
     public void PageNeeded(int page, long blockedAt)
     {

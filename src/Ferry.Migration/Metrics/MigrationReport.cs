@@ -71,6 +71,12 @@ public sealed record MigrationReport
     /// <summary>Where the downtime went (null if the VM never resumed at the destination).</summary>
     public SwitchoverReport? Switchover { get; init; }
 
+    /// <summary>The deadline on the destination's silence, and each time it was lost (detected, then recovered or not).</summary>
+    public LivenessReport? Liveness { get; init; }
+
+    /// <summary>The durable page file written in the pause (null: none): pages, bytes, and the time it added to the downtime.</summary>
+    public PageFileReport? PageFile { get; init; }
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
@@ -181,3 +187,36 @@ public sealed record DestinationMetrics
     /// <summary>Destination samples: (ms since resume, faults, instructions).</summary>
     public List<TimelinePoint> Timeline { get; init; } = [];
 }
+
+/// <summary>
+/// Liveness: the peer timeout, the silence at which a stalled destination was declared dead
+/// (0 if never), and each loss of the destination after the switchover with its recovery.
+/// </summary>
+public sealed record LivenessReport(double PeerTimeoutMs, double DetectedAfterMs, IReadOnlyList<Interruption> Interruptions);
+
+/// <summary>One loss of the destination after the switchover: when (ms since the start), why, and how the migration came back.</summary>
+public sealed class Interruption(double atMs, string reason, double detectedAfterMs)
+{
+    public double AtMs { get; } = atMs;
+
+    public string Reason { get; } = reason;
+
+    /// <summary>The destination's silence when it was declared dead (0: the connection failed outright).</summary>
+    public double DetectedAfterMs { get; } = detectedAfterMs;
+
+    /// <summary>From the loss to the new connections (null: not recovered).</summary>
+    public double? RecoveredAfterMs { get; set; }
+
+    /// <summary>Connection attempts it took.</summary>
+    public int Attempts { get; set; }
+
+    /// <summary>Pages the destination still lacked at the reconnection (sent again, whatever had been in flight).</summary>
+    public long PagesResent { get; set; }
+}
+
+/// <summary>
+/// The page file of a migration: pages still owed at the switchover, its size, the time its live
+/// part took (written and fsync'd while the VM ran), and the time its pause part took (the owed
+/// pages dirtied since, the digest, fsync: in the downtime) with the pages it rewrote.
+/// </summary>
+public sealed record PageFileReport(long Pages, long Bytes, double LiveWriteMs, double PauseWriteMs, long PagesRewritten);

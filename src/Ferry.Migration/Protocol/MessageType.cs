@@ -44,6 +44,12 @@ public enum MessageType : byte
 
     /// <summary>Destination, after Verified: its last measurements (the guest's speed after the migration).</summary>
     Report = 12,
+
+    /// <summary>Either side, on every connection, when it has sent nothing else for a heartbeat interval: empty payload.</summary>
+    Heartbeat = 13,
+
+    /// <summary>Destination -> source after Welcome on a resumed main connection: where the VM is, and the pages still absent.</summary>
+    ResumeState = 14,
 }
 
 /// <summary>Which connection of a migration a Hello opens.</summary>

@@ -6,7 +6,7 @@ namespace Ferry.Migration.Protocol;
 public sealed record Hello
 {
     public const ulong Magic = 0x4749_4D59_5252_4546; // "FERRYMIG"
-    public const ushort ProtocolVersion = 3;
+    public const ushort ProtocolVersion = 4;
     public const int TokenLength = 32;
     public const int MaxNameBytes = 64;
 
@@ -37,6 +37,16 @@ public sealed record Hello
 
     public uint PageSize { get; init; } = 4096;
 
+    /// <summary>Both ends declare the other dead after this much silence (heartbeats keep an idle connection talking).</summary>
+    public uint PeerTimeoutMs { get; init; } = DefaultPeerTimeoutMs;
+
+    /// <summary>This connection resumes a migration that lost its connections after the switchover (same token).</summary>
+    public bool Resume { get; init; }
+
+    public const uint DefaultPeerTimeoutMs = 5000;
+    public const uint MinPeerTimeoutMs = 100;
+    public const uint MaxPeerTimeoutMs = 600_000;
+
     public byte[] Encode()
     {
         var buffer = new byte[MaxEncodedSize];
@@ -54,6 +64,8 @@ public sealed record Hello
         w.U16(LocalityPages);
         w.U8(LocalityAdaptive ? (byte)1 : (byte)0);
         w.U32(PageSize);
+        w.U32(PeerTimeoutMs);
+        w.U8(Resume ? (byte)1 : (byte)0);
         return buffer[..w.Position];
     }
 
@@ -103,6 +115,18 @@ public sealed record Hello
         }
 
         uint pageSize = r.U32();
+        uint peerTimeout = r.U32();
+        if (peerTimeout is < MinPeerTimeoutMs or > MaxPeerTimeoutMs)
+        {
+            throw new ProtocolException($"peer timeout {peerTimeout} ms is outside {MinPeerTimeoutMs}..{MaxPeerTimeoutMs} ms");
+        }
+
+        byte resume = r.U8();
+        if (resume > 1)
+        {
+            throw new ProtocolException($"bad resume flag {resume}");
+        }
+
         r.End();
         return new Hello
         {
@@ -116,6 +140,8 @@ public sealed record Hello
             LocalityPages = locality,
             LocalityAdaptive = adaptive == 1,
             PageSize = pageSize,
+            PeerTimeoutMs = peerTimeout,
+            Resume = resume == 1,
         };
     }
 }
@@ -229,6 +255,72 @@ public sealed record StateBundle(byte[] MachineState, ulong[]? AbsentPages, ulon
         uint sent = r.U32();
         r.End();
         return new StateBundle(state, absent, digest, sent);
+    }
+}
+
+/// <summary>Where the VM is when a source reconnects after losing its connections past the switchover.</summary>
+public enum ResumeStatus : byte
+{
+    /// <summary>The destination resumed the VM and keeps it, waiting for the pages in the map.</summary>
+    RunningHere = 1,
+
+    /// <summary>The destination never resumed the VM (it failed before) and discarded its copy: the source owns it.</summary>
+    NotResumed = 2,
+}
+
+/// <summary>
+/// Destination -> source, after Welcome on a resumed main connection: its status and, when it
+/// runs the VM, the bitmap of the pages still absent there (all that the source must send again,
+/// whatever was in flight when the link failed).
+/// </summary>
+public sealed record ResumeState(ResumeStatus Status, ulong[]? AbsentPages)
+{
+    public byte[] Encode()
+    {
+        int words = AbsentPages?.Length ?? 0;
+        var buffer = new byte[1 + 4 + (words * 8)];
+        var w = new WireWriter(buffer);
+        w.U8((byte)Status);
+        w.U32((uint)words);
+        for (int i = 0; i < words; i++)
+        {
+            w.U64(AbsentPages![i]);
+        }
+
+        return buffer;
+    }
+
+    /// <summary>Decodes, checking the map against the receiver's own page count.</summary>
+    public static ResumeState Decode(ReadOnlySpan<byte> payload, int pageCount)
+    {
+        var r = new WireReader(payload);
+        byte status = r.U8();
+        if (status is not ((byte)ResumeStatus.RunningHere or (byte)ResumeStatus.NotResumed))
+        {
+            throw new ProtocolException($"unknown resume status {status}");
+        }
+
+        uint words = r.U32();
+        uint expected = status == (byte)ResumeStatus.RunningHere ? (uint)((pageCount + 63) / 64) : 0;
+        if (words != expected)
+        {
+            throw new ProtocolException($"resume map has {words} words, expected {expected}");
+        }
+
+        ulong[]? map = status == (byte)ResumeStatus.RunningHere ? new ulong[words] : null;
+        for (int i = 0; i < words; i++)
+        {
+            map![i] = r.U64();
+        }
+
+        int tail = pageCount & 63;
+        if (map is not null && tail != 0 && (map[^1] >> tail) != 0)
+        {
+            throw new ProtocolException("resume map names pages beyond the end of RAM");
+        }
+
+        r.End();
+        return new ResumeState((ResumeStatus)status, map);
     }
 }
 

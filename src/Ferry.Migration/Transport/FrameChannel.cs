@@ -34,6 +34,13 @@ public sealed class FrameChannel : IAsyncDisposable
     private long _bytesSent;
     private long _bytesReceived;
 
+    // Liveness (see PeerLiveness): when a byte last arrived and a frame last left, in Stopwatch
+    // ticks. One timestamp per read or frame: nothing allocated, no extra wake-up.
+    private long _lastReceived = Stopwatch.GetTimestamp();
+    private long _lastSent = Stopwatch.GetTimestamp();
+    private readonly byte[] _heartbeat = new byte[HeaderSize];
+    private volatile string? _abortReason;
+
     /// <param name="urgent">Frames on this channel go ahead of bulk traffic on the shaped link.</param>
     public FrameChannel(Stream stream, LinkShaper? shaper = null, bool urgent = false)
     {
@@ -99,6 +106,11 @@ public sealed class FrameChannel : IAsyncDisposable
 
             await _stream.FlushAsync(cancellation).ConfigureAwait(false);
             Interlocked.Add(ref _bytesSent, HeaderSize + payload.Length);
+            Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
+        }
+        catch (Exception e) when (_abortReason is not null && e is not PeerTimeoutException)
+        {
+            throw new PeerTimeoutException(_abortReason);
         }
         finally
         {
@@ -148,6 +160,11 @@ public sealed class FrameChannel : IAsyncDisposable
 
             _stream.Flush();
             Interlocked.Add(ref _bytesSent, HeaderSize + payload.Length);
+            Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
+        }
+        catch (Exception e) when (_abortReason is not null && e is not PeerTimeoutException)
+        {
+            throw new PeerTimeoutException(_abortReason);
         }
         finally
         {
@@ -155,15 +172,104 @@ public sealed class FrameChannel : IAsyncDisposable
         }
     }
 
+    /// <summary>How long since a byte last arrived on this connection.</summary>
+    public TimeSpan SilentFor => Stopwatch.GetElapsedTime(Volatile.Read(ref _lastReceived));
+
+    /// <summary>How long since a frame last left on this connection.</summary>
+    public TimeSpan IdleFor => Stopwatch.GetElapsedTime(Volatile.Read(ref _lastSent));
+
+    /// <summary>Why the connection was aborted (<see cref="Abort"/>), or null.</summary>
+    public string? AbortReason => _abortReason;
+
+    /// <summary>
+    /// Sends an empty Heartbeat frame unless a send is under way (which tells the peer as much):
+    /// never waits for the send lock, never for the link shaper (8 bytes). Called by
+    /// <see cref="PeerLiveness"/> from its own thread, never from a hot path. Returns false if
+    /// the connection is busy or broken.
+    /// </summary>
+    public bool TrySendHeartbeat()
+    {
+        if (_abortReason is not null)
+        {
+            return false;
+        }
+
+        try
+        {
+            if (!_sendLock.Wait(0))
+            {
+                return false;
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+
+        try
+        {
+            _heartbeat[0] = (byte)MessageType.Heartbeat;
+            _stream.Write(_heartbeat, 0, HeaderSize);
+            _stream.Flush();
+            Interlocked.Add(ref _bytesSent, HeaderSize);
+            Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
+            return true;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException or NotSupportedException or System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
+        finally
+        {
+            try
+            {
+                _sendLock.Release();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
+    }
+
+    /// <summary>
+    /// Declares the peer dead: every operation blocked on this connection, or started after,
+    /// fails with a <see cref="PeerTimeoutException"/> carrying <paramref name="reason"/>.
+    /// Closes the underlying stream (which wakes a thread blocked in the kernel on it).
+    /// </summary>
+    public void Abort(string reason)
+    {
+        _abortReason ??= reason;
+        try
+        {
+            _stream.Dispose();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+        }
+    }
+
     /// <summary>The blocking form of <see cref="ReceiveAsync"/>, for a dedicated thread.</summary>
     public (MessageType Type, ReadOnlyMemory<byte> Payload) Receive()
     {
-        ReadExact(_receiveHeader);
-        int length = CheckHeader();
-        Memory<byte> payload = _receiveBuffer.AsMemory(0, length);
-        ReadExact(payload.Span);
-        Interlocked.Add(ref _bytesReceived, HeaderSize + length);
-        return ((MessageType)_receiveHeader[0], payload);
+        try
+        {
+            while (true)
+            {
+                ReadExact(_receiveHeader);
+                int length = CheckHeader();
+                Memory<byte> payload = _receiveBuffer.AsMemory(0, length);
+                ReadExact(payload.Span);
+                Interlocked.Add(ref _bytesReceived, HeaderSize + length);
+                if (_receiveHeader[0] != (byte)MessageType.Heartbeat)
+                {
+                    return ((MessageType)_receiveHeader[0], payload);
+                }
+            }
+        }
+        catch (Exception e) when (_abortReason is not null && e is not PeerTimeoutException)
+        {
+            throw new PeerTimeoutException(_abortReason);
+        }
     }
 
     private void WriteHeader(MessageType type, int length)
@@ -181,7 +287,7 @@ public sealed class FrameChannel : IAsyncDisposable
     {
         byte type = _receiveHeader[0];
         int length = BinaryPrimitives.ReadInt32LittleEndian(_receiveHeader.AsSpan(4));
-        if (type == (byte)MessageType.Invalid || type > (byte)MessageType.Report)
+        if (type == (byte)MessageType.Invalid || type > (byte)MessageType.ResumeState)
         {
             throw new ProtocolException($"invalid frame type {type}");
         }
@@ -189,6 +295,11 @@ public sealed class FrameChannel : IAsyncDisposable
         if (_receiveHeader[1] != 0 || _receiveHeader[2] != 0 || _receiveHeader[3] != 0)
         {
             throw new ProtocolException("reserved frame header bits are set");
+        }
+
+        if (type == (byte)MessageType.Heartbeat && length != 0)
+        {
+            throw new ProtocolException($"a heartbeat with a {length}-byte payload");
         }
 
         if (length < 0 || length > _receiveLimit)
@@ -216,6 +327,7 @@ public sealed class FrameChannel : IAsyncDisposable
             }
 
             read += n;
+            Volatile.Write(ref _lastReceived, Stopwatch.GetTimestamp());
         }
     }
 
@@ -225,13 +337,26 @@ public sealed class FrameChannel : IAsyncDisposable
     /// </summary>
     public async ValueTask<(MessageType Type, ReadOnlyMemory<byte> Payload)> ReceiveAsync(CancellationToken cancellation)
     {
-        await ReadExactAsync(_receiveHeader, cancellation).ConfigureAwait(false);
-        byte type = _receiveHeader[0];
-        int length = CheckHeader();
-        Memory<byte> payload = _receiveBuffer.AsMemory(0, length);
-        await ReadExactAsync(payload, cancellation).ConfigureAwait(false);
-        Interlocked.Add(ref _bytesReceived, HeaderSize + length);
-        return ((MessageType)type, payload);
+        try
+        {
+            while (true)
+            {
+                await ReadExactAsync(_receiveHeader, cancellation).ConfigureAwait(false);
+                byte type = _receiveHeader[0];
+                int length = CheckHeader();
+                Memory<byte> payload = _receiveBuffer.AsMemory(0, length);
+                await ReadExactAsync(payload, cancellation).ConfigureAwait(false);
+                Interlocked.Add(ref _bytesReceived, HeaderSize + length);
+                if (type != (byte)MessageType.Heartbeat)
+                {
+                    return ((MessageType)type, payload);
+                }
+            }
+        }
+        catch (Exception e) when (_abortReason is not null && e is not PeerTimeoutException && !cancellation.IsCancellationRequested)
+        {
+            throw new PeerTimeoutException(_abortReason);
+        }
     }
 
     /// <summary>Receives a frame that must be of <paramref name="expected"/> type; Failed/Refused/Cancel become errors with the peer's reason.</summary>
@@ -291,6 +416,7 @@ public sealed class FrameChannel : IAsyncDisposable
             }
 
             read += n;
+            Volatile.Write(ref _lastReceived, Stopwatch.GetTimestamp());
         }
     }
 
@@ -306,3 +432,6 @@ public readonly record struct SendStamp(int Offset, long Since);
 
 /// <summary>The peer reported failure, cancelled, or refused: the message carries its reason.</summary>
 public sealed class MigrationPeerException(string message) : Exception(message);
+
+/// <summary>The peer went silent past the deadline (stalled, or the link died without a reset): the connection was aborted.</summary>
+public sealed class PeerTimeoutException(string message) : IOException(message);

@@ -18,6 +18,7 @@ public sealed class MigrationListener : IAsyncDisposable
     private readonly List<(byte[] Token, TaskCompletionSource<FrameChannel> Fault)> _faultWaiters = [];
     private readonly CancellationTokenSource _stopping = new();
     private readonly int _maxPending;
+    private readonly Func<Hello, FrameChannel, string, CancellationToken, Task<bool>>? _onResume;
     private readonly TimeSpan _handshakeTimeout;
     private Task _acceptLoop = Task.CompletedTask;
     private int _pending; // connections accepted and not yet past their Hello
@@ -26,9 +27,11 @@ public sealed class MigrationListener : IAsyncDisposable
     /// <param name="log">Where refused connections are reported (peer and reason).</param>
     /// <param name="maxPending">Connections that may wait for their Hello at once (the transport's handshake included); more are closed at accept, unread.</param>
     /// <param name="handshakeTimeout">How long a connection has for the transport's handshake and, again, for its Hello.</param>
+    /// <param name="onResume">A connection whose Hello resumes a migration after a lost link (main or fault, with the peer's address): true if the migration took it; else it is closed.</param>
     public MigrationListener(IConnectionListener connections, Func<IncomingMigration, CancellationToken, Task> onMain, Action<string>? log = null,
-        int maxPending = int.MaxValue, TimeSpan? handshakeTimeout = null)
+        int maxPending = int.MaxValue, TimeSpan? handshakeTimeout = null, Func<Hello, FrameChannel, string, CancellationToken, Task<bool>>? onResume = null)
     {
+        _onResume = onResume;
         _connections = connections;
         _onMain = onMain;
         _log = log ?? (_ => { });
@@ -112,6 +115,26 @@ public sealed class MigrationListener : IAsyncDisposable
         }
 
         Interlocked.Decrement(ref _pending);
+
+        if (hello.Resume)
+        {
+            bool taken = false;
+            try
+            {
+                taken = _onResume is not null && await _onResume(hello, channel, connection.Peer, stopping).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                _log($"a resuming connection from {connection.Peer} failed: {e.Message}");
+            }
+
+            if (!taken)
+            {
+                await channel.DisposeAsync().ConfigureAwait(false);
+            }
+
+            return;
+        }
 
         if (hello.Role == ConnectionRole.Fault)
         {

@@ -1,0 +1,159 @@
+namespace Ferry.Migration.Transport;
+
+/// <summary>
+/// Heartbeats and a deadline over the connections of one migration, at one end. A peer that
+/// stops talking (a SIGSTOP'd agent, a hung host, a link that died without a reset) is declared
+/// dead once no byte has arrived on one of its connections for <see cref="Deadline"/>: every
+/// connection is then aborted, so whatever blocks on them (a receive, a send into a full
+/// window, a thread blocked in the kernel) fails at once with a <see cref="PeerTimeoutException"/>.
+/// <para>Any byte counts as a sign of life, so heartbeats go only on a connection that has sent
+/// nothing for a heartbeat interval (a fifth of the deadline). They are sent from this monitor's
+/// own timer, never from a hot path: the fault path pays one timestamp per read and per frame,
+/// no allocation and no wake-up (an idle fault connection sees one heartbeat per interval).</para>
+/// </summary>
+public sealed class PeerLiveness : IDisposable
+{
+    private readonly List<FrameChannel> _channels = [];
+    private readonly string _peer;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource<string> _dead = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Task _loop;
+    private int _beating; // one heartbeat send at a time (it may block on a full send window)
+
+    /// <param name="peer">"source" or "destination": named in the reason.</param>
+    public PeerLiveness(TimeSpan deadline, string peer)
+    {
+        Deadline = deadline;
+        Interval = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(20).Ticks, deadline.Ticks / 5));
+        _peer = peer;
+        _loop = Task.Run(LoopAsync);
+    }
+
+    public TimeSpan Deadline { get; }
+
+    /// <summary>Heartbeat interval: a fifth of the deadline, so four may be lost or late before the peer is declared dead.</summary>
+    public TimeSpan Interval { get; }
+
+    /// <summary>Completes with the reason once the peer was declared dead.</summary>
+    public Task<string> Dead => _dead.Task;
+
+    /// <summary>Silence (ms) when the peer was declared dead; 0 before.</summary>
+    public double DetectedAfterMs { get; private set; }
+
+    /// <summary>The longest silence now on a watched connection.</summary>
+    public TimeSpan Silence
+    {
+        get
+        {
+            TimeSpan longest = TimeSpan.Zero;
+            lock (_channels)
+            {
+                foreach (FrameChannel c in _channels)
+                {
+                    TimeSpan s = c.SilentFor;
+                    longest = s > longest ? s : longest;
+                }
+            }
+
+            return longest;
+        }
+    }
+
+    /// <summary>True while the peer has said nothing for more than two heartbeat intervals (a stall, not yet a death).</summary>
+    public bool Stalled => Silence > Interval * 2 && !_dead.Task.IsCompleted;
+
+    /// <summary>Watches one more connection (from now: its silence counts from its last received byte).</summary>
+    public void Watch(FrameChannel channel)
+    {
+        lock (_channels)
+        {
+            _channels.Add(channel);
+        }
+    }
+
+    private async Task LoopAsync()
+    {
+        // Checked every half interval, and declared dead one check early, so that the silence
+        // at detection is at most the deadline (plus the timer's own lateness).
+        TimeSpan tick = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(10).Ticks, Interval.Ticks / 2));
+        using var timer = new PeriodicTimer(tick);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
+            {
+                FrameChannel[] channels;
+                lock (_channels)
+                {
+                    channels = [.. _channels];
+                }
+
+                foreach (FrameChannel c in channels)
+                {
+                    TimeSpan silent = c.SilentFor;
+                    if (silent >= Deadline - tick)
+                    {
+                        Declare(channels, silent);
+                        return;
+                    }
+                }
+
+                SendHeartbeats(channels);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private void SendHeartbeats(FrameChannel[] channels)
+    {
+        bool due = false;
+        foreach (FrameChannel c in channels)
+        {
+            due |= c.IdleFor >= Interval;
+        }
+
+        if (!due || Interlocked.Exchange(ref _beating, 1) == 1)
+        {
+            return;
+        }
+
+        // On a thread of its own: a send into a stalled peer's full window blocks until the abort.
+        ThreadPool.UnsafeQueueUserWorkItem(state =>
+        {
+            try
+            {
+                foreach (FrameChannel c in state)
+                {
+                    if (c.IdleFor >= Interval)
+                    {
+                        c.TrySendHeartbeat();
+                    }
+                }
+            }
+            finally
+            {
+                Volatile.Write(ref _beating, 0);
+            }
+        }, channels, preferLocal: false);
+    }
+
+    private void Declare(FrameChannel[] channels, TimeSpan silent)
+    {
+        DetectedAfterMs = silent.TotalMilliseconds;
+        string reason = $"the {_peer} was silent for {silent.TotalSeconds:0.0} s (deadline {Deadline.TotalSeconds:0.0} s): stalled or unreachable";
+        foreach (FrameChannel c in channels)
+        {
+            c.Abort(reason);
+        }
+
+        _dead.TrySetResult(reason);
+    }
+
+    /// <summary>Stops watching (the connections are left as they are).</summary>
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _loop.ContinueWith(_ => _stop.Dispose(), TaskScheduler.Default);
+    }
+}

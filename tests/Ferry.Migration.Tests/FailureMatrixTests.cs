@@ -1,0 +1,263 @@
+using System.Diagnostics;
+using Ferry.Machine.State;
+using Ferry.Migration.Local;
+using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Ferry.Migration.Tests;
+
+/// <summary>
+/// The failure matrix over in-memory connections: a link cut (reset) or stalled (a black hole,
+/// as a SIGSTOP'd peer or a link dead without a reset) at each phase of each strategy. Each case
+/// checks where the VM ends, that it reaches the unmigrated run's digest there, and that the
+/// failure was detected within the deadline.
+/// </summary>
+[Collection("failure matrix")]
+public class FailureMatrixTests(ITestOutputHelper output)
+{
+    private const ulong Memory = 32UL << 20;
+    private const ulong StopAt = 150_000_000;
+    private const string Guest = "verify";
+    private const string Config = "size_mib=8";
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(1);
+
+    /// <summary>The silence at which the deadline is declared is checked on a timer: half a heartbeat interval of slack for a loaded test machine.</summary>
+    private static readonly double DetectionSlackMs = 250;
+
+    private static readonly Lazy<(string Digest, byte[] Console)> Reference = new(() => Harness.Reference(Guest, Config, Memory, StopAt));
+
+    public static TheoryData<StrategyKind, string, LinkFaultKind> Cases()
+    {
+        var data = new TheoryData<StrategyKind, string, LinkFaultKind>();
+        foreach (LinkFaultKind kind in new[] { LinkFaultKind.Cut, LinkFaultKind.Stall })
+        {
+            data.Add(StrategyKind.PreCopy, "live", kind);
+            data.Add(StrategyKind.PreCopy, "switchover", kind);
+            data.Add(StrategyKind.PostCopy, "switchover", kind);
+            data.Add(StrategyKind.PostCopy, "postcopy", kind);
+            data.Add(StrategyKind.PostCopy, "postcopy-fault", kind);
+            data.Add(StrategyKind.Hybrid, "pause", kind);
+            data.Add(StrategyKind.Hybrid, "switchover", kind);
+            data.Add(StrategyKind.Hybrid, "postcopy", kind);
+        }
+
+        return data;
+    }
+
+    private static (ConnectionRole Role, LinkFault Fault) Where(string phase, LinkFaultKind kind) => phase switch
+    {
+        "live" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.Live, Frame = 30 }),
+        "pause" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.Pause, Frame = 1 }),
+        "switchover" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.StateBundle }),
+        "postcopy" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.Push, Frame = 40 }),
+        "postcopy-fault" => (ConnectionRole.Fault, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.FaultReply, Frame = 3 }),
+        _ => throw new ArgumentException(phase),
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task A_failed_link_never_loses_the_vm_and_is_detected_within_the_deadline(StrategyKind strategy, string phase, LinkFaultKind kind)
+    {
+        (ConnectionRole role, LinkFault fault) = Where(phase, kind);
+        Case c = await RunAsync(strategy, role, [fault]);
+        bool afterResume = phase.StartsWith("postcopy", StringComparison.Ordinal);
+        output.WriteLine($"| {strategy} | {phase} | {kind} | {c.Report.Outcome} | {c.Report.VmLocation} | {(c.DigestOk ? "equal" : "DIFFERENT")} | {c.DetectionMs:0} ms | {c.Report.Liveness?.Interruptions.Count} |");
+        Assert.True(c.Links[0].Fired, "the fault must have fired");
+        Assert.True(c.DigestOk, "the VM reaches the unmigrated digest where it ends");
+        Assert.InRange(c.DetectionMs, 0, Deadline.TotalMilliseconds + DetectionSlackMs);
+        if (afterResume)
+        {
+            // Past the resume: the link comes back (a reconnection) and the migration completes.
+            Assert.True(c.Report.Outcome == "completed", c.Report.Error);
+            Assert.Equal("destination", c.Report.VmLocation);
+            Interruption i = Assert.Single(c.Report.Liveness!.Interruptions);
+            Assert.NotNull(i.RecoveredAfterMs);
+            Assert.True(c.Destination!.NetworkWaits >= 1, "the destination VM said it waited on the network");
+            Assert.Null(c.Destination.AbortReason);
+        }
+        else
+        {
+            // Before the resume: the VM stays (or resumes) at the source; the destination discards its copy.
+            Assert.Equal("failed", c.Report.Outcome);
+            Assert.Equal("source", c.Report.VmLocation);
+            Assert.True(c.Destination is null || c.Destination.AbortReason is not null);
+        }
+
+        if (kind == LinkFaultKind.Stall && !afterResume)
+        {
+            // A stall is found by the deadline alone: nothing failed on the link.
+            Assert.InRange(c.Report.Liveness!.DetectedAfterMs, Deadline.TotalMilliseconds * 0.8, Deadline.TotalMilliseconds + DetectionSlackMs);
+        }
+    }
+
+    [Fact]
+    public async Task A_second_failure_during_recovery_is_survived_the_same_way()
+    {
+        Case c = await RunAsync(StrategyKind.PostCopy, ConnectionRole.Main,
+            [LinkFault.StallAt(MessageType.Pages, PagePhase.Push, 40), LinkFault.CutAt(MessageType.Pages, PagePhase.Push, 20)]);
+        Assert.True(c.Report.Outcome == "completed", c.Report.Error);
+        Assert.Equal("destination", c.Report.VmLocation);
+        Assert.True(c.Links[1].Fired, "the reconnected link failed too");
+        Assert.Equal(2, c.Report.Liveness!.Interruptions.Count);
+        Assert.All(c.Report.Liveness.Interruptions, i => Assert.NotNull(i.RecoveredAfterMs));
+        Assert.True(c.DigestOk);
+    }
+
+    [Fact]
+    public async Task A_stall_shorter_than_the_deadline_is_ridden_out_without_an_interruption()
+    {
+        var delay = new LinkFault(LinkFaultKind.Delay) { Type = MessageType.Pages, Phase = PagePhase.Push, Frame = 20, Delay = Deadline * 0.4 };
+        Case c = await RunAsync(StrategyKind.PostCopy, ConnectionRole.Main, [delay]);
+        Assert.True(c.Links[0].Fired);
+        Assert.True(c.Report.Outcome == "completed", c.Report.Error);
+        Assert.Empty(c.Report.Liveness!.Interruptions);
+        Assert.Equal(0, c.Report.Liveness.DetectedAfterMs);
+        Assert.True(c.DigestOk);
+    }
+
+    [Fact]
+    public async Task A_source_that_stays_away_leaves_the_vm_at_the_destination_waiting_until_an_explicit_resume()
+    {
+        // The link stalls after the resume and every reconnection fails for a while (the source
+        // host cannot reach the destination): the destination keeps the VM and says how many
+        // pages it lacks; once the window for automatic reconnection is over, the source waits
+        // for an explicit resume, which then completes the migration.
+        using LocalVm source = await Harness.StartAsync(Guest, Config, Memory, 30_000_000, StopAt);
+        var options = new MigrationOptions { Strategy = StrategyKind.PostCopy, BandwidthBitsPerSecond = 400_000_000, PeerTimeout = Deadline, ReconnectWindow = TimeSpan.FromSeconds(1.5) };
+        bool reachable = false;
+        int mains = 0;
+        SourceMigration? migration = null;
+        var hooks = new LocalMigrationHooks
+        {
+            Intercept = (role, s) =>
+            {
+                if (role == ConnectionRole.Main && Interlocked.Increment(ref mains) == 1)
+                {
+                    return new FaultyLink(s, LinkFault.StallAt(MessageType.Pages, PagePhase.Push, 40));
+                }
+
+                // The first two connections work (until the stall); reconnections fail until the source is reachable again.
+                return Volatile.Read(ref mains) <= 1 || Volatile.Read(ref reachable) ? s : new FaultyLink(s, new LinkFault(LinkFaultKind.Cut) { AfterBytes = 0 });
+            },
+            OnStarted = m => migration = m,
+        };
+        Task<(MigrationReport, LocalVm?)> run = LocalMigration.RunAsync(source, options, hooks);
+        var watch = Stopwatch.StartNew();
+        while (migration?.Progress.Phase != SourcePhase.Recovering && watch.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            await Task.Delay(5);
+        }
+
+        Assert.Equal(SourcePhase.Recovering, migration!.Progress.Phase);
+
+        // Past the automatic window: attempts stop, the VM stays paused at the source.
+        await Task.Delay(options.ReconnectWindow + Deadline);
+        int attempts = mains;
+        await Task.Delay(Deadline);
+        Assert.Equal(attempts, mains);
+        Assert.Equal(SourcePhase.Recovering, migration.Progress.Phase);
+        Assert.False(source.Runner.IsRunning, "the destination runs the VM: never both");
+        Assert.Contains("ferry migrate --resume", migration.Progress.Detail);
+
+        Volatile.Write(ref reachable, true);
+        Assert.True(migration.Resume());
+        (MigrationReport report, LocalVm? destination) = await run.WaitAsync(TimeSpan.FromSeconds(120));
+        using (destination)
+        {
+            Assert.True(report.Outcome == "completed", report.Error);
+            Assert.True(destination!.NetworkWaits >= 1);
+            Assert.Null(destination.AbortReason);
+            await destination.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(StopAt, destination.Machine.Hart.InstructionsRetired);
+            Assert.Equal(Reference.Value.Digest, StateDigest.Compute(destination.Machine));
+        }
+    }
+
+    /// <summary>A finished case: the report, what the destination VM said (null: no VM was built there), the digest check, the detection time.</summary>
+    private sealed record Case(MigrationReport Report, DestinationView? Destination, bool DigestOk, double DetectionMs, List<FaultyLink> Links);
+
+    private sealed record DestinationView(string? AbortReason, int NetworkWaits);
+
+    /// <summary>
+    /// Migrates the verify guest with <paramref name="faults"/> applied to the successive
+    /// connections of <paramref name="role"/> (the first fault to the first connection...), then
+    /// runs the VM to its end wherever it is and compares the digest. Detection: from the fault
+    /// to the moment the source left its phase for recovery or failure.
+    /// </summary>
+    private async Task<Case> RunAsync(StrategyKind strategy, ConnectionRole role, LinkFault[] faults)
+    {
+        (string digest, _) = Reference.Value;
+        LocalVm source = await Harness.StartAsync(Guest, Config, Memory, 30_000_000, StopAt);
+        var options = new MigrationOptions
+        {
+            Strategy = strategy,
+            BandwidthBitsPerSecond = 400_000_000,
+            PeerTimeout = Deadline,
+            DowntimeLimit = TimeSpan.FromMilliseconds(5),
+            MaxRounds = 3,
+        };
+        var links = new List<FaultyLink>();
+        SourceMigration? migration = null;
+        long detectedAt = 0;
+        using var stopWatching = new CancellationTokenSource();
+        var hooks = new LocalMigrationHooks
+        {
+            Intercept = (r, s) =>
+            {
+                if (r != role)
+                {
+                    return s;
+                }
+
+                lock (links)
+                {
+                    if (links.Count >= faults.Length)
+                    {
+                        return s;
+                    }
+
+                    var link = new FaultyLink(s, faults[links.Count]);
+                    links.Add(link);
+                    return link;
+                }
+            },
+            OnStarted = m => migration = m,
+        };
+
+        Task watcher = Task.Run(async () =>
+        {
+            while (!stopWatching.IsCancellationRequested)
+            {
+                bool fired;
+                lock (links)
+                {
+                    fired = links.Count > 0 && links[0].Fired;
+                }
+
+                if (fired && migration?.Progress.Phase is SourcePhase.Recovering or SourcePhase.Failed or SourcePhase.Completed)
+                {
+                    detectedAt = Stopwatch.GetTimestamp();
+                    return;
+                }
+
+                await Task.Delay(2);
+            }
+        });
+
+        (MigrationReport report, LocalVm? destination) = await LocalMigration.RunAsync(source, options, hooks).WaitAsync(TimeSpan.FromMinutes(3));
+        stopWatching.CancelAfter(TimeSpan.FromSeconds(2)); // the watcher sees the final phase (late at worst: a conservative detection time)
+        await watcher;
+        output.WriteLine($"phase at the end {migration?.Progress.Phase}, fired {links.Count > 0 && links[0].Fired}, detected {detectedAt}, outcome {report.Outcome}: {report.Error}");
+        double detectionMs = detectedAt == 0 || links.Count == 0 ? -1 : (detectedAt - links[0].FiredAt) * 1000.0 / Stopwatch.Frequency;
+
+        LocalVm where = report.VmLocation == "destination" ? destination! : source;
+        await where.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(90));
+        bool ok = where.Machine.Hart.InstructionsRetired == StopAt && StateDigest.Compute(where.Machine) == digest;
+        DestinationView? view = destination is null ? null : new DestinationView(destination.AbortReason, destination.NetworkWaits);
+        source.Dispose();
+        destination?.Dispose();
+        return new Case(report, view, ok, detectionMs, links);
+    }
+}
