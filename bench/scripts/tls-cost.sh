@@ -10,7 +10,8 @@ repeats=${1:-3}
 dotnet build src/Ferry.Cli -c Release -v quiet -nologo >/dev/null
 ferry=src/Ferry.Cli/bin/Release/net10.0/ferry
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+touch "$work/pids"
+trap 'kill $(cat "$work/pids") 2>/dev/null; rm -rf "$work"' EXIT
 
 # A CA and one certificate (for 127.0.0.1) that the hosts and the CLI all present.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ca.key" -out "$work/ca.crt" \
@@ -24,6 +25,7 @@ tls=(--tls-cert "$work/host.crt" --tls-key "$work/host.key" --tls-ca "$work/ca.c
 start_host() { # name, options... -> "api" on stdout
   local name=$1; shift
   "$ferry" host --listen 127.0.0.1:0 --name "$name" "$@" > "$work/$name.log" 2>&1 &
+  echo $! >> "$work/pids" # started in a subshell: not a job of this script
   until grep -q "ferry host:" "$work/$name.log"; do sleep 0.1; done
   awk '/ferry host:/ {print $4}' "$work/$name.log"
 }

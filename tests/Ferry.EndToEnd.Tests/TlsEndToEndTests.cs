@@ -115,11 +115,11 @@ public sealed class TlsEndToEndTests(TlsHosts hosts)
     }
 
     [Theory]
-    [InlineData("no client certificate", "no client certificate given")]
-    [InlineData("client certificate of another CA", "does it trust this client's certificate?")]
-    [InlineData("host certificate not of the trusted CA", "not issued by the trusted CA")]
-    [InlineData("plain http to the TLS API", "is it a TLS host")]
-    public async Task The_api_refuses_a_client_without_the_right_certificate_in_one_line(string setup, string expected)
+    [InlineData("no client certificate", "no client certificate given", null)]
+    [InlineData("client certificate of another CA", "does it trust this client's certificate?", "not issued by the trusted CA")]
+    [InlineData("host certificate not of the trusted CA", "not issued by the trusted CA", null)]
+    [InlineData("plain http to the TLS API", "is it a TLS host", null)]
+    public async Task The_api_refuses_a_client_without_the_right_certificate_in_one_line(string setup, string expected, string? logged)
     {
         string[] args = setup switch
         {
@@ -133,6 +133,12 @@ public sealed class TlsEndToEndTests(TlsHosts hosts)
         Assert.Empty(stdout);
         Assert.Contains(expected, stderr);
         Assert.Single(stderr.Trim().Split('\n'));
+        if (logged is not null)
+        {
+            // The host logs the reason.
+            await HostSecurityTests.WaitForAsync(() => hosts.A.Log.Contains("refused an API connection: ", StringComparison.Ordinal)
+                && hosts.A.Log.Contains(logged, StringComparison.Ordinal));
+        }
     }
 
     [Fact]
