@@ -93,7 +93,13 @@ internal sealed class SourceContext
 
         PageBitmap dirty = await CollectDirtyAsync().ConfigureAwait(false);
         int dirtied = dirty.PopCount();
-        double expected = dirtied * (double)(GuestMemory.PageSize + PageBatchEntryOverhead) / BandwidthBytesPerSecond() * 1000;
+        // What the rest would cost: its pages at what this round's pages took on the wire each
+        // (less than a page with zero pages, LZ4 or deltas; at least a page for a round of new
+        // pages, whose resends will not be zero).
+        double bytesPerPage = pages > 0 && Options.DeltaCacheBytes > 0
+            ? Math.Max(bytes / (double)pages, MinBytesPerResentPage)
+            : GuestMemory.PageSize + PageBatchEntryOverhead;
+        double expected = dirtied * bytesPerPage / BandwidthBytesPerSecond() * 1000;
         var report = new RoundReport(round, pages, bytes, duration.TotalMilliseconds, dirtied,
             duration.TotalSeconds > 0 ? dirtied / duration.TotalSeconds : 0, expected);
         Rounds.Add(report);
@@ -115,6 +121,9 @@ internal sealed class SourceContext
     }
 
     private const int PageBatchEntryOverhead = 7;
+
+    /// <summary>The least a page sent again is expected to cost on the wire (a small delta and its header).</summary>
+    private const double MinBytesPerResentPage = 64;
 
     /// <summary>The link rate if capped, else the rate measured so far (never below 1 MB/s).</summary>
     public double BandwidthBytesPerSecond()
