@@ -62,8 +62,8 @@ public sealed record IncomingSlot(string Name, MachineConfig Config, byte[] Toke
 /// <summary>The destination's half of the handshake on one connection.</summary>
 public static class MigrationAcceptor
 {
-    /// <summary>The handshake deadline when the caller gives none.</summary>
-    public static readonly TimeSpan DefaultHandshakeTimeout = TimeSpan.FromSeconds(5);
+    /// <summary>The handshake deadline when the caller gives none (in-process migrations; a host agent passes its own, HostOptions.HandshakeTimeout).</summary>
+    public static readonly TimeSpan DefaultHandshakeTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>
     /// Reads the Hello of a connection whose peer is not yet known: the frame may announce at most

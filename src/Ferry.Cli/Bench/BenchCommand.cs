@@ -226,7 +226,7 @@ internal static class BenchCommand
                 LivePasses = strategy == "hybrid-pass" ? 1 : null,
                 AutoConverge = strategy.StartsWith("precopy-ac", StringComparison.Ordinal) ? true : null,
                 DeltaCacheBytes = strategy.EndsWith("-delta", StringComparison.Ordinal) ? Ferry.Migration.MigrationOptions.DefaultDeltaCacheBytes : null,
-                Bandwidth = s.OwnLimiter.ToString(CultureInfo.InvariantCulture),
+                Bandwidth = s.OwnLimiter > 0 ? s.OwnLimiter.ToString(CultureInfo.InvariantCulture) : "unlimited", // "0" is not a bandwidth
                 DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
                 MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,
             };
