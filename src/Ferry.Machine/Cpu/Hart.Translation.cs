@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using Ferry.Machine.Cpu.Translation;
+using Ferry.Machine.Memory;
+
+namespace Ferry.Machine.Cpu;
+
+/// <summary>Which engine runs guest code: the interpreter alone, or translated blocks with the interpreter as fallback.</summary>
+public enum ExecutionEngine
+{
+    Interpreter,
+    Translator,
+}
+
+// The hart's side of the translator (Translation/BlockTranslator.cs emits the code): the block
+// cache, hanging off the same per-page decode cache that the interpreter uses, and the hotness
+// counters that decide what to translate.
+//
+// Invariants the migration and determinism rely on:
+// - a block lives on one RAM page that holds decoded code (_isCode), so that page is out of the
+//   write TLB and every store to it (guest, device, loader, migration) reaches InvalidateCode,
+//   which drops the page's blocks with its decoded instructions;
+// - a block runs only when the run's budget covers its longest pass (so runs end exactly where
+//   the interpreter's end: icount deadlines, stop points), and it leaves after any slow path
+//   that ended the run;
+// - its loads and stores take the interpreter's TLB fast path and the same slow paths (page
+//   facts are set only by TLB fills), and a faulting access exits with the pc of the faulting
+//   instruction and the count before it, registers written by earlier instructions stored.
+public sealed unsafe partial class Hart
+{
+    /// <summary>Entries of a block into the interpreter's loop before it is translated.</summary>
+    internal const int HotThreshold = 48;
+
+    private const int HeatMask = (1 << 16) - 1;
+
+    private TranslatedBlock?[]?[] _blocks = [];
+    private byte[] _heat = [];
+    private ExecutionEngine _engine;
+
+    /// <summary>Instructions the last translated block retired (written by the block).</summary>
+    internal long _blockRetired;
+
+    /// <summary>The last translated block exited on a trap or retry (the interpreter's Fault path takes over).</summary>
+    internal bool _blockFault;
+
+    private long _blocksTranslated;
+    private long _instructionsTranslated;
+    private long _translationTicks;
+    private long _ilBytes;
+
+    /// <summary>The engine that runs guest code; changing it drops every translation (between runs only).</summary>
+    public ExecutionEngine Engine
+    {
+        get => _engine;
+        set
+        {
+            _engine = value;
+            DropTranslations();
+            if (value == ExecutionEngine.Translator && _blocks.Length == 0)
+            {
+                _blocks = new TranslatedBlock?[]?[_codePages.Length];
+                _heat = new byte[HeatMask + 1];
+            }
+        }
+    }
+
+    /// <summary>What the translator has done so far (cost and cache size).</summary>
+    public TranslationStatistics TranslationStatistics => new(
+        _blocksTranslated,
+        _instructionsTranslated,
+        Stopwatch.GetElapsedTime(0, _translationTicks),
+        _ilBytes,
+        LiveBlocks());
+
+    /// <summary>Drops every translated block (snapshot restore, migration resume, engine change).</summary>
+    public void DropTranslations()
+    {
+        Array.Clear(_blocks);
+        Array.Clear(_heat);
+    }
+
+    private int LiveBlocks()
+    {
+        int live = 0;
+        foreach (TranslatedBlock?[]? page in _blocks)
+        {
+            if (page is not null)
+            {
+                foreach (TranslatedBlock? b in page)
+                {
+                    live += b is null ? 0 : 1;
+                }
+            }
+        }
+
+        return live;
+    }
+
+    /// <summary>
+    /// Translates the block at <paramref name="pc"/> (hot: the interpreter reached it
+    /// <see cref="HotThreshold"/> times) and caches it. Null if its first instruction is not covered.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private TranslatedBlock? TranslateAt(ulong pc, int page, ref TranslatedBlock?[]? pageBlocks)
+    {
+        DecodedInsn[]? code = _codePages[page];
+        if (code is null)
+        {
+            return null;
+        }
+
+        long start = Stopwatch.GetTimestamp();
+        var insns = new List<DecodedInsn>(16);
+        int offset = (int)(pc & GuestMemory.PageMask);
+        while (offset < GuestMemory.PageSize && insns.Count < BlockTranslator.MaxInstructions)
+        {
+            ref DecodedInsn d = ref code[offset >> 1];
+            if (d.Op == Op.Undecoded)
+            {
+                DecodeSlot(ref d, page, (pc & ~(ulong)GuestMemory.PageMask) + (ulong)offset);
+            }
+
+            if (!BlockTranslator.Covers(d.Op))
+            {
+                break;
+            }
+
+            insns.Add(d);
+            offset += d.Length;
+            if (BlockTranslator.EndsBlock(d.Op))
+            {
+                break;
+            }
+        }
+
+        if (insns.Count == 0)
+        {
+            return null;
+        }
+
+        TranslatedBlock block = BlockTranslator.Translate(pc, insns);
+        pageBlocks ??= _blocks[page] ??= new TranslatedBlock?[GuestMemory.PageSize / 2];
+        pageBlocks[(pc & GuestMemory.PageMask) >> 1] = block;
+        _blocksTranslated++;
+        _instructionsTranslated += insns.Count;
+        _ilBytes += block.IlBytes;
+        _translationTicks += Stopwatch.GetTimestamp() - start;
+        return block;
+    }
+}
+
+/// <summary>The translator's cost and cache size: blocks and guest instructions translated, time spent, IL emitted, blocks cached now.</summary>
+public readonly record struct TranslationStatistics(long Blocks, long Instructions, TimeSpan Time, long IlBytes, int CachedBlocks);
