@@ -116,6 +116,13 @@ internal static class RunCommands
             System.Console.Out.WriteLine($"digest: {StateDigest.Compute(machine)}");
         }
 
+        if (machine.Hart.Engine == ExecutionEngine.Translator)
+        {
+            TranslationStatistics t = machine.Hart.TranslationStatistics;
+            System.Console.Error.WriteLine(
+                $"ferry: translator: {t.Blocks:N0} blocks ({t.Instructions:N0} instructions, {t.IlBytes:N0} B of IL) in {t.Time.TotalMilliseconds:F1} ms, {t.CachedBlocks:N0} cached");
+        }
+
         return outcome switch
         {
             RunOutcome.GuestExited => machine.Exit!.Status,

@@ -28,14 +28,15 @@ public enum ExecutionEngine
 //   instruction and the count before it, registers written by earlier instructions stored.
 public sealed unsafe partial class Hart
 {
-    /// <summary>Entries of a block into the interpreter's loop before it is translated.</summary>
-    internal const int HotThreshold = 48;
+    /// <summary>The default <see cref="TranslationThreshold"/>.</summary>
+    public const int DefaultTranslationThreshold = 48;
 
     private const int HeatMask = (1 << 16) - 1;
 
     private TranslatedBlock?[]?[] _blocks = [];
-    private byte[] _heat = [];
+    private ushort[] _heat = [];
     private ExecutionEngine _engine;
+    private int _hotThreshold = DefaultTranslationThreshold;
 
     /// <summary>Instructions the last translated block retired (written by the block).</summary>
     internal long _blockRetired;
@@ -59,8 +60,23 @@ public sealed unsafe partial class Hart
             if (value == ExecutionEngine.Translator && _blocks.Length == 0)
             {
                 _blocks = new TranslatedBlock?[]?[_codePages.Length];
-                _heat = new byte[HeatMask + 1];
+                _heat = new ushort[HeatMask + 1];
             }
+        }
+    }
+
+    /// <summary>
+    /// How many times the interpreter reaches an address before the block there is translated
+    /// (1 to 65,535; 1 translates every block at once, as the lockstep tests do).
+    /// </summary>
+    public int TranslationThreshold
+    {
+        get => _hotThreshold;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, ushort.MaxValue);
+            _hotThreshold = value;
         }
     }
 
@@ -98,7 +114,7 @@ public sealed unsafe partial class Hart
 
     /// <summary>
     /// Translates the block at <paramref name="pc"/> (hot: the interpreter reached it
-    /// <see cref="HotThreshold"/> times) and caches it. Null if its first instruction is not covered.
+    /// <see cref="TranslationThreshold"/> times) and caches it. Null if its first instruction is not covered.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private TranslatedBlock? TranslateAt(ulong pc, int page, ref TranslatedBlock?[]? pageBlocks)

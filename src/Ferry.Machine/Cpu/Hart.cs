@@ -175,8 +175,8 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                 if (b is null || b.Pc != pc)
                 {
                     b = null;
-                    ref byte heat = ref _heat[(int)(pc >> 1) & HeatMask];
-                    if (++heat >= HotThreshold)
+                    ref ushort heat = ref _heat[(int)(pc >> 1) & HeatMask];
+                    if (++heat >= _hotThreshold)
                     {
                         heat = 0;
                         b = TranslateAt(pc, curPage, ref pageBlocks);
