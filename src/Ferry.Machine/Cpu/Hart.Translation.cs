@@ -155,6 +155,7 @@ public sealed unsafe partial class Hart
         }
 
         TranslatedBlock block = BlockTranslator.Translate(pc, insns);
+        block.Code(this, ref Unsafe.NullRef<ulong>(), -1); // compile now, so the statistics hold the JIT's time too
         pageBlocks ??= _blocks[page] ??= new TranslatedBlock?[GuestMemory.PageSize / 2];
         pageBlocks[(pc & GuestMemory.PageMask) >> 1] = block;
         _blocksTranslated++;

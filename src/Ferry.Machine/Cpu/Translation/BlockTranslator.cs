@@ -5,6 +5,7 @@ namespace Ferry.Machine.Cpu.Translation;
 
 /// <summary>The code of a translated block: runs it from its first instruction and returns the next pc.</summary>
 /// <remarks>
+/// Called with a negative <c>retired</c>, it returns at once (the translator's way to have the JIT compile it).
 /// The block writes the instructions it retired to <c>Hart._blockRetired</c>, and sets
 /// <c>Hart._blockFault</c> when it stopped at an instruction that trapped (or must be retried):
 /// the pc it returns is then that instruction's, and the count excludes it.
@@ -108,6 +109,16 @@ internal static class BlockTranslator
 
         public void Emit()
         {
+            // A negative count only compiles the method (the translator calls it so, to JIT it at once).
+            Label run = _il.DefineLabel();
+            _il.Emit(OpCodes.Ldarg_2);
+            _il.Emit(OpCodes.Ldc_I4_0);
+            _il.Emit(OpCodes.Conv_I8);
+            _il.Emit(OpCodes.Bge, run);
+            Const(_start);
+            _il.Emit(OpCodes.Ret);
+            _il.MarkLabel(run);
+
             // Prologue: the pass's base count, the TLB tables, the registers the block touches.
             _il.Emit(OpCodes.Ldarg_2);
             _il.Emit(OpCodes.Stloc, _base);
