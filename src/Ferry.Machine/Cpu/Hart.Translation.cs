@@ -126,43 +126,72 @@ public sealed unsafe partial class Hart
         }
 
         long start = Stopwatch.GetTimestamp();
-        var insns = new List<DecodedInsn>(16);
-        int offset = (int)(pc & GuestMemory.PageMask);
-        while (offset < GuestMemory.PageSize && insns.Count < BlockTranslator.MaxInstructions)
-        {
-            ref DecodedInsn d = ref code[offset >> 1];
-            if (d.Op == Op.Undecoded)
-            {
-                DecodeSlot(ref d, page, (pc & ~(ulong)GuestMemory.PageMask) + (ulong)offset);
-            }
-
-            if (!BlockTranslator.Covers(d.Op))
-            {
-                break;
-            }
-
-            insns.Add(d);
-            offset += d.Length;
-            if (BlockTranslator.EndsBlock(d.Op))
-            {
-                break;
-            }
-        }
-
-        if (insns.Count == 0)
+        SortedList<int, DecodedInsn> region = FindRegion(pc, page, code);
+        if (region.Count == 0)
         {
             return null;
         }
 
-        TranslatedBlock block = BlockTranslator.Translate(pc, insns);
+        TranslatedBlock block = BlockTranslator.Translate(pc, region);
         block.Code(this, ref Unsafe.NullRef<ulong>(), -1); // compile now, so the statistics hold the JIT's time too
         pageBlocks ??= _blocks[page] ??= new TranslatedBlock?[GuestMemory.PageSize / 2];
         pageBlocks[(pc & GuestMemory.PageMask) >> 1] = block;
         _blocksTranslated++;
-        _instructionsTranslated += insns.Count;
+        _instructionsTranslated += region.Count;
         _ilBytes += block.IlBytes;
         _translationTicks += Stopwatch.GetTimestamp() - start;
         return block;
+    }
+
+    /// <summary>
+    /// The covered instructions reachable from <paramref name="pc"/> on its page by fall-through
+    /// and static branches and jumps (at most <see cref="BlockTranslator.MaxInstructions"/>),
+    /// by page offset. Anything else (an instruction not covered, a target on another page, an
+    /// indirect jump, the page's end) is where the region exits to the interpreter.
+    /// </summary>
+    private SortedList<int, DecodedInsn> FindRegion(ulong pc, int page, DecodedInsn[] code)
+    {
+        var region = new SortedList<int, DecodedInsn>();
+        var pending = new Stack<int>();
+        ulong pageBase = pc & ~(ulong)GuestMemory.PageMask;
+        pending.Push((int)(pc & GuestMemory.PageMask));
+        while (pending.Count > 0 && region.Count < BlockTranslator.MaxInstructions)
+        {
+            int offset = pending.Pop();
+            if (region.ContainsKey(offset))
+            {
+                continue;
+            }
+
+            ref DecodedInsn d = ref code[offset >> 1];
+            ulong at = pageBase + (ulong)offset;
+            if (d.Op == Op.Undecoded)
+            {
+                DecodeSlot(ref d, page, at);
+            }
+
+            if (!BlockTranslator.Covers(d.Op))
+            {
+                continue;
+            }
+
+            region.Add(offset, d);
+            if (d.Op is >= Op.Jal and <= Op.Bgeu and not Op.Jalr)
+            {
+                ulong target = at + (ulong)(long)d.Imm;
+                if (BlockTranslator.SamePage(at, target))
+                {
+                    pending.Push((int)(target & GuestMemory.PageMask));
+                }
+            }
+
+            if (d.Op is not (Op.Jal or Op.Jalr) && offset + d.Length < GuestMemory.PageSize)
+            {
+                pending.Push(offset + d.Length);
+            }
+        }
+
+        return region;
     }
 }
 

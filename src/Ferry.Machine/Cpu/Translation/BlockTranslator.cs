@@ -41,7 +41,7 @@ internal sealed class TranslatedBlock(ulong pc, int length, int ilBytes, BlockCo
 /// </summary>
 internal static class BlockTranslator
 {
-    public const int MaxInstructions = 64;
+    public const int MaxInstructions = 96;
 
     private const BindingFlags Private = BindingFlags.NonPublic | BindingFlags.Instance;
 
@@ -61,22 +61,37 @@ internal static class BlockTranslator
     /// <summary>True for the operations that end a block (control transfers).</summary>
     public static bool EndsBlock(Op op) => op is >= Op.Jal and <= Op.Bgeu;
 
-    public static TranslatedBlock Translate(ulong pc, IReadOnlyList<DecodedInsn> insns)
+    /// <summary>
+    /// Translates the region found from <paramref name="start"/>: <paramref name="region"/> maps
+    /// page offsets to the covered instructions reachable from it on its page.
+    /// </summary>
+    public static TranslatedBlock Translate(ulong start, SortedList<int, DecodedInsn> region)
     {
-        var method = new DynamicMethod($"rv@{pc:x}", typeof(ulong), Parameters, typeof(Hart), skipVisibility: true);
-        ILGenerator il = method.GetILGenerator(64 + (insns.Count * 48));
-        var emitter = new Emitter(il, pc, insns);
-        emitter.Emit();
+        var method = new DynamicMethod($"rv@{start:x}", typeof(ulong), Parameters, typeof(Hart), skipVisibility: true);
+        ILGenerator il = method.GetILGenerator(64 + (region.Count * 48));
+        var emitter = new Emitter(il, start, region);
+        int length = emitter.Emit();
         var code = (BlockCode)method.CreateDelegate(typeof(BlockCode));
-        return new TranslatedBlock(pc, insns.Count, il.ILOffset, code);
+        return new TranslatedBlock(start, length, il.ILOffset, code);
     }
 
-    /// <summary>Emits one block. Locals: one per guest register touched, the pass's base count, exit pc and count.</summary>
+    /// <summary>True if <paramref name="target"/> is on the page of <paramref name="pc"/>.</summary>
+    public static bool SamePage(ulong pc, ulong target) => (pc >> 12) == (target >> 12);
+
+    /// <summary>
+    /// Emits one region. Its basic blocks start at the region's entry, at branch targets inside it
+    /// and after conditional branches; <c>_base</c> (the run's retired count at the start of the
+    /// current basic block) advances on every edge. An edge to a higher address keeps the bound
+    /// checked at entry (the longest path from any block only shrinks along such edges); an edge
+    /// back to a lower or equal address checks the run's budget for the longest path from its
+    /// target and exits when it does not fit.
+    /// </summary>
     private sealed class Emitter
     {
         private readonly ILGenerator _il;
         private readonly ulong _start;
-        private readonly IReadOnlyList<DecodedInsn> _insns;
+        private readonly ulong _page;
+        private readonly SortedList<int, DecodedInsn> _region;
         private readonly LocalBuilder?[] _reg = new LocalBuilder?[33];
         private readonly bool[] _written = new bool[33];
         private readonly LocalBuilder _base;
@@ -88,14 +103,16 @@ internal static class BlockTranslator
         private readonly LocalBuilder _sink;
         private LocalBuilder? _rtlb;
         private LocalBuilder? _wtlb;
-        private readonly Label _loop;
         private readonly Label _exit;
+        private readonly SortedDictionary<int, Label> _leaders = [];
+        private readonly Dictionary<int, int> _longest = [];
 
-        public Emitter(ILGenerator il, ulong start, IReadOnlyList<DecodedInsn> insns)
+        public Emitter(ILGenerator il, ulong start, SortedList<int, DecodedInsn> region)
         {
             _il = il;
             _start = start;
-            _insns = insns;
+            _page = start & ~0xFFFUL;
+            _region = region;
             _base = il.DeclareLocal(typeof(long));
             _exitPc = il.DeclareLocal(typeof(ulong));
             _exitN = il.DeclareLocal(typeof(long));
@@ -103,12 +120,14 @@ internal static class BlockTranslator
             _value = il.DeclareLocal(typeof(ulong));
             _entry = il.DeclareLocal(typeof(nint));
             _sink = il.DeclareLocal(typeof(ulong));
-            _loop = il.DefineLabel();
             _exit = il.DefineLabel();
         }
 
-        public void Emit()
+        /// <summary>Emits the method; returns the most instructions a pass from the entry retires before an edge back.</summary>
+        public int Emit()
         {
+            FindBlocks();
+
             // A negative count only compiles the method (the translator calls it so, to JIT it at once).
             Label run = _il.DefineLabel();
             _il.Emit(OpCodes.Ldarg_2);
@@ -119,10 +138,10 @@ internal static class BlockTranslator
             _il.Emit(OpCodes.Ret);
             _il.MarkLabel(run);
 
-            // Prologue: the pass's base count, the TLB tables, the registers the block touches.
+            // Prologue: the base count, the TLB tables, the registers the region touches.
             _il.Emit(OpCodes.Ldarg_2);
             _il.Emit(OpCodes.Stloc, _base);
-            foreach (DecodedInsn d in _insns)
+            foreach (DecodedInsn d in _region.Values)
             {
                 Touch(d);
             }
@@ -139,18 +158,12 @@ internal static class BlockTranslator
                 }
             }
 
-            _il.MarkLabel(_loop);
-            ulong pc = _start;
-            for (int i = 0; i < _insns.Count; i++)
+            int entry = Offset(_start);
+            _il.Emit(OpCodes.Br, _leaders[entry]);
+            foreach ((int leader, Label label) in _leaders)
             {
-                DecodedInsn d = _insns[i];
-                EmitInstruction(d, pc, i);
-                pc += d.Length;
-            }
-
-            if (!EndsBlock(_insns[^1].Op))
-            {
-                ExitTo(pc, _insns.Count);
+                _il.MarkLabel(label);
+                EmitBlock(leader);
             }
 
             // The single exit: store the written registers, report the count, return the pc.
@@ -174,6 +187,213 @@ internal static class BlockTranslator
             _il.Emit(OpCodes.Stfld, Retired);
             _il.Emit(OpCodes.Ldloc, _exitPc);
             _il.Emit(OpCodes.Ret);
+            return _longest[entry];
+        }
+
+        private int Offset(ulong pc) => (int)(pc & 0xFFF);
+
+        private ulong PcOf(int offset) => _page + (ulong)offset;
+
+        /// <summary>The target of a static control transfer inside the region, or -1.</summary>
+        private int InternalTarget(int offset, DecodedInsn d)
+        {
+            ulong pc = PcOf(offset);
+            ulong target = pc + (ulong)(long)d.Imm;
+            return d.Op != Op.Jalr && SamePage(pc, target) && _region.ContainsKey(Offset(target)) ? Offset(target) : -1;
+        }
+
+        private int InternalFallthrough(int offset, DecodedInsn d)
+        {
+            int next = offset + d.Length;
+            return next < 0x1000 && _region.ContainsKey(next) ? next : -1;
+        }
+
+        /// <summary>The offsets of a basic block's instructions, from its leader to its end.</summary>
+        private List<int> BlockAt(int leader)
+        {
+            var offsets = new List<int>();
+            int at = leader;
+            while (true)
+            {
+                offsets.Add(at);
+                DecodedInsn d = _region[at];
+                if (EndsBlock(d.Op))
+                {
+                    return offsets;
+                }
+
+                int next = InternalFallthrough(at, d);
+                if (next < 0 || _leaders.ContainsKey(next))
+                {
+                    return offsets;
+                }
+
+                at = next;
+            }
+        }
+
+        private void FindBlocks()
+        {
+            _leaders[Offset(_start)] = _il.DefineLabel();
+            foreach ((int offset, DecodedInsn d) in _region)
+            {
+                if (d.Op is >= Op.Jal and <= Op.Bgeu)
+                {
+                    int target = InternalTarget(offset, d);
+                    if (target >= 0)
+                    {
+                        _leaders.TryAdd(target, _il.DefineLabel());
+                    }
+
+                    int next = d.Op is >= Op.Beq and <= Op.Bgeu ? InternalFallthrough(offset, d) : -1;
+                    if (next >= 0)
+                    {
+                        _leaders.TryAdd(next, _il.DefineLabel());
+                    }
+                }
+            }
+
+            // Longest forward path from each leader (edges to higher addresses form a DAG).
+            foreach (int leader in _leaders.Keys.Reverse())
+            {
+                List<int> block = BlockAt(leader);
+                int last = block[^1];
+                int longest = 0;
+                foreach (int successor in Successors(last))
+                {
+                    if (successor > last)
+                    {
+                        longest = Math.Max(longest, _longest[successor]);
+                    }
+                }
+
+                _longest[leader] = block.Count + longest;
+            }
+        }
+
+        private IEnumerable<int> Successors(int last)
+        {
+            DecodedInsn d = _region[last];
+            if (d.Op is >= Op.Jal and <= Op.Bgeu)
+            {
+                int target = InternalTarget(last, d);
+                if (target >= 0)
+                {
+                    yield return target;
+                }
+            }
+
+            if (d.Op is not (Op.Jal or Op.Jalr))
+            {
+                int next = InternalFallthrough(last, d);
+                if (next >= 0)
+                {
+                    yield return next;
+                }
+            }
+        }
+
+        private void EmitBlock(int leader)
+        {
+            List<int> block = BlockAt(leader);
+            for (int k = 0; k < block.Count - 1; k++)
+            {
+                EmitInstruction(_region[block[k]], PcOf(block[k]), k);
+            }
+
+            int last = block[^1];
+            DecodedInsn d = _region[last];
+            ulong pc = PcOf(last);
+            ulong imm = (ulong)(long)d.Imm;
+            switch (d.Op)
+            {
+                case Op.Jal:
+                    Const(pc + d.Length);
+                    StoreRd(d.Rd);
+                    Advance(block.Count);
+                    Edge(last, pc + imm);
+                    break;
+                case Op.Jalr:
+                    // The target is read before rd is written (rd may be rs1).
+                    LoadReg(d.Rs1);
+                    Const(imm);
+                    _il.Emit(OpCodes.Add);
+                    Const(~1UL);
+                    _il.Emit(OpCodes.And);
+                    _il.Emit(OpCodes.Stloc, _exitPc);
+                    Const(pc + d.Length);
+                    StoreRd(d.Rd);
+                    Advance(block.Count);
+                    SetExitCount(0);
+                    _il.Emit(OpCodes.Br, _exit);
+                    break;
+                case Op.Beq or Op.Bne or Op.Blt or Op.Bge or Op.Bltu or Op.Bgeu:
+                {
+                    Label taken = _il.DefineLabel();
+                    Advance(block.Count);
+                    LoadReg(d.Rs1);
+                    LoadReg(d.Rs2);
+                    _il.Emit(d.Op switch
+                    {
+                        Op.Beq => OpCodes.Beq,
+                        Op.Bne => OpCodes.Bne_Un,
+                        Op.Blt => OpCodes.Blt,
+                        Op.Bge => OpCodes.Bge,
+                        Op.Bltu => OpCodes.Blt_Un,
+                        _ => OpCodes.Bge_Un,
+                    }, taken);
+                    Edge(last, pc + d.Length);
+                    _il.MarkLabel(taken);
+                    Edge(last, pc + imm);
+                    break;
+                }
+
+                default:
+                    EmitInstruction(d, pc, block.Count - 1);
+                    Advance(block.Count);
+                    Edge(last, pc + d.Length);
+                    break;
+            }
+        }
+
+        /// <summary>base += count (the basic block's instructions, now retired).</summary>
+        private void Advance(int count)
+        {
+            _il.Emit(OpCodes.Ldloc, _base);
+            _il.Emit(OpCodes.Ldc_I8, (long)count);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Stloc, _base);
+        }
+
+        /// <summary>
+        /// An edge from the instruction at <paramref name="from"/> to <paramref name="target"/>
+        /// (base already advanced): a branch to its block inside the region, after a budget check
+        /// if it goes back; otherwise an exit.
+        /// </summary>
+        private void Edge(int from, ulong target)
+        {
+            int offset = SamePage(_start, target) ? Offset(target) : -1;
+            if (offset < 0 || !_leaders.TryGetValue(offset, out Label label))
+            {
+                ExitTo(target, 0);
+                return;
+            }
+
+            if (offset > from)
+            {
+                _il.Emit(OpCodes.Br, label);
+                return;
+            }
+
+            // if (base + longest(target) <= budget) goto target; else exit there.
+            _il.Emit(OpCodes.Ldloc, _base);
+            _il.Emit(OpCodes.Ldc_I8, (long)_longest[offset]);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Volatile);
+            _il.Emit(OpCodes.Ldfld, Budget);
+            _il.Emit(OpCodes.Ble, label);
+            ExitTo(target, 0);
         }
 
         private void Touch(DecodedInsn d)
@@ -253,44 +473,6 @@ internal static class BlockTranslator
                     Const(pc + imm);
                     StoreRd(d.Rd);
                     break;
-                case Op.Jal:
-                    Const(pc + d.Length);
-                    StoreRd(d.Rd);
-                    Transfer(pc + imm, i + 1);
-                    break;
-                case Op.Jalr:
-                    // The target is read before rd is written (rd may be rs1).
-                    LoadReg(d.Rs1);
-                    Const(imm);
-                    _il.Emit(OpCodes.Add);
-                    Const(~1UL);
-                    _il.Emit(OpCodes.And);
-                    _il.Emit(OpCodes.Stloc, _exitPc);
-                    Const(pc + d.Length);
-                    StoreRd(d.Rd);
-                    SetExitCount(i + 1);
-                    _il.Emit(OpCodes.Br, _exit);
-                    break;
-                case Op.Beq or Op.Bne or Op.Blt or Op.Bge or Op.Bltu or Op.Bgeu:
-                {
-                    Label taken = _il.DefineLabel();
-                    LoadReg(d.Rs1);
-                    LoadReg(d.Rs2);
-                    _il.Emit(d.Op switch
-                    {
-                        Op.Beq => OpCodes.Beq,
-                        Op.Bne => OpCodes.Bne_Un,
-                        Op.Blt => OpCodes.Blt,
-                        Op.Bge => OpCodes.Bge,
-                        Op.Bltu => OpCodes.Blt_Un,
-                        _ => OpCodes.Bge_Un,
-                    }, taken);
-                    Transfer(pc + d.Length, i + 1);
-                    _il.MarkLabel(taken);
-                    Transfer(pc + imm, i + 1);
-                    break;
-                }
-
                 case Op.Lb: Load(d, pc, i, 1, OpCodes.Ldind_I1, OpCodes.Conv_I8, signed: true); break;
                 case Op.Lbu: Load(d, pc, i, 1, OpCodes.Ldind_U1, OpCodes.Conv_U8, signed: false); break;
                 case Op.Lh: Load(d, pc, i, 2, OpCodes.Ldind_I2, OpCodes.Conv_I8, signed: true); break;
@@ -595,28 +777,6 @@ internal static class BlockTranslator
             _il.Emit(OpCodes.Stloc, _exitPc);
             SetExitCount(count);
             _il.Emit(OpCodes.Br, _exit);
-        }
-
-        /// <summary>A static control transfer after <paramref name="count"/> instructions: loops back to the block's start while the budget covers a pass, else exits.</summary>
-        private void Transfer(ulong target, int count)
-        {
-            if (target != _start)
-            {
-                ExitTo(target, count);
-                return;
-            }
-
-            // base += count; if (base + Length <= budget) goto loop;
-            Count(count);
-            _il.Emit(OpCodes.Stloc, _base);
-            _il.Emit(OpCodes.Ldloc, _base);
-            _il.Emit(OpCodes.Ldc_I8, (long)_insns.Count);
-            _il.Emit(OpCodes.Add);
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Volatile);
-            _il.Emit(OpCodes.Ldfld, Budget);
-            _il.Emit(OpCodes.Ble, _loop);
-            ExitTo(target, 0);
         }
     }
 }
