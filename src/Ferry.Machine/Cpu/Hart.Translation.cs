@@ -29,7 +29,7 @@ public enum ExecutionEngine
 public sealed unsafe partial class Hart
 {
     /// <summary>The default <see cref="TranslationThreshold"/>.</summary>
-    public const int DefaultTranslationThreshold = 48;
+    public const int DefaultTranslationThreshold = 256;
 
     private const int HeatMask = (1 << 16) - 1;
 
@@ -43,6 +43,11 @@ public sealed unsafe partial class Hart
 
     /// <summary>The last translated block exited on a trap or retry (the interpreter's Fault path takes over).</summary>
     internal bool _blockFault;
+
+    private TranslationWorker? _worker;
+    private readonly HashSet<ulong> _pendingTranslations = [];
+    private int _translationGeneration;
+    private bool _translateInBackground = true;
 
     private long _blocksTranslated;
     private long _instructionsTranslated;
@@ -80,6 +85,21 @@ public sealed unsafe partial class Hart
         }
     }
 
+    /// <summary>
+    /// Whether regions are translated and compiled on a thread of their own while the hart goes on
+    /// interpreting (the default), or at once on the hart's thread (what the tests use, so that
+    /// what runs translated does not depend on thread timing; the results are the same either way).
+    /// </summary>
+    public bool TranslateInBackground
+    {
+        get => _translateInBackground;
+        set
+        {
+            _translateInBackground = value;
+            DropTranslations();
+        }
+    }
+
     /// <summary>What the translator has done so far (cost and cache size).</summary>
     public TranslationStatistics TranslationStatistics => new(
         _blocksTranslated,
@@ -93,6 +113,38 @@ public sealed unsafe partial class Hart
     {
         Array.Clear(_blocks);
         Array.Clear(_heat);
+        _pendingTranslations.Clear();
+        _translationGeneration++;
+    }
+
+    /// <summary>Installs what the background translator finished (between runs, on the hart's thread).</summary>
+    private void InstallTranslations()
+    {
+        while (_worker!.TryTake(out TranslationResult result))
+        {
+            TranslationRequest r = result.Request;
+            if (r.Generation != _translationGeneration)
+            {
+                continue;
+            }
+
+            _pendingTranslations.Remove(r.Pc);
+            if (ReferenceEquals(_codePages[r.Page], r.Code))
+            {
+                Install(result);
+            }
+        }
+    }
+
+    private void Install(TranslationResult result)
+    {
+        TranslationRequest r = result.Request;
+        TranslatedBlock?[] pageBlocks = _blocks[r.Page] ??= new TranslatedBlock?[GuestMemory.PageSize / 2];
+        pageBlocks[(r.Pc & GuestMemory.PageMask) >> 1] = result.Block;
+        _blocksTranslated++;
+        _instructionsTranslated += r.Region.Count;
+        _ilBytes += result.Block.IlBytes;
+        _translationTicks += result.Ticks;
     }
 
     private int LiveBlocks()
@@ -120,27 +172,31 @@ public sealed unsafe partial class Hart
     private TranslatedBlock? TranslateAt(ulong pc, int page, ref TranslatedBlock?[]? pageBlocks)
     {
         DecodedInsn[]? code = _codePages[page];
-        if (code is null)
+        if (code is null || (_translateInBackground && _pendingTranslations.Contains(pc)))
         {
             return null;
         }
 
-        long start = Stopwatch.GetTimestamp();
         SortedList<int, DecodedInsn> region = FindRegion(pc, page, code);
         if (region.Count == 0)
         {
             return null;
         }
 
-        TranslatedBlock block = BlockTranslator.Translate(pc, region);
-        block.Code(this, ref Unsafe.NullRef<ulong>(), -1); // compile now, so the statistics hold the JIT's time too
-        pageBlocks ??= _blocks[page] ??= new TranslatedBlock?[GuestMemory.PageSize / 2];
-        pageBlocks[(pc & GuestMemory.PageMask) >> 1] = block;
-        _blocksTranslated++;
-        _instructionsTranslated += region.Count;
-        _ilBytes += block.IlBytes;
-        _translationTicks += Stopwatch.GetTimestamp() - start;
-        return block;
+        var request = new TranslationRequest(pc, page, code, region, _translationGeneration);
+        if (_translateInBackground)
+        {
+            if (_pendingTranslations.Add(pc))
+            {
+                (_worker ??= new TranslationWorker()).Enqueue(request);
+            }
+
+            return null;
+        }
+
+        Install(TranslationWorker.Translate(request));
+        pageBlocks = _blocks[page];
+        return pageBlocks![(pc & GuestMemory.PageMask) >> 1];
     }
 
     /// <summary>

@@ -128,6 +128,10 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
         }
 
         TakePendingInterrupt();
+        if (_worker is not null && _worker.HasResults)
+        {
+            InstallTranslations();
+        }
 
         ref ulong x = ref MemoryMarshal.GetArrayDataReference(_x);
         ulong pc = _pc;
@@ -770,6 +774,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
     public void Dispose()
     {
+        _worker?.Dispose();
         _ram.RemoveTranslationCache(this);
         FreeTlb();
     }

@@ -7,7 +7,8 @@ namespace Ferry.Machine.Tests.Support;
 /// Which engine a test machine runs. Null means the suite's choice: FERRY_TEST_ENGINE
 /// (interpreter or translator) when set, else the hart's default. A translating test machine
 /// translates every block on its first entry (threshold 1), so that every block the guest
-/// reaches runs as translated code.
+/// reaches runs as translated code, translating on the hart's own thread (so that what runs
+/// translated does not depend on thread timing).
 /// </summary>
 internal static class Engines
 {
@@ -28,6 +29,7 @@ internal static class Engines
         if (machine.Hart.Engine == ExecutionEngine.Translator)
         {
             machine.Hart.TranslationThreshold = 1;
+            machine.Hart.TranslateInBackground = false;
         }
 
         return machine;

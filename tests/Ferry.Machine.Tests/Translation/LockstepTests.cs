@@ -45,6 +45,20 @@ public sealed class LockstepTests
         Assert.True(translated.Hart.TranslationStatistics.Blocks > 1000, $"only {translated.Hart.TranslationStatistics.Blocks} blocks translated");
     }
 
+    [Fact]
+    public void Kvstore_WithBackgroundTranslation_MatchesTheInterpreter()
+    {
+        // Production mode: regions are compiled on the translator's thread and installed between runs.
+        GuestCase c = GuestCase.All.Single(g => g.Id == "kvstore");
+        GuestImage image = GuestRunner.Load(c.Guest, c.Config);
+        using VirtMachine reference = GuestRunner.NewMachine(image, engine: ExecutionEngine.Interpreter);
+        using VirtMachine translated = GuestRunner.NewMachine(image, engine: ExecutionEngine.Translator);
+        translated.Hart.TranslateInBackground = true;
+        translated.Hart.TranslationThreshold = Hart.DefaultTranslationThreshold;
+        Assert.Equal(RunOutcome.GuestExited, Lockstep(reference, translated, maxInstructions: 200_000_000, maxStep: 20_000, seed: 5));
+        Assert.True(translated.Hart.TranslationStatistics.Blocks > 0, "no background translation was installed");
+    }
+
     private static RunOutcome Lockstep(VirtMachine reference, VirtMachine translated, ulong maxInstructions, int maxStep, int seed)
     {
         var random = new Random(seed);
