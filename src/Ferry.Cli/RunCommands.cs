@@ -94,8 +94,8 @@ internal static class RunCommands
         new Option<string?>("--save") { Description = "write a snapshot of the machine to this file when it stops (also on Ctrl-C)" },
         new Option<ExecutionEngine>("--engine")
         {
-            Description = "what runs guest code: interpreter, or translator (hot blocks compiled to .NET code, the interpreter for the rest); the results are the same",
-            DefaultValueFactory = _ => ExecutionEngine.Interpreter,
+            Description = "what runs guest code: translator (hot code compiled to .NET code, the interpreter for the rest) or interpreter; the results are the same",
+            DefaultValueFactory = _ => ExecutionEngine.Translator,
         }
     );
 

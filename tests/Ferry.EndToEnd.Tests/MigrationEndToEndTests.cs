@@ -25,9 +25,10 @@ public sealed class MigrationEndToEndTests(TwoHosts hosts)
         (string Guest, string Config, ulong StopAt)[] workloads =
         [
             ("idle", "interval_ms=2,pages=8", 3_000_000),
-            ("dirty", "size_mib=16,rate=0", 400_000_000),
-            ("verify", "size_mib=8", 400_000_000),
-            ("kvstore", "table_mib=32,report_every=50000", 500_000_000),
+            // Long enough that the translator (1,000 MIPS and more) still runs them when the migration starts.
+            ("dirty", "size_mib=16,rate=0", 2_000_000_000),
+            ("verify", "size_mib=8", 2_000_000_000),
+            ("kvstore", "table_mib=32,report_every=50000", 2_000_000_000),
 
             // Linux 6.1 on OpenSBI, its initramfs running kvstore: ready at about 19 M instructions.
             ("linux", "workload=kvstore,table_mib=8,report_every=100000", 1_000_000_000),

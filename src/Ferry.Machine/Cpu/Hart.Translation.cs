@@ -54,7 +54,7 @@ public sealed unsafe partial class Hart
     private long _translationTicks;
     private long _ilBytes;
 
-    /// <summary>The engine that runs guest code; changing it drops every translation (between runs only).</summary>
+    /// <summary>The engine that runs guest code (the translator unless told otherwise); changing it drops every translation (between runs only).</summary>
     public ExecutionEngine Engine
     {
         get => _engine;
@@ -173,6 +173,19 @@ public sealed unsafe partial class Hart
     {
         DecodedInsn[]? code = _codePages[page];
         if (code is null || (_translateInBackground && _pendingTranslations.Contains(pc)))
+        {
+            return null;
+        }
+
+        // An address whose first instruction is not covered (an FP loop, a trap handler's CSR
+        // accesses) comes back here at every threshold: refuse it without allocating.
+        ref DecodedInsn first = ref code[(pc & GuestMemory.PageMask) >> 1];
+        if (first.Op == Op.Undecoded)
+        {
+            DecodeSlot(ref first, page, pc);
+        }
+
+        if (!BlockTranslator.Covers(first.Op))
         {
             return null;
         }

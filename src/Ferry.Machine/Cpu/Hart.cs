@@ -65,6 +65,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
         _isCode = new PageBitmap(ram.PageCount);
         AllocateTlb();
         ram.AddTranslationCache(this);
+        Engine = ExecutionEngine.Translator;
     }
 
     public ulong HartId { get; }

@@ -5,10 +5,10 @@ namespace Ferry.Machine.Tests.Support;
 
 /// <summary>
 /// Which engine a test machine runs. Null means the suite's choice: FERRY_TEST_ENGINE
-/// (interpreter or translator) when set, else the hart's default. A translating test machine
-/// translates every block on its first entry (threshold 1), so that every block the guest
-/// reaches runs as translated code, translating on the hart's own thread (so that what runs
-/// translated does not depend on thread timing).
+/// (interpreter or translator) when set, else the hart's default as in production (the
+/// translator, threshold 256, in the background). A machine told to translate translates
+/// every region on its first entry (threshold 1) on the hart's own thread, so that every block
+/// the guest reaches runs as translated code, whatever the thread timing.
 /// </summary>
 internal static class Engines
 {
@@ -24,12 +24,11 @@ internal static class Engines
         if ((engine ?? SuiteDefault) is { } e)
         {
             machine.Hart.Engine = e;
-        }
-
-        if (machine.Hart.Engine == ExecutionEngine.Translator)
-        {
-            machine.Hart.TranslationThreshold = 1;
-            machine.Hart.TranslateInBackground = false;
+            if (e == ExecutionEngine.Translator)
+            {
+                machine.Hart.TranslationThreshold = 1;
+                machine.Hart.TranslateInBackground = false;
+            }
         }
 
         return machine;
