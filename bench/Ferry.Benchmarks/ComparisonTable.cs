@@ -4,6 +4,7 @@ using BenchmarkDotNet.Reports;
 using Ferry.Benchmarks.Common;
 using Ferry.Benchmarks.Machine;
 using Ferry.Benchmarks.Migration;
+using Ferry.Machine.Cpu;
 using Ferry.Machine.Memory;
 
 namespace Ferry.Benchmarks;
@@ -28,43 +29,52 @@ internal static class ComparisonTable
         var sb = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
 
-        double? FerryNsPerInsn(string workload) => Mean(reports, typeof(HartBenchmarks), "Run", "Workload", workload);
+        double? FerryNsPerInsn(string workload, ExecutionEngine engine) => Mean(reports, typeof(HartBenchmarks), "Run", ("Workload", workload), ("Engine", engine));
+        string Mips(double? ns) => ns is { } n ? (1000 / n).ToString("F1", inv) : "-";
+        string Ratio(double? a, double? b) => a is { } x && b is { } y ? (x / y).ToString("F3", inv) : "-";
 
         if (reports.Any(r => r.BenchmarkCase.Descriptor.Type == typeof(HartBenchmarks) || r.BenchmarkCase.Descriptor.Type == typeof(QemuBaselineBenchmarks)))
         {
             sb.AppendLine("## Ferry vs QEMU (guest MIPS, one core)");
             sb.AppendLine();
-            sb.AppendLine("| workload | Ferry MIPS | QEMU MIPS | Ferry / QEMU | loop instructions (exact) | QEMU loop time |");
-            sb.AppendLine("|---|---:|---:|---:|---:|---:|");
-            foreach ((string workload, int kernel) in new[] { ("compute-alu", 0), ("compute-mem", 1) })
+            sb.AppendLine("| workload | interpreter MIPS | translator MIPS | QEMU MIPS | translator / interpreter | translator / QEMU | interpreter / QEMU | loop instructions (exact) | QEMU loop time |");
+            sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+            foreach ((string workload, int kernel) in new[] { ("compute-alu", 0), ("compute-mem", 1), ("kvstore", -1) })
             {
-                double? ferryNs = FerryNsPerInsn(workload);
-                double? loopNsPerOp = Mean(reports, typeof(QemuBaselineBenchmarks), "QemuLoop", "Kernel", kernel);
-                double? startupNs = Mean(reports, typeof(QemuBaselineBenchmarks), "QemuStartup", "Kernel", kernel);
-                string ferry = ferryNs is { } f ? (1000 / f).ToString("F1", inv) : "-";
-                string qemu = "-", ratio = "-", exact = "-", time = "-";
+                double? interpreterNs = FerryNsPerInsn(workload, ExecutionEngine.Interpreter);
+                double? translatorNs = FerryNsPerInsn(workload, ExecutionEngine.Translator);
+                double? interpreterMips = interpreterNs is { } i ? 1000 / i : null;
+                double? translatorMips = translatorNs is { } t ? 1000 / t : null;
+                double? qemuMips = null;
+                string exact = "-", time = "-";
+                double? loopNsPerOp = kernel < 0 ? null : Mean(reports, typeof(QemuBaselineBenchmarks), "QemuLoop", ("Kernel", kernel));
+                double? startupNs = kernel < 0 ? null : Mean(reports, typeof(QemuBaselineBenchmarks), "QemuStartup", ("Kernel", kernel));
                 if (loopNsPerOp is { } l && startupNs is { } s)
                 {
                     ulong instructions = ExactLoopInstructions(kernel, QemuBaselineBenchmarks.Iterations);
                     double loopNs = (l * QemuBaselineBenchmarks.LoopInstructions) - s;
-                    double qemuMips = instructions / loopNs * 1000;
-                    qemu = qemuMips.ToString("F1", inv);
+                    qemuMips = instructions / loopNs * 1000;
                     exact = instructions.ToString("N0", inv);
                     time = $"{loopNs / 1e9:F3} s (start-up {s / 1e6:F0} ms subtracted)";
-                    if (ferryNs is { } f2)
-                    {
-                        ratio = (1000 / f2 / qemuMips).ToString("F3", inv);
-                    }
                 }
 
-                sb.AppendLine(inv, $"| compute kernel {kernel} ({(kernel == 0 ? "ALU" : "load/store")}) | {ferry} | {qemu} | {ratio} | {exact} | {time} |");
+                string name = kernel < 0 ? "kvstore (after populate)" : $"compute kernel {kernel} ({(kernel == 0 ? "ALU" : "load/store")})";
+                sb.AppendLine(inv, $"| {name} | {Mips(interpreterNs)} | {Mips(translatorNs)} | {qemuMips?.ToString("F1", inv) ?? "-"} | "
+                    + $"{Ratio(translatorMips, interpreterMips)} | {Ratio(translatorMips, qemuMips)} | {Ratio(interpreterMips, qemuMips)} | {exact} | {time} |");
             }
 
-            if (FerryNsPerInsn("kvstore") is { } kv)
-            {
-                sb.AppendLine(inv, $"| kvstore (after populate) | {1000 / kv:F1} | - | - | - | - |");
-            }
+            sb.AppendLine();
+        }
 
+        if (reports.Any(r => r.BenchmarkCase.Descriptor.Type == typeof(LinuxBootBenchmarks)))
+        {
+            double? interpreter = Mean(reports, typeof(LinuxBootBenchmarks), "BootToReady", ("Engine", ExecutionEngine.Interpreter));
+            double? translator = Mean(reports, typeof(LinuxBootBenchmarks), "BootToReady", ("Engine", ExecutionEngine.Translator));
+            sb.AppendLine("## Linux boot to 'ferry-init: ready' (fresh machine per boot)");
+            sb.AppendLine();
+            sb.AppendLine("| interpreter | translator | interpreter / translator |");
+            sb.AppendLine("|---:|---:|---:|");
+            sb.AppendLine(inv, $"| {(interpreter / 1e6)?.ToString("F0", inv) ?? "-"} ms | {(translator / 1e6)?.ToString("F0", inv) ?? "-"} ms | {Ratio(interpreter, translator)} |");
             sb.AppendLine();
         }
 
@@ -111,11 +121,11 @@ internal static class ComparisonTable
         return c1 + (perIteration * (ulong)(iterations - 1000)) - c0;
     }
 
-    private static BenchmarkReport? Find(BenchmarkReport[] reports, Type type, string method, string param, object value)
+    private static BenchmarkReport? Find(BenchmarkReport[] reports, Type type, string method, params (string Name, object Value)[] parameters)
         => reports.FirstOrDefault(r => r.BenchmarkCase.Descriptor.Type == type
             && r.BenchmarkCase.Descriptor.WorkloadMethod.Name == method
-            && Equals(r.BenchmarkCase.Parameters[param]?.ToString(), value.ToString()));
+            && parameters.All(p => Equals(r.BenchmarkCase.Parameters[p.Name]?.ToString(), p.Value.ToString())));
 
-    private static double? Mean(BenchmarkReport[] reports, Type type, string method, string param, object value)
-        => Find(reports, type, method, param, value)?.ResultStatistics?.Mean;
+    private static double? Mean(BenchmarkReport[] reports, Type type, string method, params (string Name, object Value)[] parameters)
+        => Find(reports, type, method, parameters)?.ResultStatistics?.Mean;
 }

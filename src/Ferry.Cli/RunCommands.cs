@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Ferry.Machine.Board;
+using Ferry.Machine.Cpu;
 using Ferry.Machine.State;
 
 namespace Ferry.Cli;
@@ -22,11 +23,11 @@ internal static class RunCommands
         var initrd = new Option<string?>("--initrd") { Description = "the initramfs for --kernel" };
         var append = new Option<string?>("--append") { Description = $"the kernel command line (default for linux: \"{LinuxBoot.DefaultCommandLine}\")" };
         var bios = new Option<string?>("--bios") { Description = "Linux firmware: default (built-in OpenSBI fw_dynamic), jump (built-in fw_jump), none, or a file loaded at 0x80000000" };
-        var (maxInstructions, digest, save) = CommonOptions();
+        var (maxInstructions, digest, save, engine) = CommonOptions();
 
         var cmd = new Command("run", "Run a guest in this process; exits with the guest's status (0 when it stops at --max-instructions)")
         {
-            image, memory, icount, noIdleSleep, config, kernel, initrd, append, bios, maxInstructions, digest, save,
+            image, memory, icount, noIdleSleep, config, kernel, initrd, append, bios, maxInstructions, digest, save, engine,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Task.FromResult(Cli.Guard(() =>
         {
@@ -53,6 +54,7 @@ internal static class RunCommands
             };
             var console = new ConsoleLog { Echo = System.Console.OpenStandardOutput() };
             using var machine = new VirtMachine(machineConfig, console);
+            machine.Hart.Engine = p.GetValue(engine);
             if (linux)
             {
                 LinuxBoot.Load(machine, GuestCatalog.ResolveLinux(kernelPath, p.GetValue(initrd), p.GetValue(append), p.GetValue(bios), p.GetValue(config)));
@@ -70,25 +72,31 @@ internal static class RunCommands
     public static Command Resume()
     {
         var file = new Argument<string>("SNAPSHOT") { Description = "a snapshot written by --save" };
-        var (maxInstructions, digest, save) = CommonOptions();
+        var (maxInstructions, digest, save, engine) = CommonOptions();
         var cmd = new Command("resume", "Restore a snapshot and continue running it")
         {
-            file, maxInstructions, digest, save,
+            file, maxInstructions, digest, save, engine,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Task.FromResult(Cli.Guard(() =>
         {
             var console = new ConsoleLog { Echo = System.Console.OpenStandardOutput() };
             using VirtMachine machine = Snapshot.Load(p.GetValue(file)!, console);
+            machine.Hart.Engine = p.GetValue(engine);
             return Execute(machine, p.GetValue(maxInstructions), p.GetValue(digest), p.GetValue(save), ct);
         })));
         return cmd;
     }
 
-    private static (Option<ulong?> Max, Option<bool> Digest, Option<string?> Save) CommonOptions() =>
+    private static (Option<ulong?> Max, Option<bool> Digest, Option<string?> Save, Option<ExecutionEngine> Engine) CommonOptions() =>
     (
         new Option<ulong?>("--max-instructions") { Description = "stop when this many instructions have retired in total (exit 0)" },
         new Option<bool>("--digest") { Description = "print 'digest: <hex>' (RAM, hart and devices) as the last line" },
-        new Option<string?>("--save") { Description = "write a snapshot of the machine to this file when it stops (also on Ctrl-C)" }
+        new Option<string?>("--save") { Description = "write a snapshot of the machine to this file when it stops (also on Ctrl-C)" },
+        new Option<ExecutionEngine>("--engine")
+        {
+            Description = "what runs guest code: translator (hot code compiled to .NET code, the interpreter for the rest) or interpreter; the results are the same",
+            DefaultValueFactory = _ => ExecutionEngine.Translator,
+        }
     );
 
     private static int Execute(VirtMachine machine, ulong? maxInstructions, bool digest, string? save, CancellationToken ct)
@@ -116,6 +124,13 @@ internal static class RunCommands
         if (digest)
         {
             System.Console.Out.WriteLine($"digest: {StateDigest.Compute(machine)}");
+        }
+
+        if (machine.Hart.Engine == ExecutionEngine.Translator)
+        {
+            TranslationStatistics t = machine.Hart.TranslationStatistics;
+            System.Console.Error.WriteLine(
+                $"ferry: translator: {t.Blocks:N0} blocks ({t.Instructions:N0} instructions, {t.IlBytes:N0} B of IL) in {t.Time.TotalMilliseconds:F1} ms, {t.CachedBlocks:N0} cached");
         }
 
         return outcome switch

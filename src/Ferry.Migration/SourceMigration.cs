@@ -228,6 +228,11 @@ public sealed class SourceMigration
             await HelloAsync(_fault, ConnectionRole.Fault, ct).ConfigureAwait(false);
             _setupEnd = Stopwatch.GetTimestamp();
 
+            // Nothing reads main during the live phase (the fault server reads the fault
+            // connection, whose heartbeats prove the destination alive meanwhile): a pre-copy
+            // longer than the deadline must not count main's unread heartbeats as silence.
+            _liveness.NotReading(_main);
+
             _books = new SourceBooks(memory.PageCount);
             var sender = new PageSender(_main, memory, _books, Options.BatchPages, Options.Compress,
                 Options.DeltaCacheBytes > 0 ? new SentPageCache(Options.DeltaCacheBytes) : null);
@@ -252,6 +257,7 @@ public sealed class SourceMigration
             }
 
             await policy.RunLiveAsync(_context, ct).ConfigureAwait(false);
+            _liveness.Reading(_main); // the destination's next words come on main: its silence counts again
             if (Options.PageFileDirectory is string directory && policy.ResumesBeforeAllPages)
             {
                 // The durable page file, while the VM still runs: every page not yet delivered, as

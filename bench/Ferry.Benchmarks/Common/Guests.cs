@@ -1,5 +1,6 @@
 using System.Text;
 using Ferry.Machine.Board;
+using Ferry.Machine.Cpu;
 
 namespace Ferry.Benchmarks.Common;
 
@@ -12,12 +13,18 @@ internal static class Guests
     public static GuestImage Image(string name, params (string Key, ulong Value)[] config)
         => GuestImage.Load(Repo.Guest(name)).WithConfig(config.Select(c => new KeyValuePair<string, ulong>(c.Key, c.Value)));
 
-    public static VirtMachine Boot(GuestImage image)
+    public static VirtMachine Boot(GuestImage image, ExecutionEngine engine = ExecutionEngine.Interpreter)
     {
         var machine = new VirtMachine(new MachineConfig { MemorySize = MemorySize, Icount = true, IdleSleep = false });
+        machine.Hart.Engine = engine;
         machine.Load(image);
         return machine;
     }
+
+    /// <summary>The translator's cost and cache size in one line.</summary>
+    public static string Describe(TranslationStatistics t) =>
+        $"translator: {t.Blocks:N0} blocks ({t.Instructions:N0} guest instructions, {t.IlBytes:N0} B of IL) translated and compiled in {t.Time.TotalMilliseconds:F1} ms "
+        + $"({(t.Blocks == 0 ? 0 : t.Time.TotalMicroseconds / t.Blocks):F1} us per block, JIT included), {t.CachedBlocks:N0} cached";
 
     public static string ConsoleText(VirtMachine machine) => Encoding.ASCII.GetString(machine.Console.Read(0).Bytes);
 

@@ -1,12 +1,13 @@
 using BenchmarkDotNet.Attributes;
 using Ferry.Benchmarks.Common;
 using Ferry.Machine.Board;
+using Ferry.Machine.Cpu;
 
 namespace Ferry.Benchmarks.Machine;
 
 /// <summary>
-/// Guest instructions per second of the interpreter (Hart.Run driven by VirtMachine.Run, the
-/// production path) on a guest already in its steady state. One operation = one guest
+/// Guest instructions per second of each engine, the interpreter and the translator (Hart.Run
+/// driven by VirtMachine.Run, the production path) on a guest already in its steady state. One operation = one guest
 /// instruction, so the Mean column is ns per instruction and 1000 / Mean is MIPS.
 ///
 ///   compute-alu    compute kernel=0 (mul/divu/remuw/shifts/xor/add, a branch), 20 insns/iteration
@@ -28,14 +29,17 @@ public class HartBenchmarks
     [Params("compute-alu", "compute-mem", "kvstore")]
     public string Workload { get; set; } = "compute-alu";
 
+    [Params(ExecutionEngine.Interpreter, ExecutionEngine.Translator)]
+    public ExecutionEngine Engine { get; set; } = ExecutionEngine.Interpreter;
+
     [GlobalSetup]
     public void Setup()
     {
-        _machine = Create(Workload);
+        _machine = Create(Workload, Engine);
     }
 
-    /// <summary>A machine running <paramref name="workload"/>, past its setup phase.</summary>
-    internal static VirtMachine Create(string workload)
+    /// <summary>A machine running <paramref name="workload"/> on <paramref name="engine"/>, past its setup phase.</summary>
+    internal static VirtMachine Create(string workload, ExecutionEngine engine)
     {
         VirtMachine machine;
         switch (workload)
@@ -43,12 +47,12 @@ public class HartBenchmarks
             case "compute-alu":
             case "compute-mem":
                 ulong kernel = workload == "compute-alu" ? 0UL : 1UL;
-                machine = Guests.Boot(Guests.Image("compute", ("kernel", kernel), ("iterations", 1UL << 40)));
+                machine = Guests.Boot(Guests.Image("compute", ("kernel", kernel), ("iterations", 1UL << 40)), engine);
                 Guests.RunUntilConsole(machine, "compute: kernel=", 5_000_000, 100_000);
                 machine.Run(machine.Hart.InstructionsRetired + 2_000_000); // past kernel 1's array init, into the loop
                 break;
             case "kvstore":
-                machine = Guests.Boot(Guests.Image("kvstore", ("ops", 0)));
+                machine = Guests.Boot(Guests.Image("kvstore", ("ops", 0)), engine);
                 ulong populated = Guests.RunUntilConsole(machine, "populated", 1_000_000_000, 10_000_000);
                 Console.WriteLine($"// kvstore populated after {populated} instructions");
                 break;
@@ -61,7 +65,7 @@ public class HartBenchmarks
         long before = GC.GetAllocatedBytesForCurrentThread();
         machine.Run(machine.Hart.InstructionsRetired + 1_000_000);
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Console.WriteLine($"// {workload}: {allocated} bytes allocated by VirtMachine.Run over 1,000,000 instructions");
+        Console.WriteLine($"// {workload} ({engine}): {allocated} bytes allocated by VirtMachine.Run over 1,000,000 instructions");
         return machine;
     }
 
@@ -87,7 +91,12 @@ public class HartBenchmarks
             throw new InvalidOperationException($"{Workload} reported an error:\n{text}");
         }
 
-        Console.WriteLine($"// {Workload}: {_machine.Hart.InstructionsRetired} instructions retired in total");
+        Console.WriteLine($"// {Workload} ({Engine}): {_machine.Hart.InstructionsRetired} instructions retired in total");
+        if (Engine == ExecutionEngine.Translator)
+        {
+            Console.WriteLine($"// {Workload}: {Guests.Describe(_machine.Hart.TranslationStatistics)}");
+        }
+
         _machine.Dispose();
     }
 }

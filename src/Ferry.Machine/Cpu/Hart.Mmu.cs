@@ -99,6 +99,10 @@ public sealed unsafe partial class Hart
 
         _isCode.Clear(page);
         _codePages[page] = null;
+        if (_blocks.Length != 0)
+        {
+            _blocks[page] = null;
+        }
         for (int mode = 0; mode < 3; mode++)
         {
             TlbEntry* t = _tlb + (((mode * 3) + KindFetch) * TlbEntries);

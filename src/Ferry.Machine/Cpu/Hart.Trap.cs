@@ -355,6 +355,7 @@ public sealed unsafe partial class Hart
         _frm = s.Fcsr >> 5;
         FlushAll();
         UpdateTlbPointers();
+        DropTranslations();
     }
 
     /// <summary>Number of distinct RAM pages holding decoded code (diagnostics).</summary>

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Ferry.Machine.Cpu.Translation;
 using Ferry.Machine.Memory;
 
 namespace Ferry.Machine.Cpu;
@@ -64,6 +65,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
         _isCode = new PageBitmap(ram.PageCount);
         AllocateTlb();
         ram.AddTranslationCache(this);
+        Engine = ExecutionEngine.Translator;
     }
 
     public ulong HartId { get; }
@@ -127,6 +129,10 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
         }
 
         TakePendingInterrupt();
+        if (_worker is not null && _worker.HasResults)
+        {
+            InstallTranslations();
+        }
 
         ref ulong x = ref MemoryMarshal.GetArrayDataReference(_x);
         ulong pc = _pc;
@@ -134,6 +140,8 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
         ulong curVpn = ulong.MaxValue;
         int curPage = 0;
         ref DecodedInsn slots = ref Unsafe.NullRef<DecodedInsn>();
+        bool translate = _engine == ExecutionEngine.Translator;
+        TranslatedBlock?[]? pageBlocks = null;
 
         while (n < Volatile.Read(ref _budget))
         {
@@ -158,6 +166,40 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
                 slots = ref MemoryMarshal.GetArrayDataReference(code!);
                 curVpn = vpn;
+                if (translate)
+                {
+                    pageBlocks = _blocks[curPage];
+                }
+            }
+
+            if (translate)
+            {
+                // A translated block runs only if the budget covers its longest pass, so runs end
+                // exactly where the interpreter's do; otherwise the interpreter takes the instruction.
+                TranslatedBlock? b = pageBlocks?[(int)((pc & 0xFFF) >> 1)];
+                if (b is null || b.Pc != pc)
+                {
+                    b = null;
+                    ref ushort heat = ref _heat[(int)(pc >> 1) & HeatMask];
+                    if (++heat >= _hotThreshold)
+                    {
+                        heat = 0;
+                        b = TranslateAt(pc, curPage, ref pageBlocks);
+                    }
+                }
+
+                if (b is not null && n + b.Length <= Volatile.Read(ref _budget))
+                {
+                    pc = b.Code(this, ref x, n);
+                    n += _blockRetired;
+                    if (_blockFault)
+                    {
+                        _blockFault = false;
+                        goto Fault;
+                    }
+
+                    continue;
+                }
             }
 
             ref DecodedInsn d = ref Unsafe.Add(ref slots, (int)((pc & 0xFFF) >> 1));
@@ -733,6 +775,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
     public void Dispose()
     {
+        _worker?.Dispose();
         _ram.RemoveTranslationCache(this);
         FreeTlb();
     }

@@ -1,4 +1,5 @@
 using Ferry.Machine.Board;
+using Ferry.Machine.Cpu;
 using Ferry.Machine.Tests.Support;
 
 namespace Ferry.Machine.Tests.Guests;
@@ -49,14 +50,18 @@ public sealed class GuestTests
 
 public sealed class IsaElfTests
 {
-    public static TheoryData<string> Tests
+    /// <summary>Every ISA test under both engines (the translator translating every block on first entry).</summary>
+    public static TheoryData<string, ExecutionEngine> Tests
     {
         get
         {
-            var data = new TheoryData<string>();
+            var data = new TheoryData<string, ExecutionEngine>();
             foreach (string name in Repo.IsaTestNames)
             {
-                data.Add(name);
+                foreach (ExecutionEngine e in Engines.Both)
+                {
+                    data.Add(name, e);
+                }
             }
 
             return data;
@@ -65,10 +70,10 @@ public sealed class IsaElfTests
 
     [IsaTheory]
     [MemberData(nameof(Tests))]
-    public void IsaTest_Passes(string name)
+    public void IsaTest_Passes(string name, ExecutionEngine engine)
     {
         GuestImage image = GuestImage.Load(Path.Combine(Repo.IsaBin, name + ".elf"));
-        FerryResult result = GuestRunner.Run(image, memory: 256UL << 20, maxInstructions: 1_000_000_000);
+        FerryResult result = GuestRunner.Run(image, memory: 256UL << 20, maxInstructions: 1_000_000_000, engine: engine);
         string failLine = result.Text.Split('\n').FirstOrDefault(l => l.StartsWith("FAIL", StringComparison.Ordinal)) ?? "(no FAIL line)";
         Assert.True(result.Outcome == RunOutcome.GuestExited && result.ExitStatus == 0, $"{name}: {failLine}\n{result}");
         Assert.Contains($"PASS {name}", result.Text, StringComparison.Ordinal);

@@ -54,7 +54,8 @@ public sealed class LinuxGuestTests(ITestOutputHelper output)
         {
             await UntilConsoleHasAsync(m, "ferry$ ", run);
             m.Uart.EnqueueInput("echo hello from the host\n"u8);
-            await UntilConsoleHasAsync(m, "\nhello from the host\r\n", run);
+            // The next prompt first: input that arrives while the shell is not reading is not echoed.
+            await UntilConsoleHasAsync(m, "\nhello from the host\r\nferry$ ", run);
             m.Uart.EnqueueInput("poweroff\n"u8);
             Assert.Equal(RunOutcome.GuestExited, await run.WaitAsync(TimeSpan.FromSeconds(60)));
         }

@@ -1,5 +1,6 @@
 using System.Text;
 using Ferry.Machine.Board;
+using Ferry.Machine.Cpu;
 
 namespace Ferry.Machine.Tests.Support;
 
@@ -22,17 +23,18 @@ internal static class GuestRunner
         return config.Length == 0 ? image : image.WithConfig(config.Select(c => new KeyValuePair<string, ulong>(c.Key, c.Value)));
     }
 
-    public static VirtMachine NewMachine(GuestImage image, ulong memory = DefaultMemory, bool icount = true)
+    public static VirtMachine NewMachine(GuestImage image, ulong memory = DefaultMemory, bool icount = true, ExecutionEngine? engine = null)
     {
-        var machine = new VirtMachine(new MachineConfig { MemorySize = memory, Icount = icount, IdleSleep = false });
+        VirtMachine machine = Engines.Use(new VirtMachine(new MachineConfig { MemorySize = memory, Icount = icount, IdleSleep = false }), engine);
         machine.Load(image);
         return machine;
     }
 
     /// <summary>Runs to exit (or the instruction limit), with a wall-clock watchdog that stops a hung run.</summary>
-    public static FerryResult Run(GuestImage image, ulong memory = DefaultMemory, bool icount = true, ulong maxInstructions = 500_000_000, TimeSpan? timeout = null)
+    public static FerryResult Run(
+        GuestImage image, ulong memory = DefaultMemory, bool icount = true, ulong maxInstructions = 500_000_000, TimeSpan? timeout = null, ExecutionEngine? engine = null)
     {
-        using VirtMachine machine = NewMachine(image, memory, icount);
+        using VirtMachine machine = NewMachine(image, memory, icount, engine);
         RunOutcome outcome = RunWithWatchdog(machine, maxInstructions, timeout ?? TimeSpan.FromSeconds(20));
         return new FerryResult(outcome, machine.Exit?.Status, machine.Console.Read(0).Bytes, machine.Hart.InstructionsRetired);
     }

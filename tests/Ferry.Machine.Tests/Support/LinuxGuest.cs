@@ -1,5 +1,6 @@
 using System.Text;
 using Ferry.Machine.Board;
+using Ferry.Machine.Cpu;
 
 namespace Ferry.Machine.Tests.Support;
 
@@ -28,9 +29,9 @@ internal static class LinuxGuest
         CommandLine = commandLine,
     };
 
-    public static VirtMachine Boot(string commandLine, string firmware = "fw_dynamic.bin", ulong memory = Memory)
+    public static VirtMachine Boot(string commandLine, string firmware = "fw_dynamic.bin", ulong memory = Memory, ExecutionEngine? engine = null)
     {
-        var machine = new VirtMachine(new MachineConfig { MemorySize = memory, Icount = true, IdleSleep = false });
+        VirtMachine machine = Engines.Use(new VirtMachine(new MachineConfig { MemorySize = memory, Icount = true, IdleSleep = false }), engine);
         LinuxBoot.Load(machine, Files(commandLine, firmware));
         return machine;
     }

@@ -22,7 +22,7 @@ internal sealed class Rig : IDisposable
 
     public Rig(ulong memoryMiB = 4, bool icount = true, bool installTrapExit = true)
     {
-        Machine = new VirtMachine(new MachineConfig { MemorySize = memoryMiB << 20, Icount = icount, IdleSleep = false });
+        Machine = Engines.Use(new VirtMachine(new MachineConfig { MemorySize = memoryMiB << 20, Icount = icount, IdleSleep = false }), null);
         if (installTrapExit)
         {
             Memory.WritePhysical(TrapHandler, new ProgramBuilder(TrapHandler).Exit().Build());
