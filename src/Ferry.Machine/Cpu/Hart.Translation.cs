@@ -29,7 +29,7 @@ public enum ExecutionEngine
 public sealed unsafe partial class Hart
 {
     /// <summary>The default <see cref="TranslationThreshold"/>.</summary>
-    public const int DefaultTranslationThreshold = 256;
+    public const int DefaultTranslationThreshold = 4096;
 
     private const int HeatMask = (1 << 16) - 1;
 

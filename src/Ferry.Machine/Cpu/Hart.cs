@@ -17,8 +17,9 @@ namespace Ferry.Machine.Cpu;
 /// trap label). The loop runs a budget of instructions and stops early only when an
 /// instruction changes what the machine must re-evaluate (interrupt enables, translation,
 /// code pages, devices): pausing, snapshots and migration happen between runs.
-/// A later translator (basic blocks to IL) can replace <see cref="Run"/> without touching
-/// memory, TLB or devices: it would use the same fetch, load/store and CSR paths.
+/// The translator (Hart.Translation.cs, Translation/) runs inside the same loop: hot regions
+/// become .NET code that uses the same fetch, load/store and CSR paths, and the interpreter
+/// executes everything else.
 /// </summary>
 public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 {

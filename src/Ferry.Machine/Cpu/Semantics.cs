@@ -3,8 +3,8 @@ using System.Runtime.CompilerServices;
 namespace Ferry.Machine.Cpu;
 
 // Instruction semantics grouped by extension. Pure functions on register values, shared by the
-// interpreter loop (Hart.Run) and by any later translator (basic blocks to IL), which would call
-// the same functions. Everything here is small and inlined into the dispatch switch.
+// interpreter loop (Hart.Run) and the translator (Translation/BlockTranslator.cs), whose code
+// calls the same functions. Everything here is small and inlined into the dispatch switch.
 
 /// <summary>RV64I: the arithmetic that is more than one C# operator.</summary>
 internal static class Rv64I

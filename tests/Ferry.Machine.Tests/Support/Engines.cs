@@ -6,7 +6,7 @@ namespace Ferry.Machine.Tests.Support;
 /// <summary>
 /// Which engine a test machine runs. Null means the suite's choice: FERRY_TEST_ENGINE
 /// (interpreter or translator) when set, else the hart's default as in production (the
-/// translator, threshold 256, in the background). A machine told to translate translates
+/// translator, threshold 4,096, in the background). A machine told to translate translates
 /// every region on its first entry (threshold 1) on the hart's own thread, so that every block
 /// the guest reaches runs as translated code, whatever the thread timing.
 /// </summary>

@@ -23,6 +23,7 @@ internal sealed class TranslationWorker : IDisposable
     private readonly BlockingCollection<TranslationRequest> _requests = new(new ConcurrentQueue<TranslationRequest>());
     private readonly ConcurrentQueue<TranslationResult> _results = new();
     private readonly Thread _thread;
+    private volatile bool _disposed;
 
     public TranslationWorker()
     {
@@ -49,9 +50,17 @@ internal sealed class TranslationWorker : IDisposable
     {
         foreach (TranslationRequest request in _requests.GetConsumingEnumerable())
         {
-            _results.Enqueue(Translate(request));
+            if (!_disposed)
+            {
+                // A disposed hart's queue is drained without compiling: nobody will run it.
+                _results.Enqueue(Translate(request));
+            }
         }
     }
 
-    public void Dispose() => _requests.CompleteAdding();
+    public void Dispose()
+    {
+        _disposed = true;
+        _requests.CompleteAdding();
+    }
 }
