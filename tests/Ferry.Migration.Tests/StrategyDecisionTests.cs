@@ -238,6 +238,25 @@ public class StrategyDecisionTests
         }
     }
 
+    [Fact]
+    public async Task A_precopy_live_phase_longer_than_the_peer_deadline_is_not_taken_for_a_dead_destination()
+    {
+        // Nothing reads the main connection while pre-copy's rounds go: the destination's
+        // heartbeats wait there unread, and its fault connection's prove it alive.
+        var options = new MigrationOptions
+        {
+            Strategy = StrategyKind.PreCopy, BandwidthBitsPerSecond = 400_000_000, DowntimeLimit = TimeSpan.FromMilliseconds(1),
+            MaxRounds = 1000, MaxLiveTime = TimeSpan.FromSeconds(3), PeerTimeout = TimeSpan.FromSeconds(1),
+        };
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 40_000_000_000, options);
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.LiveTimeMs > 2 * options.PeerTimeout.TotalMilliseconds, $"the live phase took {r.LiveTimeMs:0} ms");
+        }
+    }
+
     private const double AutoShare = 0.1; // AutoPolicy.MaxPrecopyDirtyShare
 
     [Fact]
