@@ -54,6 +54,8 @@ public static class InMemoryTransport
         {
             if (disposing)
             {
+                // As closing a socket does: a read blocked on this end wakes (and fails).
+                reader.CancelPendingRead();
                 reader.Complete();
                 writer.Complete();
             }
