@@ -215,6 +215,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
     private static async Task WaitPhaseAsync(HostProcess a, string id, string phase)
     {
         var watch = Stopwatch.StartNew();
+        string last = "";
         while (watch.Elapsed < Long)
         {
             MigrationStatus s = await Api.MigrationAsync(a.Api, id);
@@ -224,10 +225,11 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
             }
 
             Assert.False(s.Done, $"the migration ended ({s.Phase}: {s.Report?.Error}) before reaching {phase}");
+            last = s.Phase;
             await Task.Delay(10);
         }
 
-        Assert.Fail($"no {phase} phase");
+        Assert.Fail($"no {phase} phase (still {last})\n{a.Log}");
     }
 
     /// <summary>From now: when the source's status first showed a stall, and when it entered recovery.</summary>
