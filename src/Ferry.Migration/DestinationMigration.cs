@@ -293,7 +293,8 @@ public sealed class DestinationMigration
             main.Abort(reason);
             fault.Abort(reason);
             _pager?.Detach();
-            await faultReceiver.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(10), ct).ConfigureAwait(false);
+            // Never a reason to give up the VM: past this wait a late receiver can only install a page twice (once).
+            await Task.WhenAny(faultReceiver, Task.Delay(TimeSpan.FromSeconds(10), ct)).ConfigureAwait(false);
             _liveness?.Dispose();
             _interruptions++;
             int missing = Volatile.Read(ref _absentRemaining);

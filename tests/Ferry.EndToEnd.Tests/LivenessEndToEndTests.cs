@@ -52,7 +52,17 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
 
         await Task.Delay(Deadline * 2); // stays stopped a while: the source keeps trying
         await b.SignalAsync("CONT");
-        MigrationStatus done = await Api.WaitMigrationAsync(a.Api, id, Long);
+        MigrationStatus done;
+        try
+        {
+            done = await Api.WaitMigrationAsync(a.Api, id, Long);
+        }
+        catch (TimeoutException)
+        {
+            output.WriteLine($"A: {a.Log}\nB: {b.Log}");
+            throw;
+        }
+
         Assert.True(done.Phase == "completed", $"{done.Report?.Error}\nA: {a.Log}\nB: {b.Log}");
         Assert.NotEmpty(done.Report!.Liveness!.Interruptions);
         Assert.All(done.Report.Liveness.Interruptions, i => Assert.NotNull(i.RecoveredAfterMs));
