@@ -105,6 +105,31 @@ public class FailureMatrixTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_live_phase_much_longer_than_the_deadline_is_no_stall()
+    {
+        // Pre-copy rounds for 2 s (the guest dirties faster than the link carries) with a 300 ms
+        // deadline: the destination only receives meanwhile, its heartbeats are what the source
+        // hears, and must hear (a source that did not read them would declare it dead).
+        using LocalVm source = await Harness.StartAsync("dirty", "size_mib=8", Memory, 20_000_000, ulong.MaxValue);
+        (MigrationReport r, LocalVm? destination) = await LocalMigration.RunAsync(source, new MigrationOptions
+        {
+            Strategy = StrategyKind.PreCopy,
+            BandwidthBitsPerSecond = 50_000_000,
+            DowntimeLimit = TimeSpan.FromMilliseconds(1),
+            MaxRounds = 1000,
+            MaxLiveTime = TimeSpan.FromSeconds(2),
+            PeerTimeout = TimeSpan.FromMilliseconds(300),
+        });
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.LiveTimeMs > 1500, $"the live phase lasted {r.LiveTimeMs:0} ms");
+            Assert.Empty(r.Liveness!.Interruptions);
+            Assert.Equal(0, r.Liveness.DetectedAfterMs);
+        }
+    }
+
+    [Fact]
     public async Task A_stall_shorter_than_the_deadline_is_ridden_out_without_an_interruption()
     {
         var delay = new LinkFault(LinkFaultKind.Delay) { Type = MessageType.Pages, Phase = PagePhase.Push, Frame = 20, Delay = Deadline * 0.4 };
