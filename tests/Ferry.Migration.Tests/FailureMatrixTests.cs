@@ -23,8 +23,12 @@ public class FailureMatrixTests(ITestOutputHelper output)
     private const string Config = "size_mib=8";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(1);
 
-    /// <summary>The silence at which the deadline is declared is checked on a timer: half a heartbeat interval of slack for a loaded test machine.</summary>
-    private static readonly double DetectionSlackMs = 250;
+    /// <summary>
+    /// The monitor declares the deadline at 0.9 of it on a timely timer; the slack is for a timer
+    /// and a poll that are late on a loaded test machine (the measured values, in docs/failures.md,
+    /// are all under the deadline).
+    /// </summary>
+    private static readonly double DetectionSlackMs = 500;
 
     private static readonly Lazy<(string Digest, byte[] Console)> Reference = new(() => Harness.Reference(Guest, Config, Memory, StopAt));
 

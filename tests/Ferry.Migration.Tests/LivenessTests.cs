@@ -143,8 +143,9 @@ public class LivenessTests
         TimeSpan detected = silent.Elapsed;
         Assert.Contains("the destination was silent for", e.Message);
         Assert.Equal(e.Message, await watch.Dead);
-        // Never early; late only by the timer's own lateness (half a second allowed on a loaded test machine).
-        Assert.InRange(watch.DetectedAfterMs, deadline.TotalMilliseconds * 0.8, deadline.TotalMilliseconds + 500);
+        // Never early; late only by the timer's own lateness (a loaded test machine's timers can be
+        // a second late: the bound catches a monitor that does not run, not scheduling noise).
+        Assert.InRange(watch.DetectedAfterMs, deadline.TotalMilliseconds * 0.8, deadline.TotalMilliseconds * 3);
         Assert.InRange(detected, deadline * 0.8, deadline * 3);
         Assert.True(LinkFailure.Is(e));
         b.Dispose();
