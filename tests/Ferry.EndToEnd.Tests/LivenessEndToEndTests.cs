@@ -156,15 +156,19 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         await using HostProcess a = await StartHostAsync("A");
         await using HostProcess b = await StartHostAsync("B");
         const string name = "stopped-before";
-        string id = await StartMigrationAsync(a, b, name, "precopy", "20Mbit", guest: "dirty", config: "size_mib=16,rate=0");
+        // It must still run when the migration has failed: no stop in sight.
+        string id = await StartMigrationAsync(a, b, name, "precopy", "20Mbit", guest: "dirty", config: "size_mib=16,rate=0", stopAt: 1_000_000_000_000);
         await WaitPhaseAsync(a, id, "livecopy");
 
         await b.SignalAsync("STOP");
         var stopped = Stopwatch.StartNew();
         MigrationStatus done = await Api.WaitMigrationAsync(a.Api, id, Long);
         TimeSpan detected = stopped.Elapsed;
-        output.WriteLine($"failed after {detected.TotalMilliseconds:0} ms: {done.Report?.Error}");
-        Assert.InRange(detected, TimeSpan.Zero, Deadline + Slack);
+        output.WriteLine($"failed after {detected.TotalMilliseconds:0} ms (silence at detection {done.Report?.Liveness?.DetectedAfterMs:0} ms): {done.Report?.Error}");
+        Assert.InRange(done.Report!.Liveness!.DetectedAfterMs, Deadline.TotalMilliseconds * 0.8, (Deadline + Slack).TotalMilliseconds);
+
+        // Detected, then told to the (stopped) destination for at most 2 s before the report is final.
+        Assert.InRange(detected, TimeSpan.Zero, Deadline + Slack + TimeSpan.FromSeconds(2));
         Assert.Equal("failed", done.Phase);
         Assert.Equal("source", done.Report!.VmLocation);
         Assert.Contains("silent", done.Report.Error);
@@ -201,12 +205,13 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         return (id, waiting);
     }
 
-    private async Task<string> StartMigrationAsync(HostProcess a, HostProcess b, string name, string strategy, string bandwidth, string guest = Guest, string config = Config)
+    private async Task<string> StartMigrationAsync(HostProcess a, HostProcess b, string name, string strategy, string bandwidth, string guest = Guest, string config = Config,
+        ulong stopAt = StopAt)
     {
         (int exit, _, string stderr) = await Ferry.RunTextAsync(Long, "vm", "start", guest, "--host", a.Api, "--name", name,
-            "--memory", "64M", "--icount", "--stop-at", StopAt.ToString(), "--config", config);
+            "--memory", "64M", "--icount", "--stop-at", stopAt.ToString(), "--config", config);
         Assert.True(exit == 0, stderr);
-        await Api.WaitAsync(a.Api, name, s => s.InstructionsRetired >= StopAt / 4 || s.State != "running", Long);
+        await Api.WaitAsync(a.Api, name, s => s.InstructionsRetired >= Math.Min(stopAt / 4, StopAt / 4) || s.State != "running", Long);
         using HttpResponseMessage prepared = await Api.PostAsync(b.Api, "/v1/incoming", new IncomingRequest { Name = name, MemoryBytes = 64UL << 20, Icount = true });
         prepared.EnsureSuccessStatusCode();
         IncomingResponse slot = (await prepared.Content.ReadFromJsonAsync<IncomingResponse>(ApiJson.Options))!;
