@@ -264,6 +264,16 @@ public sealed class DestinationMigration
     /// <summary>Waits until every page is here; a silent or lost source still fails the wait (the liveness monitor aborts the connection).</summary>
     private async Task WhenResidentAsync(FrameChannel main, CancellationToken ct)
     {
+        if (_resident.Task.IsCompleted)
+        {
+            return;
+        }
+
+        // Nothing but heartbeats comes on the main connection now: a receive in progress consumes
+        // them (so the source's silence is measured) and fails if the connection does.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        Task<(MessageType, ReadOnlyMemory<byte>)> next = main.ReceiveAsync(stop.Token).AsTask();
+        _ = next.ContinueWith(t => t.Exception, TaskScheduler.Default);
         while (!_resident.Task.IsCompleted)
         {
             if (main.AbortReason is string reason)
@@ -271,9 +281,22 @@ public sealed class DestinationMigration
                 throw new PeerTimeoutException(reason);
             }
 
-            await Task.WhenAny(_resident.Task, Task.Delay(50, ct)).ConfigureAwait(false);
+            if (next.IsFaulted)
+            {
+                throw next.Exception!.InnerException!;
+            }
+
+            if (next.IsCompletedSuccessfully)
+            {
+                throw FrameChannel.Unexpected(next.Result.Item1, next.Result.Item2, "nothing before Verified");
+            }
+
+            await Task.WhenAny(_resident.Task, next, Task.Delay(50, ct)).ConfigureAwait(false);
             ct.ThrowIfCancellationRequested();
         }
+
+        await stop.CancelAsync().ConfigureAwait(false);
+        await next.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -293,7 +316,8 @@ public sealed class DestinationMigration
             main.Abort(reason);
             fault.Abort(reason);
             _pager?.Detach();
-            await faultReceiver.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(10), ct).ConfigureAwait(false);
+            // Never a reason to give up the VM: past this wait a late receiver can only install a page twice (once).
+            await Task.WhenAny(faultReceiver, Task.Delay(TimeSpan.FromSeconds(10), ct)).ConfigureAwait(false);
             _liveness?.Dispose();
             _interruptions++;
             int missing = Volatile.Read(ref _absentRemaining);

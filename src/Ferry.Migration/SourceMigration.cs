@@ -173,6 +173,7 @@ public sealed class SourceMigration
         private PeerLiveness? _liveness;
         private PushQueue? _queue;
         private PageBitmap? _queueFrom;
+        private Task<(MessageType Type, byte[] Payload)>? _mainReceive;
         private PageFile? _pageFile;
         private PageFileReport? _pageFileReport;
         private double _pageFileLiveMs;
@@ -228,10 +229,11 @@ public sealed class SourceMigration
             await HelloAsync(_fault, ConnectionRole.Fault, ct).ConfigureAwait(false);
             _setupEnd = Stopwatch.GetTimestamp();
 
-            // Nothing reads main during the live phase (the fault server reads the fault
-            // connection, whose heartbeats prove the destination alive meanwhile): a pre-copy
-            // longer than the deadline must not count main's unread heartbeats as silence.
-            _liveness.NotReading(_main);
+            // The destination's next frame on the main connection (Resumed, or a Failed), received
+            // from now on: a receive in progress is what consumes its heartbeats, so its silence is
+            // measured even while the live phase only sends.
+            _mainReceive = ReceiveFrameAsync(_main, CancellationToken.None);
+            _ = _mainReceive.ContinueWith(t => t.Exception, TaskScheduler.Default);
 
             _books = new SourceBooks(memory.PageCount);
             var sender = new PageSender(_main, memory, _books, Options.BatchPages, Options.Compress,
@@ -257,7 +259,6 @@ public sealed class SourceMigration
             }
 
             await policy.RunLiveAsync(_context, ct).ConfigureAwait(false);
-            _liveness.Reading(_main); // the destination's next words come on main: its silence counts again
             if (Options.PageFileDirectory is string directory && policy.ResumesBeforeAllPages)
             {
                 // The durable page file, while the VM still runs: every page not yet delivered, as
@@ -468,7 +469,7 @@ public sealed class SourceMigration
             FrameChannel main = _main!;
             owner.Progress.Phase = SourcePhase.PostCopy;
             using var post = new CancellationTokenSource();
-            Task<(MessageType, byte[])> verdict = ReceiveVerdictAsync(main, post.Token);
+            Task<(MessageType, byte[])> verdict = ReceiveFrameAsync(main, post.Token);
             try
             {
                 if (queue.Order == PushOrder.FaultNeighbourhoodThenRecency && _queueFrom is not null && estimator is not null)
@@ -701,8 +702,7 @@ public sealed class SourceMigration
 
         private async Task<ReadOnlyMemory<byte>> ExpectFromDestinationAsync(MessageType expected, CancellationToken ct)
         {
-            (MessageType type, ReadOnlyMemory<byte> payload) = await _main!.ReceiveAsync(ct).AsTask()
-                .WaitAsync(TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
+            (MessageType type, byte[] payload) = await _mainReceive!.WaitAsync(TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
             if (type == expected)
             {
                 return payload;
@@ -713,7 +713,7 @@ public sealed class SourceMigration
             throw FrameChannel.Unexpected(type, payload, expected.ToString());
         }
 
-        private static async Task<(MessageType, byte[])> ReceiveVerdictAsync(FrameChannel main, CancellationToken ct)
+        private static async Task<(MessageType, byte[])> ReceiveFrameAsync(FrameChannel main, CancellationToken ct)
         {
             (MessageType type, ReadOnlyMemory<byte> payload) = await main.ReceiveAsync(ct).ConfigureAwait(false);
             return (type, payload.ToArray());

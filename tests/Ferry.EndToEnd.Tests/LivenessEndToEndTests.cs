@@ -52,7 +52,17 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
 
         await Task.Delay(Deadline * 2); // stays stopped a while: the source keeps trying
         await b.SignalAsync("CONT");
-        MigrationStatus done = await Api.WaitMigrationAsync(a.Api, id, Long);
+        MigrationStatus done;
+        try
+        {
+            done = await Api.WaitMigrationAsync(a.Api, id, Long);
+        }
+        catch (TimeoutException)
+        {
+            output.WriteLine($"A: {a.Log}\nB: {b.Log}");
+            throw;
+        }
+
         Assert.True(done.Phase == "completed", $"{done.Report?.Error}\nA: {a.Log}\nB: {b.Log}");
         Assert.NotEmpty(done.Report!.Liveness!.Interruptions);
         Assert.All(done.Report.Liveness.Interruptions, i => Assert.NotNull(i.RecoveredAfterMs));
@@ -146,15 +156,19 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         await using HostProcess a = await StartHostAsync("A");
         await using HostProcess b = await StartHostAsync("B");
         const string name = "stopped-before";
-        string id = await StartMigrationAsync(a, b, name, "precopy", "20Mbit", guest: "dirty", config: "size_mib=16,rate=0");
+        // It must still run when the migration has failed: no stop in sight.
+        string id = await StartMigrationAsync(a, b, name, "precopy", "20Mbit", guest: "dirty", config: "size_mib=16,rate=0", stopAt: 1_000_000_000_000);
         await WaitPhaseAsync(a, id, "livecopy");
 
         await b.SignalAsync("STOP");
         var stopped = Stopwatch.StartNew();
         MigrationStatus done = await Api.WaitMigrationAsync(a.Api, id, Long);
         TimeSpan detected = stopped.Elapsed;
-        output.WriteLine($"failed after {detected.TotalMilliseconds:0} ms: {done.Report?.Error}");
-        Assert.InRange(detected, TimeSpan.Zero, Deadline + Slack);
+        output.WriteLine($"failed after {detected.TotalMilliseconds:0} ms (silence at detection {done.Report?.Liveness?.DetectedAfterMs:0} ms): {done.Report?.Error}");
+        Assert.InRange(done.Report!.Liveness!.DetectedAfterMs, Deadline.TotalMilliseconds * 0.8, (Deadline + Slack).TotalMilliseconds);
+
+        // Detected, then told to the (stopped) destination for at most 2 s before the report is final.
+        Assert.InRange(detected, TimeSpan.Zero, Deadline + Slack + TimeSpan.FromSeconds(2));
         Assert.Equal("failed", done.Phase);
         Assert.Equal("source", done.Report!.VmLocation);
         Assert.Contains("silent", done.Report.Error);
@@ -191,12 +205,13 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         return (id, waiting);
     }
 
-    private async Task<string> StartMigrationAsync(HostProcess a, HostProcess b, string name, string strategy, string bandwidth, string guest = Guest, string config = Config)
+    private async Task<string> StartMigrationAsync(HostProcess a, HostProcess b, string name, string strategy, string bandwidth, string guest = Guest, string config = Config,
+        ulong stopAt = StopAt)
     {
         (int exit, _, string stderr) = await Ferry.RunTextAsync(Long, "vm", "start", guest, "--host", a.Api, "--name", name,
-            "--memory", "64M", "--icount", "--stop-at", StopAt.ToString(), "--config", config);
+            "--memory", "64M", "--icount", "--stop-at", stopAt.ToString(), "--config", config);
         Assert.True(exit == 0, stderr);
-        await Api.WaitAsync(a.Api, name, s => s.InstructionsRetired >= StopAt / 4 || s.State != "running", Long);
+        await Api.WaitAsync(a.Api, name, s => s.InstructionsRetired >= Math.Min(stopAt / 4, StopAt / 4) || s.State != "running", Long);
         using HttpResponseMessage prepared = await Api.PostAsync(b.Api, "/v1/incoming", new IncomingRequest { Name = name, MemoryBytes = 64UL << 20, Icount = true });
         prepared.EnsureSuccessStatusCode();
         IncomingResponse slot = (await prepared.Content.ReadFromJsonAsync<IncomingResponse>(ApiJson.Options))!;
@@ -215,6 +230,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
     private static async Task WaitPhaseAsync(HostProcess a, string id, string phase)
     {
         var watch = Stopwatch.StartNew();
+        string last = "";
         while (watch.Elapsed < Long)
         {
             MigrationStatus s = await Api.MigrationAsync(a.Api, id);
@@ -224,10 +240,11 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
             }
 
             Assert.False(s.Done, $"the migration ended ({s.Phase}: {s.Report?.Error}) before reaching {phase}");
+            last = s.Phase;
             await Task.Delay(10);
         }
 
-        Assert.Fail($"no {phase} phase");
+        Assert.Fail($"no {phase} phase (still {last})\n{a.Log}");
     }
 
     /// <summary>From now: when the source's status first showed a stall, and when it entered recovery.</summary>

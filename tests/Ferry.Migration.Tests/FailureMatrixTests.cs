@@ -23,8 +23,12 @@ public class FailureMatrixTests(ITestOutputHelper output)
     private const string Config = "size_mib=8";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(1);
 
-    /// <summary>The silence at which the deadline is declared is checked on a timer: half a heartbeat interval of slack for a loaded test machine.</summary>
-    private static readonly double DetectionSlackMs = 250;
+    /// <summary>
+    /// The monitor declares the deadline at 0.9 of it on a timely timer; the slack is for a timer
+    /// and a poll that are late on a loaded test machine (the measured values, in docs/failures.md,
+    /// are all under the deadline).
+    /// </summary>
+    private static readonly double DetectionSlackMs = 500;
 
     private static readonly Lazy<(string Digest, byte[] Console)> Reference = new(() => Harness.Reference(Guest, Config, Memory, StopAt));
 
@@ -38,7 +42,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
             data.Add(StrategyKind.PostCopy, "switchover", kind);
             data.Add(StrategyKind.PostCopy, "postcopy", kind);
             data.Add(StrategyKind.PostCopy, "postcopy-fault", kind);
-            data.Add(StrategyKind.Hybrid, "pause", kind);
+            data.Add(StrategyKind.Hybrid, "live", kind);
             data.Add(StrategyKind.Hybrid, "switchover", kind);
             data.Add(StrategyKind.Hybrid, "postcopy", kind);
         }
@@ -49,7 +53,6 @@ public class FailureMatrixTests(ITestOutputHelper output)
     private static (ConnectionRole Role, LinkFault Fault) Where(string phase, LinkFaultKind kind) => phase switch
     {
         "live" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.Live, Frame = 30 }),
-        "pause" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.Pause, Frame = 1 }),
         "switchover" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.StateBundle }),
         "postcopy" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.Push, Frame = 40 }),
         "postcopy-fault" => (ConnectionRole.Fault, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.FaultReply, Frame = 3 }),
@@ -103,6 +106,31 @@ public class FailureMatrixTests(ITestOutputHelper output)
         Assert.Equal(2, c.Report.Liveness!.Interruptions.Count);
         Assert.All(c.Report.Liveness.Interruptions, i => Assert.NotNull(i.RecoveredAfterMs));
         Assert.True(c.DigestOk);
+    }
+
+    [Fact]
+    public async Task A_live_phase_much_longer_than_the_deadline_is_no_stall()
+    {
+        // Pre-copy rounds for 2 s (the guest dirties faster than the link carries) with a 300 ms
+        // deadline: the destination only receives meanwhile, its heartbeats are what the source
+        // hears, and must hear (a source that did not read them would declare it dead).
+        using LocalVm source = await Harness.StartAsync("dirty", "size_mib=8", Memory, 20_000_000, ulong.MaxValue);
+        (MigrationReport r, LocalVm? destination) = await LocalMigration.RunAsync(source, new MigrationOptions
+        {
+            Strategy = StrategyKind.PreCopy,
+            BandwidthBitsPerSecond = 50_000_000,
+            DowntimeLimit = TimeSpan.FromMilliseconds(1),
+            MaxRounds = 1000,
+            MaxLiveTime = TimeSpan.FromSeconds(2),
+            PeerTimeout = TimeSpan.FromMilliseconds(300),
+        });
+        using (destination)
+        {
+            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.LiveTimeMs > 1500, $"the live phase lasted {r.LiveTimeMs:0} ms");
+            Assert.Empty(r.Liveness!.Interruptions);
+            Assert.Equal(0, r.Liveness.DetectedAfterMs);
+        }
     }
 
     [Fact]
@@ -188,6 +216,8 @@ public class FailureMatrixTests(ITestOutputHelper output)
     /// </summary>
     private async Task<Case> RunAsync(StrategyKind strategy, ConnectionRole role, LinkFault[] faults)
     {
+        // Post-copy and hybrid have a live phase only with a pass over memory first.
+        bool live = faults[0].Phase == PagePhase.Live;
         (string digest, _) = Reference.Value;
         LocalVm source = await Harness.StartAsync(Guest, Config, Memory, 30_000_000, StopAt);
         var options = new MigrationOptions
@@ -197,6 +227,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
             PeerTimeout = Deadline,
             DowntimeLimit = TimeSpan.FromMilliseconds(5),
             MaxRounds = 3,
+            LivePasses = live ? 1 : 0,
         };
         var links = new List<FaultyLink>();
         SourceMigration? migration = null;

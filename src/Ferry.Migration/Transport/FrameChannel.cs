@@ -175,9 +175,6 @@ public sealed class FrameChannel : IAsyncDisposable
     /// <summary>How long since a byte last arrived on this connection.</summary>
     public TimeSpan SilentFor => Stopwatch.GetElapsedTime(Volatile.Read(ref _lastReceived));
 
-    /// <summary>Starts the silence over from now (a connection nobody read while its peer's heartbeats waited in the socket).</summary>
-    public void ResetSilence() => Volatile.Write(ref _lastReceived, Stopwatch.GetTimestamp());
-
     /// <summary>How long since a frame last left on this connection.</summary>
     public TimeSpan IdleFor => Stopwatch.GetElapsedTime(Volatile.Read(ref _lastSent));
 

@@ -120,6 +120,8 @@ public sealed class InMemoryTransport : MigrationTransport
         {
             if (disposing)
             {
+                // As closing a socket does: a read blocked on this end wakes (and fails).
+                reader.CancelPendingRead();
                 reader.Complete();
                 writer.Complete();
             }

@@ -62,43 +62,12 @@ public sealed class PeerLiveness : IDisposable
     /// <summary>True while the peer has said nothing for more than two heartbeat intervals (a stall, not yet a death).</summary>
     public bool Stalled => Silence > Interval * 2 && !_dead.Task.IsCompleted;
 
-    private readonly HashSet<FrameChannel> _unread = [];
-
-    /// <summary>
-    /// Watches one more connection (from now: its silence counts from its last received byte).
-    /// With <paramref name="unread"/>, nobody reads it for a while (the source's main connection
-    /// during the live phase: the peer's heartbeats wait in the socket): it gets heartbeats but
-    /// its silence does not count until <see cref="Reading"/>; the peer's other connections
-    /// still prove it alive.
-    /// </summary>
-    public void Watch(FrameChannel channel, bool unread = false)
+    /// <summary>Watches one more connection (from now: its silence counts from its last received byte).</summary>
+    public void Watch(FrameChannel channel)
     {
         lock (_channels)
         {
             _channels.Add(channel);
-            if (unread)
-            {
-                _unread.Add(channel);
-            }
-        }
-    }
-
-    /// <summary>Nobody reads the connection for a while: its silence does not count until <see cref="Reading"/> (it still gets heartbeats).</summary>
-    public void NotReading(FrameChannel channel)
-    {
-        lock (_channels)
-        {
-            _unread.Add(channel);
-        }
-    }
-
-    /// <summary>The connection is read from now on: its silence counts again, from now.</summary>
-    public void Reading(FrameChannel channel)
-    {
-        lock (_channels)
-        {
-            channel.ResetSilence();
-            _unread.Remove(channel);
         }
     }
 
@@ -113,14 +82,12 @@ public sealed class PeerLiveness : IDisposable
             while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
             {
                 FrameChannel[] channels;
-                FrameChannel[] read;
                 lock (_channels)
                 {
                     channels = [.. _channels];
-                    read = [.. _channels.Where(c => !_unread.Contains(c))];
                 }
 
-                foreach (FrameChannel c in read)
+                foreach (FrameChannel c in channels)
                 {
                     TimeSpan silent = c.SilentFor;
                     if (silent >= Deadline - tick)

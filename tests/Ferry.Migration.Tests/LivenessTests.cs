@@ -1,0 +1,167 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using Ferry.Machine.Board;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Transport;
+using Xunit;
+
+namespace Ferry.Migration.Tests;
+
+/// <summary>Heartbeats, the peer deadline, and the recovery messages on the wire.</summary>
+public class LivenessTests
+{
+    private static CancellationToken Timeout => new CancellationTokenSource(TimeSpan.FromSeconds(20)).Token;
+
+    private static Hello SampleHello() => new()
+    {
+        Role = ConnectionRole.Fault,
+        Token = new byte[Hello.TokenLength],
+        VmName = "vm",
+        Machine = new MachineConfig { MemorySize = 16UL << 20 },
+        Strategy = StrategyKind.PostCopy,
+    };
+
+    [Fact]
+    public void Hello_carries_the_peer_timeout_and_the_resume_flag()
+    {
+        Hello d = Hello.Decode((SampleHello() with { PeerTimeoutMs = 1234, Resume = true }).Encode());
+        Assert.Equal(1234U, d.PeerTimeoutMs);
+        Assert.True(d.Resume);
+        Assert.False(Hello.Decode(SampleHello().Encode()).Resume);
+        Assert.Equal(Hello.DefaultPeerTimeoutMs, Hello.Decode(SampleHello().Encode()).PeerTimeoutMs);
+    }
+
+    [Theory]
+    [InlineData(0U)]
+    [InlineData(Hello.MinPeerTimeoutMs - 1)]
+    [InlineData(Hello.MaxPeerTimeoutMs + 1)]
+    [InlineData(uint.MaxValue)]
+    public void Hello_with_a_peer_timeout_out_of_range_is_rejected(uint ms)
+    {
+        ProtocolException e = Assert.Throws<ProtocolException>(() => Hello.Decode((SampleHello() with { PeerTimeoutMs = ms }).Encode()));
+        Assert.Contains($"peer timeout {ms} ms", e.Message);
+    }
+
+    [Fact]
+    public void Hello_with_a_bad_resume_flag_is_rejected()
+    {
+        byte[] b = SampleHello().Encode();
+        b[^1] = 2;
+        Assert.Contains("bad resume flag 2", Assert.Throws<ProtocolException>(() => Hello.Decode(b)).Message);
+    }
+
+    [Fact]
+    public void ResumeState_round_trips_and_is_checked_against_the_receivers_memory()
+    {
+        const int pages = 100;
+        ulong[] map = [0xF0F0_0000_0000_0001, 0xF_FFFF_FFFF];
+        ResumeState d = ResumeState.Decode(new ResumeState(ResumeStatus.RunningHere, map).Encode(), pages);
+        Assert.Equal(ResumeStatus.RunningHere, d.Status);
+        Assert.Equal(map, d.AbsentPages);
+        Assert.Null(ResumeState.Decode(new ResumeState(ResumeStatus.NotResumed, null).Encode(), pages).AbsentPages);
+
+        Assert.Contains("resume map has 2 words, expected 1", Assert.Throws<ProtocolException>(() => ResumeState.Decode(new ResumeState(ResumeStatus.RunningHere, map).Encode(), 64)).Message);
+        Assert.Contains("beyond the end of RAM", Assert.Throws<ProtocolException>(() => ResumeState.Decode(new ResumeState(ResumeStatus.RunningHere, [0, 1UL << 36]).Encode(), pages)).Message);
+        Assert.Contains("expected 0", Assert.Throws<ProtocolException>(() => ResumeState.Decode(new ResumeState(ResumeStatus.NotResumed, map).Encode(), pages)).Message);
+        byte[] bad = new ResumeState(ResumeStatus.NotResumed, null).Encode();
+        bad[0] = 9;
+        Assert.Contains("unknown resume status 9", Assert.Throws<ProtocolException>(() => ResumeState.Decode(bad, pages)).Message);
+    }
+
+    [Fact]
+    public async Task A_heartbeat_is_skipped_by_the_receiver_without_an_allocation_and_a_heartbeat_with_a_payload_is_refused()
+    {
+        // What a sender writes: heartbeats (TrySendHeartbeat), a frame, a heartbeat, a frame.
+        var wire = new MemoryStream();
+        await using (var tx = new FrameChannel(wire))
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.True(tx.TrySendHeartbeat());
+            }
+
+            await tx.SendAsync(MessageType.Complete, new Complete(1, 2).Encode(), Timeout);
+            Assert.True(tx.TrySendHeartbeat());
+            await tx.SendAsync(MessageType.Complete, new Complete(3, 4).Encode(), Timeout);
+            Assert.Equal((4 * FrameChannel.HeaderSize) + (2 * (FrameChannel.HeaderSize + 12)), tx.BytesSent);
+        }
+
+        // A blocking receiver over a stream that allocates nothing (as the fault path's socket in kernel blocking mode).
+        await using var rx = new FrameChannel(new MemoryStream(wire.ToArray()));
+        (MessageType first, _) = rx.Receive();
+        Assert.Equal(MessageType.Complete, first);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        (MessageType type, ReadOnlyMemory<byte> payload) = rx.Receive();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(MessageType.Complete, type);
+        Assert.Equal(0, allocated);
+        Assert.Equal(new Complete(3, 4), Complete.Decode(payload.Span));
+
+        byte[] header = new byte[9];
+        header[0] = (byte)MessageType.Heartbeat;
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(4), 1);
+        await using var bad = new FrameChannel(new MemoryStream(header));
+        Assert.Contains("heartbeat with a 1-byte payload", Assert.Throws<ProtocolException>(() => bad.Receive()).Message);
+    }
+
+    [Fact]
+    public async Task Heartbeats_keep_an_idle_connection_alive_past_the_deadline()
+    {
+        (Stream a, Stream b) = InMemoryTransport.CreatePair();
+        await using var left = new FrameChannel(a);
+        await using var right = new FrameChannel(b);
+        var deadline = TimeSpan.FromSeconds(1);
+        using var leftWatch = new PeerLiveness(deadline, "right");
+        using var rightWatch = new PeerLiveness(deadline, "left");
+        leftWatch.Watch(left);
+        rightWatch.Watch(right);
+
+        // Both ends drain their connection (as the migration's receivers do); nobody sends anything else.
+        Task drainLeft = DedicatedThread.Start("drain-left", 0, () => Drain(left));
+        Task drainRight = DedicatedThread.Start("drain-right", 0, () => Drain(right));
+        await Task.Delay(deadline * 3);
+        Assert.False(leftWatch.Dead.IsCompleted, "idle but alive: not dead");
+        Assert.False(rightWatch.Dead.IsCompleted);
+        Assert.True(left.BytesSent >= 4 * FrameChannel.HeaderSize, "heartbeats went out");
+        left.Abort("test over");
+        right.Abort("test over");
+        await Task.WhenAll(drainLeft, drainRight).WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task A_silent_peer_is_declared_dead_within_the_deadline_and_a_blocked_receive_fails_with_the_reason()
+    {
+        (Stream a, Stream b) = InMemoryTransport.CreatePair();
+        await using var channel = new FrameChannel(a);
+        var deadline = TimeSpan.FromMilliseconds(500);
+        using var watch = new PeerLiveness(deadline, "destination");
+        watch.Watch(channel);
+        var silent = Stopwatch.StartNew();
+
+        // The peer (b) never writes: a receive blocks until the deadline aborts the connection.
+        PeerTimeoutException e = await Assert.ThrowsAsync<PeerTimeoutException>(async () => await channel.ReceiveAsync(Timeout));
+        TimeSpan detected = silent.Elapsed;
+        Assert.Contains("the destination was silent for", e.Message);
+        Assert.Equal(e.Message, await watch.Dead);
+        // Never early; late only by the timer's own lateness (a loaded test machine's timers can be
+        // a second late: the bound catches a monitor that does not run, not scheduling noise).
+        Assert.InRange(watch.DetectedAfterMs, deadline.TotalMilliseconds * 0.8, deadline.TotalMilliseconds * 3);
+        Assert.InRange(detected, deadline * 0.8, deadline * 3);
+        Assert.True(LinkFailure.Is(e));
+        b.Dispose();
+    }
+
+    private static void Drain(FrameChannel channel)
+    {
+        try
+        {
+            while (true)
+            {
+                channel.Receive();
+            }
+        }
+        catch (Exception e) when (LinkFailure.Is(e))
+        {
+        }
+    }
+}
