@@ -25,7 +25,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
 
     private const string Guest = "verify";
     private const string Config = "size_mib=24";
-    private const ulong StopAt = 600_000_000;
+    private const ulong StopAt = 20_000_000_000; // the guest must still run through the migration at the translator's speed (verify: up to 3,500 MIPS)
 
     private static readonly Lazy<Task<string>> Reference = new(ReferenceAsync);
 
@@ -43,9 +43,12 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         await WaitPhaseAsync(a, id, "postcopy");
 
         await b.SignalAsync("STOP");
-        (TimeSpan stallShown, TimeSpan detected) = await WatchSourceAsync(a, id);
+        (TimeSpan stallShown, TimeSpan detected, TimeSpan? polledDuringStall) = await WatchSourceAsync(a, id);
         output.WriteLine($"{strategy}: stall shown after {stallShown.TotalMilliseconds:0} ms, recovering after {detected.TotalMilliseconds:0} ms");
-        Assert.True(stallShown < detected, "the stall is shown while it lasts, before the deadline");
+
+        // A status answered while the stall lasted (past two heartbeat intervals, before the
+        // deadline) must show it; a loaded machine may answer none in that window.
+        Assert.True(polledDuringStall is null || stallShown < detected, $"the stall is shown while it lasts, before the deadline (a status answered at {polledDuringStall?.TotalMilliseconds:0} ms did not show it)");
         Assert.InRange(detected, TimeSpan.Zero, Deadline + Slack);
         VmStatus atA = await Api.StatusAsync(a.Api, name);
         Assert.NotEqual("running", atA.State); // paused at the source: the destination may run it
@@ -211,7 +214,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         (int exit, _, string stderr) = await Ferry.RunTextAsync(Long, "vm", "start", guest, "--host", a.Api, "--name", name,
             "--memory", "64M", "--icount", "--stop-at", stopAt.ToString(), "--config", config);
         Assert.True(exit == 0, stderr);
-        await Api.WaitAsync(a.Api, name, s => s.InstructionsRetired >= Math.Min(stopAt / 4, StopAt / 4) || s.State != "running", Long);
+        await Api.WaitAsync(a.Api, name, s => s.InstructionsRetired >= 200_000_000 || s.State != "running", Long);
         using HttpResponseMessage prepared = await Api.PostAsync(b.Api, "/v1/incoming", new IncomingRequest { Name = name, MemoryBytes = 64UL << 20, Icount = true });
         prepared.EnsureSuccessStatusCode();
         IncomingResponse slot = (await prepared.Content.ReadFromJsonAsync<IncomingResponse>(ApiJson.Options))!;
@@ -247,13 +250,20 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         Assert.Fail($"no {phase} phase (still {last})\n{a.Log}");
     }
 
-    /// <summary>From now: when the source's status first showed a stall, and when it entered recovery.</summary>
-    private static async Task<(TimeSpan StallShown, TimeSpan Recovering)> WatchSourceAsync(HostProcess a, string id)
+    /// <summary>
+    /// From now: when the source's status first showed a stall, when it entered recovery, and
+    /// when a status asked for after the stall began (two heartbeat intervals in) was answered
+    /// before the recovery (null: none was).
+    /// </summary>
+    private static async Task<(TimeSpan StallShown, TimeSpan Recovering, TimeSpan? PolledDuringStall)> WatchSourceAsync(HostProcess a, string id)
     {
         var watch = Stopwatch.StartNew();
         TimeSpan stall = TimeSpan.MaxValue;
+        TimeSpan? polledDuringStall = null;
+        TimeSpan stallBegins = Deadline * 2 / 5 + TimeSpan.FromMilliseconds(100);
         while (watch.Elapsed < Long)
         {
+            TimeSpan asked = watch.Elapsed;
             MigrationStatus s = await Api.MigrationAsync(a.Api, id);
             if (s.PeerSilentMs > 0 && stall == TimeSpan.MaxValue)
             {
@@ -263,7 +273,12 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
             if (s.Phase == "recovering")
             {
                 Assert.Contains("silent", s.Detail);
-                return (stall, watch.Elapsed);
+                return (stall, watch.Elapsed, polledDuringStall);
+            }
+
+            if (asked >= stallBegins)
+            {
+                polledDuringStall ??= watch.Elapsed;
             }
 
             Assert.False(s.Done, $"the migration ended ({s.Phase}: {s.Report?.Error}) instead of recovering");

@@ -26,9 +26,9 @@ public sealed class MigrationEndToEndTests(TwoHosts hosts)
         [
             ("idle", "interval_ms=2,pages=8", 3_000_000),
             // Long enough that the translator (1,000 MIPS and more) still runs them when the migration starts.
-            ("dirty", "size_mib=16,rate=0", 4_000_000_000),
-            ("verify", "size_mib=8", 4_000_000_000),
-            ("kvstore", "table_mib=32,report_every=50000", 4_000_000_000),
+            ("dirty", "size_mib=16,rate=0", 8_000_000_000),
+            ("verify", "size_mib=8", 8_000_000_000),
+            ("kvstore", "table_mib=32,report_every=50000", 8_000_000_000),
 
             // Linux 6.1 on OpenSBI, its initramfs running kvstore: ready at about 19 M instructions.
             ("linux", "workload=kvstore,table_mib=8,report_every=100000", 1_000_000_000),
@@ -58,7 +58,7 @@ public sealed class MigrationEndToEndTests(TwoHosts hosts)
         Assert.Equal("running", JsonSerializer.Deserialize<VmStatus>(stdout, ApiJson.Options)!.State);
 
         // Let it run a while at A, then move it while it still runs (most of its run still ahead, for a loaded machine).
-        await Api.WaitAsync(hosts.A.Api, name, s => s.InstructionsRetired >= stopAt / 10 || s.State != "running", Long);
+        await Api.WaitAsync(hosts.A.Api, name, s => s.InstructionsRetired >= stopAt / 20 || s.State != "running", Long);
         (exit, _, stderr) = await Ferry.RunTextAsync(Long, "migrate", name, "--from", hosts.A.Api, "--to", hosts.B.Api,
             "--strategy", strategy, "--quiet", "--json", reportFile, "--downtime-limit", "20ms", "--max-rounds", "8");
         Assert.True(exit == 0, $"migrate failed: {stderr}\nA: {hosts.A.Log}\nB: {hosts.B.Log}");
