@@ -55,7 +55,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
         "live" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.Live, Frame = 30 }),
         "switchover" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.StateBundle }),
         "postcopy" => (ConnectionRole.Main, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.Push, Frame = 40 }),
-        "postcopy-fault" => (ConnectionRole.Fault, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.FaultReply, Frame = 3 }),
+        "postcopy-fault" => (ConnectionRole.Fault, new LinkFault(kind) { Type = MessageType.Pages, Phase = PagePhase.FaultReply, Frame = 1 }),
         _ => throw new ArgumentException(phase),
     };
 
@@ -99,7 +99,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
     public async Task A_second_failure_during_recovery_is_survived_the_same_way()
     {
         Case c = await RunAsync(StrategyKind.PostCopy, ConnectionRole.Main,
-            [LinkFault.StallAt(MessageType.Pages, PagePhase.Push, 40), LinkFault.CutAt(MessageType.Pages, PagePhase.Push, 20)]);
+            [LinkFault.StallAt(MessageType.Pages, PagePhase.Push, 40), LinkFault.CutAt(MessageType.Pages, PagePhase.Push, 2)]);
         Assert.True(c.Report.Outcome == "completed", c.Report.Error);
         Assert.Equal("destination", c.Report.VmLocation);
         Assert.True(c.Links[1].Fired, "the reconnected link failed too");
