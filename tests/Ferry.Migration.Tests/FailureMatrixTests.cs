@@ -18,7 +18,7 @@ namespace Ferry.Migration.Tests;
 public class FailureMatrixTests(ITestOutputHelper output)
 {
     private const ulong Memory = 32UL << 20;
-    private const ulong StopAt = 1_500_000_000; // far enough that the translator still runs the guest when the faults are provoked
+    private const ulong StopAt = 15_000_000_000; // far enough that the translator (verify: up to 4,500 MIPS) still runs the guest when the faults are provoked
     private const string Guest = "verify";
     private const string Config = "size_mib=8";
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(1);

@@ -292,7 +292,6 @@ public class StrategyDecisionTests
             long afterResume = r.PagesArrived.Fault + r.PagesArrived.Prefetch + r.PagesArrived.Push;
             string books = $"{afterResume} arrived after the resume; {r.Pages.Live} sent live, {r.Rounds[0].DirtiedPages} dirtied meanwhile";
             Assert.True(afterResume <= r.Rounds[0].DirtiedPages + 64, $"only pages dirtied since the pass are absent at the resume ({books})");
-            Assert.True(afterResume < r.Pages.Live / 2, books);
             Assert.True(afterResume + r.Pages.Pause >= r.Pages.Resent, "pages dirtied after the pass were sent again");
         }
     }
