@@ -418,12 +418,15 @@ internal static class BenchCommand
         return table;
     }
 
-    private static string Median(IEnumerable<double?> values)
-        => Cell([.. values.Select(v => new BenchRun { Strategy = "", Workload = "", Repeat = 0, Outcome = "", TotalTimeMs = v })], r => r.TotalTimeMs, "n/a");
+    private static string Median(IEnumerable<double?> values) => Cell(values, "n/a");
 
     private static string Cell(List<BenchRun> runs, Func<BenchRun, double?> metric, string missing, string unit = "")
+        => Cell(runs.Select(metric), missing, unit);
+
+    /// <summary>The median with min-max of the values given (nulls left out), or <paramref name="missing"/>.</summary>
+    private static string Cell(IEnumerable<double?> given, string missing, string unit = "")
     {
-        double[] values = [.. runs.Select(metric).Where(v => v is not null).Select(v => v!.Value).Order()];
+        double[] values = [.. given.Where(v => v is not null).Select(v => v!.Value).Order()];
         if (values.Length == 0)
         {
             return $"[grey]{Markup.Escape(missing)}[/]";
