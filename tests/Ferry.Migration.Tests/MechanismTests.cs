@@ -292,10 +292,23 @@ public sealed class MechanismTests
     }
 
     [Fact]
+    public void WorkingSet_window_in_which_the_guest_did_not_run_stays_open_and_keeps_its_accesses()
+    {
+        // A starved hart may retire nothing for a whole window: closing it would shift an empty
+        // window into every page's history and empty an m-of-n working set.
+        using VirtMachine m = SmallMachine(64);
+        var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100));
+        Window(m, e, 3, 7);
+        Assert.Equal(0, e.WindowsClosed);
+        Assert.True(m.Memory.Accessed.Get(3) && m.Memory.Accessed.Get(7), "the accesses wait for the window to close");
+        Assert.Empty(Pages(e.Select(1, 1, int.MaxValue, Pending(64))));
+    }
+
+    [Fact]
     public void WorkingSet_selects_pages_accessed_in_at_least_m_of_the_last_n_windows()
     {
         using VirtMachine m = new(new MachineConfig { MemorySize = 1 << 20 });
-        var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100));
+        var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100), 0);
         PageBitmap all = Pending(m.Memory.PageCount);
         Assert.Equal(256, m.Memory.PageCount);
         Assert.Equal(0, e.WindowsClosed);
@@ -340,7 +353,7 @@ public sealed class MechanismTests
     public void WorkingSet_under_a_cap_keeps_the_most_hit_then_the_most_recent_pages()
     {
         using VirtMachine m = SmallMachine(64);
-        var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100));
+        var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100), 0);
         PageBitmap all = Pending(64);
 
         // Page 10: hit in windows 1,2,3 (oldest). Page 20: hit in 4,5,6 (newest). Page 30: 1 and 6.
@@ -367,7 +380,7 @@ public sealed class MechanismTests
     public void WorkingSet_ByRecency_orders_pages_by_their_most_recent_access()
     {
         using VirtMachine m = SmallMachine(64);
-        var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100));
+        var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100), 0);
         Window(m, e, 5, 9, 33);       // oldest
         Window(m, e, 7);
         Window(m, e, 6, 33);
@@ -390,7 +403,7 @@ public sealed class MechanismTests
         Gen.Select(Gen.Int[0, 100].Array[20], Gen.Int[0, pageCount - 1].Array[0, 40].Array[12]).Sample((densities, windows) =>
         {
             using VirtMachine m = SmallMachine(pageCount);
-            var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100));
+            var e = new WorkingSetEstimator(m, TimeSpan.FromMilliseconds(100), 0);
             var model = new HistoryModel(pageCount);
             int[] everyPage = Enumerable.Range(0, pageCount).ToArray();
             PageBitmap all = Pending(pageCount);

@@ -11,6 +11,9 @@ namespace Ferry.Migration.Mechanisms;
 /// most recent window). The working set is then a rule over that history: pages accessed in
 /// at least m of the last n windows, most-often and most-recently used first under a cap.
 /// The host runs one per VM all the time, so a migration finds the estimate ready.
+/// A window closes only once the guest has run in it (<see cref="MinInstructionsPerWindow"/>):
+/// on a starved host a hart may not run for a whole 100 ms, and an empty window would erase
+/// every page from an m-of-n rule although the guest's working set did not change.
 /// </summary>
 public sealed class WorkingSetEstimator
 {
@@ -18,10 +21,17 @@ public sealed class WorkingSetEstimator
     private readonly byte[] _history;
     private readonly PageBitmap _window;
     private readonly object _lock = new();
+    private readonly ulong _minInstructions;
+    private ulong _retiredAtClose;
 
-    public WorkingSetEstimator(VirtMachine machine, TimeSpan window)
+    /// <summary>The guest progress a window needs before it closes (about 0.1-0.5 ms of guest time).</summary>
+    public const ulong MinInstructionsPerWindow = 100_000;
+
+    /// <param name="minInstructionsPerWindow">The guest progress a window needs before it closes (0: every window closes; for tests that set the accessed bits by hand).</param>
+    public WorkingSetEstimator(VirtMachine machine, TimeSpan window, ulong minInstructionsPerWindow = MinInstructionsPerWindow)
     {
         _machine = machine;
+        _minInstructions = minInstructionsPerWindow;
         Window = window;
         _history = new byte[machine.Memory.PageCount];
         _window = new PageBitmap(machine.Memory.PageCount);
@@ -61,11 +71,22 @@ public sealed class WorkingSetEstimator
         }
     }
 
-    /// <summary>Closes the current window. Safe point only (the machine's AtSafePointAsync, or the VM paused).</summary>
+    /// <summary>
+    /// Closes the current window, unless the guest retired fewer than
+    /// <see cref="MinInstructionsPerWindow"/> instructions in it (then it goes on into the next).
+    /// Safe point only (the machine's AtSafePointAsync, or the VM paused).
+    /// </summary>
     public void CloseWindow()
     {
         lock (_lock)
         {
+            ulong retired = _machine.Hart.InstructionsRetired;
+            if (retired - _retiredAtClose < _minInstructions)
+            {
+                return;
+            }
+
+            _retiredAtClose = retired;
             _window.ClearAll();
             _machine.Memory.StartAccessWindow(_window);
 

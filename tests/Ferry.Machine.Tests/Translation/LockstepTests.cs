@@ -42,7 +42,7 @@ public sealed class LockstepTests
 
         // Code reached 4 times: most of the boot's instructions, a few thousand regions to compile on a loaded machine.
         translated.Hart.TranslationThreshold = 4;
-        Lockstep(reference, translated, maxInstructions: 21_000_000, maxStep: 20_000, seed: 7);
+        Lockstep(reference, translated, maxInstructions: 27_000_000, maxStep: 20_000, seed: 7);
 
         Assert.Contains("ferry-init: ready", System.Text.Encoding.ASCII.GetString(translated.Console.Read(0).Bytes), StringComparison.Ordinal);
         Assert.True(translated.Hart.TranslationStatistics.Blocks > 1000, $"only {translated.Hart.TranslationStatistics.Blocks} blocks translated");
