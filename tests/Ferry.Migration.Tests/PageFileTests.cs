@@ -44,6 +44,70 @@ public class PageFileTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_page_file_written_while_the_vm_writes_its_pages_reads_back_whole()
+    {
+        // The live part of the file is written while the VM runs: a page may change while it
+        // is being recorded. The file must still be whole (the pause appends such pages again).
+        string dir = TempDir();
+        using var machine = new VirtMachine(new MachineConfig { MemorySize = 1UL << 20, Icount = true });
+        var pages = new PageBitmap(machine.Memory.PageCount);
+        const int Hot = 4;
+        for (int p = 0; p < Hot; p++)
+        {
+            pages.Set(p);
+        }
+
+        using var stop = new CancellationTokenSource();
+        long written = 0;
+        var writer = Task.Run(() =>
+        {
+            byte[] content = new byte[GuestMemory.PageSize];
+            for (long n = 0; !stop.IsCancellationRequested; n++)
+            {
+                content.AsSpan().Fill((byte)n);
+                machine.Memory.LoadPage((int)(n % Hot), content);
+                Volatile.Write(ref written, n);
+            }
+        });
+        try
+        {
+            var file = new PageFile
+            {
+                Token = new byte[Hello.TokenLength], Destination = "127.0.0.1:7710", VmName = "vm1", MigrationId = "m1-racing",
+                Machine = machine.Config, Strategy = StrategyKind.Hybrid,
+            };
+            file.Open(dir, machine.Memory.PageCount);
+            while (Volatile.Read(ref written) < 1000)
+            {
+                Thread.SpinWait(10); // the writer is running
+            }
+
+            for (int i = 0; i < 2000; i++)
+            {
+                file.Append(machine.Memory, pages);
+            }
+
+            stop.Cancel();
+            writer.Wait();
+            (ulong digest, uint nonZero) = PageHash.OfMemory(machine.Memory);
+            file.Append(machine.Memory, pages); // the pause: the VM stopped, its pages as they are now
+            (string path, _) = file.Complete(digest, nonZero);
+            (PageFile read, VirtMachine copy) = PageFile.Read(path, 1UL << 30);
+            using (copy)
+            {
+                Assert.Equal(digest, PageHash.OfMemory(copy.Memory).Digest);
+                Assert.Equal(digest, read.MemoryDigest);
+            }
+        }
+        finally
+        {
+            stop.Cancel();
+            writer.Wait();
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void A_page_file_reads_back_every_field_and_exactly_its_pages()
     {
         string dir = TempDir();

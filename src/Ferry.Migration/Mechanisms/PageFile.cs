@@ -60,6 +60,7 @@ public sealed record PageFile
     private string? _final;
     private Crc64? _crc;
     private uint _records;
+    private readonly byte[] _copy = new byte[GuestMemory.PageSize];
 
     /// <summary>Starts the file in <paramref name="directory"/> (a temporary name until <see cref="Complete"/>) with its header.</summary>
     public void Open(string directory, int pageCount)
@@ -82,16 +83,21 @@ public sealed record PageFile
 
     /// <summary>
     /// Appends <paramref name="pages"/> of <paramref name="memory"/> as they are now (a page
-    /// written again later replaces its earlier record when the file is read).
+    /// written again later replaces its earlier record when the file is read). The VM may be
+    /// running: each page is copied once, and the copy is what both the checksum and the file
+    /// get (checksumming guest memory and then writing it could record two different contents).
+    /// A page the VM writes meanwhile is in the dirty log, and the pause appends it again.
     /// </summary>
     public void Append(GuestMemory memory, PageBitmap pages)
     {
         Span<byte> index = stackalloc byte[4];
+        Span<byte> copy = _copy;
         foreach (int page in pages.EnumerateSet())
         {
             BinaryPrimitives.WriteUInt32LittleEndian(index, (uint)page);
             Put(index);
-            Put(memory.Page(page));
+            memory.Page(page).CopyTo(copy);
+            Put(copy);
             Pages!.Set(page);
             _records++;
         }
