@@ -79,12 +79,20 @@ public sealed class OutgoingMigrations
         entry.Task = Task.Run(async () =>
         {
             MigrationReport? report = null;
+            string? crash = null;
             try
             {
                 report = await migration.RunAsync(_stopping).ConfigureAwait(false);
                 entry.Report = report;
                 _log.LogInformation("migration {Id} of {Vm}: {Outcome} in {Ms:0} ms, downtime {Down:0.0} ms{Error}",
                     id, vm.Name, report.Outcome, report.TotalTimeMs, report.DowntimeMs, report.Error is null ? "" : ": " + report.Error);
+            }
+            catch (Exception e)
+            {
+                // A defect, not a peer's doing: say so, and keep the VM where it may safely be.
+                crash = $"the outgoing migration ended without a report ({e.GetType().Name}: {e.Message})";
+                entry.Crash = crash;
+                _log.LogError(e, "migration {Id} of {Vm}: {Crash}", id, vm.Name, crash);
             }
             finally
             {
@@ -96,8 +104,12 @@ public sealed class OutgoingMigrations
                     case "source-paused":
                         vm.LeftPaused(report.Error ?? "migration failed");
                         break;
+                    case null when migration.PastPointOfNoReturn:
+                        // The state may have reached the destination and run there: never resume it here.
+                        vm.LeftPaused((crash ?? "the outgoing migration ended without a report") + "; the VM stays paused here (resume it only if it does not run at the destination)");
+                        break;
                     default:
-                        vm.Returned(report?.Error ?? "the outgoing migration ended without a report; the VM stays here");
+                        vm.Returned(report?.Error ?? (crash ?? "the outgoing migration ended without a report") + "; the VM stays here");
                         break;
                 }
 
@@ -137,8 +149,8 @@ public sealed class OutgoingMigrations
             Id = id,
             Vm = e.Vm,
             Strategy = e.Strategy,
-            Phase = report?.Outcome ?? p.Phase.ToString().ToLowerInvariant(),
-            Done = report is not null,
+            Phase = report?.Outcome ?? (e.Crash is not null ? "failed" : p.Phase.ToString().ToLowerInvariant()),
+            Done = report is not null || e.Crash is not null,
             Round = p.Round,
             BytesSent = Interlocked.Read(ref p.BytesSent),
             PagesRemaining = Interlocked.Read(ref p.PagesRemaining),
@@ -147,7 +159,7 @@ public sealed class OutgoingMigrations
             ElapsedMs = p.ElapsedMs,
             RateBitsPerSecond = p.RateBitsPerSecond,
             PeerSilentMs = report is null ? p.PeerSilentMs : 0,
-            Detail = report is null ? p.Detail : null,
+            Detail = report is null ? e.Crash ?? p.Detail : null,
             Recoveries = p.Recoveries,
             Report = report,
         };
@@ -306,5 +318,8 @@ public sealed class OutgoingMigrations
         public Task Task { get; set; } = Task.CompletedTask;
 
         public volatile MigrationReport? Report;
+
+        /// <summary>Why the migration ended without a report (a defect), or null.</summary>
+        public volatile string? Crash;
     }
 }

@@ -49,6 +49,9 @@ public sealed class SourceMigration
 
     public MigrationProgress Progress { get; } = new();
 
+    /// <summary>The switchover state may have left: from here the VM may run at the destination, and never again here unless it says it did not.</summary>
+    public bool PastPointOfNoReturn => _pastPointOfNoReturn;
+
     /// <summary>Asks the migration to stop. Honoured until the switchover state is sent; returns false after.</summary>
     public bool Cancel()
     {
@@ -119,6 +122,7 @@ public sealed class SourceMigration
         {
             string reason = Describe(e);
             Progress.Phase = SourcePhase.Failed;
+            Progress.Detail = reason;
             if (!run.StateSent)
             {
                 await run.AbandonAsync(MessageType.Failed, reason).ConfigureAwait(false);
@@ -129,11 +133,11 @@ public sealed class SourceMigration
             {
                 // The destination refused or stopped its copy: the switchover state here is the VM.
                 _vm.ResumeHere();
-                await run.CloseAsync().ConfigureAwait(false);
+                await run.CloseQuietlyAsync().ConfigureAwait(false);
                 return run.Report("failed", reason + "; the VM resumed at the source from the switchover state", "source");
             }
 
-            await run.CloseAsync().ConfigureAwait(false);
+            await run.CloseQuietlyAsync().ConfigureAwait(false);
             return run.Report("failed", reason + "; the destination's state is unknown, so the VM stays paused at the source (resume it there only if it does not run at the destination)", "source-paused");
         }
         finally
@@ -739,8 +743,10 @@ public sealed class SourceMigration
                         .WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
                 }
             }
-            catch (Exception e) when (e is IOException or TimeoutException or ObjectDisposedException or ProtocolException or System.Net.Sockets.SocketException)
+            catch (Exception)
             {
+                // Best effort: whatever became of the connection (aborted as silent, reset, closed),
+                // the VM resumes here.
             }
 
             if (_paused)
@@ -748,7 +754,23 @@ public sealed class SourceMigration
                 Vm.ResumeHere();
             }
 
-            await CloseAsync().ConfigureAwait(false);
+            await CloseQuietlyAsync().ConfigureAwait(false);
+        }
+
+        /// <summary>
+        /// <see cref="CloseAsync"/> on a path that is already failing: a failure to close must not
+        /// cost the migration its report (the report says where the VM is).
+        /// </summary>
+        public async Task CloseQuietlyAsync()
+        {
+            try
+            {
+                await CloseAsync().ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // Best effort: the connections are being dropped anyway.
+            }
         }
 
         public async Task CloseAsync()

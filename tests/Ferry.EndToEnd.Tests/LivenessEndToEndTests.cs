@@ -29,14 +29,11 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
 
     private static readonly Lazy<Task<string>> Reference = new(ReferenceAsync);
 
-    /// <summary>Why the destination-SIGSTOP recovery cases are skipped (docs/failures.md, "Known defect").</summary>
-    private const string DestinationStoppedDefect = "Known defect since the translator, TLS-transport and pause-budget merges (2026-11-27): between two host agents, a migration whose destination is SIGSTOP'd in post-copy detects the silence within the deadline but may then report phase 'failed' without ending or recovering (always for hybrid, intermittently for post-copy; by hand: ferry migrate --strategy hybrid --downtime-limit 1ms --peer-timeout 1s, kill -STOP the destination). The in-process FailureMatrixTests post-copy and hybrid cases recover.";
-
     private static Task<HostProcess> StartHostAsync(string name) => HostProcess.StartAsync(name, null, "--peer-timeout", "1s", "--reconnect-window", "60s", "--no-warm-up");
 
     [Theory]
-    [InlineData("postcopy", Skip = DestinationStoppedDefect)]
-    [InlineData("hybrid", Skip = DestinationStoppedDefect)]
+    [InlineData("postcopy")]
+    [InlineData("hybrid")]
     public async Task A_destination_stopped_after_the_switchover_is_detected_and_the_migration_recovers_when_it_continues(string strategy)
     {
         await using HostProcess a = await StartHostAsync("A");

@@ -138,6 +138,8 @@ public sealed class PeerLiveness : IDisposable
         }, channels, preferLocal: false);
     }
 
+    private int _disposed;
+
     private void Declare(FrameChannel[] channels, TimeSpan silent)
     {
         DetectedAfterMs = silent.TotalMilliseconds;
@@ -150,9 +152,14 @@ public sealed class PeerLiveness : IDisposable
         _dead.TrySetResult(reason);
     }
 
-    /// <summary>Stops watching (the connections are left as they are).</summary>
+    /// <summary>Stops watching (the connections are left as they are). Idempotent: a migration's recovery and its close may both stop the same watch.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _stop.Cancel();
         _loop.ContinueWith(_ => _stop.Dispose(), TaskScheduler.Default);
     }
