@@ -81,9 +81,10 @@ internal static class MigrationDriver
 
             MigrationStatus status = await from.MigrationAsync(started.Id, CancellationToken.None).ConfigureAwait(false);
             onProgress?.Invoke(status);
-            if (status.Done && status.Report is not null)
+            if (status.Done)
             {
-                return status.Report;
+                // Done without a report: the source agent's migration ended on a defect (its detail says which).
+                return status.Report ?? throw new CliException($"migration {started.Id}: {status.Detail ?? "ended without a report"}");
             }
 
             try
