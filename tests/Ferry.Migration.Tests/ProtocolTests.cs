@@ -427,19 +427,31 @@ public sealed class ProtocolTests
     [Fact]
     public void StateBundle_with_oversized_state_truncation_or_trailing_bytes_is_rejected()
     {
+        // A CRC-64 trailer seals the bundle; a hostile peer can compute it, so the structure is
+        // checked as well: Seal gives each malformed body a valid trailer.
+        static byte[] Seal(byte[] body) => [.. body, .. BitConverter.GetBytes(System.IO.Hashing.Crc64.HashToUInt64(body))];
+
         var b = new byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(b, StateCodec.MaxEncodedSize + 1);
-        Rejects(() => StateBundle.Decode(b, 64), "exceeds the limit");
+        Rejects(() => StateBundle.Decode(Seal(b), 64), "exceeds the limit");
 
         byte[] valid = new StateBundle([9, 8, 7], [5], 1, 1).Encode();
-        for (int n = 0; n < valid.Length; n++)
+        Assert.Equal([9, 8, 7], StateBundle.Decode(valid, 64).MachineState);
+        byte[] body = valid[..^8];
+        for (int n = 0; n < body.Length; n++)
         {
-            byte[] prefix = valid[..n];
-            Rejects(() => StateBundle.Decode(prefix, 64), "truncated");
+            byte[] prefix = body[..n];
+            Rejects(() => StateBundle.Decode(Seal(prefix), 64), "truncated");
+            Rejects(() => StateBundle.Decode(valid.AsSpan(0, n + 8), 64), "corrupt");
         }
 
-        byte[] longer = [.. valid, 0, 0];
-        Rejects(() => StateBundle.Decode(longer, 64), "2 unexpected trailing bytes");
+        Rejects(() => StateBundle.Decode(Seal([.. body, 0, 0]), 64), "2 unexpected trailing bytes");
+        for (int i = 0; i < valid.Length; i++)
+        {
+            byte[] flipped = [.. valid];
+            flipped[i] ^= 0x10;
+            Rejects(() => StateBundle.Decode(flipped, 64), "corrupt (CRC-64 mismatch)");
+        }
     }
 
     [Theory]

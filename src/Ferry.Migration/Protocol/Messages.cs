@@ -6,7 +6,7 @@ namespace Ferry.Migration.Protocol;
 public sealed record Hello
 {
     public const ulong Magic = 0x4749_4D59_5252_4546; // "FERRYMIG"
-    public const ushort ProtocolVersion = 4;
+    public const ushort ProtocolVersion = 5;
     public const int TokenLength = 32;
     public const int MaxNameBytes = 64;
 
@@ -199,7 +199,7 @@ public sealed record StateBundle(byte[] MachineState, ulong[]? AbsentPages, ulon
     public byte[] Encode()
     {
         int bitmapBytes = AbsentPages is null ? 0 : AbsentPages.Length * 8;
-        var buffer = new byte[4 + MachineState.Length + 5 + bitmapBytes + 12];
+        var buffer = new byte[4 + MachineState.Length + 5 + bitmapBytes + 12 + 8];
         var w = new WireWriter(buffer);
         w.U32((uint)MachineState.Length);
         w.Bytes(MachineState);
@@ -215,13 +215,23 @@ public sealed record StateBundle(byte[] MachineState, ulong[]? AbsentPages, ulon
 
         w.U64(SentDigest);
         w.U32(SentPages);
+        w.U64(System.IO.Hashing.Crc64.HashToUInt64(buffer.AsSpan(0, w.Position)));
         return buffer[..w.Position];
     }
 
-    /// <summary>Decodes, checking the absent map against the receiver's page count.</summary>
+    /// <summary>
+    /// Decodes, checking the CRC-64 trailer first (the VM's CPU and devices are in here, and no
+    /// later check covers them: one wrong byte would run at the destination), then the absent
+    /// map against the receiver's page count.
+    /// </summary>
     public static StateBundle Decode(ReadOnlySpan<byte> payload, int pageCount)
     {
-        var r = new WireReader(payload);
+        if (payload.Length < 8 || System.IO.Hashing.Crc64.HashToUInt64(payload[..^8]) != System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(payload[^8..]))
+        {
+            throw new ProtocolException("the switchover state is corrupt (CRC-64 mismatch)");
+        }
+
+        var r = new WireReader(payload[..^8]);
         uint stateLength = r.U32();
         if (stateLength > Ferry.Machine.State.StateCodec.MaxEncodedSize)
         {
