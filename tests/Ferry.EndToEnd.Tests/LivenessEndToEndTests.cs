@@ -17,17 +17,13 @@ namespace Ferry.EndToEnd.Tests;
 [Collection("liveness")]
 public sealed class LivenessEndToEndTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan Long = TimeSpan.FromMinutes(3);
+    private static readonly TimeSpan Long = VerifyMigrations.Long;
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(1);
 
     /// <summary>Detection is observed by polling the API every few ms from a loaded test machine.</summary>
     private static readonly TimeSpan Slack = TimeSpan.FromMilliseconds(750);
 
-    private const string Guest = "verify";
-    private const string Config = "size_mib=24";
-    private const ulong StopAt = 20_000_000_000; // the guest must still run through the migration at the translator's speed (verify: up to 3,500 MIPS)
 
-    private static readonly Lazy<Task<string>> Reference = new(ReferenceAsync);
 
     private static Task<HostProcess> StartHostAsync(string name) => HostProcess.StartAsync(name, null, "--peer-timeout", "1s", "--reconnect-window", "60s", "--no-warm-up");
 
@@ -39,8 +35,8 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         await using HostProcess a = await StartHostAsync("A");
         await using HostProcess b = await StartHostAsync("B");
         string name = "stopped-dest-" + strategy;
-        string id = await StartMigrationAsync(a, b, name, strategy, "20Mbit");
-        await WaitPhaseAsync(a, id, "postcopy");
+        string id = await VerifyMigrations.StartMigrationAsync(a, b, name, strategy, "20Mbit");
+        await VerifyMigrations.WaitPhaseAsync(a, id, "postcopy");
 
         await b.SignalAsync("STOP");
         (TimeSpan stallShown, TimeSpan detected, TimeSpan? polledDuringStall) = await WatchSourceAsync(a, id);
@@ -69,7 +65,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         Assert.True(done.Phase == "completed", $"{done.Report?.Error}\nA: {a.Log}\nB: {b.Log}");
         Assert.NotEmpty(done.Report!.Liveness!.Interruptions);
         Assert.All(done.Report.Liveness.Interruptions, i => Assert.NotNull(i.RecoveredAfterMs));
-        await AssertDigestAsync(b, name);
+        await VerifyMigrations.AssertDigestAsync(b, name);
     }
 
     [Fact]
@@ -86,7 +82,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         await a.SignalAsync("CONT");
         MigrationStatus done = await Api.WaitMigrationAsync(a.Api, id, Long);
         Assert.True(done.Phase == "completed", $"{done.Report?.Error}\nA: {a.Log}\nB: {b.Log}");
-        await AssertDigestAsync(b, name);
+        await VerifyMigrations.AssertDigestAsync(b, name);
     }
 
     [Fact]
@@ -137,7 +133,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
             }
 
             Assert.NotEqual("failed", atB.State);
-            await AssertDigestAsync(b, name);
+            await VerifyMigrations.AssertDigestAsync(b, name);
             var until = Stopwatch.StartNew();
             while (Directory.GetFiles(Path.Combine(stateDir, "pages"), "*.pages").Length > 0 && until.Elapsed < TimeSpan.FromSeconds(30))
             {
@@ -160,8 +156,8 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         await using HostProcess b = await StartHostAsync("B");
         const string name = "stopped-before";
         // It must still run when the migration has failed: no stop in sight.
-        string id = await StartMigrationAsync(a, b, name, "precopy", "20Mbit", guest: "dirty", config: "size_mib=16,rate=0", stopAt: 1_000_000_000_000);
-        await WaitPhaseAsync(a, id, "livecopy");
+        string id = await VerifyMigrations.StartMigrationAsync(a, b, name, "precopy", "20Mbit", guest: "dirty", config: "size_mib=16,rate=0", stopAt: 1_000_000_000_000);
+        await VerifyMigrations.WaitPhaseAsync(a, id, "livecopy");
 
         await b.SignalAsync("STOP");
         var stopped = Stopwatch.StartNew();
@@ -197,8 +193,8 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
     /// </summary>
     private async Task<(string Id, VmStatus Waiting)> SignalSourceAfterSwitchoverAsync(HostProcess a, HostProcess b, string name, string signal)
     {
-        string id = await StartMigrationAsync(a, b, name, "postcopy", "20Mbit");
-        await WaitPhaseAsync(a, id, "postcopy");
+        string id = await VerifyMigrations.StartMigrationAsync(a, b, name, "postcopy", "20Mbit");
+        await VerifyMigrations.WaitPhaseAsync(a, id, "postcopy");
         await a.SignalAsync(signal);
         var signalled = Stopwatch.StartNew();
         VmStatus waiting = await Api.WaitAsync(b.Api, name, s => s.WaitingOnNetwork, Long);
@@ -206,48 +202,6 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         Assert.InRange(signalled.Elapsed, TimeSpan.Zero, Deadline + Slack);
         Assert.Matches("[0-9]+ pages not yet here", waiting.Detail);
         return (id, waiting);
-    }
-
-    private async Task<string> StartMigrationAsync(HostProcess a, HostProcess b, string name, string strategy, string bandwidth, string guest = Guest, string config = Config,
-        ulong stopAt = StopAt)
-    {
-        (int exit, _, string stderr) = await Ferry.RunTextAsync(Long, "vm", "start", guest, "--host", a.Api, "--name", name,
-            "--memory", "64M", "--icount", "--stop-at", stopAt.ToString(), "--config", config);
-        Assert.True(exit == 0, stderr);
-        await Api.WaitAsync(a.Api, name, s => s.InstructionsRetired >= 200_000_000 || s.State != "running", Long);
-        using HttpResponseMessage prepared = await Api.PostAsync(b.Api, "/v1/incoming", new IncomingRequest { Name = name, MemoryBytes = 64UL << 20, Icount = true });
-        prepared.EnsureSuccessStatusCode();
-        IncomingResponse slot = (await prepared.Content.ReadFromJsonAsync<IncomingResponse>(ApiJson.Options))!;
-        using HttpResponseMessage started = await Api.PostAsync(a.Api, $"/v1/vms/{name}/migrate", new MigrateRequest
-        {
-            Destination = slot.DataEndpoint,
-            Token = slot.Token,
-            Strategy = strategy,
-            Bandwidth = bandwidth,
-            DowntimeLimitMs = 1,
-        });
-        Assert.True(started.IsSuccessStatusCode, await started.Content.ReadAsStringAsync());
-        return (await started.Content.ReadFromJsonAsync<MigrateResponse>(ApiJson.Options))!.Id;
-    }
-
-    private static async Task WaitPhaseAsync(HostProcess a, string id, string phase)
-    {
-        var watch = Stopwatch.StartNew();
-        string last = "";
-        while (watch.Elapsed < Long)
-        {
-            MigrationStatus s = await Api.MigrationAsync(a.Api, id);
-            if (s.Phase == phase)
-            {
-                return;
-            }
-
-            Assert.False(s.Done, $"the migration ended ({s.Phase}: {s.Report?.Error}) before reaching {phase}");
-            last = s.Phase;
-            await Task.Delay(10);
-        }
-
-        Assert.Fail($"no {phase} phase (still {last})\n{a.Log}");
     }
 
     /// <summary>
@@ -288,22 +242,6 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         throw new TimeoutException("no recovery");
     }
 
-    private static async Task AssertDigestAsync(HostProcess b, string name)
-    {
-        VmStatus atB = await Api.WaitAsync(b.Api, name, s => s.State != "running" && s.State != "incoming" && s.Digest is not null, Long);
-        Assert.Equal(StopAt, atB.InstructionsRetired);
-        Assert.Equal(await Reference.Value, atB.Digest);
-    }
-
-    private static async Task<string> ReferenceAsync()
-    {
-        (int exit, byte[] stdout, string stderr) = await Ferry.RunAsync(Long, "run", Guest, "--memory", "64M", "--icount", "--no-idle-sleep",
-            "--max-instructions", StopAt.ToString(), "--config", Config, "--digest");
-        Assert.True(exit == 0, stderr);
-        string text = Encoding.ASCII.GetString(stdout);
-        int at = text.LastIndexOf("digest: ", StringComparison.Ordinal);
-        return text[(at + 8)..].Trim();
-    }
 }
 
 [CollectionDefinition("liveness", DisableParallelization = true)]
