@@ -44,6 +44,22 @@ public class PageFileTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void The_directory_of_a_page_file_is_fsynced_and_a_missing_one_is_reported()
+    {
+        string dir = TempDir();
+        Directory.CreateDirectory(dir);
+        try
+        {
+            Assert.True(DirectorySync.Sync(dir), "a directory's entries are made durable on Linux");
+            Assert.False(DirectorySync.Sync(Path.Combine(dir, "absent")));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void A_page_file_written_while_the_vm_writes_its_pages_reads_back_whole()
     {
         // The live part of the file is written while the VM runs: a page may change while it

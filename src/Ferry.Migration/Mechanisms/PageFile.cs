@@ -11,7 +11,7 @@ namespace Ferry.Migration.Mechanisms;
 /// <summary>
 /// The source's durable copy of the pages a post-copy (or hybrid) migration still owes at the
 /// switchover, written while the VM still runs (then, in the pause, what it dirtied since) and
-/// fsync'd before the switchover state is sent, so that a source agent
+/// fsync'd (and its directory entry) before the switchover state is sent, so that a source agent
 /// killed after the switchover can be restarted (same state directory) and serve them: the
 /// destination's VM then survives the crash with its exact memory.
 /// <para>Format (little-endian): magic "FERRYPGF", u16 version, token (32 bytes), strings (u16
@@ -124,8 +124,10 @@ public sealed record PageFile
         _file.Dispose();
         _file = null;
 
-        // The rename makes the file whole or absent: a crash while writing leaves only the .tmp.
+        // The rename makes the file whole or absent: a crash while writing leaves only the .tmp;
+        // the directory's fsync makes the rename itself survive a power loss.
         File.Move(_temporary!, _final!, overwrite: true);
+        DirectorySync.Sync(System.IO.Path.GetDirectoryName(_final!)!);
         Path = _final;
         return (_final!, bytes);
     }
