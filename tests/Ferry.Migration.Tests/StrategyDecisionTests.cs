@@ -174,7 +174,10 @@ public class StrategyDecisionTests
                 Assert.Single(r.Decisions);
                 Assert.True(d.DirtyPagesPerSecond >= AutoShare * d.LinkPagesPerSecond, d.Reason);
                 Assert.Equal(0, r.PrecopyRounds);
-                Assert.Equal(0, r.Bytes.Live);
+
+                // The watch's 10 ms carried round 0's head (the link's rate for that long, and one
+                // batch more at most): watching cost no time, and what went stays delivered.
+                Assert.InRange(r.Bytes.Live, 1, (long)(50e6 * 0.010) + (64 * 4200));
             }
 
             Assert.Equal(231, r.WorkingSet!.BudgetPages); // the default 20 ms limit less the 1 ms reserve, at 50 MB/s

@@ -193,12 +193,19 @@ internal sealed class AutoPolicy : StrategyPolicy
 
     public override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
     {
+        // The watch costs no time: memory goes out (round 0's head, in page order) while the
+        // guest's dirtying is measured, until the sample's time is up or everything went. What
+        // went is delivered either way: the hybrid treats it as a partial live pass, pre-copy's
+        // round 0 goes on with the rest.
         double? link = context.LinkPagesPerSecond();
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
         await context.CollectDirtyAsync().ConfigureAwait(false);
-        await Task.Delay(DirtySample(context.Memory.Populated.PopCount(), link), cancellation).ConfigureAwait(false);
+        TimeSpan sample = DirtySample(context.Memory.Populated.PopCount(), link);
+        PageBitmap head = context.Undelivered();
+        await context.Sender.SendUntilAsync(head, PagePhase.Live, start + (long)(sample.TotalSeconds * System.Diagnostics.Stopwatch.Frequency), cancellation).ConfigureAwait(false);
+        context.MarkDelivered(head);
         int dirtied = (await context.CollectDirtyAsync().ConfigureAwait(false)).PopCount();
-        double dirtyRate = dirtied / System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        double dirtyRate = dirtied / Math.Max(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds, 1e-3);
         if (link is double r && dirtyRate >= MaxPrecopyDirtyShare * r)
         {
             Decide(context, "hybrid", $"the guest dirties {dirtyRate:0} pages/s, {100 * dirtyRate / r:0.#}% of the link's {r:0}: pre-copy would send at least {1 / (1 - MaxPrecopyDirtyShare):0.##} times its memory, or never converge", dirtyRate, r, null);
