@@ -128,7 +128,7 @@ public sealed class WorkingSetEstimator
             ReadOnlySpan<ulong> words = candidates.Words;
             for (int w = 0; w < words.Length; w++)
             {
-                for (ulong bits = words[w]; bits != 0; bits &= bits - 1)
+                for (ulong bits = Quiet(w) ? 0 : words[w]; bits != 0; bits &= bits - 1)
                 {
                     int rank = Rank(_history[(w << 6) + BitOperations.TrailingZeroCount(bits)], mask, minHits);
                     if (rank >= 0)
@@ -161,7 +161,7 @@ public sealed class WorkingSetEstimator
             // Pass 2: every eligible page above the cut, and the first atCut pages at it.
             for (int w = 0; w < words.Length; w++)
             {
-                for (ulong bits = words[w]; bits != 0; bits &= bits - 1)
+                for (ulong bits = Quiet(w) ? 0 : words[w]; bits != 0; bits &= bits - 1)
                 {
                     int page = (w << 6) + BitOperations.TrailingZeroCount(bits);
                     int rank = Rank(_history[page], mask, minHits);
@@ -174,6 +174,19 @@ public sealed class WorkingSetEstimator
         }
 
         return selected;
+    }
+
+    /// <summary>True when none of the 64 pages of bitmap word <paramref name="word"/> was touched in any recorded window (eight history bytes at a time).</summary>
+    private bool Quiet(int word)
+    {
+        int first = word << 6;
+        if (first + 64 > _history.Length)
+        {
+            return false; // the tail: page by page
+        }
+
+        ReadOnlySpan<ulong> h = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(_history.AsSpan(first, 64));
+        return (h[0] | h[1] | h[2] | h[3] | h[4] | h[5] | h[6] | h[7]) == 0;
     }
 
     /// <summary>Ranks: hits (0..8) major, recency (0..255) minor.</summary>
