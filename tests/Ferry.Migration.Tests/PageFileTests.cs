@@ -14,7 +14,7 @@ public class PageFileTests(ITestOutputHelper output)
 {
     private static string TempDir() => Path.Combine(Path.GetTempPath(), $"ferry-pagefile-{Environment.ProcessId}-{Guid.NewGuid():N}");
 
-    private static (PageFile File, string Path, VirtMachine Source, PageBitmap Pages) WriteSample(string dir)
+    private static (PageFile File, string Path, VirtMachine Source, PageBitmap Pages) WriteSample(string dir, StrategyKind strategy = StrategyKind.PostCopy)
     {
         var machine = new VirtMachine(new MachineConfig { MemorySize = 4UL << 20, Icount = true });
         var pages = new PageBitmap(machine.Memory.PageCount);
@@ -35,7 +35,7 @@ public class PageFileTests(ITestOutputHelper output)
             VmName = "vm1",
             MigrationId = "m1-vm1",
             Machine = machine.Config,
-            Strategy = StrategyKind.PostCopy,
+            Strategy = strategy,
             StopAt = 123,
             PeerTimeoutMs = 2000,
         };
@@ -123,13 +123,16 @@ public class PageFileTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public void A_page_file_reads_back_every_field_and_exactly_its_pages()
+    [Theory]
+    [InlineData(StrategyKind.PostCopy)]
+    [InlineData(StrategyKind.Hybrid)]
+    [InlineData(StrategyKind.Auto)] // the default strategy: an auto migration that went hybrid owes pages too
+    public void A_page_file_reads_back_every_field_and_exactly_its_pages(StrategyKind strategy)
     {
         string dir = TempDir();
         try
         {
-            (PageFile written, string path, VirtMachine source, PageBitmap pages) = WriteSample(dir);
+            (PageFile written, string path, VirtMachine source, PageBitmap pages) = WriteSample(dir, strategy);
             using (source)
             {
                 Assert.Equal([path], PageFile.Find(dir));
@@ -138,7 +141,7 @@ public class PageFileTests(ITestOutputHelper output)
                 using (machine)
                 {
                     Assert.Equal(written.Token, read.Token);
-                    Assert.Equal(("127.0.0.1:7710", "vm1", "m1-vm1", StrategyKind.PostCopy, 123UL, 2000U), (read.Destination, read.VmName, read.MigrationId, read.Strategy, read.StopAt, read.PeerTimeoutMs));
+                    Assert.Equal(("127.0.0.1:7710", "vm1", "m1-vm1", strategy, 123UL, 2000U), (read.Destination, read.VmName, read.MigrationId, read.Strategy, read.StopAt, read.PeerTimeoutMs));
                     Assert.Equal(source.Config.MemorySize, read.Machine.MemorySize);
                     Assert.Equal((written.MemoryDigest, written.NonZeroPages), (read.MemoryDigest, read.NonZeroPages));
                     Assert.Equal(pages.Words.ToArray(), read.Pages!.Words.ToArray());
