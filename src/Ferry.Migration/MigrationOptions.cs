@@ -115,20 +115,6 @@ public sealed record MigrationOptions
     /// <summary>Pages per Pages frame.</summary>
     public int BatchPages { get; init; } = 32;
 
-    /// <summary>Hybrid, and auto (which may go hybrid): working set in the pause, locality windows, fault-neighbourhood push.</summary>
-    public bool HybridMechanisms => Strategy is StrategyKind.Hybrid or StrategyKind.Auto;
-
-    /// <summary>The effective locality window: exact-page faults for post-copy, the window for hybrid.</summary>
-    public int EffectiveLocality => HybridMechanisms ? Math.Max(1, LocalityPages) : 1;
-
-    /// <summary>Live passes apply to post-copy and hybrid; pre-copy's rounds are its own.</summary>
-    public int EffectiveLivePasses => Strategy is StrategyKind.PreCopy or StrategyKind.Auto ? 0 : LivePasses;
-
-    public bool EffectiveLocalityAdaptive => HybridMechanisms && LocalityAdaptive;
-
-    public PushOrder EffectivePushOrder => PushOrder != PushOrder.Default ? PushOrder
-        : HybridMechanisms ? PushOrder.FaultNeighbourhoodThenRecency : PushOrder.Linear;
-
     /// <summary>The pause the working set may cost: <see cref="WorkingSetMaxPause"/> if given, else the downtime limit.</summary>
     public TimeSpan PauseBudget => WorkingSetMaxPause ?? DowntimeLimit;
 

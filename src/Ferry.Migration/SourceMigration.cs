@@ -165,6 +165,8 @@ public sealed class SourceMigration
     /// <summary>One execution: the state of a migration in flight.</summary>
     private sealed class Run(SourceMigration owner)
     {
+        /// <summary>The strategy: what is sent live and in the pause, and the knobs that depend on it.</summary>
+        private readonly StrategyPolicy _policy = StrategyPolicy.For(owner._options.Strategy);
         private readonly long _start = Stopwatch.GetTimestamp();
         private readonly DateTimeOffset _startedAt = DateTimeOffset.UtcNow;
         private readonly List<TimelinePoint> _timeline = [];
@@ -219,7 +221,7 @@ public sealed class SourceMigration
         {
             GuestMemory memory = Vm.Machine.Memory;
             var shaper = new LinkShaper(Options.BandwidthBitsPerSecond);
-            StrategyPolicy policy = StrategyPolicy.For(Options.Strategy);
+            StrategyPolicy policy = _policy;
             owner.Progress.Phase = SourcePhase.Connecting;
 
             // Handshake: main connection, then the fault connection. Nothing touches the VM yet.
@@ -313,7 +315,7 @@ public sealed class SourceMigration
                 throw new InvalidOperationException($"pre-copy left {remainingCount} pages undelivered at switchover");
             }
 
-            var queue = new PushQueue(remaining, Options.EffectivePushOrder, Options.FaultNeighbourhoodPages);
+            var queue = new PushQueue(remaining, _policy.PushOrderFor(Options), Options.FaultNeighbourhoodPages);
             _faultServer.Start(queue);
 
             Machine.State.MachineState state = Vm.Machine.SaveState();
@@ -591,7 +593,7 @@ public sealed class SourceMigration
                         _downtimeMethod = "recovered";
                     }
 
-                    _queue = new PushQueue(absent, Options.EffectivePushOrder, Options.FaultNeighbourhoodPages);
+                    _queue = new PushQueue(absent, _policy.PushOrderFor(Options), Options.FaultNeighbourhoodPages);
                     _queueFrom = absent;
                     _faultServer = new FaultServer(_fault!, Vm.Machine.Memory, _books!, Options.Compress);
                     _fault!.EnterKernelBlockingMode();
@@ -686,8 +688,8 @@ public sealed class SourceMigration
                 Machine = Vm.Machine.Config,
                 Strategy = Options.Strategy,
                 StopAt = Vm.StopAt,
-                LocalityPages = (ushort)Options.EffectiveLocality,
-                LocalityAdaptive = Options.EffectiveLocalityAdaptive,
+                LocalityPages = (ushort)_policy.Locality(Options),
+                LocalityAdaptive = _policy.LocalityAdaptive(Options),
                 PeerTimeoutMs = (uint)Options.PeerTimeout.TotalMilliseconds,
                 Resume = resume,
             };
@@ -891,8 +893,8 @@ public sealed class SourceMigration
                 Error = error,
                 VmLocation = location,
                 Options = new OptionsReport(o.BandwidthBitsPerSecond, o.DowntimeLimit.TotalMilliseconds, o.MaxRounds, o.MaxLiveTime.TotalMilliseconds,
-                    o.EffectiveLocality, o.EffectiveLocalityAdaptive, o.WorkingSetWindows, o.WorkingSetMinHits, (Vm.WorkingSet?.Window ?? TimeSpan.FromMilliseconds(100)).TotalMilliseconds,
-                    o.EffectiveWorkingSetCap, o.WorkingSetPresend, o.EffectiveLivePasses, o.EffectivePushOrder.ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
+                    _policy.Locality(o), _policy.LocalityAdaptive(o), o.WorkingSetWindows, o.WorkingSetMinHits, (Vm.WorkingSet?.Window ?? TimeSpan.FromMilliseconds(100)).TotalMilliseconds,
+                    o.EffectiveWorkingSetCap, o.WorkingSetPresend, _policy.LivePasses(o), _policy.PushOrderFor(o).ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
                 StartedAt = _startedAt,
                 TotalTimeMs = total,
                 SetupTimeMs = Ms(_setupEnd),
@@ -918,7 +920,7 @@ public sealed class SourceMigration
                 },
                 PagesArrived = new ArrivalReport(d.PagesLive, d.PagesPause, d.PagesFault, d.PagesPrefetch, d.PagesPush),
                 Prefetch = new PrefetchReport(prefetched, d.PrefetchHits, prefetched - d.PrefetchHits),
-                WorkingSet = o.HybridMechanisms && _context is not null
+                WorkingSet = _policy.HybridMechanisms && _context is not null
                     ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed, _context.WorkingSetBudgetPages, _context.PausePagesDeferred)
                     : null,
                 Decisions = _context?.Decisions ?? [],
@@ -970,20 +972,7 @@ public sealed class SourceMigration
             => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
     }
 
-    public static string StrategyName(StrategyKind kind) => kind switch
-    {
-        StrategyKind.PreCopy => "precopy",
-        StrategyKind.PostCopy => "postcopy",
-        StrategyKind.Auto => "auto",
-        _ => "hybrid",
-    };
+    public static string StrategyName(StrategyKind kind) => StrategyPolicy.NameOf(kind);
 
-    public static StrategyKind ParseStrategy(string name) => name.Trim().ToLowerInvariant() switch
-    {
-        "precopy" or "pre-copy" => StrategyKind.PreCopy,
-        "postcopy" or "post-copy" => StrategyKind.PostCopy,
-        "hybrid" => StrategyKind.Hybrid,
-        "auto" => StrategyKind.Auto,
-        _ => throw new ArgumentException($"unknown strategy '{name}' (auto, precopy, postcopy, hybrid)"),
-    };
+    public static StrategyKind ParseStrategy(string name) => StrategyPolicy.Parse(name);
 }

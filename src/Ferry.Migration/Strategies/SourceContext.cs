@@ -111,10 +111,10 @@ internal sealed class SourceContext
     /// first sends every populated page, each later one what the previous one saw dirtied), so
     /// that the VM resumes at the destination with fewer pages absent. None by default.
     /// </summary>
-    public async Task LivePassesAsync(CancellationToken cancellation)
+    public async Task LivePassesAsync(int passes, CancellationToken cancellation)
     {
         PageBitmap toSend = Undelivered();
-        for (int pass = 0; pass < Options.EffectiveLivePasses; pass++)
+        for (int pass = 0; pass < passes; pass++)
         {
             (toSend, _) = await SendRoundAsync(pass, toSend, cancellation).ConfigureAwait(false);
         }

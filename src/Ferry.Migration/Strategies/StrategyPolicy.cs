@@ -14,6 +14,29 @@ internal abstract class StrategyPolicy
 {
     public abstract StrategyKind Kind { get; }
 
+    /// <summary>The strategy's name in the CLI, the API and reports (precopy, postcopy, hybrid, auto).</summary>
+    public abstract string Name { get; }
+
+    /// <summary>
+    /// The hybrid's post-switchover mechanisms: a fault brings its locality window (adaptive by
+    /// default) and the push serves fault neighbourhoods and recently used pages first; without
+    /// them a fault brings its page alone and the push is linear.
+    /// </summary>
+    public virtual bool HybridMechanisms => false;
+
+    /// <summary>Pages a fault brings: the page alone, or the hybrid's window (<see cref="MigrationOptions.LocalityPages"/>).</summary>
+    public int Locality(MigrationOptions options) => HybridMechanisms ? Math.Max(1, options.LocalityPages) : 1;
+
+    /// <summary>Whether the destination adapts the locality window to how faults run.</summary>
+    public bool LocalityAdaptive(MigrationOptions options) => HybridMechanisms && options.LocalityAdaptive;
+
+    /// <summary>Passes over memory while the VM runs, before the pause (post-copy and hybrid: <see cref="MigrationOptions.LivePasses"/>; pre-copy has rounds of its own).</summary>
+    public virtual int LivePasses(MigrationOptions options) => options.LivePasses;
+
+    /// <summary>The push's order after the resume: the one asked for, else the strategy's own.</summary>
+    public PushOrder PushOrderFor(MigrationOptions options) => options.PushOrder != PushOrder.Default ? options.PushOrder
+        : HybridMechanisms ? PushOrder.FaultNeighbourhoodThenRecency : PushOrder.Linear;
+
     /// <summary>True if the destination resumes with pages still absent (post-copy phase follows).</summary>
     public abstract bool ResumesBeforeAllPages { get; }
 
@@ -37,6 +60,26 @@ internal abstract class StrategyPolicy
         StrategyKind.Auto => new AutoPolicy(),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
+
+    /// <summary>Every strategy, in the order the CLI lists them.</summary>
+    public static readonly StrategyKind[] All = [StrategyKind.Auto, StrategyKind.PreCopy, StrategyKind.PostCopy, StrategyKind.Hybrid];
+
+    public static string NameOf(StrategyKind kind) => For(kind).Name;
+
+    /// <summary>A strategy by name (also pre-copy and post-copy); an unknown name is an <see cref="ArgumentException"/> listing the known ones.</summary>
+    public static StrategyKind Parse(string name)
+    {
+        string n = name.Trim().ToLowerInvariant().Replace("-", "", StringComparison.Ordinal);
+        foreach (StrategyKind kind in All)
+        {
+            if (NameOf(kind) == n)
+            {
+                return kind;
+            }
+        }
+
+        throw new ArgumentException($"unknown strategy '{name}' ({string.Join(", ", All.Select(NameOf))})");
+    }
 
     /// <summary>
     /// Pre-copy's rounds: round 0 sends every page not yet delivered, each later round what the
@@ -100,7 +143,11 @@ internal sealed class PreCopyPolicy : StrategyPolicy
 {
     public override StrategyKind Kind => StrategyKind.PreCopy;
 
+    public override string Name => "precopy";
+
     public override bool ResumesBeforeAllPages => false;
+
+    public override int LivePasses(MigrationOptions options) => 0;
 
     /// <summary>Rounds until the rest fits the downtime limit; out of rounds or time, the pause sends the rest whatever it costs (stop-and-copy).</summary>
     public override Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => RunRoundsAsync(context, stopWhenNotShrinking: false, cancellation);
@@ -113,9 +160,11 @@ internal sealed class PostCopyPolicy : StrategyPolicy
 {
     public override StrategyKind Kind => StrategyKind.PostCopy;
 
+    public override string Name => "postcopy";
+
     public override bool ResumesBeforeAllPages => true;
 
-    public override Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => context.LivePassesAsync(cancellation);
+    public override Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => context.LivePassesAsync(LivePasses(context.Options), cancellation);
 
     public override PageBitmap SelectPausePages(SourceContext context) => new(context.Memory.PageCount);
 }
@@ -130,13 +179,17 @@ internal sealed class HybridPolicy : StrategyPolicy
 {
     public override StrategyKind Kind => StrategyKind.Hybrid;
 
+    public override string Name => "hybrid";
+
     public override bool ResumesBeforeAllPages => true;
 
     public override bool UsesWorkingSet => true;
 
+    public override bool HybridMechanisms => true;
+
     public override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
     {
-        await context.LivePassesAsync(cancellation).ConfigureAwait(false);
+        await context.LivePassesAsync(LivePasses(context.Options), cancellation).ConfigureAwait(false);
         if (!context.Options.WorkingSetPresend)
         {
             return;
@@ -187,9 +240,17 @@ internal sealed class AutoPolicy : StrategyPolicy
 
     public override StrategyKind Kind => StrategyKind.Auto;
 
+    public override string Name => "auto";
+
     public override bool ResumesBeforeAllPages => _hybrid;
 
     public override bool UsesWorkingSet => true;
+
+    /// <summary>Auto may go hybrid at any point, so the destination is set up for the hybrid's faults and push from the start.</summary>
+    public override bool HybridMechanisms => true;
+
+    /// <summary>Auto's live phase is pre-copy's rounds (or its watch): no passes of its own.</summary>
+    public override int LivePasses(MigrationOptions options) => 0;
 
     public override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
     {
@@ -198,8 +259,8 @@ internal sealed class AutoPolicy : StrategyPolicy
         // went is delivered either way: the hybrid treats it as a partial live pass, pre-copy's
         // round 0 goes on with the rest.
         double? link = context.LinkPagesPerSecond();
+        await context.CollectDirtyAsync().ConfigureAwait(false); // the dirty log counts from here
         long start = System.Diagnostics.Stopwatch.GetTimestamp();
-        await context.CollectDirtyAsync().ConfigureAwait(false);
         TimeSpan sample = DirtySample(context.Memory.Populated.PopCount(), link);
         PageBitmap head = context.Undelivered();
         await context.Sender.SendUntilAsync(head, PagePhase.Live, start + (long)(sample.TotalSeconds * System.Diagnostics.Stopwatch.Frequency), cancellation).ConfigureAwait(false);
