@@ -136,6 +136,16 @@ public sealed class KvClientTests
     }
 
     [Fact]
+    public void The_gap_within_a_window_ignores_longer_gaps_outside_it()
+    {
+        // A 40 ms gap at 10..50 (a host hiccup), then a 20 ms one at 60..80 (the move, 55..85).
+        KvClientResult r = Result(S(0, 10), S(40, 10), S(55, 5), S(60, 20), S(80, 1));
+        Assert.Equal(new ReplyGap(40, 10), r.LongestGap);
+        Assert.Equal(new ReplyGap(20, 60), r.LongestGapWithin(55, 85));
+        Assert.Equal(new ReplyGap(40, 10), r.LongestGapWithin(45, 46));   // the gap that spans the window
+    }
+
+    [Fact]
     public void Unanswered_requests_fail_and_the_gap_runs_to_the_end_of_the_drain()
     {
         KvClientResult r = Result(S(0, 1), S(10, 1), S(20, null, "no reply"), S(30, null, "no reply"));

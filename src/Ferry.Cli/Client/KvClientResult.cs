@@ -59,40 +59,43 @@ public sealed class KvClientResult(KvClientOptions options, DateTimeOffset start
     /// timeout) when requests went unanswered. A healthy server's figure is about one request
     /// interval (1 / rate) plus jitter.
     /// </summary>
-    public ReplyGap LongestGap
+    public ReplyGap LongestGap => LongestGapWithin(double.NegativeInfinity, double.PositiveInfinity);
+
+    /// <summary>
+    /// <see cref="LongestGap"/> among the intervals that overlap [<paramref name="fromMs"/>,
+    /// <paramref name="toMs"/>] (e.g. a migration: its outage, not a hiccup of the host long before it).
+    /// </summary>
+    public ReplyGap LongestGapWithin(double fromMs, double toMs)
     {
-        get
+        if (Samples.Count == 0)
         {
-            if (Samples.Count == 0)
-            {
-                return new ReplyGap(0, 0);
-            }
-
-            double[] replies = [.. Samples.Where(s => s.Answered).Select(s => s.RepliedMs)];
-            Array.Sort(replies);
-            double previous = Samples[0].SentMs;
-            var best = new ReplyGap(0, previous);
-            foreach (double r in replies)
-            {
-                if (r - previous > best.Ms)
-                {
-                    best = new ReplyGap(r - previous, previous);
-                }
-
-                previous = r;
-            }
-
-            if (Samples.Any(s => !s.Answered))
-            {
-                double end = Samples.Max(s => s.SentMs) + Options.DrainTimeout.TotalMilliseconds;
-                if (end - previous > best.Ms)
-                {
-                    best = new ReplyGap(end - previous, previous);
-                }
-            }
-
-            return best;
+            return new ReplyGap(0, 0);
         }
+
+        double[] replies = [.. Samples.Where(s => s.Answered).Select(s => s.RepliedMs)];
+        Array.Sort(replies);
+        double previous = Samples[0].SentMs;
+        var best = new ReplyGap(0, previous);
+        void Consider(double next)
+        {
+            if (next - previous > best.Ms && next >= fromMs && previous <= toMs)
+            {
+                best = new ReplyGap(next - previous, previous);
+            }
+        }
+
+        foreach (double r in replies)
+        {
+            Consider(r);
+            previous = r;
+        }
+
+        if (Samples.Any(s => !s.Answered))
+        {
+            Consider(Samples.Max(s => s.SentMs) + Options.DrainTimeout.TotalMilliseconds);
+        }
+
+        return best;
     }
 
     /// <summary>Percentiles of the requests sent before <paramref name="fromMs"/>, between it and <paramref name="toMs"/>, and after (ms from the start).</summary>
