@@ -18,9 +18,9 @@ public sealed class NetworkFactAttribute : FactAttribute
 /// </summary>
 public sealed class KvserverMigrationTests
 {
-    private static QemuMigrationSpec Spec(string strategy)
+    private static QemuMigrationSpec Spec(string strategy, NetworkGuest guest)
     {
-        LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, $"{LinuxBoot.DefaultCommandLine} {HostBridge.KernelIpArgument}", null, "workload=kvserver");
+        LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, $"{LinuxBoot.DefaultCommandLine} {guest.KernelIpArgument}", null, "workload=kvserver");
         return new QemuMigrationSpec("linux-kvserver", [], 64UL << 20, strategy, 1_000_000_000, TimeSpan.FromMilliseconds(20), TimeSpan.FromSeconds(1.5), TimeSpan.FromSeconds(30))
         {
             Linux = new QemuLinuxGuest(LinuxBoot.ReadKernelImage(files.Kernel, files.KernelName), files.Initrd!, files.CommandLine),
@@ -28,15 +28,16 @@ public sealed class KvserverMigrationTests
     }
 
     [NetworkFact]
-    public Task Client_connections_survive_a_QEMU_precopy_migration() => SurvivesAsync("precopy");
+    public Task Client_connections_survive_a_QEMU_precopy_migration() => SurvivesAsync("precopy", NetworkGuest.For(21));
 
     [NetworkFact]
-    public Task Client_connections_survive_a_QEMU_postcopy_migration() => SurvivesAsync("postcopy");
+    public Task Client_connections_survive_a_QEMU_postcopy_migration() => SurvivesAsync("postcopy", NetworkGuest.For(22));
 
-    private static async Task SurvivesAsync(string strategy)
+    // Addresses of their own (not the bench's 10.77.0.2): other networked tests may be on the bridge at the same time.
+    private static async Task SurvivesAsync(string strategy, NetworkGuest guest)
     {
         await HostBridge.EnsureAsync(CancellationToken.None);
-        (QemuRunResult q, KvClientResult? client) = await BenchClient.RunQemuAsync(Spec(strategy), CancellationToken.None);
+        (QemuRunResult q, KvClientResult? client) = await BenchClient.RunQemuAsync(Spec(strategy, guest), guest, CancellationToken.None);
 
         Assert.True(q.Completed, q.Error + " " + q.DestinationConsoleTail);
         Assert.NotNull(client);

@@ -23,10 +23,14 @@ internal sealed class BenchClient : IDisposable
     private Task<KvClientResult>? _run;
     private Task<KvClientResult?>? _stopped;
 
+    private readonly NetworkGuest _guest;
+
+    public BenchClient(NetworkGuest guest) => _guest = guest;
+
     /// <summary>Starts sending (returns at once); a connection failure shows in <see cref="StopAsync"/>.</summary>
     public Task StartAsync(CancellationToken ct)
     {
-        var options = new KvClientOptions(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(HostBridge.GuestAddress), HostBridge.ServicePort),
+        var options = new KvClientOptions(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(_guest.Address), HostBridge.ServicePort),
             Rate, Connections, TimeSpan.FromMinutes(5));
         _run = KvClient.RunAsync(options, _stop.Token, ct);
         return Task.CompletedTask;
@@ -79,12 +83,13 @@ internal sealed class BenchClient : IDisposable
     /// devices on both sides (a raw disk both open, a network card with the same MAC), each QEMU
     /// on its own TAP on the bridge; the client runs from the service's start (the warm-up is
     /// "before") through the move to <see cref="After"/> past its completion, and stops before
-    /// the QEMUs do. The bridge must exist (<see cref="HostBridge.EnsureAsync"/>).
+    /// the QEMUs do. The bridge must exist (<see cref="HostBridge.EnsureAsync"/>), and the
+    /// spec's kernel command line must give the guest <paramref name="guest"/>'s address.
     /// </summary>
-    public static async Task<(QemuRunResult Qemu, KvClientResult? Client)> RunQemuAsync(QemuMigrationSpec spec, CancellationToken ct)
+    public static async Task<(QemuRunResult Qemu, KvClientResult? Client)> RunQemuAsync(QemuMigrationSpec spec, NetworkGuest guest, CancellationToken ct)
     {
         DirectoryInfo dir = Directory.CreateTempSubdirectory("ferry-net-");
-        using var client = new BenchClient();
+        using var client = new BenchClient(guest);
         try
         {
             string ifup = HostBridge.WriteQemuIfup(dir.FullName);
@@ -97,8 +102,8 @@ internal sealed class BenchClient : IDisposable
             int n = Interlocked.Increment(ref _qemuRuns);
             QemuRunResult q = await QemuMigration.RunAsync(spec with
             {
-                SourceArgs = HostBridge.QemuDevices(HostBridge.TapName("fqs", n), ifup, disk),
-                DestinationArgs = HostBridge.QemuDevices(HostBridge.TapName("fqd", n), ifup, disk),
+                SourceArgs = HostBridge.QemuDevices(guest, HostBridge.TapName("fqs", n), ifup, disk),
+                DestinationArgs = HostBridge.QemuDevices(guest, HostBridge.TapName("fqd", n), ifup, disk),
                 ServiceReadyLine = ListeningLine,
                 OnGuestReady = client.StartAsync,
                 RunAfter = After,

@@ -341,7 +341,7 @@ internal static class BenchCommand
         QemuLinuxGuest? linux = null;
         if (w.Linux)
         {
-            LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, w.Networked ? $"{LinuxBoot.DefaultCommandLine} {HostBridge.KernelIpArgument}" : null, null, w.Config);
+            LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, w.Networked ? $"{LinuxBoot.DefaultCommandLine} {NetworkGuest.Default.KernelIpArgument}" : null, null, w.Config);
             linux = new QemuLinuxGuest(LinuxBoot.ReadKernelImage(files.Kernel, files.KernelName), files.Initrd!, files.CommandLine);
         }
         else
@@ -363,7 +363,7 @@ internal static class BenchCommand
 
         try
         {
-            (QemuRunResult q, KvClientResult? c) = await BenchClient.RunQemuAsync(spec, ct);
+            (QemuRunResult q, KvClientResult? c) = await BenchClient.RunQemuAsync(spec, NetworkGuest.Default, ct);
             BenchRun run = QemuRun(s, w, strategy, repeat, q);
             DateTimeOffset now = DateTimeOffset.UtcNow;
             return c is null ? run : BenchClient.WithClient(run, c, q.Marks?.Started ?? now, q.Marks?.Stopped, q.Marks?.Resumed, q.Marks?.Completed ?? now);

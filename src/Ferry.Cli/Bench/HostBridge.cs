@@ -5,23 +5,16 @@ namespace Ferry.Cli.Bench;
 /// <summary>
 /// The host network of networked VMs (issue 12; the same as scripts/ferry-net.sh): the bridge
 /// <see cref="Name"/> with the host's address <see cref="HostAddress"/>/24, a TAP per VM
-/// enslaved to it, the guest at <see cref="GuestAddress"/> (from the kernel's ip= argument).
+/// enslaved to it, each guest at its own <see cref="NetworkGuest"/> address (from the kernel's ip= argument).
 /// A migrated VM's destination has its own TAP on the same bridge.
 /// </summary>
 internal static class HostBridge
 {
     public const string Name = "ferry0";
     public const string HostAddress = "10.77.0.1";
-    public const string GuestAddress = "10.77.0.2";
 
     /// <summary>The kvserver workload's port.</summary>
     public const int ServicePort = 7000;
-
-    /// <summary>The guest's MAC, fixed so that it is the same on both sides of a move.</summary>
-    public const string GuestMac = "52:54:00:77:00:02";
-
-    /// <summary>The kernel command-line argument that addresses the guest's eth0.</summary>
-    public static string KernelIpArgument => $"ip={GuestAddress}::{HostAddress}:255.255.255.0::eth0:off";
 
     /// <summary>Why networked VMs cannot run here, or null when they can.</summary>
     public static string? Unavailable()
@@ -80,11 +73,11 @@ internal static class HostBridge
         return path;
     }
 
-    /// <summary>QEMU's arguments for the guest's network card on TAP <paramref name="tap"/> and its disk <paramref name="disk"/>.</summary>
-    public static string[] QemuDevices(string tap, string ifup, string disk) =>
+    /// <summary>QEMU's arguments for <paramref name="guest"/>'s network card on TAP <paramref name="tap"/> and its disk <paramref name="disk"/>.</summary>
+    public static string[] QemuDevices(NetworkGuest guest, string tap, string ifup, string disk) =>
     [
         "-netdev", $"tap,id=n0,ifname={tap},script={ifup},downscript=no",
-        "-device", $"virtio-net-device,netdev=n0,mac={GuestMac}",
+        "-device", $"virtio-net-device,netdev=n0,mac={guest.Mac}",
         "-drive", $"file={disk},if=none,id=d0,format=raw",
         "-device", "virtio-blk-device,drive=d0",
     ];
@@ -95,4 +88,26 @@ internal static class HostBridge
         string name = string.Create(CultureInfo.InvariantCulture, $"{prefix}{Environment.ProcessId % 100000}x{n}");
         return name.Length <= 15 ? name : throw new ArgumentException($"TAP name '{name}' is longer than 15 characters");
     }
+}
+
+/// <summary>
+/// A guest's place on the bridge: its address (from the kernel's ip=) and its MAC, fixed so that
+/// they are the same on both sides of a move. Guests on the bridge at the same time need their
+/// own: tests that run beside the bench (or another helper's) take another host number.
+/// </summary>
+public sealed record NetworkGuest(string Address, string Mac)
+{
+    /// <summary>The agreed guest of issue 12: 10.77.0.2.</summary>
+    public static readonly NetworkGuest Default = For(2);
+
+    /// <summary>10.77.0.<paramref name="host"/> with MAC 52:54:00:77:00:(host in hex).</summary>
+    public static NetworkGuest For(int host)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(host, 2);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(host, 254);
+        return new NetworkGuest($"10.77.0.{host}", $"52:54:00:77:00:{host:x2}");
+    }
+
+    /// <summary>The kernel command-line argument that addresses the guest's eth0.</summary>
+    public string KernelIpArgument => $"ip={Address}::{HostBridge.HostAddress}:255.255.255.0::eth0:off";
 }

@@ -239,26 +239,31 @@ public static class QemuMigration
         }
         finally
         {
-            if (spec.BeforeShutdown is { } beforeShutdown)
-            {
-                await beforeShutdown();
-            }
-
-            foreach (IAsyncDisposable? d in (IAsyncDisposable?[])[sourceQmp, destinationQmp, source, destination])
-            {
-                if (d is not null)
-                {
-                    await d.DisposeAsync();
-                }
-            }
-
             try
             {
-                dir.Delete(recursive: true);
+                if (spec.BeforeShutdown is { } beforeShutdown)
+                {
+                    await beforeShutdown();
+                }
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            finally
             {
-                // Best effort: it is in the temp directory.
+                foreach (IAsyncDisposable? d in (IAsyncDisposable?[])[sourceQmp, destinationQmp, source, destination])
+                {
+                    if (d is not null)
+                    {
+                        await d.DisposeAsync();
+                    }
+                }
+
+                try
+                {
+                    dir.Delete(recursive: true);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // Best effort: it is in the temp directory.
+                }
             }
         }
     }
