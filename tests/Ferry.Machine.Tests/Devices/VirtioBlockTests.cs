@@ -277,6 +277,23 @@ public sealed class VirtioBlockTests : IDisposable
         Assert.Equal(_content.AsSpan(1024, 512).ToArray(), d2.ReadRam(Data, 512));
     }
 
+    [Fact]
+    public void Device_state_round_trips_through_a_snapshot_given_the_same_disk()
+    {
+        using VirtMachine m = NewMachine();
+        VirtioDriver d = ReadyDriver(m);
+        d.BlkHeader(Header, VirtioBlock.TypeIn, 1);
+        d.AddChain((Header, 16, false), (Data, 512, true), (Status, 1, true));
+        d.Notify(0);
+        using var file = new MemoryStream();
+        Snapshot.Save(m, file);
+
+        using VirtMachine resumed = Snapshot.Load(file.ToArray(), devices: new MachineDevices { Disk = _disk });
+        Assert.Equal(StateDigest.Compute(m), StateDigest.Compute(resumed));
+        Assert.Equal((ushort)1, resumed.Virtio[Slot].Queues[0].UsedIndex);
+        Assert.Contains("slot 7", Assert.Throws<SnapshotException>(() => Snapshot.Load(file.ToArray())).Message);
+    }
+
     private static byte[] Virt(byte[] encoded) => State.StateSamples.Sections(encoded).Single(s => s.Tag == "VIRT").Payload;
 
     [Fact]
