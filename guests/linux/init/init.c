@@ -19,6 +19,14 @@
  *   kvserver a TCP key-value server (GET/PUT lines) on ferry.port= (7000)
  *            for `ferry client`; the network comes from ip= on the command
  *            line; prints "kvserver: listening on port P"
+ *   disk     block I/O on /dev/vda (O_DIRECT, so every request reaches the
+ *            device): ferry.disk_mib= (default 4) of raw blocks, pass after
+ *            pass (ferry.passes=, 0 = forever): read each 64 KiB chunk and
+ *            check it holds the previous pass's pattern, write this pass's,
+ *            fsync (a FLUSH), re-read and check everything, and print
+ *            "disk pass N sum 0xS"; ferry.read_mib=N first reads N MiB
+ *            sequentially in 1 MiB requests and prints the rate
+ *            ("disk: read N MiB in U us, R MB/s"; time, so not deterministic)
  *
  * ferry.timing=1 adds a line "ferry-init: timing time T instret I" after the
  * ready line (the time and instret CSRs read just before it).
@@ -849,6 +857,149 @@ static int run_kvserver(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------ disk */
+
+#define DISK_CHUNK (64UL * 1024UL)
+#define BLKGETSIZE64_ 0x80081272UL
+#ifndef O_DIRECT
+#define O_DIRECT 040000 /* asm-generic/fcntl.h, which RISC-V uses */
+#endif
+
+static inline uint64_t disk_word(uint64_t pass, uint64_t index)
+{
+	return mix64((pass << 48) ^ index);
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	my_syscall2(__NR_clock_gettime, 1 /* CLOCK_MONOTONIC */, &ts);
+	return (uint64_t)ts.tv_sec * 1000000UL + (uint64_t)ts.tv_nsec / 1000UL;
+}
+
+static int disk_io(int fd, int writing, void *buf, uint64_t len, uint64_t off)
+{
+	if (lseek(fd, (off_t)off, SEEK_SET) < 0)
+		return -1;
+	ssize_t n = writing ? write(fd, buf, len) : read(fd, buf, len);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+static int disk_corrupt(uint64_t pass, uint64_t index, uint64_t expect, uint64_t got)
+{
+	puts_("CORRUPT disk pass ");
+	putu(pass);
+	puts_(" word ");
+	putu(index);
+	puts_(" expected ");
+	puthex(expect);
+	puts_(" got ");
+	puthex(got);
+	putch('\n');
+	flush();
+	return 1;
+}
+
+/* Checks that buf (words from first) holds pass's pattern; adds them to *sum. */
+static int disk_check(const uint64_t *buf, uint64_t first, uint64_t words, uint64_t pass, uint64_t *sum)
+{
+	for (uint64_t i = 0; i < words; i++) {
+		uint64_t v = disk_word(pass, first + i);
+		if (buf[i] != v)
+			return disk_corrupt(pass, first + i, v, buf[i]);
+		*sum = (*sum << 7 | *sum >> 57) ^ v;
+	}
+	return 0;
+}
+
+static int run_disk(void)
+{
+	static const char *const keys[] = { "disk_mib", "passes", "read_mib" };
+	uint64_t cfg[3] = { param_u64("disk_mib", 4), param_u64("passes", 0), param_u64("read_mib", 0) };
+	print_cfg("disk", keys, cfg, 3);
+	uint64_t bytes = cfg[0] * MIB, passes = cfg[1], read_mib = cfg[2];
+
+	int fd = open("/dev/vda", O_RDWR | O_DIRECT, 0);
+	if (fd < 0) {
+		line("disk: cannot open /dev/vda");
+		return 2;
+	}
+	uint64_t size = 0;
+	if (ioctl(fd, BLKGETSIZE64_, &size) < 0 || size < DISK_CHUNK) {
+		line("disk: /dev/vda has no usable size");
+		return 2;
+	}
+	if (bytes > size)
+		bytes = size / DISK_CHUNK * DISK_CHUNK;
+	uint64_t *buf = anon(MIB);
+	if (!buf)
+		return 2;
+
+	if (read_mib) {
+		uint64_t off = 0, t0 = now_us();
+		for (uint64_t i = 0; i < read_mib; i++) {
+			if (off + MIB > size)
+				off = 0;
+			if (disk_io(fd, 0, buf, MIB, off) < 0) {
+				line("disk: read failed");
+				return 2;
+			}
+			off += MIB;
+		}
+		uint64_t us = now_us() - t0;
+		puts_("disk: read ");
+		putu(read_mib);
+		puts_(" MiB in ");
+		putu(us);
+		puts_(" us, ");
+		putu(us ? read_mib * MIB / us : 0);
+		puts_(" MB/s\n");
+		flush();
+	}
+
+	const uint64_t cw = DISK_CHUNK / 8;
+	for (uint64_t pass = 1; passes == 0 || pass <= passes; pass++) {
+		uint64_t sum = 0;
+		for (uint64_t off = 0; off < bytes; off += DISK_CHUNK) {
+			uint64_t first = off / 8;
+			if (pass > 1) {
+				if (disk_io(fd, 0, buf, DISK_CHUNK, off) < 0) {
+					line("disk: read failed");
+					return 2;
+				}
+				if (disk_check(buf, first, cw, pass - 1, &sum))
+					return 1;
+			}
+			for (uint64_t i = 0; i < cw; i++)
+				buf[i] = disk_word(pass, first + i);
+			if (disk_io(fd, 1, buf, DISK_CHUNK, off) < 0) {
+				line("disk: write failed");
+				return 2;
+			}
+		}
+		if (fsync(fd) < 0) {
+			line("disk: fsync failed");
+			return 2;
+		}
+		sum = 0;
+		for (uint64_t off = 0; off < bytes; off += DISK_CHUNK) {
+			if (disk_io(fd, 0, buf, DISK_CHUNK, off) < 0) {
+				line("disk: read failed");
+				return 2;
+			}
+			if (disk_check(buf, off / 8, cw, pass, &sum))
+				return 1;
+		}
+		puts_("disk pass ");
+		putu(pass);
+		puts_(" sum ");
+		puthex(sum);
+		putch('\n');
+		flush();
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------ shell */
 
 static char fbuf[8192];
@@ -928,7 +1079,7 @@ static int run_shell(void)
 			continue;
 		else if (!strcmp(cmd, "help"))
 			line("commands: echo TEXT, cat FILE, ls [DIR], uptime, meminfo, "
-			     "cmdline, run WORKLOAD (idle|kvstore|dirty|kvserver; does not return), "
+			     "cmdline, run WORKLOAD (idle|kvstore|dirty|kvserver|disk; does not return), "
 			     "poweroff");
 		else if (!strcmp(cmd, "echo"))
 			line(arg);
@@ -965,6 +1116,8 @@ static int run_workload(const char *name)
 		return run_dirty();
 	if (!strcmp(name, "kvserver"))
 		return run_kvserver();
+	if (!strcmp(name, "disk"))
+		return run_disk();
 	if (!strcmp(name, "shell"))
 		return run_shell();
 	puts_("ferry-init: unknown workload ");
