@@ -6,6 +6,8 @@ using System.Text.Json;
 using System.Net.Sockets;
 using Ferry.Cli.Client;
 using Ferry.Host;
+using Ferry.Machine.Devices.Virtio;
+using Ferry.Migration.Local;
 using Ferry.Machine.Board;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Transport;
@@ -156,7 +158,7 @@ internal static class BenchCommand
 
         if (s.Workloads.Any(w => w.Networked) && strategies.Any(x => !x.StartsWith("qemu", StringComparison.Ordinal)))
         {
-            AnsiConsole.MarkupLine($"[yellow]Ferry's VMs have no network card on this branch yet: linux-kvserver has QEMU's rows only[/]");
+            AnsiConsole.MarkupLine("[yellow]linux-kvserver: Ferry's rows migrate inside this process (host agents do not create VMs with devices yet)[/]");
         }
 
         await using NetnsLink? kernelLink = s.KernelLink ? await NetnsLink.CreateAsync(s.Bandwidth, ct) : null;
@@ -189,13 +191,6 @@ internal static class BenchCommand
                         foreach (string strategy in strategies)
                         {
                             ct.ThrowIfCancellationRequested();
-                            bool qemuRow = strategy.StartsWith("qemu-", StringComparison.Ordinal);
-                            if (w.Networked && !qemuRow)
-                            {
-                                progress.Increment(1);
-                                continue;
-                            }
-
                             if (w.Networked && noNetwork is not null)
                             {
                                 runs.Add(new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = r, Outcome = "failed", Error = noNetwork });
@@ -206,6 +201,7 @@ internal static class BenchCommand
                             progress.Description = $"{w.Name} / {strategy} ({r}/{s.Repeat})";
                             BenchRun run = strategy.StartsWith("qemu-", StringComparison.Ordinal)
                                 ? await RunQemuAsync(s, w, strategy, r, ct)
+                                : w.Networked ? await RunFerryNetworkedAsync(s, w, strategy, r, ct)
                                 : await RunFerryAsync(s, hostA, hostB, w, strategy, r, $"b{++n}-{w.Name}-{strategy}", ct);
                             runs.Add(run);
                             progress.Increment(1);
@@ -272,44 +268,8 @@ internal static class BenchCommand
             }
 
             await Task.Delay(s.WarmUp, ct);
-            var request = new MigrateRequest
-            {
-                Destination = "",
-                Token = "",
-                Strategy = strategy == "hybrid-pass" ? "hybrid" : strategy.StartsWith("precopy", StringComparison.Ordinal) ? "precopy" : strategy,
-                LivePasses = strategy == "hybrid-pass" ? 1 : null,
-                AutoConverge = strategy.StartsWith("precopy-ac", StringComparison.Ordinal) ? true : null,
-                DeltaCacheBytes = strategy.EndsWith("-delta", StringComparison.Ordinal) ? Ferry.Migration.MigrationOptions.DefaultDeltaCacheBytes : null,
-                Bandwidth = s.OwnLimiter > 0 ? s.OwnLimiter.ToString(CultureInfo.InvariantCulture) : "unlimited", // "0" is not a bandwidth
-                DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
-                MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,
-            };
-            MigrationReport r = await MigrationDriver.RunAsync(a, b, name, request, null, ct);
-            bool converged = r.Strategy != "precopy" || r.Rounds.Count == 0 || r.Rounds[^1].ExpectedDowntimeMs <= s.DowntimeLimit.TotalMilliseconds;
-            return new BenchRun
-            {
-                Strategy = strategy,
-                Workload = w.Name,
-                Repeat = repeat,
-                Outcome = r.Outcome != "completed" ? r.Outcome : converged ? "completed" : "forced-stop-and-copy",
-                Error = r.Error,
-                TotalTimeMs = r.TotalTimeMs,
-                DowntimeMs = r.DowntimeMs,
-                BytesOnWire = r.BytesOnWire,
-                NetworkFaults = r.Strategy == "precopy" ? null : r.NetworkFaults.Count,
-                FaultStallMs = r.Strategy == "precopy" ? null : r.NetworkFaults.StallTotalMs,
-                FaultStallP99Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP99Ms,
-                FaultStallP50Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP50Ms,
-                StallPerFaultMs = r.Strategy == "precopy" || r.NetworkFaults.Count == 0 ? null : r.NetworkFaults.StallTotalMs / r.NetworkFaults.Count,
-                GuestMipsDuring = r.Guest.IpsDuring / 1e6,
-                Slowdown = r.Guest.SlowdownDuring,
-                TimeToFullyResidentMs = r.Strategy == "precopy" ? null : r.TimeToFullyResidentMs,
-                Rounds = r.Strategy == "precopy" ? r.PrecopyRounds : null,
-                WorkingSetBytes = r.WorkingSet?.Bytes,
-                GuestMips = r.Guest.IpsBefore / 1e6,
-                LinkLimitMs = s.Bandwidth > 0 ? r.Pages.MemoryNonZero * 4096.0 * 8 / s.Bandwidth * 1000 : null,
-                Report = r,
-            };
+            MigrationReport r = await MigrationDriver.RunAsync(a, b, name, Request(s, strategy), null, ct);
+            return FerryRun(s, w, strategy, repeat, r);
         }
         catch (CliException e)
         {
@@ -319,6 +279,117 @@ internal static class BenchCommand
         {
             await TryRemoveAsync(b, name);
             await TryRemoveAsync(a, name);
+        }
+    }
+
+    /// <summary>The migration a bench strategy names, as a host agent is asked for it.</summary>
+    private static MigrateRequest Request(Settings s, string strategy) => new()
+    {
+        Destination = "",
+        Token = "",
+        Strategy = strategy == "hybrid-pass" ? "hybrid" : strategy.StartsWith("precopy", StringComparison.Ordinal) ? "precopy" : strategy,
+        LivePasses = strategy == "hybrid-pass" ? 1 : null,
+        AutoConverge = strategy.StartsWith("precopy-ac", StringComparison.Ordinal) ? true : null,
+        DeltaCacheBytes = strategy.EndsWith("-delta", StringComparison.Ordinal) ? Ferry.Migration.MigrationOptions.DefaultDeltaCacheBytes : null,
+        Bandwidth = s.OwnLimiter > 0 ? s.OwnLimiter.ToString(CultureInfo.InvariantCulture) : "unlimited", // "0" is not a bandwidth
+        DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
+        MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,
+    };
+
+    private static BenchRun FerryRun(Settings s, Workload w, string strategy, int repeat, MigrationReport r)
+    {
+        bool converged = r.Strategy != "precopy" || r.Rounds.Count == 0 || r.Rounds[^1].ExpectedDowntimeMs <= s.DowntimeLimit.TotalMilliseconds;
+        return new BenchRun
+        {
+            Strategy = strategy,
+            Workload = w.Name,
+            Repeat = repeat,
+            Outcome = r.Outcome != "completed" ? r.Outcome : converged ? "completed" : "forced-stop-and-copy",
+            Error = r.Error,
+            TotalTimeMs = r.TotalTimeMs,
+            DowntimeMs = r.DowntimeMs,
+            BytesOnWire = r.BytesOnWire,
+            NetworkFaults = r.Strategy == "precopy" ? null : r.NetworkFaults.Count,
+            FaultStallMs = r.Strategy == "precopy" ? null : r.NetworkFaults.StallTotalMs,
+            FaultStallP99Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP99Ms,
+            FaultStallP50Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP50Ms,
+            StallPerFaultMs = r.Strategy == "precopy" || r.NetworkFaults.Count == 0 ? null : r.NetworkFaults.StallTotalMs / r.NetworkFaults.Count,
+            GuestMipsDuring = r.Guest.IpsDuring / 1e6,
+            Slowdown = r.Guest.SlowdownDuring,
+            TimeToFullyResidentMs = r.Strategy == "precopy" ? null : r.TimeToFullyResidentMs,
+            Rounds = r.Strategy == "precopy" ? r.PrecopyRounds : null,
+            WorkingSetBytes = r.WorkingSet?.Bytes,
+            GuestMips = r.Guest.IpsBefore / 1e6,
+            LinkLimitMs = s.Bandwidth > 0 ? r.Pages.MemoryNonZero * 4096.0 * 8 / s.Bandwidth * 1000 : null,
+            Report = r,
+        };
+    }
+
+    /// <summary>
+    /// A Ferry row of a networked workload: the VM (network card on a TAP on the bridge, a raw
+    /// disk) migrated inside this process (<see cref="LocalMigration"/>: the same source and
+    /// destination code, each side's own rate limiter, an in-memory transport instead of loopback
+    /// TCP), since host agents do not yet create VMs with devices; the destination has its own
+    /// TAP on the same bridge. The client runs as for QEMU's rows.
+    /// </summary>
+    private static async Task<BenchRun> RunFerryNetworkedAsync(Settings s, Workload w, string strategy, int repeat, CancellationToken ct)
+    {
+        NetworkGuest guest = NetworkGuest.Default;
+        LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, $"{LinuxBoot.DefaultCommandLine} {guest.KernelIpArgument}", null, w.Config);
+        string disk = Path.Combine(Path.GetTempPath(), $"ferry-bench-disk-{Environment.ProcessId}-{repeat}-{strategy}.img");
+        LocalVm? source = null, destination = null;
+        using var client = new BenchClient(guest);
+        try
+        {
+            await using (FileStream f = File.Create(disk))
+            {
+                f.SetLength(16 << 20);
+            }
+
+            var machine = new VirtMachine(new MachineConfig { MemorySize = s.Memory },
+                devices: new MachineDevices { Disk = disk, Net = NetBackendOptions.Parse($"tap,mac={guest.Mac}") });
+            LinuxBoot.Load(machine, files);
+            source = new LocalVm($"bench-{w.Name}-{strategy}", machine, workingSetWindow: VmInstance.WorkingSetWindow);
+            source.Start();
+            var boot = System.Diagnostics.Stopwatch.StartNew();
+            while (!Encoding.ASCII.GetString(machine.Console.Read(0).Bytes).Contains(BenchClient.ListeningLine, StringComparison.Ordinal))
+            {
+                if (!source.Runner.IsRunning || boot.Elapsed > QemuLinuxGuest.BootTimeout)
+                {
+                    return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = $"the guest's service did not start ('{BenchClient.ListeningLine}' not seen)" };
+                }
+
+                await Task.Delay(50, ct);
+            }
+
+            await client.StartAsync(ct);
+            await Task.Delay(s.WarmUp, ct);
+            (MigrationReport report, destination) = await LocalMigration.RunAsync(source, OutgoingMigrations.ToOptions(Request(s, strategy)), cancellation: ct);
+            await Task.Delay(BenchClient.After, ct);
+            KvClientResult c = (await client.StopAsync())!;
+            return BenchClient.WithClient(FerryRun(s, w, strategy, repeat, report), c, report.StartedAt,
+                report.Timeline.PauseAtMs > 0 ? report.StartedAt.AddMilliseconds(report.Timeline.PauseAtMs) : null,
+                report.Timeline.ResumeAtMs > 0 ? report.StartedAt.AddMilliseconds(report.Timeline.ResumeAtMs) : null,
+                report.StartedAt.AddMilliseconds(report.TotalTimeMs));
+        }
+        catch (Exception e) when (e is SocketException or TimeoutException or IOException or FormatException)
+        {
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = $"{e.GetType().Name}: {e.Message}" };
+        }
+        finally
+        {
+            try
+            {
+                await client.StopAsync();
+            }
+            catch (Exception e) when (e is SocketException or TimeoutException)
+            {
+                // reported above
+            }
+
+            source?.Dispose();
+            destination?.Dispose();
+            File.Delete(disk);
         }
     }
 
