@@ -96,7 +96,8 @@ public sealed class KvClientTests
         listener.Start();
         var ep = (IPEndPoint)listener.LocalEndpoint;
         listener.Stop();
-        await Assert.ThrowsAsync<SocketException>(() => KvClient.RunAsync(new KvClientOptions(ep, 100, 1, TimeSpan.FromSeconds(1)), CancellationToken.None));
+        IOException e = await Assert.ThrowsAsync<IOException>(() => KvClient.RunAsync(new KvClientOptions(ep, 100, 1, TimeSpan.FromSeconds(1)), CancellationToken.None));
+        Assert.StartsWith($"could not connect to {ep}: ", e.Message, StringComparison.Ordinal);
     }
 
     [Theory]

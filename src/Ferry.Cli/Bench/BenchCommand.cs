@@ -372,7 +372,7 @@ internal static class BenchCommand
                 report.Timeline.ResumeAtMs > 0 ? report.StartedAt.AddMilliseconds(report.Timeline.ResumeAtMs) : null,
                 report.StartedAt.AddMilliseconds(report.TotalTimeMs));
         }
-        catch (Exception e) when (e is SocketException or TimeoutException or IOException or FormatException)
+        catch (Exception e) when (e is TimeoutException or IOException or FormatException)
         {
             return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = $"{e.GetType().Name}: {e.Message}" };
         }
@@ -382,7 +382,7 @@ internal static class BenchCommand
             {
                 await client.StopAsync();
             }
-            catch (Exception e) when (e is SocketException or TimeoutException)
+            catch (Exception e) when (e is IOException or TimeoutException)
             {
                 // reported above
             }
@@ -439,7 +439,7 @@ internal static class BenchCommand
             DateTimeOffset now = DateTimeOffset.UtcNow;
             return c is null ? run : BenchClient.WithClient(run, c, q.Marks?.Started ?? now, q.Marks?.Stopped, q.Marks?.Resumed, q.Marks?.Completed ?? now);
         }
-        catch (Exception e) when (e is SocketException or TimeoutException)
+        catch (Exception e) when (e is IOException or TimeoutException)
         {
             return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = $"the client could not reach the guest: {e.Message}" };
         }

@@ -92,7 +92,7 @@ public sealed class KvClient
     /// <summary>
     /// Connects, sends for <see cref="KvClientOptions.Duration"/> (or until <paramref name="stop"/>),
     /// awaits the last replies and returns every request. Connection failures after the start are
-    /// recorded as failed requests; failing to connect at the start throws <see cref="SocketException"/>
+    /// recorded as failed requests; failing to connect at the start throws <see cref="IOException"/>
     /// (or <see cref="TimeoutException"/>). Cancelling <paramref name="ct"/> throws.
     /// </summary>
     public static async Task<KvClientResult> RunAsync(KvClientOptions options, CancellationToken stop, CancellationToken ct)
@@ -125,6 +125,10 @@ public sealed class KvClient
                     catch (OperationCanceledException) when (!ct.IsCancellationRequested)
                     {
                         throw new TimeoutException($"could not connect to {_options.Target} within {_options.ConnectTimeout.TotalSeconds:0.#} s");
+                    }
+                    catch (SocketException e)
+                    {
+                        throw new IOException($"could not connect to {_options.Target}: {e.Message}", e);
                     }
                 }
             }
