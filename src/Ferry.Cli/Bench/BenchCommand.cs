@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
-using System.Net.Sockets;
 using Ferry.Cli.Client;
 using Ferry.Host;
 using Ferry.Machine.Devices.Virtio;
