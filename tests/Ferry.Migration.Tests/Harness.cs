@@ -33,10 +33,10 @@ internal static class Harness
     }
 
     /// <summary>Boots the built-in Linux (guests/linux on Debian's OpenSBI) in icount mode with <paramref name="commandLine"/> and <paramref name="devices"/>.</summary>
-    public static VirtMachine BootLinux(string commandLine, ulong memory, MachineDevices? devices = null)
+    public static VirtMachine BootLinux(string commandLine, ulong memory, MachineDevices? devices = null, bool icount = true)
     {
         string root = Path.GetDirectoryName(Path.GetDirectoryName(GuestPath("hello"))!)!; // guests/
-        var machine = new VirtMachine(new MachineConfig { MemorySize = memory, Icount = true, IdleSleep = false }, devices: devices);
+        var machine = new VirtMachine(new MachineConfig { MemorySize = memory, Icount = icount, IdleSleep = !icount }, devices: devices);
         LinuxBoot.Load(machine, new LinuxBootFiles
         {
             Firmware = File.ReadAllBytes(Path.Combine(root, "firmware", "fw_dynamic.bin")),
