@@ -37,7 +37,8 @@ internal static class VmCommands
         var stopAt = new Option<ulong?>("--stop-at") { Description = "pause the VM when it has retired N instructions, wherever it then runs" };
         var config = new Option<string?>("--config") { Description = "guest configuration values, e.g. table_mib=64" };
         var json = Common.JsonOption();
-        var cmd = new Command("start", "Start a VM on a host") { image, host, secret, name, memory, icount, stopAt, config, json };
+        var (disk, net) = DeviceOptions.Create();
+        var cmd = new Command("start", "Start a VM on a host") { image, host, secret, name, memory, icount, stopAt, config, json, disk, net };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
             string imageName = p.GetValue(image)!;
@@ -52,6 +53,8 @@ internal static class VmCommands
                     MemoryBytes = MachineConfig.ParseSize(p.GetValue(memory)!),
                     Icount = p.GetValue(icount),
                     StopAt = p.GetValue(stopAt),
+                    Disk = DeviceOptions.DiskPath(p.GetValue(disk)),
+                    Net = p.GetValue(net),
                 };
             }
             else
@@ -64,6 +67,8 @@ internal static class VmCommands
                     MemoryBytes = MachineConfig.ParseSize(p.GetValue(memory)!),
                     Icount = p.GetValue(icount),
                     StopAt = p.GetValue(stopAt),
+                    Disk = DeviceOptions.DiskPath(p.GetValue(disk)),
+                    Net = p.GetValue(net),
                 };
             }
 
