@@ -38,14 +38,15 @@ internal static class VmCommands
         var config = new Option<string?>("--config") { Description = "guest configuration values, e.g. table_mib=64" };
         var json = Common.JsonOption();
         var (disk, net) = DeviceOptions.Create();
-        var cmd = new Command("start", "Start a VM on a host") { image, host, secret, name, memory, icount, stopAt, config, json, disk, net };
+        var append = new Option<string?>("--append") { Description = $"for linux: the kernel command line (default \"{LinuxBoot.DefaultCommandLine}\"; add ip=10.77.0.2::10.77.0.1:255.255.255.0::eth0:off for --net), before the ferry.KEY=VALUE of --config" };
+        var cmd = new Command("start", "Start a VM on a host") { image, host, secret, name, memory, icount, stopAt, config, json, disk, net, append };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
             string imageName = p.GetValue(image)!;
             StartVmRequest request;
             if (imageName == GuestCatalog.Linux)
             {
-                LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, null, null, p.GetValue(config));
+                LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, p.GetValue(append), null, p.GetValue(config));
                 request = new StartVmRequest
                 {
                     Name = p.GetValue(name) ?? GuestCatalog.Linux,
@@ -59,6 +60,11 @@ internal static class VmCommands
             }
             else
             {
+                if (p.GetValue(append) is not null)
+                {
+                    throw new CliException("--append goes with linux");
+                }
+
                 GuestImage guest = GuestCatalog.Resolve(imageName, p.GetValue(config));
                 request = new StartVmRequest
                 {
