@@ -16,6 +16,9 @@ internal static class DeviceOptions
         }
     );
 
+    /// <summary>The --disk path as a host agent opens it (absolute: the agent's working directory is its own), or null.</summary>
+    public static string? DiskPath(string? disk) => disk is null ? null : Path.GetFullPath(disk);
+
     /// <summary>The devices the options ask for (the MAC fixed from <paramref name="vmName"/> unless given); throws a one-line error for a bad value.</summary>
     public static MachineDevices Resolve(string? disk, string? net, string vmName)
     {
@@ -27,7 +30,7 @@ internal static class DeviceOptions
         NetBackendOptions? nic = net is null ? null : NetBackendOptions.Parse(net);
         return new MachineDevices
         {
-            Disk = disk is null ? null : Path.GetFullPath(disk),
+            Disk = DiskPath(disk),
             Net = nic is null ? null : nic with { Mac = nic.MacFor(vmName) },
         };
     }

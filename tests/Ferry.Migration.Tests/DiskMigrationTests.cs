@@ -33,19 +33,7 @@ public sealed class DiskMigrationTests
         return path;
     }
 
-    private static VirtMachine Boot(string disk)
-    {
-        string root = Path.GetDirectoryName(Path.GetDirectoryName(Harness.GuestPath("hello"))!)!; // guests/
-        var machine = new VirtMachine(new MachineConfig { MemorySize = Memory, Icount = true, IdleSleep = false }, devices: new MachineDevices { Disk = disk });
-        LinuxBoot.Load(machine, new LinuxBootFiles
-        {
-            Firmware = File.ReadAllBytes(Path.Combine(root, "firmware", "fw_dynamic.bin")),
-            Kernel = File.ReadAllBytes(Path.Combine(root, "linux", "bin", "Image.gz")),
-            Initrd = File.ReadAllBytes(Path.Combine(root, "linux", "bin", "initramfs.cpio.gz")),
-            CommandLine = CommandLine,
-        });
-        return machine;
-    }
+    private static VirtMachine Boot(string disk) => Harness.BootLinux(CommandLine, Memory, new MachineDevices { Disk = disk });
 
     private static readonly Lazy<(string Digest, byte[] Console, byte[] Disk)> Reference = new(() =>
     {
@@ -78,15 +66,7 @@ public sealed class DiskMigrationTests
         string disk = NewDisk();
         try
         {
-            var source = new LocalVm("linux-disk", Boot(disk), StopAt, TimeSpan.FromMilliseconds(50));
-            source.Start();
-            while (source.Machine.Hart.InstructionsRetired < MigrateAfter && source.Runner.IsRunning)
-            {
-                await Task.Delay(2);
-            }
-
-            (MigrationReport report, LocalVm? destination) = await LocalMigration.RunAsync(source,
-                new MigrationOptions { Strategy = strategy, DowntimeLimit = TimeSpan.FromMilliseconds(50), MaxRounds = 5 });
+            (MigrationReport report, LocalVm source, LocalVm? destination) = await Harness.RunAndMigrateAsync("linux-disk", Boot(disk), MigrateAfter, StopAt, strategy);
             using (source)
             using (destination)
             {

@@ -10,7 +10,8 @@ namespace Ferry.Machine.Board;
 /// <summary>
 /// The RISC-V "virt" computer: RAM at 0x8000_0000, ns16550a UART at 0x1000_0000 (PLIC source
 /// 10), PLIC at 0x0c00_0000, CLINT at 0x0200_0000, sifive_test at 0x0010_0000, mask ROM at
-/// 0x1000, one RV64GC hart. <see cref="Load"/> boots an ELF; <see cref="LinuxBoot"/> boots
+/// 0x1000, one RV64GC hart, and QEMU virt's eight virtio-mmio transports at 0x1000_1000 (PLIC
+/// sources 1..8) holding the <see cref="MachineDevices"/> it was given (a disk, a network card). <see cref="Load"/> boots an ELF; <see cref="LinuxBoot"/> boots
 /// firmware, a Linux kernel and an initramfs. The board lays the interrupt lines: CLINT to the hart's MSIP and MTIP, PLIC contexts
 /// 0 and 1 to MEIP and SEIP, the UART to PLIC source 10; no device holds another.
 ///
@@ -55,7 +56,20 @@ public sealed class VirtMachine : IDisposable
         Plic = new Plic(new InterruptLine(hartInputs, Irq.MEI), new InterruptLine(hartInputs, Irq.SEI));
         Uart = new Uart16550(Console, new InterruptLine(Plic, UartIrq), OnConsoleInput);
         Rom = new MaskRom(LinuxBoot.FirmwareAddress, LinuxBoot.DeviceTreeAddress(config.MemorySize), LinuxBoot.KernelAddress);
-        Virtio = CreateVirtio(Devices);
+        try
+        {
+            Virtio = CreateVirtio(Devices);
+        }
+        catch
+        {
+            // A disk that cannot be opened, a TAP that cannot be made: nothing is left behind.
+            Hart.Dispose();
+            Memory.Dispose();
+            _wake.Dispose();
+            _stallCancellation.Dispose();
+            throw;
+        }
+
         bus.Target = new Bus(Clock, [Uart, Clint, Plic, Finisher, Rom, .. Virtio]);
         Hart.StallCancellation = _stallCancellation.Token;
     }

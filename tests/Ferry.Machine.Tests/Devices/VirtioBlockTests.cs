@@ -66,6 +66,46 @@ public sealed class VirtioBlockTests : IDisposable
     }
 
     [Fact]
+    public void A_disk_that_cannot_be_opened_fails_the_machine_with_a_one_line_reason()
+    {
+        string missing = _disk + ".missing";
+        var e = Assert.Throws<IOException>(() => new VirtMachine(new MachineConfig { MemorySize = 16UL << 20 }, devices: new MachineDevices { Disk = missing }));
+        Assert.StartsWith($"disk {missing}: ", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData("tap", null, "ferry0", null)]
+    [InlineData("tap,ifname=vm7,bridge=br1,mac=52:54:00:ab:cd:ef", "vm7", "br1", "52:54:00:ab:cd:ef")]
+    [InlineData("tap,bridge=", null, "", null)]
+    public void Net_options_parse_and_print_back(string text, string? ifname, string bridge, string? mac)
+    {
+        NetBackendOptions o = NetBackendOptions.Parse(text);
+        Assert.Equal(ifname, o.Ifname);
+        Assert.Equal(bridge, o.Bridge);
+        Assert.Equal(mac, o.Mac is null ? null : NetBackendOptions.FormatMac(o.Mac));
+        Assert.Equal(o with { }, NetBackendOptions.Parse(o.ToString()) with { Mac = o.Mac });
+        Assert.Equal(o.MacFor("vm-a"), o.MacFor("vm-a"));
+    }
+
+    [Theory]
+    [InlineData("vde")]
+    [InlineData("tap,mac=01:00:5e:00:00:01")]
+    [InlineData("tap,mac=52:54:00:12:34")]
+    [InlineData("tap,ifname=a/b")]
+    [InlineData("tap,colour=blue")]
+    public void Bad_net_options_are_refused(string text) => Assert.Throws<FormatException>(() => NetBackendOptions.Parse(text));
+
+    [Fact]
+    public void The_derived_mac_is_a_local_unicast_address_that_depends_on_the_name()
+    {
+        var o = new NetBackendOptions();
+        byte[] a = o.MacFor("vm-a"), b = o.MacFor("vm-b");
+        Assert.Equal([0x52, 0x54, 0x00], a[..3]);
+        Assert.NotEqual(a, b);
+    }
+
+    [Fact]
     public void Features_ok_needs_version_1_and_only_offered_features()
     {
         using VirtMachine m = NewMachine();

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Ferry.Machine.Board;
 using Ferry.Machine.Devices.Virtio;
+using Ferry.Machine.Memory;
 
 namespace Ferry.Machine.Tests.Devices;
 
@@ -12,14 +13,19 @@ internal sealed class VirtioDriver
 {
     public const ulong Desc = 0x8010_0000, Avail = 0x8010_1000, Used = 0x8010_2000, Buffers = 0x8020_0000;
 
-    private readonly VirtMachine _m;
+    private readonly GuestMemory _memory;
     private ushort _availIdx;
     private ushort _nextDesc;
 
     public VirtioDriver(VirtMachine machine, int slot)
+        : this(machine.Memory, machine.Virtio[slot])
     {
-        _m = machine;
-        Transport = machine.Virtio[slot];
+    }
+
+    public VirtioDriver(GuestMemory memory, VirtioMmio transport)
+    {
+        _memory = memory;
+        Transport = transport;
     }
 
     public VirtioMmio Transport { get; }
@@ -96,7 +102,7 @@ internal sealed class VirtioDriver
         BinaryPrimitives.WriteUInt32LittleEndian(d[8..], len);
         BinaryPrimitives.WriteUInt16LittleEndian(d[12..], flags);
         BinaryPrimitives.WriteUInt16LittleEndian(d[14..], next);
-        _m.Memory.WritePhysical(table + (16UL * index), d);
+        _memory.WritePhysical(table + (16UL * index), d);
     }
 
     /// <summary>Puts a chain of (addr, len, device-writes) buffers in the queue as the next available head; returns the head.</summary>
@@ -121,7 +127,7 @@ internal sealed class VirtioDriver
     {
         Span<byte> b = stackalloc byte[2];
         BinaryPrimitives.WriteUInt16LittleEndian(b, head);
-        _m.Memory.WritePhysical(Avail + 4 + (2UL * (ulong)(_availIdx % Size)), b);
+        _memory.WritePhysical(Avail + 4 + (2UL * (ulong)(_availIdx % Size)), b);
         _availIdx++;
         SetAvailIndex(_availIdx);
     }
@@ -130,7 +136,7 @@ internal sealed class VirtioDriver
     {
         Span<byte> b = stackalloc byte[2];
         BinaryPrimitives.WriteUInt16LittleEndian(b, idx);
-        _m.Memory.WritePhysical(Avail + 2, b);
+        _memory.WritePhysical(Avail + 2, b);
     }
 
     public void Notify(int queue) => SetReg(0x50, (uint)queue);
@@ -143,7 +149,7 @@ internal sealed class VirtioDriver
     public byte[] ReadRam(ulong address, int length)
     {
         var b = new byte[length];
-        _m.Memory.ReadPhysical(address, b);
+        _memory.ReadPhysical(address, b);
         return b;
     }
 
@@ -153,7 +159,7 @@ internal sealed class VirtioDriver
         var h = new byte[16];
         BinaryPrimitives.WriteUInt32LittleEndian(h, type);
         BinaryPrimitives.WriteUInt64LittleEndian(h.AsSpan(8), sector);
-        _m.Memory.WritePhysical(at, h);
+        _memory.WritePhysical(at, h);
     }
 
     private ushort U16(ulong a) => BinaryPrimitives.ReadUInt16LittleEndian(ReadRam(a, 2));

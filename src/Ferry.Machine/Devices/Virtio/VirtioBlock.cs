@@ -140,29 +140,41 @@ public sealed class VirtioBlock : VirtioDevice
                 continue;
             }
 
-            int n = (int)Math.Min(s.Length - skip, left);
+            ulong segment = Math.Min(s.Length - skip, left);
             ulong at = s.Address + skip;
             skip = 0;
-            try
+            left -= segment;
+            while (segment > 0)
             {
-                if (toGuest)
+                // At most 1 GiB per call (a segment may be as large as RAM; one pread/pwrite moves less than 2 GiB).
+                int n = (int)Math.Min(segment, 1UL << 30);
+                try
                 {
-                    Span<byte> target = dma.WriteSpan(at, n);
-                    int got = RandomAccess.Read(_file, target, position);
-                    target[got..].Clear(); // a file shorter than its capacity (truncated under us) reads as zeros
-                }
-                else
-                {
-                    RandomAccess.Write(_file, dma.ReadSpan(at, n), position);
-                }
-            }
-            catch (IOException)
-            {
-                return StatusIoError;
-            }
+                    if (toGuest)
+                    {
+                        Span<byte> target = dma.WriteSpan(at, n);
+                        int done = 0, got;
+                        while (done < n && (got = RandomAccess.Read(_file, target[done..], position + done)) > 0)
+                        {
+                            done += got;
+                        }
 
-            position += n;
-            left -= (ulong)n;
+                        target[done..].Clear(); // a file cut shorter than its capacity under us reads as zeros
+                    }
+                    else
+                    {
+                        RandomAccess.Write(_file, dma.ReadSpan(at, n), position);
+                    }
+                }
+                catch (IOException)
+                {
+                    return StatusIoError;
+                }
+
+                at += (ulong)n;
+                position += n;
+                segment -= (ulong)n;
+            }
         }
 
         if (toGuest)

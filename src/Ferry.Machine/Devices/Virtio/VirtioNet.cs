@@ -72,6 +72,9 @@ public sealed class VirtioNet : VirtioDevice
 
     public long FramesReceived { get; private set; }
 
+    /// <summary>Announcements the guest acknowledged (VIRTIO_NET_CTRL_ANNOUNCE_ACK): it sent its gratuitous ARPs.</summary>
+    public long AnnouncementsAcknowledged { get; private set; }
+
     public long FramesDropped => Interlocked.Read(ref _dropped);
 
     private long _dropped;
@@ -259,6 +262,7 @@ public sealed class VirtioNet : VirtioDevice
             if (command[0] == CtrlAnnounce && command[1] == CtrlAnnounceAck)
             {
                 _status &= unchecked((ushort)~StatusAnnounce);
+                AnnouncementsAcknowledged++;
                 ack = CtrlOk;
             }
 
