@@ -5,8 +5,6 @@ using System.Text;
 using System.Text.Json;
 using Ferry.Cli.Client;
 using Ferry.Host;
-using Ferry.Machine.Devices.Virtio;
-using Ferry.Migration.Local;
 using Ferry.Machine.Board;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Transport;
@@ -155,11 +153,6 @@ internal static class BenchCommand
             }
         }
 
-        if (s.Workloads.Any(w => w.Networked) && strategies.Any(x => !x.StartsWith("qemu", StringComparison.Ordinal)))
-        {
-            AnsiConsole.MarkupLine("[yellow]linux-kvserver: Ferry's rows migrate inside this process (host agents do not create VMs with devices yet)[/]");
-        }
-
         await using NetnsLink? kernelLink = s.KernelLink ? await NetnsLink.CreateAsync(s.Bandwidth, ct) : null;
         s.Link = kernelLink;
         AnsiConsole.MarkupLine($"[bold]ferry bench[/]: {s.Workloads.Count} workloads x {strategies.Length} strategies x {s.Repeat}, "
@@ -200,7 +193,7 @@ internal static class BenchCommand
                             progress.Description = $"{w.Name} / {strategy} ({r}/{s.Repeat})";
                             BenchRun run = strategy.StartsWith("qemu-", StringComparison.Ordinal)
                                 ? await RunQemuAsync(s, w, strategy, r, ct)
-                                : w.Networked ? await RunFerryNetworkedAsync(s, w, strategy, r, ct)
+                                : w.Networked ? await RunFerryNetworkedAsync(s, hostA, hostB, w, strategy, r, $"b{++n}-{w.Name}-{strategy}", ct)
                                 : await RunFerryAsync(s, hostA, hostB, w, strategy, r, $"b{++n}-{w.Name}-{strategy}", ct);
                             runs.Add(run);
                             progress.Increment(1);
@@ -325,18 +318,21 @@ internal static class BenchCommand
     }
 
     /// <summary>
-    /// A Ferry row of a networked workload: the VM (network card on a TAP on the bridge, a raw
-    /// disk) migrated inside this process (<see cref="LocalMigration"/>: the same source and
-    /// destination code, each side's own rate limiter, an in-memory transport instead of loopback
-    /// TCP), since host agents do not yet create VMs with devices; the destination has its own
-    /// TAP on the same bridge. The client runs as for QEMU's rows.
+    /// A Ferry row of a networked workload: the VM with a network card on a TAP on the bridge
+    /// (the same MAC on both sides) and a raw disk both host agents open, migrated between the
+    /// two agents like every other Ferry row; the destination agent makes its own TAP on the
+    /// bridge. The client runs as for QEMU's rows.
     /// </summary>
-    private static async Task<BenchRun> RunFerryNetworkedAsync(Settings s, Workload w, string strategy, int repeat, CancellationToken ct)
+    private static async Task<BenchRun> RunFerryNetworkedAsync(Settings s, HostClient a, HostClient b, Workload w, string strategy, int repeat, string name, CancellationToken ct)
     {
+        if (s.KernelLink)
+        {
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = "a networked VM's destination in the netns link's namespace has no TAP on the bridge: run linux-kvserver with --link shaper" };
+        }
+
         NetworkGuest guest = NetworkGuest.Default;
         LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, $"{LinuxBoot.DefaultCommandLine} {guest.KernelIpArgument}", null, w.Config);
-        string disk = Path.Combine(Path.GetTempPath(), $"ferry-bench-disk-{Environment.ProcessId}-{repeat}-{strategy}.img");
-        LocalVm? source = null, destination = null;
+        string disk = Path.Combine(Path.GetTempPath(), $"ferry-bench-{Environment.ProcessId}-{name}.img");
         using var client = new BenchClient(guest);
         try
         {
@@ -345,35 +341,21 @@ internal static class BenchCommand
                 f.SetLength(16 << 20);
             }
 
-            var machine = new VirtMachine(new MachineConfig { MemorySize = s.Memory },
-                devices: new MachineDevices { Disk = disk, Net = NetBackendOptions.Parse($"tap,mac={guest.Mac}") });
-            LinuxBoot.Load(machine, files);
-            source = new LocalVm($"bench-{w.Name}-{strategy}", machine, workingSetWindow: VmInstance.WorkingSetWindow);
-            source.Start();
-            var boot = System.Diagnostics.Stopwatch.StartNew();
-            while (!Encoding.ASCII.GetString(machine.Console.Read(0).Bytes).Contains(BenchClient.ListeningLine, StringComparison.Ordinal))
-            {
-                if (!source.Runner.IsRunning || boot.Elapsed > QemuLinuxGuest.BootTimeout)
-                {
-                    return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = $"the guest's service did not start ('{BenchClient.ListeningLine}' not seen)" };
-                }
-
-                await Task.Delay(50, ct);
-            }
-
+            await a.StartVmAsync(new StartVmRequest { Name = name, Linux = GuestCatalog.Request(files), MemoryBytes = s.Memory, Disk = disk, Net = $"tap,mac={guest.Mac}" }, ct);
+            await a.WaitForConsoleLineAsync(name, $"'{BenchClient.ListeningLine}'", line => line == BenchClient.ListeningLine, QemuLinuxGuest.BootTimeout, ct);
             await client.StartAsync(ct);
             await Task.Delay(s.WarmUp, ct);
-            (MigrationReport report, destination) = await LocalMigration.RunAsync(source, OutgoingMigrations.ToOptions(Request(s, strategy)), cancellation: ct);
+            MigrationReport r = await MigrationDriver.RunAsync(a, b, name, Request(s, strategy), null, ct);
             await Task.Delay(BenchClient.After, ct);
             KvClientResult c = (await client.StopAsync())!;
-            return BenchClient.WithClient(FerryRun(s, w, strategy, repeat, report), c, report.StartedAt,
-                report.Timeline.PauseAtMs > 0 ? report.StartedAt.AddMilliseconds(report.Timeline.PauseAtMs) : null,
-                report.Timeline.ResumeAtMs > 0 ? report.StartedAt.AddMilliseconds(report.Timeline.ResumeAtMs) : null,
-                report.StartedAt.AddMilliseconds(report.TotalTimeMs));
+            return BenchClient.WithClient(FerryRun(s, w, strategy, repeat, r), c, r.StartedAt,
+                r.Timeline.PauseAtMs > 0 ? r.StartedAt.AddMilliseconds(r.Timeline.PauseAtMs) : null,
+                r.Timeline.ResumeAtMs > 0 ? r.StartedAt.AddMilliseconds(r.Timeline.ResumeAtMs) : null,
+                r.StartedAt.AddMilliseconds(r.TotalTimeMs));
         }
-        catch (Exception e) when (e is TimeoutException or IOException or FormatException)
+        catch (Exception e) when (e is CliException or IOException or TimeoutException)
         {
-            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = $"{e.GetType().Name}: {e.Message}" };
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = e.Message };
         }
         finally
         {
@@ -386,8 +368,8 @@ internal static class BenchCommand
                 // reported above
             }
 
-            source?.Dispose();
-            destination?.Dispose();
+            await TryRemoveAsync(b, name);
+            await TryRemoveAsync(a, name);
             File.Delete(disk);
         }
     }
