@@ -34,6 +34,8 @@ internal static class MigrationDriver
             Name = name,
             MemoryBytes = vm.MemoryBytes,
             Icount = vm.Icount,
+            Disk = vm.Disk,
+            Net = vm.Net,
         }, cancellation).ConfigureAwait(false);
 
         MigrateResponse started = await from.MigrateAsync(name, settings with

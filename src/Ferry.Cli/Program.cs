@@ -17,6 +17,7 @@ var root = new RootCommand("Ferry: live migration of RISC-V virtual machines (pr
     MigrateCommand.Create(),
     DemoCommand.Create(),
     Ferry.Cli.Bench.BenchCommand.Create(),
+    Ferry.Cli.Client.ClientCommand.Create(),
 };
 // Ctrl-C and SIGTERM cancel the running command, which then winds down cleanly (a migration is
 // cancelled, not abandoned; a host stops its VMs); after 30 s the process is ended regardless.

@@ -24,10 +24,11 @@ internal static class RunCommands
         var append = new Option<string?>("--append") { Description = $"the kernel command line (default for linux: \"{LinuxBoot.DefaultCommandLine}\")" };
         var bios = new Option<string?>("--bios") { Description = "Linux firmware: default (built-in OpenSBI fw_dynamic), jump (built-in fw_jump), none, or a file loaded at 0x80000000" };
         var (maxInstructions, digest, save, engine) = CommonOptions();
+        var (disk, net) = DeviceOptions.Create();
 
         var cmd = new Command("run", "Run a guest in this process; exits with the guest's status (0 when it stops at --max-instructions)")
         {
-            image, memory, icount, noIdleSleep, config, kernel, initrd, append, bios, maxInstructions, digest, save, engine,
+            image, memory, icount, noIdleSleep, config, kernel, initrd, append, bios, maxInstructions, digest, save, engine, disk, net,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Task.FromResult(Cli.Guard(() =>
         {
@@ -53,7 +54,7 @@ internal static class RunCommands
                 IdleSleep = !p.GetValue(noIdleSleep),
             };
             var console = new ConsoleLog { Echo = System.Console.OpenStandardOutput() };
-            using var machine = new VirtMachine(machineConfig, console);
+            using var machine = new VirtMachine(machineConfig, console, DeviceOptions.Resolve(p.GetValue(disk), p.GetValue(net), name ?? GuestCatalog.Linux));
             machine.Hart.Engine = p.GetValue(engine);
             if (linux)
             {
@@ -73,15 +74,17 @@ internal static class RunCommands
     {
         var file = new Argument<string>("SNAPSHOT") { Description = "a snapshot written by --save" };
         var (maxInstructions, digest, save, engine) = CommonOptions();
-        var cmd = new Command("resume", "Restore a snapshot and continue running it")
+        var (disk, net) = DeviceOptions.Create();
+        var cmd = new Command("resume", "Restore a snapshot and continue running it (with the --disk and --net it was saved with)")
         {
-            file, maxInstructions, digest, save, engine,
+            file, maxInstructions, digest, save, engine, disk, net,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Task.FromResult(Cli.Guard(() =>
         {
             var console = new ConsoleLog { Echo = System.Console.OpenStandardOutput() };
-            using VirtMachine machine = Snapshot.Load(p.GetValue(file)!, console);
+            using VirtMachine machine = Snapshot.Load(p.GetValue(file)!, console, DeviceOptions.Resolve(p.GetValue(disk), p.GetValue(net), "snapshot"));
             machine.Hart.Engine = p.GetValue(engine);
+            machine.AnnounceAfterMove(); // the network learns where the VM is now
             return Execute(machine, p.GetValue(maxInstructions), p.GetValue(digest), p.GetValue(save), ct);
         })));
         return cmd;

@@ -37,14 +37,16 @@ internal static class VmCommands
         var stopAt = new Option<ulong?>("--stop-at") { Description = "pause the VM when it has retired N instructions, wherever it then runs" };
         var config = new Option<string?>("--config") { Description = "guest configuration values, e.g. table_mib=64" };
         var json = Common.JsonOption();
-        var cmd = new Command("start", "Start a VM on a host") { image, host, secret, name, memory, icount, stopAt, config, json };
+        var (disk, net) = DeviceOptions.Create();
+        var append = new Option<string?>("--append") { Description = $"for linux: the kernel command line (default \"{LinuxBoot.DefaultCommandLine}\"; add ip=10.77.0.2::10.77.0.1:255.255.255.0::eth0:off for --net), before the ferry.KEY=VALUE of --config" };
+        var cmd = new Command("start", "Start a VM on a host") { image, host, secret, name, memory, icount, stopAt, config, json, disk, net, append };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
             string imageName = p.GetValue(image)!;
             StartVmRequest request;
             if (imageName == GuestCatalog.Linux)
             {
-                LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, null, null, p.GetValue(config));
+                LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, p.GetValue(append), null, p.GetValue(config));
                 request = new StartVmRequest
                 {
                     Name = p.GetValue(name) ?? GuestCatalog.Linux,
@@ -52,10 +54,17 @@ internal static class VmCommands
                     MemoryBytes = MachineConfig.ParseSize(p.GetValue(memory)!),
                     Icount = p.GetValue(icount),
                     StopAt = p.GetValue(stopAt),
+                    Disk = DeviceOptions.DiskPath(p.GetValue(disk)),
+                    Net = p.GetValue(net),
                 };
             }
             else
             {
+                if (p.GetValue(append) is not null)
+                {
+                    throw new CliException("--append goes with linux");
+                }
+
                 GuestImage guest = GuestCatalog.Resolve(imageName, p.GetValue(config));
                 request = new StartVmRequest
                 {
@@ -64,6 +73,8 @@ internal static class VmCommands
                     MemoryBytes = MachineConfig.ParseSize(p.GetValue(memory)!),
                     Icount = p.GetValue(icount),
                     StopAt = p.GetValue(stopAt),
+                    Disk = DeviceOptions.DiskPath(p.GetValue(disk)),
+                    Net = p.GetValue(net),
                 };
             }
 

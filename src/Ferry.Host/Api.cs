@@ -23,6 +23,12 @@ public sealed record StartVmRequest
 
     /// <summary>Pause when this many instructions have retired, wherever the VM then runs.</summary>
     public ulong? StopAt { get; init; }
+
+    /// <summary>A raw disk image on this host (virtio-blk), or null. A migration's destination opens the same path.</summary>
+    public string? Disk { get; init; }
+
+    /// <summary>A virtio-net card on a TAP: tap[,ifname=NAME][,bridge=BR][,mac=..] (the MAC defaults to one derived from the VM's name), or null.</summary>
+    public string? Net { get; init; }
 }
 
 /// <summary>The files of a Linux boot, base64; see <c>LinuxBoot</c>.</summary>
@@ -75,6 +81,15 @@ public sealed record VmStatus
 
     /// <summary>The VM runs here after a migration's switchover but its source is away: pages it needs may be missing (Detail says how many).</summary>
     public bool WaitingOnNetwork { get; init; }
+
+    /// <summary>Its disk image's path, or null.</summary>
+    public string? Disk { get; init; }
+
+    /// <summary>Its network card (tap,...,mac=.. with the MAC it has), or null.</summary>
+    public string? Net { get; init; }
+
+    /// <summary>The TAP interface its card uses on this host, or null.</summary>
+    public string? Tap { get; init; }
 }
 
 public sealed record IncomingRequest
@@ -84,6 +99,12 @@ public sealed record IncomingRequest
     public required ulong MemoryBytes { get; init; }
 
     public bool Icount { get; init; }
+
+    /// <summary>The VM's disk (the same path as at the source: storage both hosts see), or null.</summary>
+    public string? Disk { get; init; }
+
+    /// <summary>The VM's network card with its MAC; this host creates its own TAP on the bridge named there.</summary>
+    public string? Net { get; init; }
 }
 
 public sealed record IncomingResponse(string Token, string DataEndpoint);

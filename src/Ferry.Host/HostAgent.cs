@@ -213,7 +213,8 @@ public sealed class HostAgent : IAsyncDisposable
             throw new ApiException(400, "a Linux boot needs a kernel");
         }
 
-        var machine = new VirtMachine(new MachineConfig { MemorySize = request.MemoryBytes, Icount = request.Icount, IdleSleep = request.IdleSleep });
+        var machine = HostDevices.CreateMachine(new MachineConfig { MemorySize = request.MemoryBytes, Icount = request.Icount, IdleSleep = request.IdleSleep },
+            request.Disk, request.Net, request.Name, ownTap: false);
         try
         {
             if (request.Linux is { } linux)

@@ -81,7 +81,7 @@ public sealed class IncomingMigrations
         }
 
         var slot = IncomingSlot.Create(request.Name, new MachineConfig { MemorySize = request.MemoryBytes, Icount = request.Icount }, _options.IncomingLifetime);
-        var vm = new VmInstance(request.Name, new VirtMachine(slot.Config), null, VmState.Incoming, _options.Name);
+        var vm = new VmInstance(request.Name, HostDevices.CreateMachine(slot.Config, request.Disk, request.Net, request.Name, ownTap: true), null, VmState.Incoming, _options.Name);
         if (!_vms.TryAdd(vm))
         {
             vm.Dispose();

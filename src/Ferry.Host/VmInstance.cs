@@ -259,6 +259,9 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
                 Detail = _networkWait ?? _detail,
                 MovedTo = _movedTo,
                 WaitingOnNetwork = _networkWait is not null,
+                Disk = Machine.Devices.Disk,
+                Net = Machine.Devices.Net?.ToString(),
+                Tap = Machine.Virtio.Select(t => t.Device).OfType<Ferry.Machine.Devices.Virtio.VirtioNet>().FirstOrDefault()?.Interface,
             };
         }
     }

@@ -130,7 +130,15 @@ public sealed class DestinationMigration
                 throw new ProtocolException("machine state does not match the configuration announced in Hello");
             }
 
-            _vm.Machine.RestoreState(state);
+            try
+            {
+                _vm.Machine.RestoreState(state);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new ProtocolException("machine state: " + e.Message); // devices this host's VM does not have, say
+            }
+
             Memory.Accessed.ClearAll();
             if (bundle.AbsentPages is not null)
             {
@@ -152,6 +160,7 @@ public sealed class DestinationMigration
             double restoreMs = Stopwatch.GetElapsedTime(restoreStart).TotalMilliseconds;
             _gcAtResume = GC.CollectionCount(0);
             _gcPauseAtResume = GC.GetTotalPauseDuration();
+            _vm.Machine.AnnounceAfterMove(); // a network card asks the guest for gratuitous ARPs: the network learns its new port
             _vm.Start();
             _started = true;
             _resumeAt = Stopwatch.GetTimestamp();

@@ -2,6 +2,7 @@ using Ferry.Machine.Board;
 using Ferry.Machine.State;
 using Ferry.Migration.Local;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
 
 namespace Ferry.Migration.Tests;
 
@@ -29,6 +30,37 @@ internal static class Harness
         var machine = new VirtMachine(new MachineConfig { MemorySize = memory, Icount = true, IdleSleep = false });
         machine.Load(image);
         return machine;
+    }
+
+    /// <summary>Boots the built-in Linux (guests/linux on Debian's OpenSBI) in icount mode with <paramref name="commandLine"/> and <paramref name="devices"/>.</summary>
+    public static VirtMachine BootLinux(string commandLine, ulong memory, MachineDevices? devices = null, bool icount = true)
+    {
+        string root = Path.GetDirectoryName(Path.GetDirectoryName(GuestPath("hello"))!)!; // guests/
+        var machine = new VirtMachine(new MachineConfig { MemorySize = memory, Icount = icount, IdleSleep = !icount }, devices: devices);
+        LinuxBoot.Load(machine, new LinuxBootFiles
+        {
+            Firmware = File.ReadAllBytes(Path.Combine(root, "firmware", "fw_dynamic.bin")),
+            Kernel = File.ReadAllBytes(Path.Combine(root, "linux", "bin", "Image.gz")),
+            Initrd = File.ReadAllBytes(Path.Combine(root, "linux", "bin", "initramfs.cpio.gz")),
+            CommandLine = commandLine,
+        });
+        return machine;
+    }
+
+    /// <summary>Starts <paramref name="machine"/> (to stop at <paramref name="stopAt"/>), and once it has retired <paramref name="migrateAfter"/> migrates it in-process.</summary>
+    public static async Task<(MigrationReport Report, LocalVm Source, LocalVm? Destination)> RunAndMigrateAsync(
+        string name, VirtMachine machine, ulong migrateAfter, ulong stopAt, StrategyKind strategy)
+    {
+        var source = new LocalVm(name, machine, stopAt, TimeSpan.FromMilliseconds(50));
+        source.Start();
+        while (source.Machine.Hart.InstructionsRetired < migrateAfter && source.Runner.IsRunning)
+        {
+            await Task.Delay(2);
+        }
+
+        (MigrationReport report, LocalVm? destination) = await LocalMigration.RunAsync(source,
+            new MigrationOptions { Strategy = strategy, DowntimeLimit = TimeSpan.FromMilliseconds(50), MaxRounds = 5 });
+        return (report, source, destination);
     }
 
     /// <summary>The unmigrated reference: digest and console at exactly <paramref name="stopAt"/> instructions.</summary>

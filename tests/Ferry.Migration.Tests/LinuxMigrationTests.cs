@@ -17,19 +17,7 @@ public sealed class LinuxMigrationTests
     private const ulong Memory = 64UL << 20;
     private const string CommandLine = LinuxBoot.DefaultCommandLine + " ferry.workload=kvstore ferry.table_mib=8";
 
-    private static VirtMachine Boot()
-    {
-        string root = Path.GetDirectoryName(Path.GetDirectoryName(Harness.GuestPath("hello"))!)!; // guests/
-        var machine = new VirtMachine(new MachineConfig { MemorySize = Memory, Icount = true, IdleSleep = false });
-        LinuxBoot.Load(machine, new LinuxBootFiles
-        {
-            Firmware = File.ReadAllBytes(Path.Combine(root, "firmware", "fw_dynamic.bin")),
-            Kernel = File.ReadAllBytes(Path.Combine(root, "linux", "bin", "Image.gz")),
-            Initrd = File.ReadAllBytes(Path.Combine(root, "linux", "bin", "initramfs.cpio.gz")),
-            CommandLine = CommandLine,
-        });
-        return machine;
-    }
+    private static VirtMachine Boot() => Harness.BootLinux(CommandLine, Memory);
 
     private static readonly Lazy<(string Digest, byte[] Console)> Reference = new(() =>
     {
@@ -51,15 +39,7 @@ public sealed class LinuxMigrationTests
         (string digest, byte[] console) = Reference.Value;
         Assert.Contains("ferry-init: ready", System.Text.Encoding.ASCII.GetString(console));
 
-        var source = new LocalVm("linux", Boot(), StopAt, TimeSpan.FromMilliseconds(50));
-        source.Start();
-        while (source.Machine.Hart.InstructionsRetired < MigrateAfter && source.Runner.IsRunning)
-        {
-            await Task.Delay(2);
-        }
-
-        (MigrationReport report, LocalVm? destination) = await LocalMigration.RunAsync(source,
-            new MigrationOptions { Strategy = strategy, DowntimeLimit = TimeSpan.FromMilliseconds(50), MaxRounds = 5 });
+        (MigrationReport report, LocalVm source, LocalVm? destination) = await Harness.RunAndMigrateAsync("linux", Boot(), MigrateAfter, StopAt, strategy);
         using (source)
         using (destination)
         {

@@ -16,6 +16,17 @@
  *   dirty    the bare-metal guests/dirty.c workload (without pacing):
  *            ferry.size_mib= (default 16), ferry.pattern= (0 sequential,
  *            1 random order), ferry.passes= (0 = forever); "pass N" per pass
+ *   kvserver a TCP key-value server (GET/PUT lines) on ferry.port= (7000)
+ *            for `ferry client`; the network comes from ip= on the command
+ *            line; prints "kvserver: listening on port P"
+ *   disk     block I/O on /dev/vda (O_DIRECT, so every request reaches the
+ *            device): ferry.disk_mib= (default 4) of raw blocks, pass after
+ *            pass (ferry.passes=, 0 = forever): read each 64 KiB chunk and
+ *            check it holds the previous pass's pattern, write this pass's,
+ *            fsync (a FLUSH), re-read and check everything, and print
+ *            "disk pass N sum 0xS"; ferry.read_mib=N first reads N MiB
+ *            sequentially in 1 MiB requests and prints the rate
+ *            ("disk: read N MiB in U us, R MB/s"; time, so not deterministic)
  *
  * ferry.timing=1 adds a line "ferry-init: timing time T instret I" after the
  * ready line (the time and instret CSRs read just before it).
@@ -517,6 +528,478 @@ static int run_dirty(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------ kvserver */
+
+/*
+ * A TCP key-value server for the clients of issue 12 (`ferry client`): port
+ * ferry.port= (default 7000), line based:
+ *   GET key\n        -> VALUE key value\n  or  MISSING key\n
+ *   PUT key value\n  -> OK\n
+ * anything else      -> ERROR reason\n
+ * Keys and values are ASCII tokens (no space or control character) of 1 to
+ * 64 bytes.  The store is an open-addressing hash table in guest memory
+ * (ferry.kv_slots=, default 16384; a full table answers ERROR full).  Many
+ * connections at once through poll(2) (up to KV_CONNS); replies go out in
+ * request order, one write(2) per batch of requests read together, with
+ * TCP_NODELAY.  A connection whose replies the peer does not read stops being
+ * read until they drain.
+ *
+ * nolibc (6.1) wraps poll but not the socket calls: those go through
+ * my_syscall*.  The socket constants are the asm-generic ones (riscv).
+ */
+
+#define KV_CONNS   64
+#define KV_TOKEN   64
+#define KV_IN      512
+#define KV_OUT     4096
+#define KV_AF_INET     2
+#define KV_SOCK_STREAM 1
+#define KV_SOCK_NONBLOCK 0x800    /* = O_NONBLOCK */
+#define KV_SOL_SOCKET  1
+#define KV_SO_REUSEADDR 2
+#define KV_IPPROTO_TCP 6
+#define KV_TCP_NODELAY 1
+
+struct kv_sockaddr_in {
+	uint16_t family;
+	uint16_t port;            /* network byte order */
+	uint32_t addr;            /* network byte order */
+	uint8_t zero[8];
+};
+
+struct kv_slot {
+	uint8_t klen, vlen;       /* klen 0: empty */
+	char key[KV_TOKEN];
+	char value[KV_TOKEN];
+};
+
+struct kv_conn {
+	int fd;                   /* -1: free */
+	unsigned inlen, outlen, outoff;
+	char in[KV_IN];
+	char out[KV_OUT];
+};
+
+static struct kv_slot *kv_table;
+static uint64_t kv_nslots, kv_used;
+static struct kv_conn kv_conns[KV_CONNS];
+
+static uint16_t kv_htons(uint16_t v)
+{
+	return (uint16_t)((v << 8) | (v >> 8));
+}
+
+static long kv_socket_call3(long nr, long a, long b, long c)
+{
+	return my_syscall3(nr, a, b, c);
+}
+
+static int kv_setopt(int fd, int level, int opt, int val)
+{
+	return my_syscall5(__NR_setsockopt, fd, level, opt, &val, sizeof(val));
+}
+
+static uint64_t kv_hash(const char *s, unsigned n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;     /* FNV-1a */
+	for (unsigned i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
+	return mix64(h);
+}
+
+/* The slot holding key, or the empty slot where it would go (0 if full). */
+static struct kv_slot *kv_find(const char *key, unsigned klen)
+{
+	uint64_t s = range(kv_hash(key, klen), kv_nslots);
+	for (uint64_t n = 0; n < kv_nslots; n++) {
+		struct kv_slot *e = &kv_table[s];
+		if (e->klen == 0 || (e->klen == klen && !memcmp(e->key, key, klen)))
+			return e;
+		if (++s == kv_nslots)
+			s = 0;
+	}
+	return 0;
+}
+
+static int kv_token_ok(const char *t, unsigned n)
+{
+	if (n == 0 || n > KV_TOKEN)
+		return 0;
+	for (unsigned i = 0; i < n; i++)
+		if (t[i] <= ' ' || t[i] > '~')
+			return 0;
+	return 1;
+}
+
+/* Append to c's output; the caller has checked there is room for a reply. */
+static void kv_out(struct kv_conn *c, const char *s, unsigned n)
+{
+	memcpy(c->out + c->outlen, s, n);
+	c->outlen += n;
+}
+
+static void kv_outs(struct kv_conn *c, const char *s)
+{
+	kv_out(c, s, strlen(s));
+}
+
+/* Answer one request line (without its '\n'). */
+static void kv_request(struct kv_conn *c, char *l, unsigned n)
+{
+	if (n && l[n - 1] == '\r')
+		n--;
+	/* split into at most three space-separated words */
+	char *w[3];
+	unsigned wl[3], nw = 0, i = 0;
+	while (i < n) {
+		while (i < n && l[i] == ' ')
+			i++;
+		if (i == n)
+			break;
+		if (nw == 3) {
+			kv_outs(c, "ERROR too many words\n");
+			return;
+		}
+		w[nw] = l + i;
+		while (i < n && l[i] != ' ')
+			i++;
+		wl[nw] = (unsigned)(l + i - w[nw]);
+		nw++;
+	}
+	if (nw == 2 && wl[0] == 3 && !memcmp(w[0], "GET", 3)) {
+		if (!kv_token_ok(w[1], wl[1])) {
+			kv_outs(c, "ERROR bad key\n");
+			return;
+		}
+		struct kv_slot *e = kv_find(w[1], wl[1]);
+		if (!e || e->klen == 0) {
+			kv_outs(c, "MISSING ");
+			kv_out(c, w[1], wl[1]);
+			kv_outs(c, "\n");
+			return;
+		}
+		kv_outs(c, "VALUE ");
+		kv_out(c, e->key, e->klen);
+		kv_outs(c, " ");
+		kv_out(c, e->value, e->vlen);
+		kv_outs(c, "\n");
+	} else if (nw == 3 && wl[0] == 3 && !memcmp(w[0], "PUT", 3)) {
+		if (!kv_token_ok(w[1], wl[1]) || !kv_token_ok(w[2], wl[2])) {
+			kv_outs(c, "ERROR bad key or value\n");
+			return;
+		}
+		struct kv_slot *e = kv_find(w[1], wl[1]);
+		if (!e || (e->klen == 0 && kv_used + 1 >= kv_nslots)) {
+			kv_outs(c, "ERROR full\n");   /* one slot stays empty: probes end */
+			return;
+		}
+		if (e->klen == 0) {
+			memcpy(e->key, w[1], wl[1]);
+			e->klen = (uint8_t)wl[1];
+			kv_used++;
+		}
+		memcpy(e->value, w[2], wl[2]);
+		e->vlen = (uint8_t)wl[2];
+		kv_outs(c, "OK\n");
+	} else {
+		kv_outs(c, "ERROR unknown request\n");
+	}
+}
+
+static void kv_close(struct kv_conn *c)
+{
+	close(c->fd);
+	c->fd = -1;
+}
+
+/* Write what c has queued; 0 on success (possibly partial), -1 if the
+ * connection failed. */
+static int kv_flush(struct kv_conn *c)
+{
+	while (c->outoff < c->outlen) {
+		ssize_t n = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0)
+			return -1;
+		c->outoff += n;
+	}
+	if (c->outoff == c->outlen)
+		c->outoff = c->outlen = 0;
+	return 0;
+}
+
+/* The longest reply: "VALUE " key " " value "\n". */
+#define KV_MAX_REPLY (6 + KV_TOKEN + 1 + KV_TOKEN + 1)
+
+/* Answer the complete lines in c's input while replies fit. */
+static int kv_serve(struct kv_conn *c)
+{
+	unsigned start = 0;
+	int waiting = 0;
+	for (unsigned i = 0; i < c->inlen; i++) {
+		if (c->in[i] != '\n')
+			continue;
+		if (c->outlen + KV_MAX_REPLY > KV_OUT) {
+			waiting = 1;         /* resumes once the replies drain */
+			break;
+		}
+		kv_request(c, c->in + start, i - start);
+		start = i + 1;
+	}
+	if (start) {
+		memmove(c->in, c->in + start, c->inlen - start);
+		c->inlen -= start;
+	}
+	if (c->inlen == KV_IN && !waiting) {   /* a line longer than any request */
+		if (c->outlen + KV_MAX_REPLY <= KV_OUT)
+			kv_outs(c, "ERROR line too long\n");
+		kv_flush(c);
+		return -1;
+	}
+	return kv_flush(c);
+}
+
+static int run_kvserver(void)
+{
+	static const char *const keys[] = { "port", "kv_slots" };
+	uint64_t cfg[2] = { param_u64("port", 7000), param_u64("kv_slots", 16384) };
+	print_cfg("kvserver", keys, cfg, 2);
+	if (cfg[0] == 0 || cfg[0] > 65535 || cfg[1] < 2) {
+		line("kvserver: bad port or kv_slots");
+		return 2;
+	}
+	kv_nslots = cfg[1];
+	kv_table = anon(kv_nslots * sizeof(struct kv_slot));   /* zero: all empty */
+	if (!kv_table)
+		return 2;
+	for (int i = 0; i < KV_CONNS; i++)
+		kv_conns[i].fd = -1;
+
+	int lfd = kv_socket_call3(__NR_socket, KV_AF_INET,
+				  KV_SOCK_STREAM | KV_SOCK_NONBLOCK, 0);
+	if (lfd < 0) {
+		line("kvserver: socket failed");
+		return 2;
+	}
+	kv_setopt(lfd, KV_SOL_SOCKET, KV_SO_REUSEADDR, 1);
+	struct kv_sockaddr_in sa = { KV_AF_INET, kv_htons((uint16_t)cfg[0]), 0, { 0 } };
+	if (kv_socket_call3(__NR_bind, lfd, (long)&sa, sizeof(sa)) < 0 ||
+	    kv_socket_call3(__NR_listen, lfd, 64, 0) < 0) {
+		line("kvserver: bind or listen failed");
+		return 2;
+	}
+	puts_("kvserver: listening on port ");
+	putu(cfg[0]);
+	putch('\n');
+	flush();
+
+	static struct pollfd pfd[KV_CONNS + 1];
+	static int who[KV_CONNS + 1];
+	for (;;) {
+		int n = 0;
+		pfd[n] = (struct pollfd){ lfd, POLLIN, 0 };
+		who[n++] = -1;
+		for (int i = 0; i < KV_CONNS; i++) {
+			struct kv_conn *c = &kv_conns[i];
+			if (c->fd < 0)
+				continue;
+			short ev = 0;
+			if (c->outlen + KV_MAX_REPLY <= KV_OUT)
+				ev |= POLLIN;
+			if (c->outlen)
+				ev |= POLLOUT;
+			pfd[n] = (struct pollfd){ c->fd, ev, 0 };
+			who[n++] = i;
+		}
+		if (poll(pfd, n, -1) < 0)
+			continue;                    /* EINTR */
+		for (int k = 1; k < n; k++) {
+			struct kv_conn *c = &kv_conns[who[k]];
+			short re = pfd[k].revents;
+			if (!re)
+				continue;
+			int bad = 0;
+			if (re & POLLOUT)
+				bad = kv_flush(c);
+			if (!bad && (re & (POLLIN | POLLHUP | POLLERR))) {
+				ssize_t r = read(c->fd, c->in + c->inlen, KV_IN - c->inlen);
+				if (r > 0) {
+					c->inlen += r;
+					bad = kv_serve(c);
+				} else if (r == 0 || errno != EAGAIN) {
+					bad = -1;
+				}
+			} else if (!bad) {
+				bad = kv_serve(c);   /* replies drained: lines may wait */
+			}
+			if (bad)
+				kv_close(c);
+		}
+		if (pfd[0].revents & POLLIN) {
+			for (;;) {
+				int fd = my_syscall4(__NR_accept4, lfd, 0, 0, KV_SOCK_NONBLOCK);
+				if (fd < 0)
+					break;
+				int i = 0;
+				while (i < KV_CONNS && kv_conns[i].fd >= 0)
+					i++;
+				if (i == KV_CONNS) {
+					close(fd);          /* full: refuse */
+					continue;
+				}
+				kv_setopt(fd, KV_IPPROTO_TCP, KV_TCP_NODELAY, 1);
+				kv_conns[i].fd = fd;
+				kv_conns[i].inlen = kv_conns[i].outlen = kv_conns[i].outoff = 0;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ disk */
+
+#define DISK_CHUNK (64UL * 1024UL)
+#define BLKGETSIZE64_ 0x80081272UL
+#ifndef O_DIRECT
+#define O_DIRECT 040000 /* asm-generic/fcntl.h, which RISC-V uses */
+#endif
+
+static inline uint64_t disk_word(uint64_t pass, uint64_t index)
+{
+	return mix64((pass << 48) ^ index);
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	my_syscall2(__NR_clock_gettime, 1 /* CLOCK_MONOTONIC */, &ts);
+	return (uint64_t)ts.tv_sec * 1000000UL + (uint64_t)ts.tv_nsec / 1000UL;
+}
+
+static int disk_io(int fd, int writing, void *buf, uint64_t len, uint64_t off)
+{
+	if (lseek(fd, (off_t)off, SEEK_SET) < 0)
+		return -1;
+	ssize_t n = writing ? write(fd, buf, len) : read(fd, buf, len);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+static int disk_corrupt(uint64_t pass, uint64_t index, uint64_t expect, uint64_t got)
+{
+	puts_("CORRUPT disk pass ");
+	putu(pass);
+	puts_(" word ");
+	putu(index);
+	puts_(" expected ");
+	puthex(expect);
+	puts_(" got ");
+	puthex(got);
+	putch('\n');
+	flush();
+	return 1;
+}
+
+/* Checks that buf (words from first) holds pass's pattern; adds them to *sum. */
+static int disk_check(const uint64_t *buf, uint64_t first, uint64_t words, uint64_t pass, uint64_t *sum)
+{
+	for (uint64_t i = 0; i < words; i++) {
+		uint64_t v = disk_word(pass, first + i);
+		if (buf[i] != v)
+			return disk_corrupt(pass, first + i, v, buf[i]);
+		*sum = (*sum << 7 | *sum >> 57) ^ v;
+	}
+	return 0;
+}
+
+static int run_disk(void)
+{
+	static const char *const keys[] = { "disk_mib", "passes", "read_mib" };
+	uint64_t cfg[3] = { param_u64("disk_mib", 4), param_u64("passes", 0), param_u64("read_mib", 0) };
+	print_cfg("disk", keys, cfg, 3);
+	uint64_t bytes = cfg[0] * MIB, passes = cfg[1], read_mib = cfg[2];
+
+	int fd = open("/dev/vda", O_RDWR | O_DIRECT, 0);
+	if (fd < 0) {
+		line("disk: cannot open /dev/vda");
+		return 2;
+	}
+	uint64_t size = 0;
+	if (ioctl(fd, BLKGETSIZE64_, &size) < 0 || size < DISK_CHUNK) {
+		line("disk: /dev/vda has no usable size");
+		return 2;
+	}
+	if (bytes > size)
+		bytes = size / DISK_CHUNK * DISK_CHUNK;
+	uint64_t *buf = anon(MIB);
+	if (!buf)
+		return 2;
+
+	if (read_mib) {
+		uint64_t off = 0, t0 = now_us();
+		for (uint64_t i = 0; i < read_mib; i++) {
+			if (off + MIB > size)
+				off = 0;
+			if (disk_io(fd, 0, buf, MIB, off) < 0) {
+				line("disk: read failed");
+				return 2;
+			}
+			off += MIB;
+		}
+		uint64_t us = now_us() - t0;
+		puts_("disk: read ");
+		putu(read_mib);
+		puts_(" MiB in ");
+		putu(us);
+		puts_(" us, ");
+		putu(us ? read_mib * MIB / us : 0);
+		puts_(" MB/s\n");
+		flush();
+	}
+
+	const uint64_t cw = DISK_CHUNK / 8;
+	for (uint64_t pass = 1; passes == 0 || pass <= passes; pass++) {
+		uint64_t sum = 0;
+		for (uint64_t off = 0; off < bytes; off += DISK_CHUNK) {
+			uint64_t first = off / 8;
+			if (pass > 1) {
+				if (disk_io(fd, 0, buf, DISK_CHUNK, off) < 0) {
+					line("disk: read failed");
+					return 2;
+				}
+				if (disk_check(buf, first, cw, pass - 1, &sum))
+					return 1;
+			}
+			for (uint64_t i = 0; i < cw; i++)
+				buf[i] = disk_word(pass, first + i);
+			if (disk_io(fd, 1, buf, DISK_CHUNK, off) < 0) {
+				line("disk: write failed");
+				return 2;
+			}
+		}
+		if (fsync(fd) < 0) {
+			line("disk: fsync failed");
+			return 2;
+		}
+		sum = 0;
+		for (uint64_t off = 0; off < bytes; off += DISK_CHUNK) {
+			if (disk_io(fd, 0, buf, DISK_CHUNK, off) < 0) {
+				line("disk: read failed");
+				return 2;
+			}
+			if (disk_check(buf, off / 8, cw, pass, &sum))
+				return 1;
+		}
+		puts_("disk pass ");
+		putu(pass);
+		puts_(" sum ");
+		puthex(sum);
+		putch('\n');
+		flush();
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------ shell */
 
 static char fbuf[8192];
@@ -596,7 +1079,7 @@ static int run_shell(void)
 			continue;
 		else if (!strcmp(cmd, "help"))
 			line("commands: echo TEXT, cat FILE, ls [DIR], uptime, meminfo, "
-			     "cmdline, run WORKLOAD (idle|kvstore|dirty; does not return), "
+			     "cmdline, run WORKLOAD (idle|kvstore|dirty|kvserver|disk; does not return), "
 			     "poweroff");
 		else if (!strcmp(cmd, "echo"))
 			line(arg);
@@ -631,6 +1114,10 @@ static int run_workload(const char *name)
 		return run_kvstore();
 	if (!strcmp(name, "dirty"))
 		return run_dirty();
+	if (!strcmp(name, "kvserver"))
+		return run_kvserver();
+	if (!strcmp(name, "disk"))
+		return run_disk();
 	if (!strcmp(name, "shell"))
 		return run_shell();
 	puts_("ferry-init: unknown workload ");

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using Ferry.Cli.Client;
 using Ferry.Host;
 using Ferry.Machine.Board;
 using Ferry.Migration.Metrics;
@@ -33,7 +34,7 @@ internal static class BenchCommand
     {
         var quick = new Option<bool>("--quick") { Description = "small VMs and one repeat: the whole comparison in a few minutes" };
         var output = new Option<string>("--out") { Description = "directory for results.json, results.csv and the plots", DefaultValueFactory = _ => "bench-results" };
-        var workloads = new Option<string?>("--workloads") { Description = "comma-separated: idle, dirty-slow, dirty-fast, kvstore, verify, linux-idle, linux-kvstore (default: all)" };
+        var workloads = new Option<string?>("--workloads") { Description = "comma-separated: idle, dirty-slow, dirty-fast, kvstore, verify, linux-idle, linux-kvstore (default: all), and, only when named, linux-kvserver (a TCP service and its client through the move; needs root or the ferry0 bridge, and /dev/net/tun)" };
         var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, auto, qemu-precopy, qemu-postcopy, qemu-postcopy-preempt (default: all; QEMU's when installed), and, only when named, precopy-ac, precopy-delta, precopy-ac-delta (pre-copy with auto-converge, delta pages, both)" };
         var repeat = new Option<int?>("--repeat") { Description = "migrations per workload and strategy (default 3, 1 with --quick)" };
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate, for Ferry and QEMU alike", DefaultValueFactory = _ => "1Gbit" };
@@ -55,7 +56,8 @@ internal static class BenchCommand
             var settings = new Settings(
                 isQuick,
                 p.GetValue(output)!,
-                Workload.All(isQuick).Where(w => Selected(p.GetValue(workloads), w.Name)).ToList(),
+                [.. Workload.All(isQuick).Where(w => Selected(p.GetValue(workloads), w.Name)),
+                    .. Workload.OptIn().Where(w => p.GetValue(workloads) is not null && Selected(p.GetValue(workloads), w.Name))],
                 [.. FerryStrategies.Concat(QemuStrategies).Where(s => Selected(p.GetValue(strategies), s))
                     .Concat(OptInStrategies.Where(s => p.GetValue(strategies) is not null && Selected(p.GetValue(strategies), s)))],
                 p.GetValue(repeat) ?? (isQuick ? 1 : 3),
@@ -101,6 +103,19 @@ internal static class BenchCommand
     {
         public bool Linux => Guest == GuestCatalog.Linux;
 
+        /// <summary>A service with a network card, a disk and a client on the host (<see cref="BenchClient"/>).</summary>
+        public bool Networked { get; init; }
+
+        /// <summary>Run only when named in --workloads.</summary>
+        public static IEnumerable<Workload> OptIn() =>
+        [
+            new("linux-kvserver", GuestCatalog.Linux, "workload=kvserver",
+                $"Linux 6.1 on OpenSBI with a network card and a disk, the kvserver workload answering a client on the host ({BenchClient.Rate:0} requests/s over {BenchClient.Connections} TCP connections)")
+            {
+                Networked = true,
+            },
+        ];
+
         public static IEnumerable<Workload> All(bool quick) =>
         [
             new("idle", "idle", "interval_ms=100,pages=4", "heartbeat every 100 ms, touching 4 pages"),
@@ -122,6 +137,20 @@ internal static class BenchCommand
         if (!qemu && strategies.Length != s.Strategies.Length)
         {
             AnsiConsole.MarkupLine("[yellow]qemu-system-riscv64 is not installed: QEMU's rows are left out[/]");
+        }
+
+        string? noNetwork = null;
+        if (s.Workloads.Any(w => w.Networked))
+        {
+            try
+            {
+                await HostBridge.EnsureAsync(ct);
+            }
+            catch (CliException e)
+            {
+                noNetwork = e.Message;
+                AnsiConsole.MarkupLine($"[yellow]the networked workloads fail: {Markup.Escape(e.Message)}[/]");
+            }
         }
 
         await using NetnsLink? kernelLink = s.KernelLink ? await NetnsLink.CreateAsync(s.Bandwidth, ct) : null;
@@ -154,9 +183,17 @@ internal static class BenchCommand
                         foreach (string strategy in strategies)
                         {
                             ct.ThrowIfCancellationRequested();
+                            if (w.Networked && noNetwork is not null)
+                            {
+                                runs.Add(new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = r, Outcome = "failed", Error = noNetwork });
+                                progress.Increment(1);
+                                continue;
+                            }
+
                             progress.Description = $"{w.Name} / {strategy} ({r}/{s.Repeat})";
                             BenchRun run = strategy.StartsWith("qemu-", StringComparison.Ordinal)
                                 ? await RunQemuAsync(s, w, strategy, r, ct)
+                                : w.Networked ? await RunFerryNetworkedAsync(s, hostA, hostB, w, strategy, r, $"b{++n}-{w.Name}-{strategy}", ct)
                                 : await RunFerryAsync(s, hostA, hostB, w, strategy, r, $"b{++n}-{w.Name}-{strategy}", ct);
                             runs.Add(run);
                             progress.Increment(1);
@@ -192,6 +229,11 @@ internal static class BenchCommand
         await File.WriteAllTextAsync(csv, Csv(runs), CancellationToken.None);
         IReadOnlyList<string> plots = BenchPlots.Write(results, s.Output);
         AnsiConsole.Write(Table(results, strategies));
+        if (runs.Any(r => r.ClientRequests is not null))
+        {
+            AnsiConsole.Write(ClientTable(results, strategies));
+        }
+
         if (boot is not null)
         {
             AnsiConsole.Write(BootTable(boot));
@@ -218,44 +260,8 @@ internal static class BenchCommand
             }
 
             await Task.Delay(s.WarmUp, ct);
-            var request = new MigrateRequest
-            {
-                Destination = "",
-                Token = "",
-                Strategy = strategy == "hybrid-pass" ? "hybrid" : strategy.StartsWith("precopy", StringComparison.Ordinal) ? "precopy" : strategy,
-                LivePasses = strategy == "hybrid-pass" ? 1 : null,
-                AutoConverge = strategy.StartsWith("precopy-ac", StringComparison.Ordinal) ? true : null,
-                DeltaCacheBytes = strategy.EndsWith("-delta", StringComparison.Ordinal) ? Ferry.Migration.MigrationOptions.DefaultDeltaCacheBytes : null,
-                Bandwidth = s.OwnLimiter > 0 ? s.OwnLimiter.ToString(CultureInfo.InvariantCulture) : "unlimited", // "0" is not a bandwidth
-                DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
-                MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,
-            };
-            MigrationReport r = await MigrationDriver.RunAsync(a, b, name, request, null, ct);
-            bool converged = r.Strategy != "precopy" || r.Rounds.Count == 0 || r.Rounds[^1].ExpectedDowntimeMs <= s.DowntimeLimit.TotalMilliseconds;
-            return new BenchRun
-            {
-                Strategy = strategy,
-                Workload = w.Name,
-                Repeat = repeat,
-                Outcome = r.Outcome != "completed" ? r.Outcome : converged ? "completed" : "forced-stop-and-copy",
-                Error = r.Error,
-                TotalTimeMs = r.TotalTimeMs,
-                DowntimeMs = r.DowntimeMs,
-                BytesOnWire = r.BytesOnWire,
-                NetworkFaults = r.Strategy == "precopy" ? null : r.NetworkFaults.Count,
-                FaultStallMs = r.Strategy == "precopy" ? null : r.NetworkFaults.StallTotalMs,
-                FaultStallP99Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP99Ms,
-                FaultStallP50Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP50Ms,
-                StallPerFaultMs = r.Strategy == "precopy" || r.NetworkFaults.Count == 0 ? null : r.NetworkFaults.StallTotalMs / r.NetworkFaults.Count,
-                GuestMipsDuring = r.Guest.IpsDuring / 1e6,
-                Slowdown = r.Guest.SlowdownDuring,
-                TimeToFullyResidentMs = r.Strategy == "precopy" ? null : r.TimeToFullyResidentMs,
-                Rounds = r.Strategy == "precopy" ? r.PrecopyRounds : null,
-                WorkingSetBytes = r.WorkingSet?.Bytes,
-                GuestMips = r.Guest.IpsBefore / 1e6,
-                LinkLimitMs = s.Bandwidth > 0 ? r.Pages.MemoryNonZero * 4096.0 * 8 / s.Bandwidth * 1000 : null,
-                Report = r,
-            };
+            MigrationReport r = await MigrationDriver.RunAsync(a, b, name, Request(s, strategy), null, ct);
+            return FerryRun(s, w, strategy, repeat, r);
         }
         catch (CliException e)
         {
@@ -265,6 +271,106 @@ internal static class BenchCommand
         {
             await TryRemoveAsync(b, name);
             await TryRemoveAsync(a, name);
+        }
+    }
+
+    /// <summary>The migration a bench strategy names, as a host agent is asked for it.</summary>
+    private static MigrateRequest Request(Settings s, string strategy) => new()
+    {
+        Destination = "",
+        Token = "",
+        Strategy = strategy == "hybrid-pass" ? "hybrid" : strategy.StartsWith("precopy", StringComparison.Ordinal) ? "precopy" : strategy,
+        LivePasses = strategy == "hybrid-pass" ? 1 : null,
+        AutoConverge = strategy.StartsWith("precopy-ac", StringComparison.Ordinal) ? true : null,
+        DeltaCacheBytes = strategy.EndsWith("-delta", StringComparison.Ordinal) ? Ferry.Migration.MigrationOptions.DefaultDeltaCacheBytes : null,
+        Bandwidth = s.OwnLimiter > 0 ? s.OwnLimiter.ToString(CultureInfo.InvariantCulture) : "unlimited", // "0" is not a bandwidth
+        DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
+        MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,
+    };
+
+    private static BenchRun FerryRun(Settings s, Workload w, string strategy, int repeat, MigrationReport r)
+    {
+        bool converged = r.Strategy != "precopy" || r.Rounds.Count == 0 || r.Rounds[^1].ExpectedDowntimeMs <= s.DowntimeLimit.TotalMilliseconds;
+        return new BenchRun
+        {
+            Strategy = strategy,
+            Workload = w.Name,
+            Repeat = repeat,
+            Outcome = r.Outcome != "completed" ? r.Outcome : converged ? "completed" : "forced-stop-and-copy",
+            Error = r.Error,
+            TotalTimeMs = r.TotalTimeMs,
+            DowntimeMs = r.DowntimeMs,
+            BytesOnWire = r.BytesOnWire,
+            NetworkFaults = r.Strategy == "precopy" ? null : r.NetworkFaults.Count,
+            FaultStallMs = r.Strategy == "precopy" ? null : r.NetworkFaults.StallTotalMs,
+            FaultStallP99Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP99Ms,
+            FaultStallP50Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP50Ms,
+            StallPerFaultMs = r.Strategy == "precopy" || r.NetworkFaults.Count == 0 ? null : r.NetworkFaults.StallTotalMs / r.NetworkFaults.Count,
+            GuestMipsDuring = r.Guest.IpsDuring / 1e6,
+            Slowdown = r.Guest.SlowdownDuring,
+            TimeToFullyResidentMs = r.Strategy == "precopy" ? null : r.TimeToFullyResidentMs,
+            Rounds = r.Strategy == "precopy" ? r.PrecopyRounds : null,
+            WorkingSetBytes = r.WorkingSet?.Bytes,
+            GuestMips = r.Guest.IpsBefore / 1e6,
+            LinkLimitMs = s.Bandwidth > 0 ? r.Pages.MemoryNonZero * 4096.0 * 8 / s.Bandwidth * 1000 : null,
+            Report = r,
+        };
+    }
+
+    /// <summary>
+    /// A Ferry row of a networked workload: the VM with a network card on a TAP on the bridge
+    /// (the same MAC on both sides) and a raw disk both host agents open, migrated between the
+    /// two agents like every other Ferry row; the destination agent makes its own TAP on the
+    /// bridge. The client runs as for QEMU's rows.
+    /// </summary>
+    private static async Task<BenchRun> RunFerryNetworkedAsync(Settings s, HostClient a, HostClient b, Workload w, string strategy, int repeat, string name, CancellationToken ct)
+    {
+        if (s.KernelLink)
+        {
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = "a networked VM's destination in the netns link's namespace has no TAP on the bridge: run linux-kvserver with --link shaper" };
+        }
+
+        NetworkGuest guest = NetworkGuest.Default;
+        LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, $"{LinuxBoot.DefaultCommandLine} {guest.KernelIpArgument}", null, w.Config);
+        string disk = Path.Combine(Path.GetTempPath(), $"ferry-bench-{Environment.ProcessId}-{name}.img");
+        using var client = new BenchClient(guest);
+        try
+        {
+            await using (FileStream f = File.Create(disk))
+            {
+                f.SetLength(16 << 20);
+            }
+
+            await a.StartVmAsync(new StartVmRequest { Name = name, Linux = GuestCatalog.Request(files), MemoryBytes = s.Memory, Disk = disk, Net = $"tap,mac={guest.Mac}" }, ct);
+            await a.WaitForConsoleLineAsync(name, $"'{BenchClient.ListeningLine}'", line => line == BenchClient.ListeningLine, QemuLinuxGuest.BootTimeout, ct);
+            await client.StartAsync(ct);
+            await Task.Delay(s.WarmUp, ct);
+            MigrationReport r = await MigrationDriver.RunAsync(a, b, name, Request(s, strategy), null, ct);
+            await Task.Delay(BenchClient.After, ct);
+            KvClientResult c = (await client.StopAsync())!;
+            return BenchClient.WithClient(FerryRun(s, w, strategy, repeat, r), c, r.StartedAt,
+                r.Timeline.PauseAtMs > 0 ? r.StartedAt.AddMilliseconds(r.Timeline.PauseAtMs) : null,
+                r.Timeline.ResumeAtMs > 0 ? r.StartedAt.AddMilliseconds(r.Timeline.ResumeAtMs) : null,
+                r.StartedAt.AddMilliseconds(r.TotalTimeMs));
+        }
+        catch (Exception e) when (e is CliException or IOException or TimeoutException)
+        {
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = e.Message };
+        }
+        finally
+        {
+            try
+            {
+                await client.StopAsync();
+            }
+            catch (Exception e) when (e is IOException or TimeoutException)
+            {
+                // reported above
+            }
+
+            await TryRemoveAsync(b, name);
+            await TryRemoveAsync(a, name);
+            File.Delete(disk);
         }
     }
 
@@ -287,7 +393,7 @@ internal static class BenchCommand
         QemuLinuxGuest? linux = null;
         if (w.Linux)
         {
-            LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, null, null, w.Config);
+            LinuxBootFiles files = GuestCatalog.ResolveLinux(null, null, w.Networked ? $"{LinuxBoot.DefaultCommandLine} {NetworkGuest.Default.KernelIpArgument}" : null, null, w.Config);
             linux = new QemuLinuxGuest(LinuxBoot.ReadKernelImage(files.Kernel, files.KernelName), files.Initrd!, files.CommandLine);
         }
         else
@@ -296,13 +402,32 @@ internal static class BenchCommand
         }
 
         string mode = strategy["qemu-".Length..];
-        QemuRunResult q = await QemuMigration.RunAsync(new QemuMigrationSpec(w.Name, elf, s.Memory, mode, s.OwnLimiter,
-            s.DowntimeLimit, s.WarmUp, s.QemuTimeout)
+        var spec = new QemuMigrationSpec(w.Name, elf, s.Memory, mode, s.OwnLimiter, s.DowntimeLimit, s.WarmUp, s.QemuTimeout)
         {
             DestinationWrap = s.Link?.Wrap,
             DestinationAddress = s.Link is null ? "127.0.0.1" : NetnsLink.DestinationAddress,
             Linux = linux,
-        }, ct);
+        };
+        if (!w.Networked)
+        {
+            return QemuRun(s, w, strategy, repeat, await QemuMigration.RunAsync(spec, ct));
+        }
+
+        try
+        {
+            (QemuRunResult q, KvClientResult? c) = await BenchClient.RunQemuAsync(spec, NetworkGuest.Default, ct);
+            BenchRun run = QemuRun(s, w, strategy, repeat, q);
+            DateTimeOffset now = DateTimeOffset.UtcNow;
+            return c is null ? run : BenchClient.WithClient(run, c, q.Marks?.Started ?? now, q.Marks?.Stopped, q.Marks?.Resumed, q.Marks?.Completed ?? now);
+        }
+        catch (Exception e) when (e is IOException or TimeoutException)
+        {
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = $"the client could not reach the guest: {e.Message}" };
+        }
+    }
+
+    private static BenchRun QemuRun(Settings s, Workload w, string strategy, int repeat, QemuRunResult q)
+    {
         return new BenchRun
         {
             Strategy = strategy,
@@ -354,11 +479,12 @@ internal static class BenchCommand
 
     private static string Csv(List<BenchRun> runs)
     {
-        var sb = new StringBuilder("strategy,workload,repeat,outcome,totalTimeMs,downtimeMs,bytesOnWire,networkFaults,faultStallMs,faultStallP50Ms,faultStallP99Ms,stallPerFaultMs,slowdown,timeToFullyResidentMs,rounds,workingSetBytes,guestMips,guestMipsDuring,linkLimitMs,error\n");
+        var sb = new StringBuilder("strategy,workload,repeat,outcome,totalTimeMs,downtimeMs,bytesOnWire,networkFaults,faultStallMs,faultStallP50Ms,faultStallP99Ms,stallPerFaultMs,slowdown,timeToFullyResidentMs,rounds,workingSetBytes,guestMips,guestMipsDuring,linkLimitMs,clientOutageMs,clientP99DuringMs,clientFailedRequests,error\n");
         foreach (BenchRun r in runs)
         {
             sb.AppendJoin(',', r.Strategy, r.Workload, r.Repeat, r.Outcome, F(r.TotalTimeMs), F(r.DowntimeMs), r.BytesOnWire, r.NetworkFaults, F(r.FaultStallMs),
                 F(r.FaultStallP50Ms), F(r.FaultStallP99Ms), F(r.StallPerFaultMs), F(r.Slowdown), F(r.TimeToFullyResidentMs), r.Rounds, r.WorkingSetBytes, F(r.GuestMips), F(r.GuestMipsDuring), F(r.LinkLimitMs),
+                F(r.ClientOutageMs), F(r.ClientLatencyMs?.During?.P99), r.ClientFailedRequests,
                 r.Error is null ? "" : "\"" + r.Error.Replace("\"", "\"\"", StringComparison.Ordinal).ReplaceLineEndings(" ") + "\"");
             sb.Append('\n');
         }
@@ -405,6 +531,40 @@ internal static class BenchCommand
         return table;
     }
 
+    /// <summary>What the kvserver's client saw: the outage, latency before/during/after the move, failures.</summary>
+    private static Table ClientTable(BenchResults results, string[] strategies)
+    {
+        var table = new Table().Title($"clients during the move ({BenchClient.Rate:0} requests/s, {BenchClient.Connections} connections), medians (min-max) over {results.Repeat} run(s)")
+            .AddColumns("workload", "strategy", "outage ms", "downtime ms", "p50/p99 before", "p50/p99 during", "p50/p99 after", "failed", "broken conns");
+        foreach (WorkloadInfo w in results.Workloads)
+        {
+            foreach (string strategy in strategies)
+            {
+                List<BenchRun> runs = [.. results.Runs.Where(r => r.Workload == w.Name && r.Strategy == strategy && r.ClientRequests is not null)];
+                if (runs.Count == 0)
+                {
+                    continue;
+                }
+
+                string Phase(Func<PhaseLatencies, LatencyPercentiles?> pick)
+                    => Cell(runs, r => r.ClientLatencyMs is { } l ? pick(l)?.P50 : null, "none") + " / " + Cell(runs, r => r.ClientLatencyMs is { } l ? pick(l)?.P99 : null, "none");
+
+                table.AddRow(
+                    Markup.Escape(w.Name),
+                    Markup.Escape(strategy),
+                    Cell(runs, r => r.ClientOutageMs, "n/a"),
+                    Cell(runs, r => r.DowntimeMs, "not finished"),
+                    Phase(l => l.Before),
+                    Phase(l => l.During),
+                    Phase(l => l.After),
+                    Cell(runs, r => r.ClientFailedRequests, "n/a"),
+                    Cell(runs, r => r.ClientBrokenConnections, "n/a"));
+            }
+        }
+
+        return table;
+    }
+
     private static Table BootTable(LinuxBootResult boot)
     {
         var table = new Table().Title($"Linux boot to '{QemuLinuxGuest.ReadyLine}', medians (min-max) of {boot.Ferry.Count}")
@@ -440,4 +600,7 @@ internal static class BenchCommand
 
     private static string Cell(List<BenchRun> runs, Func<BenchRun, long?> metric, string missing)
         => Cell(runs, r => metric(r) is long v ? (double)v : null, missing);
+
+    private static string Cell(List<BenchRun> runs, Func<BenchRun, int?> metric, string missing)
+        => Cell(runs, r => metric(r) is int v ? (double)v : null, missing);
 }

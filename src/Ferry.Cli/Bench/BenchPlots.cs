@@ -92,7 +92,64 @@ public static class BenchPlots
             }
         }
 
+        foreach (BenchRun run in results.Runs
+                     .Where(r => r.ClientTrace is not null)
+                     .GroupBy(r => (r.Workload, r.Strategy))
+                     .Select(g => g.OrderBy(r => r.Repeat).First()))
+        {
+            string path = Path.Combine(directory, $"client-latency-{Safe(run.Workload)}-{Safe(run.Strategy)}.png");
+            WriteClientLatency(run, colours.GetValueOrDefault(run.Strategy, Color.FromHex("#1F77B4")), font, path);
+            written.Add(path);
+        }
+
         return written;
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // The kvserver's client through the move: every request's latency by the time it was sent
+
+    private static void WriteClientLatency(BenchRun run, Color colour, string font, string path)
+    {
+        ClientTrace trace = run.ClientTrace!;
+        double zero = trace.MigrationStartMs;
+        var answered = trace.Client.Samples.Where(x => x.Answered && !x.Failed).ToList();
+        var failed = trace.Client.Samples.Where(x => x.Failed).ToList();
+        double yMax = answered.Select(x => x.LatencyMs).DefaultIfEmpty(1).Max() * 1.15;
+
+        using var plot = new Plot();
+        Style(plot, font);
+        if (trace.PauseMs is double pause && trace.ResumeMs is double resume)
+        {
+            HorizontalSpan span = plot.Add.HorizontalSpan((pause - zero) / 1000, (resume - zero) / 1000);
+            span.FillColor = FailColour.WithAlpha(0.25);
+            span.LineWidth = 0;
+            span.LegendText = $"switchover (downtime {Number(run.DowntimeMs ?? 0)} ms)";
+        }
+
+        foreach (double at in new[] { 0.0, (trace.MigrationEndMs - zero) / 1000 })
+        {
+            VerticalLine v = plot.Add.VerticalLine(at, 1, Colors.DimGray);
+            v.LinePattern = LinePattern.Dashed;
+            v.LegendText = at == 0 ? "migration: start, completion" : "";
+        }
+
+        Scatter ok = plot.Add.ScatterPoints(answered.Select(x => (x.SentMs - zero) / 1000).ToArray(), answered.Select(x => x.LatencyMs).ToArray(), colour);
+        ok.MarkerSize = 3;
+        ok.LegendText = "request latency";
+        if (failed.Count > 0)
+        {
+            Scatter bad = plot.Add.ScatterPoints(failed.Select(x => (x.SentMs - zero) / 1000).ToArray(), failed.Select(_ => yMax).ToArray(), FailColour);
+            bad.MarkerSize = 5;
+            bad.MarkerShape = MarkerShape.Cross;
+            bad.LegendText = $"failed ({failed.Count})";
+        }
+
+        plot.Axes.SetLimitsY(0, yMax);
+        plot.XLabel("s from the migration's start (requests by the time they were sent)", 14);
+        plot.YLabel("latency (ms)", 14);
+        plot.Title($"Client latency through the move: {run.Workload} · {run.Strategy} · outage {Number(run.ClientOutageMs ?? 0)} ms, {run.ClientFailedRequests ?? 0} failed", 16);
+        plot.ShowLegend(Alignment.UpperRight);
+        plot.SavePng(path, TimelineWidth, BarHeight);
     }
 
     // ----------------------------------------------------------------------------------------

@@ -88,4 +88,33 @@ public sealed record BenchRun
 
     /// <summary>Ferry's full report (null for QEMU runs).</summary>
     public MigrationReport? Report { get; init; }
+
+    // ---- The kvserver's client through the run (linux-kvserver; docs/results.md "Clients during the move")
+
+    /// <summary>Requests the client sent (1,000/s over 4 connections, open loop).</summary>
+    public int? ClientRequests { get; init; }
+
+    /// <summary>The client-observed outage: the longest interval without a reply (ms) that overlaps the migration (from its start to its completion).</summary>
+    public double? ClientOutageMs { get; init; }
+
+    /// <summary>The longest interval without a reply over the whole client run (ms): above the outage, a stall of the host's, not of the move.</summary>
+    public double? ClientLongestGapMs { get; init; }
+
+    /// <summary>Where that interval began, in ms from the migration's start (negative: before it).</summary>
+    public double? ClientOutageAtMs { get; init; }
+
+    /// <summary>p50/p99 request latency (ms) of the requests sent before the migration, during it (to its completion) and after.</summary>
+    public Ferry.Cli.Client.PhaseLatencies? ClientLatencyMs { get; init; }
+
+    /// <summary>Requests that got a wrong reply or none (a broken connection fails its requests).</summary>
+    public int? ClientFailedRequests { get; init; }
+
+    /// <summary>Connections that broke (the client never reopens one).</summary>
+    public int? ClientBrokenConnections { get; init; }
+
+    public string? ClientFirstError { get; init; }
+
+    /// <summary>Every request, for the latency plot (not in results.json).</summary>
+    [JsonIgnore]
+    public ClientTrace? ClientTrace { get; init; }
 }

@@ -129,7 +129,7 @@ internal sealed class NetnsLink : IAsyncDisposable
         }
     }
 
-    private static async Task<string> RunAsync(CancellationToken ct, params string[] command)
+    internal static async Task<string> RunAsync(CancellationToken ct, params string[] command)
     {
         var psi = new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string a in command.Skip(1))

@@ -37,6 +37,24 @@ public sealed record QemuMigrationSpec(
     /// <c>ferry-init: ready</c> line.
     /// </summary>
     public QemuLinuxGuest? Linux { get; init; }
+
+    /// <summary>More QEMU arguments for the source (devices: a disk, a network card on its own TAP).</summary>
+    public string[] SourceArgs { get; init; } = [];
+
+    /// <summary>More QEMU arguments for the destination (the same devices; its own TAP).</summary>
+    public string[] DestinationArgs { get; init; } = [];
+
+    /// <summary>A Linux guest: a console line (after the ready line) that says its service is up; the warm-up starts there.</summary>
+    public string? ServiceReadyLine { get; init; }
+
+    /// <summary>Called once the guest is ready (before the warm-up), e.g. to start its clients; it must return promptly.</summary>
+    public Func<CancellationToken, Task>? OnGuestReady { get; init; }
+
+    /// <summary>Called when the run ends (completed or not), before the QEMUs are stopped: e.g. to stop the guest's clients while it still answers.</summary>
+    public Func<Task>? BeforeShutdown { get; init; }
+
+    /// <summary>How long the guest runs on at the destination after the migration completed, before it is checked.</summary>
+    public TimeSpan RunAfter { get; init; } = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>A Linux boot for QEMU: the kernel Image (raw: QEMU's riscv loader takes no gzip), the initramfs and the command line.</summary>
@@ -81,7 +99,13 @@ public sealed record QemuRunResult(
 
     /// <summary>The guest's speed at the destination from its resume until the migration completed (from its console progress).</summary>
     public double? GuestMipsDuring { get; init; }
+
+    /// <summary>Wall-clock instants of a completed migration (QMP event times): the migrate command, the source's STOP, the destination's RESUME, the later completion.</summary>
+    public QemuMigrationMarks? Marks { get; init; }
 }
+
+/// <summary>When a QEMU migration started, paused the guest, resumed it at the destination and completed (wall clock).</summary>
+public sealed record QemuMigrationMarks(DateTimeOffset Started, DateTimeOffset? Stopped, DateTimeOffset Resumed, DateTimeOffset Completed);
 
 /// <summary>
 /// Runs QEMU's own pre-copy or post-copy migration of a guest between two local
@@ -134,7 +158,6 @@ public static class QemuMigration
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(50);
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
     private static readonly TimeSpan EventWait = TimeSpan.FromSeconds(10);
-    private static readonly TimeSpan RunAfter = TimeSpan.FromSeconds(1);
     private const int ConsoleTailBytes = 200;
 
     /// <summary>Whether qemu-system-riscv64 is on PATH.</summary>
@@ -179,8 +202,8 @@ public static class QemuMigration
                 boot = ["-bios", "none", "-kernel", kernel];
             }
 
-            destination = QemuProcess.Start("destination", dir.FullName, boot, spec.MemoryBytes, incoming: true, spec.DestinationWrap);
-            source = QemuProcess.Start("source", dir.FullName, boot, spec.MemoryBytes, incoming: false);
+            destination = QemuProcess.Start("destination", dir.FullName, [.. boot, .. spec.DestinationArgs], spec.MemoryBytes, incoming: true, spec.DestinationWrap);
+            source = QemuProcess.Start("source", dir.FullName, [.. boot, .. spec.SourceArgs], spec.MemoryBytes, incoming: false);
             QemuProcess src = source, dst = destination;
             Task<QmpClient> connectDestination = QmpClient.ConnectAsync(dst.Name, dst.QmpPath, () => !dst.HasExited, StartTimeout, ct);
             Task<QmpClient> connectSource = QmpClient.ConnectAsync(src.Name, src.QmpPath, () => !src.HasExited, StartTimeout, ct);
@@ -216,21 +239,31 @@ public static class QemuMigration
         }
         finally
         {
-            foreach (IAsyncDisposable? d in (IAsyncDisposable?[])[sourceQmp, destinationQmp, source, destination])
-            {
-                if (d is not null)
-                {
-                    await d.DisposeAsync();
-                }
-            }
-
             try
             {
-                dir.Delete(recursive: true);
+                if (spec.BeforeShutdown is { } beforeShutdown)
+                {
+                    await beforeShutdown();
+                }
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            finally
             {
-                // Best effort: it is in the temp directory.
+                foreach (IAsyncDisposable? d in (IAsyncDisposable?[])[sourceQmp, destinationQmp, source, destination])
+                {
+                    if (d is not null)
+                    {
+                        await d.DisposeAsync();
+                    }
+                }
+
+                try
+                {
+                    dir.Delete(recursive: true);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // Best effort: it is in the temp directory.
+                }
             }
         }
     }
@@ -243,6 +276,7 @@ public static class QemuMigration
         private double? _guestMipsDuring;
         private double? _blocktimeMs;
         private double? _vcpuBlocktimeMs;
+        private QemuMigrationMarks? _marks;
 
         public async Task<QemuRunResult> ExecuteAsync(QemuProcess src, QemuProcess dst, QmpClient srcQmp, QmpClient dstQmp, CancellationToken ct)
         {
@@ -286,6 +320,25 @@ public static class QemuMigration
 
                     await Task.Delay(50, ct);
                 }
+            }
+
+            if (spec.ServiceReadyLine is { } serviceLine)
+            {
+                var wait = Stopwatch.StartNew();
+                while (!src.Lines.Any(l => l.Text.TrimEnd() == serviceLine))
+                {
+                    if (src.HasExited || wait.Elapsed > StartTimeout)
+                    {
+                        return Failed($"the guest's service did not start ('{serviceLine}' not seen): {src.ConsoleTail(ConsoleTailBytes).Trim()}", dst);
+                    }
+
+                    await Task.Delay(50, ct);
+                }
+            }
+
+            if (spec.OnGuestReady is { } ready)
+            {
+                await ready(ct);
             }
 
             // Warm-up: the source has been running since it started (or its boot); wait out the rest.
@@ -362,7 +415,7 @@ public static class QemuMigration
             }
 
             // Let the guest run on at the destination, to show in its console that it kept going.
-            await Task.Delay(RunAfter, ct);
+            await Task.Delay(spec.RunAfter, ct);
             string tail = dst.ConsoleTail(ConsoleTailBytes);
             if (dst.HasExited)
             {
@@ -405,6 +458,8 @@ public static class QemuMigration
             long Ticks(double wallMs) => wallToTicks + (long)((wallMs - migrateWallMs) * Stopwatch.Frequency / 1000);
             double endMs = Math.Max(srcCompleted?.TimestampMs ?? resume.TimestampMs, dstCompleted?.TimestampMs ?? 0);
             _guestMipsDuring = QemuGuestProgress.EstimateMipsBetween(src.Lines, dst.Lines, Ticks(resume.TimestampMs), Ticks(endMs));
+            static DateTimeOffset At(double ms) => DateTimeOffset.UnixEpoch.AddMilliseconds(ms);
+            _marks = new QemuMigrationMarks(At(setup?.TimestampMs ?? migrateWallMs), stop is null ? null : At(stop.TimestampMs), At(resume.TimestampMs), At(endMs));
             return Result(completed: true, error: stop is null ? "no STOP event from the source: downtime is QEMU's own figure" : null,
                 total, downtime, tail);
         }
@@ -519,6 +574,7 @@ public static class QemuMigration
                 BlocktimeMs = _blocktimeMs,
                 VcpuBlocktimeMs = _vcpuBlocktimeMs,
                 GuestMipsDuring = _guestMipsDuring,
+                Marks = _marks,
             };
         }
     }

@@ -1,4 +1,5 @@
 using Ferry.Machine.Devices;
+using Ferry.Machine.Devices.Virtio;
 using Ferry.Machine.Memory;
 
 namespace Ferry.Machine.Board;
@@ -19,12 +20,16 @@ public sealed record DeviceTreeOptions
 
     /// <summary>/chosen rng-seed: fixed bytes from the caller (QEMU gives random ones each boot; a run must be repeatable), or null for none.</summary>
     public byte[]? RngSeed { get; init; }
+
+    /// <summary>The virtio-mmio slots that hold a device (QEMU lists all eight; Ferry only those with a device, so a VM without devices keeps the tree it had).</summary>
+    public IReadOnlyList<int> VirtioSlots { get; init; } = [];
 }
 
 /// <summary>
 /// The device tree of Ferry's virt board, as QEMU 7.2 builds it for virt (hw/riscv/virt.c;
-/// guests/linux/qemu-virt.dts) minus the devices Ferry lacks (PCI, virtio-mmio, RTC, flash,
-/// fw-cfg, platform bus, PMU). Phandles as QEMU's: cpu@0 1, its interrupt controller 2,
+/// guests/linux/qemu-virt.dts) minus the devices Ferry lacks (PCI, RTC, flash, fw-cfg, platform
+/// bus, PMU) and the virtio-mmio slots without a device (those with one are listed as QEMU does,
+/// highest address first, so Linux probes them in QEMU's order). Phandles as QEMU's: cpu@0 1, its interrupt controller 2,
 /// the PLIC 3, the test device 4.
 /// </summary>
 public static class VirtDeviceTree
@@ -105,6 +110,16 @@ public static class VirtDeviceTree
             .Cells("phandle", TestPhandle)
             .Cells64("reg", SifiveTest.DefaultBase, 0x1000)
             .Strings("compatible", "sifive,test1", "sifive,test0", "syscon");
+        foreach (int slot in o.VirtioSlots.OrderDescending())
+        {
+            ulong address = VirtioMmio.FirstBase + ((ulong)slot * VirtioMmio.Stride);
+            soc.AddChild($"virtio_mmio@{address:x}")
+                .Cells("interrupts", (uint)(VirtioMmio.FirstIrq + slot))
+                .Cells("interrupt-parent", PlicPhandle)
+                .Cells64("reg", address, VirtioMmio.Stride)
+                .Strings("compatible", "virtio,mmio");
+        }
+
         soc.AddChild($"plic@{Plic.DefaultBase:x}")
             .Cells("phandle", PlicPhandle)
             .Cells("riscv,ndev", Plic.SourceCount - 1)

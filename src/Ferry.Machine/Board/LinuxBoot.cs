@@ -154,6 +154,7 @@ public static class LinuxBoot
             BootArgs = files.CommandLine,
             Initrd = initrd,
             RngSeed = RngSeed.ToArray(),
+            VirtioSlots = [.. machine.VirtioDevices.Select(t => t.Slot)],
         });
         if (dtb.Length > MaxDeviceTreeSize || dtbAddress + (ulong)dtb.Length > ramEnd)
         {

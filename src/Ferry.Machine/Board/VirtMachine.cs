@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Ferry.Machine.Cpu;
 using Ferry.Machine.Devices;
+using Ferry.Machine.Devices.Virtio;
 using Ferry.Machine.Memory;
 using Ferry.Machine.State;
 
@@ -9,7 +10,8 @@ namespace Ferry.Machine.Board;
 /// <summary>
 /// The RISC-V "virt" computer: RAM at 0x8000_0000, ns16550a UART at 0x1000_0000 (PLIC source
 /// 10), PLIC at 0x0c00_0000, CLINT at 0x0200_0000, sifive_test at 0x0010_0000, mask ROM at
-/// 0x1000, one RV64GC hart. <see cref="Load"/> boots an ELF; <see cref="LinuxBoot"/> boots
+/// 0x1000, one RV64GC hart, and QEMU virt's eight virtio-mmio transports at 0x1000_1000 (PLIC
+/// sources 1..8) holding the <see cref="MachineDevices"/> it was given (a disk, a network card). <see cref="Load"/> boots an ELF; <see cref="LinuxBoot"/> boots
 /// firmware, a Linux kernel and an initramfs. The board lays the interrupt lines: CLINT to the hart's MSIP and MTIP, PLIC contexts
 /// 0 and 1 to MEIP and SEIP, the UART to PLIC source 10; no device holds another.
 ///
@@ -28,7 +30,7 @@ public sealed class VirtMachine : IDisposable
 
     /// <summary>The devices' state sections, in encoding order (after the configuration and the hart's).</summary>
     public static readonly IReadOnlyList<StateSection> DeviceSections =
-        [ClockState.Section, ClintState.Section, UartState.Section, PlicState.Section];
+        [ClockState.Section, ClintState.Section, UartState.Section, PlicState.Section, VirtioState.Section];
 
     private readonly object _gate = new();
     private readonly ConcurrentQueue<(Action Action, TaskCompletionSource Done)> _safePoints = new();
@@ -37,9 +39,10 @@ public sealed class VirtMachine : IDisposable
     private volatile bool _stopRequested;
     private bool _running;
 
-    public VirtMachine(MachineConfig config, ConsoleLog? console = null)
+    public VirtMachine(MachineConfig config, ConsoleLog? console = null, MachineDevices? devices = null)
     {
         Config = config;
+        Devices = devices ?? MachineDevices.None;
         Console = console ?? new ConsoleLog();
         Memory = new GuestMemory(config.MemorySize);
         Hart? hart = null;
@@ -53,9 +56,35 @@ public sealed class VirtMachine : IDisposable
         Plic = new Plic(new InterruptLine(hartInputs, Irq.MEI), new InterruptLine(hartInputs, Irq.SEI));
         Uart = new Uart16550(Console, new InterruptLine(Plic, UartIrq), OnConsoleInput);
         Rom = new MaskRom(LinuxBoot.FirmwareAddress, LinuxBoot.DeviceTreeAddress(config.MemorySize), LinuxBoot.KernelAddress);
-        bus.Target = new Bus(Clock, Uart, Clint, Plic, Finisher, Rom);
+        try
+        {
+            Virtio = CreateVirtio(Devices);
+        }
+        catch
+        {
+            // A disk that cannot be opened, a TAP that cannot be made: nothing is left behind.
+            Hart.Dispose();
+            Memory.Dispose();
+            _wake.Dispose();
+            _stallCancellation.Dispose();
+            throw;
+        }
+
+        bus.Target = new Bus(Clock, [Uart, Clint, Plic, Finisher, Rom, .. Virtio]);
         Hart.StallCancellation = _stallCancellation.Token;
     }
+
+    /// <summary>The virtio devices and their backends this machine was built with.</summary>
+    public MachineDevices Devices { get; }
+
+    /// <summary>QEMU virt's eight virtio-mmio transports (slot n at 0x1000_1000 + 0x1000·n, PLIC source n + 1); empty slots have no device.</summary>
+    public IReadOnlyList<VirtioMmio> Virtio { get; }
+
+    /// <summary>The transports that hold a device, highest slot first (the device tree's order).</summary>
+    public IEnumerable<VirtioMmio> VirtioDevices => Virtio.Where(t => t.Device is not null).OrderByDescending(t => t.Slot);
+
+    /// <summary>Where devices report what a guest did wrong (DEVICE_NEEDS_RESET and why); standard error unless set.</summary>
+    public Action<string> DeviceLog { get; set; } = message => System.Console.Error.WriteLine($"ferry: {message}");
 
     public MachineConfig Config { get; }
 
@@ -154,6 +183,11 @@ public sealed class VirtMachine : IDisposable
 
                 Clint.UpdateInterruptLines();
                 Uart.SampleInput();
+                if (_virtioPoll)
+                {
+                    PollVirtio();
+                }
+
                 if (Hart.WaitingForInterrupt && !Hart.InterruptPendingForWfi)
                 {
                     Idle();
@@ -285,7 +319,7 @@ public sealed class VirtMachine : IDisposable
 
     /// <summary>The CPU and device state (not memory). Safe point only.</summary>
     public MachineState SaveState() =>
-        new(Config, Hart.SaveState(), [Clock.SaveState(), Clint.SaveState(), Uart.SaveState(), Plic.SaveState()]);
+        new(Config, Hart.SaveState(), [Clock.SaveState(), Clint.SaveState(), Uart.SaveState(), Plic.SaveState(), SaveVirtio()]);
 
     /// <summary>Rebuilds CPU and devices from saved state. Safe point only; memory is restored separately.</summary>
     public void RestoreState(MachineState state)
@@ -305,14 +339,128 @@ public sealed class VirtMachine : IDisposable
         UartState uart = state.Device<UartState>();
         Uart.RestoreState(uart);
         Console.ContinueAt((long)uart.Transmitted);
+        RestoreVirtio(state.Device<VirtioState>());
+    }
+
+    /// <summary>
+    /// The VM has just moved here (a migration's destination, after its state was restored): a
+    /// network card whose driver negotiated GUEST_ANNOUNCE asks the guest to announce itself
+    /// (gratuitous ARPs), so that the network learns the VM's new port. Safe point only.
+    /// </summary>
+    public void AnnounceAfterMove()
+    {
+        foreach (VirtioMmio t in Virtio)
+        {
+            if (t.Device is VirtioNet net)
+            {
+                net.Announce();
+            }
+        }
     }
 
     public void Dispose()
     {
+        foreach (VirtioMmio t in Virtio)
+        {
+            t.Device?.Dispose();
+        }
+
         Hart.Dispose();
         Memory.Dispose();
         _wake.Dispose();
         _stallCancellation.Dispose();
+    }
+
+    private VirtioMmio[] CreateVirtio(MachineDevices devices)
+    {
+        var models = new List<VirtioDevice>();
+        try
+        {
+            if (devices.Disk is { } disk)
+            {
+                models.Add(new VirtioBlock(disk, devices.DiskReadOnly));
+            }
+
+            if (devices.Net is { } net)
+            {
+                models.Add(new VirtioNet(net, OnExternalWork));
+            }
+        }
+        catch
+        {
+            foreach (VirtioDevice d in models)
+            {
+                d.Dispose();
+            }
+
+            throw;
+        }
+
+        var dma = new GuestDma(Memory, () => Hart.StallCancellation);
+        var transports = new VirtioMmio[VirtioMmio.SlotCount];
+        for (int slot = 0; slot < transports.Length; slot++)
+        {
+            // QEMU fills the slots from the highest down.
+            int index = VirtioMmio.SlotCount - 1 - slot;
+            VirtioDevice? device = index < models.Count ? models[index] : null;
+            transports[slot] = new VirtioMmio(slot, device, new InterruptLine(Plic, VirtioMmio.FirstIrq + slot), dma, m => DeviceLog(m));
+        }
+
+        return transports;
+    }
+
+    private volatile bool _virtioPoll;
+
+    /// <summary>A device has work from outside the guest (any thread): end the run or the idle wait so it is served.</summary>
+    private void OnExternalWork()
+    {
+        _virtioPoll = true;
+        Hart.RequestEndOfRun();
+        _wake.Set();
+    }
+
+    private void PollVirtio()
+    {
+        _virtioPoll = false;
+        bool again = false;
+        foreach (VirtioMmio t in Virtio)
+        {
+            if (t.PollNeeded)
+            {
+                t.Poll();
+                again |= t.PollNeeded;
+            }
+        }
+
+        // Work left (a retried notify waiting for a page, frames without buffers): look again at the next boundary.
+        if (again)
+        {
+            _virtioPoll = true;
+        }
+    }
+
+    private VirtioState SaveVirtio() => new([.. Virtio.Where(t => t.Device is not null).Select(t => t.SaveState())]);
+
+    private void RestoreVirtio(VirtioState state)
+    {
+        var bySlot = state.Slots.ToDictionary(s => (int)s.Slot);
+        foreach (VirtioMmio t in Virtio)
+        {
+            bool saved = bySlot.TryGetValue(t.Slot, out VirtioSlotState? s);
+            if (saved != (t.Device is not null))
+            {
+                throw new InvalidDataException(saved
+                    ? $"state has a virtio device (ID {s!.DeviceId}) in slot {t.Slot}, this machine has none there (start it with the same --disk and --net)"
+                    : $"this machine has {t.Device!.Name} in slot {t.Slot}, the state has no device there");
+            }
+
+            if (s is not null)
+            {
+                t.RestoreState(s);
+            }
+        }
+
+        _virtioPoll = true;
     }
 
     /// <summary>Host input was queued (any thread): end the run or the idle wait so the UART samples it.</summary>

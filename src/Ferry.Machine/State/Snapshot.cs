@@ -82,7 +82,7 @@ public static class Snapshot
     }
 
     /// <summary>Builds a new machine from a snapshot; throws <see cref="SnapshotException"/> if the file is refused.</summary>
-    public static VirtMachine Load(byte[] file, ConsoleLog? console = null)
+    public static VirtMachine Load(byte[] file, ConsoleLog? console = null, MachineDevices? devices = null)
     {
         ReadOnlySpan<byte> data = file;
         if (data.Length < HeaderSize + 8)
@@ -136,7 +136,7 @@ public static class Snapshot
                 throw new SnapshotException($"snapshot memory size {state.Config.MemorySize} is invalid");
             }
 
-            var machine = new VirtMachine(state.Config, console);
+            var machine = new VirtMachine(state.Config, console, devices);
             try
             {
                 RestorePages(machine.Memory, ref payload);
@@ -159,7 +159,7 @@ public static class Snapshot
         }
     }
 
-    public static VirtMachine Load(string path, ConsoleLog? console = null)
+    public static VirtMachine Load(string path, ConsoleLog? console = null, MachineDevices? devices = null)
     {
         if (!File.Exists(path))
         {
@@ -184,7 +184,7 @@ public static class Snapshot
             }
         }
 
-        return Load(data, console);
+        return Load(data, console, devices);
     }
 
     private static void RestorePages(GuestMemory memory, ref ReadOnlySpan<byte> payload)

@@ -17,6 +17,14 @@ public static class LocalMigration
     /// </summary>
     public const string Endpoint = "localhost:7700";
 
+    /// <summary>
+    /// The destination's devices, as a destination host builds them: the same disk (storage both
+    /// sides see) and a TAP of its own on the same bridge (named by the kernel: the source still
+    /// holds its own) with the VM's MAC.
+    /// </summary>
+    public static MachineDevices DestinationDevices(MachineDevices source) =>
+        source with { Net = source.Net is null ? null : source.Net with { Ifname = null } };
+
     public static async Task<(MigrationReport Report, LocalVm? Destination)> RunAsync(LocalVm source, MigrationOptions options,
         LocalMigrationHooks? hooks = null, CancellationToken cancellation = default)
     {
@@ -43,7 +51,7 @@ public static class LocalMigration
 
                 await incoming.AcceptAsync(ct).ConfigureAwait(false);
                 Hello hello = incoming.Hello;
-                var vm = new LocalVm(hello.VmName, new VirtMachine(hello.Machine), hello.StopAt);
+                var vm = new LocalVm(hello.VmName, new VirtMachine(hello.Machine, devices: DestinationDevices(source.Machine.Devices)), hello.StopAt);
                 vm.Runner.Prepare();
                 ready.TrySetResult(vm);
                 var destination = new DestinationMigration(hello, vm, incoming.Main, incoming.Fault);

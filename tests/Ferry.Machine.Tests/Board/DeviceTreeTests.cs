@@ -195,7 +195,8 @@ public sealed class DeviceTreeTests
         Assert.True(code == 0, errors);
         Assert.Single(Decompile(qemuDtb).Warnings); // QEMU's tree draws the same warning as ours
         var qemu = new FdtReader(qemuDtb);
-        var ferry = new FdtReader(Dtb(Options with { Initrd = (0x8820_0000, 0x8820_11E4) }));
+        var ferry = new FdtReader(Dtb(Options with { Initrd = (0x8820_0000, 0x8820_11E4), VirtioSlots = [0, 1, 2, 3, 4, 5, 6, 7] }));
+        Assert.Equal(8, ferry.Nodes.Keys.Count(k => k.StartsWith("/soc/virtio_mmio@", StringComparison.Ordinal)));
 
         // Ours differ by design: the ISA and paging mode (the hart's own), riscv,ndev (QEMU 7.2 says 96
         // for sources 1..95; later QEMU says 95), and the per-boot /chosen values (initrd cells, seed).
@@ -219,5 +220,15 @@ public sealed class DeviceTreeTests
 
         Assert.Equal([0x60u], qemu.Cells("/soc/plic@c000000", "riscv,ndev"));
         Assert.Equal([0x8820_0000u], qemu.Cells("/chosen", "linux,initrd-start"));
+    }
+
+    [DtcFact]
+    public void Virtio_slots_with_a_device_are_listed_highest_first_as_qemu_does_and_empty_ones_not_at_all()
+    {
+        string dts = Dts(Dtb(Options with { VirtioSlots = [6, 7] }));
+        int disk = dts.IndexOf("virtio_mmio@10008000", StringComparison.Ordinal), net = dts.IndexOf("virtio_mmio@10007000", StringComparison.Ordinal);
+        Assert.True(disk > 0 && net > disk, "slot 7 (0x10008000) is not listed before slot 6");
+        Assert.DoesNotContain("virtio_mmio@10001000", dts, StringComparison.Ordinal);
+        Assert.DoesNotContain("virtio_mmio", Dts(Dtb()), StringComparison.Ordinal);
     }
 }

@@ -1,0 +1,176 @@
+using System.Buffers.Binary;
+using Ferry.Machine.Devices;
+using Ferry.Machine.Devices.Virtio;
+using Ferry.Machine.Memory;
+
+namespace Ferry.Machine.Tests.Devices;
+
+/// <summary>
+/// virtio-net without a TAP (frames injected as the reader thread does): features and
+/// configuration, receive into the driver's buffers (at a notify or at a run boundary),
+/// GUEST_ANNOUNCE and its acknowledgement on the control queue, hostile buffers, state.
+/// </summary>
+public sealed class VirtioNetTests : IDisposable
+{
+    private static readonly byte[] Mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    private const ulong Rx = VirtioDriver.Buffers, Ctrl = VirtioDriver.Buffers + 0x10_0000;
+
+    private readonly GuestMemory _memory = new(64UL << 20);
+    private readonly Pins _plic = new();
+    private readonly VirtioNet _net;
+    private readonly VirtioMmio _transport;
+    private readonly List<string> _log = [];
+    private int _wakes;
+
+    public VirtioNetTests()
+    {
+        _net = new VirtioNet(Mac, () => _wakes++, tap: null);
+        _transport = new VirtioMmio(6, _net, new InterruptLine(_plic, 7), new GuestDma(_memory, () => CancellationToken.None), _log.Add);
+    }
+
+    public void Dispose()
+    {
+        _net.Dispose();
+        _memory.Dispose();
+    }
+
+    private VirtioDriver Up(ulong features = VirtioDevice.FeatureVersion1 | VirtioNet.FeatureMac | VirtioNet.FeatureStatus | VirtioNet.FeatureCtrlVq | VirtioNet.FeatureGuestAnnounce)
+    {
+        var d = new VirtioDriver(_memory, _transport);
+        Assert.True(d.Negotiate(features));
+        d.SetUpQueue(0, 16);
+        return d;
+    }
+
+    private static byte[] Frame(int length, byte fill)
+    {
+        var f = new byte[length];
+        Array.Fill(f, fill);
+        return f;
+    }
+
+    [Fact]
+    public void The_card_offers_mac_status_control_queue_and_guest_announce_and_shows_its_mac_and_link()
+    {
+        var d = new VirtioDriver(_memory, _transport);
+        Assert.Equal(1u, d.Reg(8));
+        ulong f = d.DeviceFeatures();
+        foreach (ulong bit in new[] { VirtioDevice.FeatureVersion1, VirtioNet.FeatureMac, VirtioNet.FeatureStatus, VirtioNet.FeatureCtrlVq, VirtioNet.FeatureGuestAnnounce })
+        {
+            Assert.NotEqual(0UL, f & bit);
+        }
+
+        Assert.True(_transport.Read(0x100, 4, out ulong low));
+        Assert.True(_transport.Read(0x104, 2, out ulong high));
+        Assert.Equal(Mac, BitConverter.GetBytes(low | (high << 32))[..6]);
+        Assert.True(_transport.Read(0x106, 2, out ulong status));
+        Assert.Equal((ulong)VirtioNet.StatusLinkUp, status);
+    }
+
+    [Fact]
+    public void A_frame_waits_for_a_receive_buffer_then_arrives_with_its_header_and_an_interrupt()
+    {
+        VirtioDriver d = Up();
+        Assert.True(_net.Inject(Frame(60, 0xAB)));
+        Assert.True(_wakes > 0, "the machine was not woken");
+        Assert.True(_transport.PollNeeded);
+        _transport.Poll(); // no buffer yet
+        Assert.Equal(0, d.UsedIdx);
+        Assert.False(_transport.PollNeeded, "a card without buffers keeps asking to be polled");
+
+        d.AddChain((Rx, 1526, true));
+        d.Notify(0);
+        Assert.Equal(1, d.UsedIdx);
+        Assert.Equal((0u, 72u), d.UsedElem(0));
+        byte[] got = d.ReadRam(Rx, 72);
+        Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(got.AsSpan(10))); // num_buffers
+        Assert.Equal(Frame(60, 0xAB), got[12..]);
+        Assert.True(_plic.Level[7]);
+        Assert.Equal(1, _net.FramesReceived);
+
+        // With buffers ready, a frame goes in at the next run boundary.
+        d.AddChain((Rx + 0x1000, 1526, true));
+        Assert.True(_net.Inject(Frame(100, 0xCD)));
+        Assert.True(_transport.PollNeeded);
+        _transport.Poll();
+        Assert.Equal(2, d.UsedIdx);
+        Assert.Equal(Frame(100, 0xCD), d.ReadRam(Rx + 0x1000 + 12, 100));
+    }
+
+    [Fact]
+    public void The_ring_is_bounded_and_drops_what_does_not_fit()
+    {
+        for (int i = 0; i < VirtioNet.RingFrames; i++)
+        {
+            Assert.True(_net.Inject(Frame(64, (byte)i)));
+        }
+
+        Assert.False(_net.Inject(Frame(64, 0)));
+        Assert.False(_net.Inject(Frame(VirtioNet.MaxFrame + 1, 0)));
+        Assert.Equal(2, _net.FramesDropped);
+    }
+
+    [Fact]
+    public void Announce_raises_the_status_bit_and_a_config_interrupt_and_the_control_queue_ack_clears_it()
+    {
+        VirtioDriver d = Up();
+        d.SetReg(0x30, 2);
+        d.SetUpQueue(2, 16, desc: VirtioDriver.Desc + 0x10000, avail: VirtioDriver.Avail + 0x10000, used: VirtioDriver.Used + 0x10000);
+        _net.Announce();
+        Assert.Equal(VirtioNet.StatusLinkUp | VirtioNet.StatusAnnounce, _net.LinkStatus);
+        Assert.Equal(VirtioMmio.InterruptConfigChange, d.Reg(0x60));
+
+        // VIRTIO_NET_CTRL_ANNOUNCE_ACK: class 3, command 0, then the device's ack byte.
+        var ctrl = new VirtioDriver(_memory, _transport);
+        _memory.WritePhysical(Ctrl, [VirtioNet.CtrlAnnounce, VirtioNet.CtrlAnnounceAck]);
+        _memory.WritePhysical(Ctrl + 16, [0xFF]);
+        ctrl.SetUpQueueState(16, 0);
+        ctrl.WriteDesc(VirtioDriver.Desc + 0x10000, 0, Ctrl, 2, SplitQueue.DescNext, 1);
+        ctrl.WriteDesc(VirtioDriver.Desc + 0x10000, 1, Ctrl + 16, 1, SplitQueue.DescWrite, 0);
+        _memory.WritePhysical(VirtioDriver.Avail + 0x10000 + 4, [0, 0]);
+        _memory.WritePhysical(VirtioDriver.Avail + 0x10000 + 2, [1, 0]);
+        ctrl.Notify(2);
+        Assert.Equal(VirtioNet.CtrlOk, ctrl.ReadRam(Ctrl + 16, 1)[0]);
+        Assert.Equal(VirtioNet.StatusLinkUp, _net.LinkStatus);
+        Assert.Equal(1, _net.AnnouncementsAcknowledged);
+    }
+
+    [Fact]
+    public void Announce_does_nothing_for_a_driver_without_guest_announce()
+    {
+        Up(VirtioDevice.FeatureVersion1 | VirtioNet.FeatureMac);
+        _net.Announce();
+        Assert.Equal(VirtioNet.StatusLinkUp, _net.LinkStatus);
+        Assert.Equal(0u, _transport.InterruptStatus);
+    }
+
+    [Fact]
+    public void A_receive_buffer_too_small_for_the_frame_needs_a_reset()
+    {
+        VirtioDriver d = Up();
+        d.AddChain((Rx, 20, true));
+        _net.Inject(Frame(60, 1));
+        _transport.Poll();
+        Assert.NotEqual(0u, _transport.Status & VirtioMmio.StatusNeedsReset);
+        Assert.Contains("too small", Assert.Single(_log));
+    }
+
+    [Fact]
+    public void Mac_and_status_cross_in_the_state_and_waiting_frames_do_not()
+    {
+        VirtioDriver d = Up();
+        _net.Announce();
+        _net.Inject(Frame(60, 1));
+        VirtioSlotState saved = _transport.SaveState();
+
+        using var other = new VirtioNet([0x52, 0x54, 0, 0, 0, 1], () => { }, tap: null);
+        using var memory = new GuestMemory(64UL << 20);
+        var t = new VirtioMmio(6, other, new InterruptLine(new Pins(), 7), new GuestDma(memory, () => CancellationToken.None), _ => { });
+        other.Inject(Frame(60, 2));
+        t.RestoreState(saved);
+        Assert.Equal(Mac, other.Mac.ToArray());
+        Assert.Equal(VirtioNet.StatusLinkUp | VirtioNet.StatusAnnounce, other.LinkStatus);
+        Assert.False(other.HasExternalWork, "a frame from before the restore is still queued");
+        Assert.Equal(d.Reg(0x70), t.Status);
+    }
+}
