@@ -61,7 +61,10 @@ public sealed class HostAgent : IAsyncDisposable
             builder.WebHost.ConfigureKestrel(k => k.ConfigureHttpsDefaults(h =>
             {
                 h.ServerCertificate = tls.Certificate;
-                h.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
+                // Allowed at the handshake and required per request (below): a client that
+                // presents none then gets a JSON error, and the host logs the peer, which a
+                // handshake refused by Kestrel would not.
+                h.ClientCertificateMode = ClientCertificateMode.AllowCertificate;
                 h.CheckCertificateRevocation = false;
                 h.ClientCertificateValidation = (certificate, _, errors) =>
                     tls.Check(certificate, errors, checkName: false, reason => _log!.LogWarning("refused an API connection: {Reason}", reason));
@@ -134,6 +137,14 @@ public sealed class HostAgent : IAsyncDisposable
     {
         app.Use(async (context, next) =>
         {
+            if (_options.Tls is not null && context.Connection.ClientCertificate is null)
+            {
+                _log.LogWarning("refused an API connection: no client certificate given by {Peer} ({Method} {Path})", context.Connection.RemoteIpAddress, context.Request.Method, context.Request.Path);
+                context.Response.StatusCode = 401;
+                await context.Response.WriteAsJsonAsync(new ErrorResponse("no client certificate given: this host's API requires one issued by its CA (--tls-cert, --tls-key)"), ApiJson.Options).ConfigureAwait(false);
+                return;
+            }
+
             if (_options.Secret is { Length: > 0 } secret && !Authorized(context.Request, secret))
             {
                 _log.LogWarning("refused an API call from {Peer}: {Method} {Path} without the right secret", context.Connection.RemoteIpAddress, context.Request.Method, context.Request.Path);

@@ -142,6 +142,19 @@ public sealed class TlsEndToEndTests(TlsHosts hosts)
     }
 
     [Fact]
+    public async Task An_api_client_that_presents_no_certificate_gets_a_json_error_and_the_host_logs_the_peer()
+    {
+        // A client that trusts the host but has no certificate of its own (the CLI refuses to be
+        // one, so a plain HttpClient): the handshake completes, the request is refused.
+        using var handler = new HttpClientHandler { ServerCertificateCustomValidationCallback = (_, _, _, _) => true };
+        using var client = new HttpClient(handler);
+        using HttpResponseMessage response = await client.GetAsync($"{hosts.A.Api}/v1/vms");
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Contains("no client certificate given", await response.Content.ReadAsStringAsync());
+        await HostSecurityTests.WaitForAsync(() => hosts.A.Log.Contains("refused an API connection: no client certificate given by ", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_plain_source_is_refused_by_a_tls_destination_and_keeps_the_vm()
     {
         const string name = "plain-to-tls";
