@@ -356,3 +356,35 @@ internal sealed class ScriptedKvServer : IAsyncDisposable
         _stop.Dispose();
     }
 }
+
+/// <summary>The client's figures in results.json: written under the documented names and read back.</summary>
+public sealed class BenchClientFieldsTests
+{
+    [Fact]
+    public void Client_fields_round_trip_through_results_json()
+    {
+        var run = new Ferry.Cli.Bench.BenchRun
+        {
+            Strategy = "postcopy",
+            Workload = "linux-kvserver",
+            Repeat = 1,
+            Outcome = "completed",
+            ClientRequests = 9000,
+            ClientOutageMs = 49.5,
+            ClientLongestGapMs = 51,
+            ClientLatencyMs = new PhaseLatencies(new LatencyPercentiles(1, 8, 4000), new LatencyPercentiles(20, 60, 100), null),
+            ClientFailedRequests = 0,
+            ClientBrokenConnections = 0,
+        };
+        string json = System.Text.Json.JsonSerializer.Serialize(run, Ferry.Cli.Bench.BenchResults.Json);
+        Assert.Contains("\"clientOutageMs\": 49.5", json, StringComparison.Ordinal);
+        Assert.Contains("\"clientFailedRequests\": 0", json, StringComparison.Ordinal);
+        Assert.Contains("\"during\": {", json, StringComparison.Ordinal);
+        Assert.Contains("\"p99\": 60", json, StringComparison.Ordinal);
+        Assert.DoesNotContain("clientTrace", json, StringComparison.Ordinal);
+
+        Ferry.Cli.Bench.BenchRun back = System.Text.Json.JsonSerializer.Deserialize<Ferry.Cli.Bench.BenchRun>(json, Ferry.Cli.Bench.BenchResults.Json)!;
+        Assert.Equal(run.ClientLatencyMs, back.ClientLatencyMs);
+        Assert.Equal(49.5, back.ClientOutageMs);
+    }
+}
