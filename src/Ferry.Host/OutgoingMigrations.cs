@@ -83,7 +83,6 @@ public sealed class OutgoingMigrations
             try
             {
                 report = await migration.RunAsync(_stopping).ConfigureAwait(false);
-                entry.Report = report;
                 _log.LogInformation("migration {Id} of {Vm}: {Outcome} in {Ms:0} ms, downtime {Down:0.0} ms{Error}",
                     id, vm.Name, report.Outcome, report.TotalTimeMs, report.DowntimeMs, report.Error is null ? "" : ": " + report.Error);
             }
@@ -91,29 +90,37 @@ public sealed class OutgoingMigrations
             {
                 // A defect, not a peer's doing: say so, and keep the VM where it may safely be.
                 crash = $"the outgoing migration ended without a report ({e.GetType().Name}: {e.Message})";
-                entry.Crash = crash;
                 _log.LogError(e, "migration {Id} of {Vm}: {Crash}", id, vm.Name, crash);
             }
             finally
             {
-                switch (report?.VmLocation)
+                try
                 {
-                    case "destination":
-                        await vm.DepartedAsync(label, request.DestinationApi).ConfigureAwait(false);
-                        break;
-                    case "source-paused":
-                        vm.LeftPaused(report.Error ?? "migration failed");
-                        break;
-                    case null when migration.PastPointOfNoReturn:
-                        // The state may have reached the destination and run there: never resume it here.
-                        vm.LeftPaused((crash ?? "the outgoing migration ended without a report") + "; the VM stays paused here (resume it only if it does not run at the destination)");
-                        break;
-                    default:
-                        vm.Returned(report?.Error ?? (crash ?? "the outgoing migration ended without a report") + "; the VM stays here");
-                        break;
+                    switch (report?.VmLocation)
+                    {
+                        case "destination":
+                            await vm.DepartedAsync(label, request.DestinationApi).ConfigureAwait(false);
+                            break;
+                        case "source-paused":
+                            vm.LeftPaused(report.Error ?? "migration failed");
+                            break;
+                        case null when migration.PastPointOfNoReturn:
+                            // The state may have reached the destination and run there: never resume it here.
+                            vm.LeftPaused((crash ?? "the outgoing migration ended without a report") + "; the VM stays paused here (resume it only if it does not run at the destination)");
+                            break;
+                        default:
+                            vm.Returned(report?.Error ?? (crash ?? "the outgoing migration ended without a report") + "; the VM stays here");
+                            break;
+                    }
                 }
-
-                lease.Dispose();
+                finally
+                {
+                    // Published only once the VM is where the report says: a client that sees the
+                    // migration done must find the VM in its final state (it saw 'departing').
+                    entry.Crash = crash;
+                    entry.Report = report;
+                    lease.Dispose();
+                }
             }
         });
         return id;

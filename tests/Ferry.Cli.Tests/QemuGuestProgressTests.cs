@@ -55,4 +55,18 @@ public sealed class QemuGuestProgressTests
         ];
         Assert.Null(QemuGuestProgress.EstimateMips(lines));
     }
+
+    /// <summary>The warm-up waits for progress lines only from a guest that prints them (so an idle guest costs no wait).</summary>
+    [Fact]
+    public void ReportsProgress_OnlyOnceAMeasuredGuestsConfigLineIsSeen()
+    {
+        QemuConsoleLine[] booting = [new(0, "workingset: timestamp_bits=62 max_order=14 bucket_order=0")];
+        Assert.False(QemuGuestProgress.ReportsProgress(booting));
+        QemuConsoleLine[] kvstore = [.. booting, new(0, "ferry-init: ready"), new(0, "kvstore: table_mib=8 report_every=20000 ops=0"), new(Second, "ops 20000 hits 1 sum 0x1")];
+        Assert.True(QemuGuestProgress.ReportsProgress(kvstore));
+        Assert.Null(QemuGuestProgress.EstimateMips(kvstore)); // one line: not yet a speed, so the warm-up goes on
+        Assert.False(QemuGuestProgress.ReportsProgress([new(0, "ferry-init: ready"), new(0, "idle: interval_ms=1 pages=4")]));
+        Assert.True(QemuGuestProgress.ReportsProgress([new(0, "verify: size_mib=8")]));
+        Assert.False(QemuGuestProgress.ReportsProgress([new(0, "dirty: size_mib=8 rate=4")])); // paced: no measure
+    }
 }

@@ -31,6 +31,22 @@ internal static class QemuGuestProgress
     }
 
     /// <summary>
+    /// True once the console shows a guest whose progress lines measure its speed (its config
+    /// line seen, and the guest one of those above), so a warm-up may wait for enough of them.
+    /// </summary>
+    public static bool ReportsProgress(IReadOnlyList<QemuConsoleLine> lines)
+    {
+        Samples(lines, out string? guest, out Dictionary<string, ulong> config);
+        if (guest is null)
+        {
+            return false;
+        }
+
+        // The line each measured guest prints, its count 1: a guest that gives instructions for one of them reports progress.
+        return Instructions(guest, config, "ops 1") is not null || Instructions(guest, config, "pass 1") is not null || Instructions(guest, config, "OK pass 1") is not null;
+    }
+
+    /// <summary>
     /// The guest's speed at a migration's destination between its resume and a later instant
     /// (Stopwatch ticks): from the source's last progress line (the guest's count at the pause:
     /// its console has no header line there, so the guest and its configuration come from the

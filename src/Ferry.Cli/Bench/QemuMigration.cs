@@ -354,6 +354,14 @@ public static class QemuMigration
                 await Task.Delay(left < TimeSpan.FromMilliseconds(100) ? left : TimeSpan.FromMilliseconds(100), ct);
             }
 
+            // A guest whose console measures its speed needs three progress lines for it: on a
+            // loaded machine the warm-up may end before the third, so it waits for them (bounded).
+            var more = Stopwatch.StartNew();
+            while (QemuGuestProgress.EstimateMips(src.Lines) is null && QemuGuestProgress.ReportsProgress(src.Lines) && more.Elapsed < StartTimeout && !src.HasExited)
+            {
+                await Task.Delay(100, ct);
+            }
+
             IReadOnlyList<QemuConsoleLine> sourceLines = src.Lines;
             _guestMips = QemuGuestProgress.EstimateMips(sourceLines);
 
