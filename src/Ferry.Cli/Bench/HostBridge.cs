@@ -73,13 +73,18 @@ internal static class HostBridge
         return path;
     }
 
-    /// <summary>QEMU's arguments for <paramref name="guest"/>'s network card on TAP <paramref name="tap"/> and its disk <paramref name="disk"/>.</summary>
+    /// <summary>
+    /// QEMU's arguments for <paramref name="guest"/>'s network card on TAP <paramref name="tap"/> and
+    /// its disk <paramref name="disk"/>. QEMU's virt board gives each -device the free virtio-mmio
+    /// slot with the highest address, so the disk first lands in slot 7 and the card in slot 6,
+    /// where Ferry puts them: the guest sees the same devices at the same addresses.
+    /// </summary>
     public static string[] QemuDevices(NetworkGuest guest, string tap, string ifup, string disk) =>
     [
-        "-netdev", $"tap,id=n0,ifname={tap},script={ifup},downscript=no",
-        "-device", $"virtio-net-device,netdev=n0,mac={guest.Mac}",
         "-drive", $"file={disk},if=none,id=d0,format=raw",
         "-device", "virtio-blk-device,drive=d0",
+        "-netdev", $"tap,id=n0,ifname={tap},script={ifup},downscript=no",
+        "-device", $"virtio-net-device,netdev=n0,mac={guest.Mac}",
     ];
 
     /// <summary>A TAP name of at most 15 characters, unique to this process and <paramref name="n"/>.</summary>
