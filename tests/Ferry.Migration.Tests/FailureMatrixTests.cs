@@ -134,7 +134,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
             [LinkFault.StallAt(MessageType.Pages, PagePhase.Push, 40), LinkFault.CutAt(MessageType.Pages, PagePhase.Push, 2)]);
         Assert.True(c.Report.Outcome == "completed", c.Report.Error);
         Assert.Equal("destination", c.Report.VmLocation);
-        Assert.True(c.Links[1].Fired, "the reconnected link failed too");
+        Assert.True(c.Links.Skip(1).Any(l => l.Fired), "the reconnected link failed too");
         Assert.Equal(2, c.Report.Liveness!.Interruptions.Count);
         Assert.All(c.Report.Liveness.Interruptions, i => Assert.NotNull(i.RecoveredAfterMs));
         Assert.True(c.DigestOk);
@@ -276,12 +276,15 @@ public class FailureMatrixTests(ITestOutputHelper output)
 
                 lock (links)
                 {
-                    if (links.Count >= faults.Length)
+                    // The last fault applies to every new connection until it has fired once: a
+                    // reconnection attempt that fails on its own (a handshake late on a loaded
+                    // machine) must not use it up.
+                    if (links.Count >= faults.Length && (links.Count == 0 || links[^1].Fired))
                     {
                         return s;
                     }
 
-                    var link = new FaultyLink(s, faults[links.Count]);
+                    var link = new FaultyLink(s, faults[Math.Min(links.Count, faults.Length - 1)]);
                     links.Add(link);
                     return link;
                 }
