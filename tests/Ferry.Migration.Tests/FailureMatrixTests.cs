@@ -21,7 +21,8 @@ public class FailureMatrixTests(ITestOutputHelper output)
     private const ulong StopAt = 15_000_000_000; // far enough that the translator (verify: up to 4,500 MIPS) still runs the guest when the faults are provoked
     private const string Guest = "verify";
     private const string Config = "size_mib=8";
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(1);
+    /// <summary>Two seconds: on a saturated CI machine one second of silence was a starved thread pool before any fault (docs/failures.md's table was measured at 1 s).</summary>
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(2);
 
     /// <summary>
     /// The monitor declares the deadline at 0.9 of it on a timely timer; the slack is for a timer
@@ -185,7 +186,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
         // pages it lacks; once the window for automatic reconnection is over, the source waits
         // for an explicit resume, which then completes the migration.
         using LocalVm source = await Harness.StartAsync(Guest, Config, Memory, 30_000_000, StopAt);
-        var options = new MigrationOptions { Strategy = StrategyKind.PostCopy, BandwidthBitsPerSecond = 400_000_000, PeerTimeout = Deadline, ReconnectWindow = TimeSpan.FromSeconds(1.5) };
+        var options = new MigrationOptions { Strategy = StrategyKind.PostCopy, BandwidthBitsPerSecond = 400_000_000, PeerTimeout = Deadline, ReconnectWindow = Deadline * 1.5 };
         bool reachable = false;
         int mains = 0;
         SourceMigration? migration = null;
