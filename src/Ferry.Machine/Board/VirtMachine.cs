@@ -283,9 +283,16 @@ public sealed class VirtMachine : IDisposable
     {
         _stopRequested = true;
         Hart.RequestEndOfRun();
-        _stallCancellation.Cancel();
-        Memory.WakeWaiters();
-        _wake.Set();
+        try
+        {
+            _stallCancellation.Cancel();
+            Memory.WakeWaiters();
+            _wake.Set();
+        }
+        catch (ObjectDisposedException)
+        {
+            // A stop that arrives after the machine was disposed has nothing left to stop.
+        }
     }
 
     /// <summary>

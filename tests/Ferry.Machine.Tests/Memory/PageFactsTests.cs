@@ -281,8 +281,16 @@ public sealed class PageFactsTests : IDisposable
         absent.Set(P(PageC));
         Memory.MarkAbsent(absent);
 
-        using var stopper = new Timer(_ => _rig.Machine.RequestStop(), null, 100, Timeout.Infinite);
-        Assert.Equal(RunOutcome.Stopped, _rig.Step(1000));
+        // The stop comes from another thread while the hart waits; the test waits for that thread
+        // before going on, so no stop can arrive after the machine is gone.
+        Task stopper = Task.Run(async () =>
+        {
+            await Task.Delay(100);
+            _rig.Machine.RequestStop();
+        });
+        RunOutcome outcome = _rig.Step(1000);
+        Assert.True(stopper.Wait(TimeSpan.FromSeconds(30)));
+        Assert.Equal(RunOutcome.Stopped, outcome);
         Assert.Equal((ulong)before, _rig.Hart.InstructionsRetired); // the load did not retire
         Assert.Equal(Rig.Code + (ulong)(before * 4), _rig.Hart.Pc);
         Assert.Empty(pager.Stalls);
