@@ -265,7 +265,7 @@ public class StrategyDecisionTests
             // saturated CI machine (load 20) a starved thread pool was silent for 1.4 and 2.9 s.
             MaxRounds = 1000, MaxLiveTime = TimeSpan.FromSeconds(11), PeerTimeout = TimeSpan.FromSeconds(5),
         };
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 40_000_000_000, options);
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 100_000_000_000, options);
         using (source)
         using (destination)
         {
