@@ -85,7 +85,10 @@ public sealed class DestinationMigration
             Task faultReceiver = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(fault), latencySensitive: true);
             _ = faultReceiver.ContinueWith(t => StopIfPagesAreMissing(t, main), TaskScheduler.Default);
 
-            // Before switchover: pages into a VM that does not run yet.
+            // Before switchover: pages into a VM that does not run yet. Its network cards discard
+            // what the bridge floods to them until the source pauses (its first pause pages, or the
+            // state), and from then on keep it for the VM.
+            _vm.Machine.NetworkStandBy();
             StateBundle bundle;
             long bundleAt;
             while (true)
@@ -93,12 +96,18 @@ public sealed class DestinationMigration
                 (MessageType type, ReadOnlyMemory<byte> payload) = await main.ReceiveAsync(ct).ConfigureAwait(false);
                 if (type == MessageType.Pages)
                 {
+                    if (PageBatchReader.Header(payload.Span).Phase == PagePhase.Pause)
+                    {
+                        _vm.Machine.NetworkHold();
+                    }
+
                     ReceivePages(payload.Span, scratch, running: false);
                     continue;
                 }
 
                 if (type == MessageType.StateBundle)
                 {
+                    _vm.Machine.NetworkHold();
                     bundleAt = Stopwatch.GetTimestamp();
                     bundle = StateBundle.Decode(payload.Span, Memory.PageCount);
                     break;
@@ -160,7 +169,7 @@ public sealed class DestinationMigration
             double restoreMs = Stopwatch.GetElapsedTime(restoreStart).TotalMilliseconds;
             _gcAtResume = GC.CollectionCount(0);
             _gcPauseAtResume = GC.GetTotalPauseDuration();
-            _vm.Machine.AnnounceAfterMove(); // a network card asks the guest for gratuitous ARPs: the network learns its new port
+            _vm.Machine.AnnounceAfterMove(); // network cards: the held frames, the host's RARP and the guest's own ARPs (the network learns the new port)
             _vm.Start();
             _started = true;
             _resumeAt = Stopwatch.GetTimestamp();

@@ -281,6 +281,7 @@ public sealed class SourceMigration
             // Switchover: pause, last dirty pages, the strategy's pause pages, CPU and devices.
             owner.Progress.Phase = SourcePhase.Switchover;
             await Vm.PauseAsync(ct).ConfigureAwait(false);
+            Vm.Machine.NetworkDepart(); // the bridge forgets this port for the VM (it comes back up if the VM runs here again)
             Vm.Machine.Throttle = 0; // auto-converge ends with the live phase
             _paused = true;
             _pauseAt = Stopwatch.GetTimestamp();

@@ -38,6 +38,7 @@ public sealed class VirtMachine : IDisposable
     private CancellationTokenSource _stallCancellation = new();
     private volatile bool _stopRequested;
     private bool _running;
+    private volatile bool _networkDeparted;
 
     public VirtMachine(MachineConfig config, ConsoleLog? console = null, MachineDevices? devices = null)
     {
@@ -158,6 +159,11 @@ public sealed class VirtMachine : IDisposable
                 _stallCancellation = new CancellationTokenSource();
                 Hart.StallCancellation = _stallCancellation.Token;
             }
+        }
+
+        if (_networkDeparted)
+        {
+            AnnounceAfterMove(); // a source's VM that did not leave: its network comes back
         }
 
         try
@@ -350,20 +356,54 @@ public sealed class VirtMachine : IDisposable
     }
 
     /// <summary>
-    /// The VM has just moved here (a migration's destination, after its state was restored): a
-    /// network card whose driver negotiated GUEST_ANNOUNCE asks the guest to announce itself
-    /// (gratuitous ARPs), so that the network learns the VM's new port. Safe point only.
+    /// The VM has just moved here (a migration's destination, after its state was restored), or
+    /// runs again where it was after a move that failed: each network card reads its TAP again,
+    /// announces the VM's MAC from the host side (QEMU's RARP rounds) and, if its driver negotiated
+    /// GUEST_ANNOUNCE, asks the guest for its gratuitous ARPs, so that the network learns the
+    /// VM's port. Safe point only.
     /// </summary>
     public void AnnounceAfterMove()
     {
-        foreach (VirtioMmio t in Virtio)
+        _networkDeparted = false;
+        foreach (VirtioNet net in NetworkCards)
         {
-            if (t.Device is VirtioNet net)
-            {
-                net.Announce();
-            }
+            net.Arrive();
         }
     }
+
+    /// <summary>A migration's destination, before the source pauses: the network cards discard what reaches them.</summary>
+    public void NetworkStandBy()
+    {
+        foreach (VirtioNet net in NetworkCards)
+        {
+            net.StandBy();
+        }
+    }
+
+    /// <summary>A migration's destination once the source has paused: the network cards keep what reaches them for the VM.</summary>
+    public void NetworkHold()
+    {
+        foreach (VirtioNet net in NetworkCards)
+        {
+            net.Hold();
+        }
+    }
+
+    /// <summary>
+    /// A migration's source, paused: each network card takes its TAP's link down, so that the
+    /// bridge stops sending the VM's frames to this port. If the VM runs here again, its next
+    /// <see cref="Run"/> brings the links back up and announces it.
+    /// </summary>
+    public void NetworkDepart()
+    {
+        foreach (VirtioNet net in NetworkCards)
+        {
+            net.Depart();
+            _networkDeparted = true;
+        }
+    }
+
+    private IEnumerable<VirtioNet> NetworkCards => Virtio.Select(t => t.Device).OfType<VirtioNet>();
 
     public void Dispose()
     {

@@ -24,7 +24,7 @@ public static class StateCodec
     /// <summary>1: one fixed record; 2: tagged sections.</summary>
     public const ushort FormatVersion = 2;
 
-    public const int MaxEncodedSize = 64 << 10;
+    public const int MaxEncodedSize = 512 << 10;
 
     public const int MaxSections = 64;
 

@@ -156,21 +156,71 @@ public sealed class VirtioNetTests : IDisposable
     }
 
     [Fact]
-    public void Mac_and_status_cross_in_the_state_and_waiting_frames_do_not()
+    public void Mac_status_and_waiting_frames_cross_in_the_state_and_the_carried_frames_reach_the_guest_first()
     {
         VirtioDriver d = Up();
+        d.AddChain((Rx, 1526, true));
+        d.AddChain((Rx + 0x1000, 1526, true));
         _net.Announce();
         _net.Inject(Frame(60, 1));
-        VirtioSlotState saved = _transport.SaveState();
+        _net.Inject(Frame(70, 3));
+        VirtioSlotState saved = _transport.SaveState(); // (the source's card never polled: both frames wait)
 
         using var other = new VirtioNet([0x52, 0x54, 0, 0, 0, 1], () => { }, tap: null);
         using var memory = new GuestMemory(64UL << 20);
         var t = new VirtioMmio(6, other, new InterruptLine(new Pins(), 7), new GuestDma(memory, () => CancellationToken.None), _ => { });
-        other.Inject(Frame(60, 2));
+        other.Inject(Frame(60, 2)); // came before the VM did: not its own
         t.RestoreState(saved);
         Assert.Equal(Mac, other.Mac.ToArray());
         Assert.Equal(VirtioNet.StatusLinkUp | VirtioNet.StatusAnnounce, other.LinkStatus);
-        Assert.False(other.HasExternalWork, "a frame from before the restore is still queued");
         Assert.Equal(d.Reg(0x70), t.Status);
+
+        // The driver's rings and buffers are in the VM's RAM, which moves with it.
+        for (int p = 0; p < _memory.PageCount; p++)
+        {
+            if (_memory.Populated.Get(p))
+            {
+                memory.LoadPage(p, _memory.Page(p));
+            }
+        }
+
+        Assert.True(other.HasExternalWork, "the carried frames are not waiting");
+        t.Poll();
+        ulong used = VirtioDriver.Used - memory.BaseAddress;
+        ReadOnlySpan<byte> ring = memory.Page((int)(used / GuestMemory.PageSize))[(int)(used % GuestMemory.PageSize)..];
+        Assert.Equal(2, BinaryPrimitives.ReadUInt16LittleEndian(ring[2..]));
+        Assert.Equal(VirtioNet.HeaderSize + 60, (int)BinaryPrimitives.ReadUInt32LittleEndian(ring[8..]));
+        Assert.Equal(VirtioNet.HeaderSize + 70, (int)BinaryPrimitives.ReadUInt32LittleEndian(ring[16..]));
+        Assert.False(other.HasExternalWork, "the frame from before the restore is waiting too");
+    }
+
+    [Fact]
+    public void A_state_with_malformed_waiting_frames_is_refused()
+    {
+        byte[] state = _net.SaveDeviceState();
+        Assert.Equal(10, state.Length);
+        byte[] bad = [.. state[..8], 1, 0, 60, 0, 1, 2]; // one 60-byte frame, 2 bytes of it
+        Assert.Throws<InvalidDataException>(() => _net.RestoreDeviceState(bad));
+        byte[] tiny = [.. state[..8], 1, 0, 4, 0, 1, 2, 3, 4]; // shorter than an Ethernet header
+        Assert.Throws<InvalidDataException>(() => _net.RestoreDeviceState(tiny));
+        byte[] trailing = [.. state, 9];
+        Assert.Throws<InvalidDataException>(() => _net.RestoreDeviceState(trailing));
+    }
+
+    [Fact]
+    public void The_self_announcement_is_qemus_rarp_from_the_vms_mac()
+    {
+        var frame = new byte[60];
+        VirtioNet.WriteSelfAnnouncement(Mac, frame);
+        Assert.Equal(new byte[] { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }, frame[..6]);
+        Assert.Equal(Mac, frame[6..12]);
+        Assert.Equal(0x8035, BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)));   // RARP
+        Assert.Equal(1, BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(14)));        // Ethernet
+        Assert.Equal(0x0800, BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(16)));   // IPv4
+        Assert.Equal(new byte[] { 6, 4 }, frame[18..20]);
+        Assert.Equal(3, BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(20)));        // request reverse
+        Assert.Equal(Mac, frame[22..28]);
+        Assert.Equal(Mac, frame[32..38]);
+        Assert.All(frame[42..], b => Assert.Equal(0, b));
     }
 }

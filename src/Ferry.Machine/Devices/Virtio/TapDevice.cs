@@ -16,6 +16,9 @@ public sealed unsafe partial class TapDevice : IDisposable
     private const short IffTap = 0x0002, IffNoPi = 0x1000;
     private const short PollIn = 0x0001;
     private const int EAgain = 11, EIntr = 4;
+    private const int AfInet = 2, SockDgram = 2;
+    private const ulong SiocGetIfFlags = 0x8913, SiocSetIfFlags = 0x8914;
+    private const short IffUp = 0x1;
 
     private int _fd;
 
@@ -79,6 +82,42 @@ public sealed unsafe partial class TapDevice : IDisposable
         fixed (byte* p = frame)
         {
             return Write(_fd, p, (nint)frame.Length) == frame.Length;
+        }
+    }
+
+    /// <summary>
+    /// Brings the interface's link up or down (SIOCSIFFLAGS, at once: a bridge disables a port
+    /// that goes down and forgets the addresses it learnt there, where carrier changes reach it
+    /// only through the kernel's delayed link watch). Throws <see cref="IOException"/> on failure.
+    /// </summary>
+    public void SetLinkUp(bool up)
+    {
+        int socket = Socket(AfInet, SockDgram | OCloexec, 0);
+        if (socket < 0)
+        {
+            throw new IOException($"TAP {Name}: socket for its flags: {Marshal.GetLastPInvokeErrorMessage()}");
+        }
+
+        try
+        {
+            byte* ifr = stackalloc byte[40];
+            new Span<byte>(ifr, 40).Clear();
+            System.Text.Encoding.ASCII.GetBytes(Name).AsSpan(0, Math.Min(Name.Length, 15)).CopyTo(new Span<byte>(ifr, 15));
+            if (Ioctl(socket, SiocGetIfFlags, ifr) < 0)
+            {
+                throw new IOException($"TAP {Name}: cannot read its flags: {Marshal.GetLastPInvokeErrorMessage()}");
+            }
+
+            short flags = *(short*)(ifr + 16);
+            *(short*)(ifr + 16) = up ? (short)(flags | IffUp) : (short)(flags & ~IffUp);
+            if (Ioctl(socket, SiocSetIfFlags, ifr) < 0)
+            {
+                throw new IOException($"TAP {Name}: cannot bring its link {(up ? "up" : "down")}: {Marshal.GetLastPInvokeErrorMessage()}");
+            }
+        }
+        finally
+        {
+            Close(socket);
         }
     }
 
@@ -159,6 +198,9 @@ public sealed unsafe partial class TapDevice : IDisposable
 
     [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
     private static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+
+    [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
+    private static partial int Socket(int domain, int type, int protocol);
 
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     private static partial int Close(int fd);

@@ -15,7 +15,16 @@ namespace Ferry.Machine.Devices.Virtio;
 /// frames (dropping when it is full, as a card does) and wakes the machine; the frames are written
 /// into guest RAM only on the machine's thread, at run boundaries (the board's safe points) or
 /// when the driver adds receive buffers, never from the reader thread while the hart runs.
-/// Frames waiting at a save or restore are not state: a migration drops them (TCP retransmits).
+/// Frames waiting in the card's ring at a save are state: they cross with the VM and reach the guest first.
+///
+/// Across a migration the card follows the VM (<see cref="NetAttachment"/>): the destination's
+/// card stands by (its reader discards what the bridge floods to it), then holds what arrives once
+/// the source has paused (in the kernel's TAP queue, as QEMU's card does while its VM is stopped);
+/// the source's card takes its TAP's link down at the pause, so that the bridge forgets the VM's
+/// port and floods its frames, the destination's among others. When the VM runs on the
+/// destination (or again on the source), the card sends QEMU's self-announcement from the host
+/// side (a broadcast RARP from the VM's MAC, at 0, 50, 150, 250 and 350 ms) and asks the guest
+/// for its own (GUEST_ANNOUNCE).
 /// </summary>
 public sealed class VirtioNet : VirtioDevice
 {
@@ -24,6 +33,9 @@ public sealed class VirtioNet : VirtioDevice
     public const int HeaderSize = 12;
     public const int RingFrames = 256;
     public const int MaxFrame = 2048;
+
+    /// <summary>Waiting frames a saved state carries at most (bytes, with their 2-byte lengths): the rest are dropped, as a card's FIFO would be.</summary>
+    public const int MaxCarriedBytes = 24 << 10;
     public const byte CtrlAnnounce = 3, CtrlAnnounceAck = 0, CtrlOk = 0, CtrlError = 1;
 
     private readonly TapDevice? _tap;
@@ -37,6 +49,12 @@ public sealed class VirtioNet : VirtioDevice
     private int _head, _tail; // reader writes _tail, machine thread _head
     private bool _rxBlocked;
     private ushort _status = StatusLinkUp;
+    private volatile NetAttachment _attachment = NetAttachment.Attached;
+    private readonly List<byte[]> _carried = []; // frames the VM brought in its state: delivered first (machine thread)
+    private readonly ManualResetEventSlim _readable = new(true); // reset while the card holds
+    private Timer? _announceTimer;
+    private int _announceRound;
+    private long _selfAnnouncements;
 
     public VirtioNet(NetBackendOptions options, Action wake)
         : this(options.Mac ?? throw new ArgumentException("the network card needs its MAC", nameof(options)), wake, new TapDevice(options.Ifname, options.Bridge))
@@ -77,6 +95,15 @@ public sealed class VirtioNet : VirtioDevice
 
     public long FramesDropped => Interlocked.Read(ref _dropped);
 
+    /// <summary>Self-announcements (RARP from the VM's MAC) written to the TAP.</summary>
+    public long SelfAnnouncements => Interlocked.Read(ref _selfAnnouncements);
+
+    /// <summary>Where the card stands in a migration.</summary>
+    public NetAttachment Attachment => _attachment;
+
+    /// <summary>QEMU's announce rounds (net/announce.c defaults: initial 50 ms, step 100 ms, 5 rounds): delays after the first.</summary>
+    public static ReadOnlySpan<int> AnnounceDelaysMs => [50, 100, 100, 100];
+
     private long _dropped;
 
     public override string Name => "virtio-net";
@@ -89,7 +116,7 @@ public sealed class VirtioNet : VirtioDevice
 
     public override int ConfigSize => 8;
 
-    public override bool HasExternalWork => !_rxBlocked && Volatile.Read(ref _tail) != _head;
+    public override bool HasExternalWork => !_rxBlocked && (_carried.Count != 0 || Volatile.Read(ref _tail) != _head);
 
     public override byte ReadConfig(int offset) => offset < 6 ? _mac[offset] : (byte)(_status >> (8 * (offset - 6)));
 
@@ -117,6 +144,108 @@ public sealed class VirtioNet : VirtioDevice
         {
             _status |= StatusAnnounce;
             Transport.NotifyConfigChange();
+        }
+    }
+
+    /// <summary>A migration's destination, before the source pauses: what the bridge sends this card is discarded.</summary>
+    public void StandBy() => _attachment = NetAttachment.Standby;
+
+    /// <summary>A migration's destination once the source paused: frames wait in the TAP's kernel queue for the VM to run here.</summary>
+    public void Hold()
+    {
+        if (_attachment is NetAttachment.Standby or NetAttachment.Attached)
+        {
+            _readable.Reset();
+            _attachment = NetAttachment.Holding;
+        }
+    }
+
+    /// <summary>A migration's source, paused: the TAP's link goes down, so that the bridge forgets this port for the VM's MAC.</summary>
+    public void Depart()
+    {
+        _attachment = NetAttachment.Departed;
+        SetLink(false);
+    }
+
+    /// <summary>The last failure to bring the TAP's link up or down (the move goes on: the announcements teach the bridge), or null.</summary>
+    public string? LinkError { get; private set; }
+
+    private void SetLink(bool up)
+    {
+        try
+        {
+            _tap?.SetLinkUp(up);
+        }
+        catch (IOException e)
+        {
+            LinkError = e.Message;
+        }
+    }
+
+    /// <summary>
+    /// The VM runs here now (after a move, or again after a move that failed): the card reads its
+    /// TAP again (link up), announces the VM's MAC from the host side at once and in QEMU's rounds,
+    /// and asks the guest to announce itself. Safe point only.
+    /// </summary>
+    public void Arrive()
+    {
+        NetAttachment was = _attachment;
+        if (was == NetAttachment.Departed)
+        {
+            SetLink(true);
+        }
+
+        _attachment = NetAttachment.Attached;
+        _readable.Set();
+        if (_tap is not null)
+        {
+            lock (_readable)
+            {
+                _announceRound = 0;
+                _announceTimer ??= new Timer(_ => AnnounceRound(), null, Timeout.Infinite, Timeout.Infinite);
+                AnnounceRound();
+            }
+        }
+
+        Announce();
+    }
+
+    /// <summary>QEMU's self-announcement (net/announce.c): a broadcast RARP "request reverse" whose sender and target are <paramref name="mac"/>, padded to 60 bytes.</summary>
+    public static void WriteSelfAnnouncement(ReadOnlySpan<byte> mac, Span<byte> frame)
+    {
+        frame[..60].Clear();
+        frame[..6].Fill(0xFF);
+        mac.CopyTo(frame[6..]);
+        BinaryPrimitives.WriteUInt16BigEndian(frame[12..], 0x8035); // ETH_P_RARP
+        BinaryPrimitives.WriteUInt16BigEndian(frame[14..], 1);      // Ethernet
+        BinaryPrimitives.WriteUInt16BigEndian(frame[16..], 0x0800); // IPv4
+        frame[18] = 6;
+        frame[19] = 4;
+        BinaryPrimitives.WriteUInt16BigEndian(frame[20..], 3);      // request reverse
+        mac.CopyTo(frame[22..]);
+        mac.CopyTo(frame[32..]);
+    }
+
+    private void AnnounceRound()
+    {
+        lock (_readable)
+        {
+            if (_stopping || _tap is null || _attachment != NetAttachment.Attached)
+            {
+                return;
+            }
+
+            Span<byte> frame = stackalloc byte[60];
+            WriteSelfAnnouncement(_mac, frame);
+            if (_tap.Send(frame))
+            {
+                Interlocked.Increment(ref _selfAnnouncements);
+            }
+
+            if (_announceRound < AnnounceDelaysMs.Length)
+            {
+                _announceTimer?.Change(AnnounceDelaysMs[_announceRound++], Timeout.Infinite);
+            }
         }
     }
 
@@ -160,19 +289,57 @@ public sealed class VirtioNet : VirtioDevice
         _rxBlocked = false;
     }
 
+    /// <summary>
+    /// The card's state: MAC, status, and the frames that reached the card but not yet the guest
+    /// (u16 count, then each as u16 length and its bytes): they cross with the VM, so that what
+    /// the network delivered before the pause is not lost in the move.
+    /// </summary>
     public override byte[] SaveDeviceState()
     {
-        var s = new byte[8];
+        int head = _head, tail = Volatile.Read(ref _tail);
+        var frames = new List<ReadOnlyMemory<byte>>(_carried.Count + (tail - head));
+        int size = 10;
+        foreach (byte[] f in _carried)
+        {
+            Carry(f);
+        }
+
+        for (int i = head; i != tail; i++)
+        {
+            Carry(_ring[i % RingFrames].AsMemory(0, _ringLength[i % RingFrames]));
+        }
+
+        var s = new byte[size];
         _mac.CopyTo(s, 0);
         BinaryPrimitives.WriteUInt16LittleEndian(s.AsSpan(6), _status);
+        BinaryPrimitives.WriteUInt16LittleEndian(s.AsSpan(8), (ushort)frames.Count);
+        int at = 10;
+        foreach (ReadOnlyMemory<byte> f in frames)
+        {
+            BinaryPrimitives.WriteUInt16LittleEndian(s.AsSpan(at), (ushort)f.Length);
+            f.Span.CopyTo(s.AsSpan(at + 2));
+            at += 2 + f.Length;
+        }
+
         return s;
+
+        void Carry(ReadOnlyMemory<byte> frame)
+        {
+            if (size - 10 + 2 + frame.Length > MaxCarriedBytes)
+            {
+                return; // beyond what a state carries: lost in the move, as before a card's FIFO
+            }
+
+            frames.Add(frame);
+            size += 2 + frame.Length;
+        }
     }
 
     public override void RestoreDeviceState(ReadOnlySpan<byte> state)
     {
-        if (state.Length != 8)
+        if (state.Length < 10)
         {
-            throw new InvalidDataException($"virtio-net state is {state.Length} bytes, not 8");
+            throw new InvalidDataException($"virtio-net state is {state.Length} bytes, less than 10");
         }
 
         ushort status = BinaryPrimitives.ReadUInt16LittleEndian(state[6..]);
@@ -181,15 +348,54 @@ public sealed class VirtioNet : VirtioDevice
             throw new InvalidDataException("virtio-net state: bad status bits or a multicast MAC");
         }
 
+        int count = BinaryPrimitives.ReadUInt16LittleEndian(state[8..]);
+        if (state.Length - 10 > MaxCarriedBytes)
+        {
+            throw new InvalidDataException($"virtio-net state: {state.Length - 10} bytes of waiting frames, more than {MaxCarriedBytes}");
+        }
+
+        var carried = new List<byte[]>(count);
+        ReadOnlySpan<byte> rest = state[10..];
+        for (int i = 0; i < count; i++)
+        {
+            int length = rest.Length >= 2 ? BinaryPrimitives.ReadUInt16LittleEndian(rest) : -1;
+            if (length is < 14 or > MaxFrame || rest.Length < 2 + length)
+            {
+                throw new InvalidDataException($"virtio-net state: waiting frame {i} is truncated or not 14..{MaxFrame} bytes");
+            }
+
+            carried.Add(rest.Slice(2, length).ToArray());
+            rest = rest[(2 + length)..];
+        }
+
+        if (!rest.IsEmpty)
+        {
+            throw new InvalidDataException($"virtio-net state: {rest.Length} bytes after the waiting frames");
+        }
+
         state[..6].CopyTo(_mac);
         _status = status;
         _rxBlocked = false;
-        Volatile.Write(ref _head, Volatile.Read(ref _tail)); // frames that came before the VM did are dropped
+        _carried.Clear();
+        _carried.AddRange(carried);
+        if (_attachment != NetAttachment.Holding)
+        {
+            Volatile.Write(ref _head, Volatile.Read(ref _tail)); // frames from before the VM came are not its own
+        }
+
+        // (a holding card's ring has only what came after the source paused, the standby having discarded
+        // the rest: it follows the frames the source's card carried)
     }
 
     public override void Dispose()
     {
         _stopping = true;
+        _readable.Set();
+        lock (_readable)
+        {
+            _announceTimer?.Dispose();
+        }
+
         _reader?.Join(1000);
         _tap?.Dispose();
         base.Dispose();
@@ -200,6 +406,27 @@ public sealed class VirtioNet : VirtioDevice
         Span<byte> header = stackalloc byte[HeaderSize];
         header.Clear();
         header[10] = 1; // num_buffers
+        while (_carried.Count != 0)
+        {
+            if (!q.TryPeek(dma))
+            {
+                _rxBlocked = true;
+                return;
+            }
+
+            byte[] frame = _carried[0];
+            if (q.WritableLength < (ulong)(HeaderSize + frame.Length))
+            {
+                throw new VirtioDriverException($"receive buffer of {q.WritableLength} bytes is too small for a {frame.Length}-byte frame and its header");
+            }
+
+            q.WriteChain(dma, 0, header);
+            q.WriteChain(dma, HeaderSize, frame);
+            q.Push(dma, (uint)(HeaderSize + frame.Length));
+            _carried.RemoveAt(0);
+            FramesReceived++;
+        }
+
         while (Volatile.Read(ref _tail) != _head)
         {
             if (!q.TryPeek(dma))
@@ -276,6 +503,12 @@ public sealed class VirtioNet : VirtioDevice
         byte[] scratch = new byte[MaxFrame];
         while (!_stopping)
         {
+            if (!_readable.IsSet)
+            {
+                _readable.Wait(100); // holding: the frames wait in the kernel for the VM to run here
+                continue;
+            }
+
             int n;
             try
             {
@@ -286,10 +519,26 @@ public sealed class VirtioNet : VirtioDevice
                 return;
             }
 
-            if (n > 0)
+            if (n > 0 && _attachment != NetAttachment.Standby)
             {
                 Inject(scratch.AsSpan(0, n));
             }
         }
     }
+}
+
+/// <summary>A network card's place in a migration (see <see cref="VirtioNet"/>).</summary>
+public enum NetAttachment
+{
+    /// <summary>The VM runs with this card: frames flow.</summary>
+    Attached,
+
+    /// <summary>A destination before the source's pause: frames are read and discarded.</summary>
+    Standby,
+
+    /// <summary>A destination after the source's pause: frames wait in the TAP's kernel queue.</summary>
+    Holding,
+
+    /// <summary>A paused source: the TAP's link is down.</summary>
+    Departed,
 }

@@ -21,14 +21,17 @@ public sealed record VirtioSlotState(
 ///   u8 count | count x { u8 slot | u32 device id | u32 status | u32 device features sel
 ///   | u64 driver features | u32 driver features sel | u32 queue sel | u32 interrupt status
 ///   | u32 config generation | u8 queues x { u16 size | u8 ready | u64 desc | u64 driver
-///   | u64 device | u16 last avail | u16 used idx | u8 kick pending } | u16 n | n device bytes }
+///   | u64 device | u16 last avail | u16 used idx | u8 kick pending } | u32 n | n device bytes }
+///
+/// Version 2: the device bytes' length is a u32 (a network card's carry the frames waiting for the guest).
 /// </summary>
 public sealed record VirtioState(IReadOnlyList<VirtioSlotState> Slots)
 {
     public const int MaxQueues = 8;
-    public const int MaxDeviceBytes = 256;
+    /// <summary>A device's own bytes at most: a network card's carry the frames waiting for its guest.</summary>
+    public const int MaxDeviceBytes = 16 + VirtioNet.MaxCarriedBytes;
 
-    public static readonly StateSection<VirtioState> Section = new("VIRT", 1, 8192, Write, Read);
+    public static readonly StateSection<VirtioState> Section = new("VIRT", 2, 8192 + (VirtioMmio.SlotCount * MaxDeviceBytes), Write, Read);
 
     private static void Write(BinaryWriter w, VirtioState s)
     {
@@ -57,7 +60,7 @@ public sealed record VirtioState(IReadOnlyList<VirtioSlotState> Slots)
                 w.Write(q.KickPending);
             }
 
-            w.Write((ushort)d.DeviceState.Length);
+            w.Write(d.DeviceState.Length);
             w.Write(d.DeviceState);
         }
     }
@@ -111,13 +114,13 @@ public sealed record VirtioState(IReadOnlyList<VirtioSlotState> Slots)
                 queues[q] = new VirtioQueueState(r.ReadUInt16(), Bool(r), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt16(), r.ReadUInt16(), Bool(r));
             }
 
-            int n = r.ReadUInt16();
+            uint n = r.ReadUInt32();
             if (n > MaxDeviceBytes)
             {
                 throw new InvalidDataException($"virtio state: {n} device bytes, more than {MaxDeviceBytes}");
             }
 
-            byte[] device = r.ReadBytes(n);
+            byte[] device = r.ReadBytes((int)n);
             if (device.Length != n)
             {
                 throw new EndOfStreamException();
