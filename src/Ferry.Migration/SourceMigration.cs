@@ -153,6 +153,24 @@ public sealed class SourceMigration
         }
     }
 
+    /// <summary>Queues <paramref name="pages"/> ahead of the push, as runs of consecutive pages.</summary>
+    private static void EnqueueRuns(PushQueue queue, PageBitmap pages)
+    {
+        int first = -1, end = -1;
+        foreach (int page in pages.EnumerateSet())
+        {
+            if (page != end)
+            {
+                queue.EnqueueWindow(first, end, -1);
+                first = page;
+            }
+
+            end = page + 1;
+        }
+
+        queue.EnqueueWindow(first, end, -1);
+    }
+
     private static string Describe(Exception e) => e switch
     {
         ProtocolException or MigrationPeerException => e.Message,
@@ -201,6 +219,7 @@ public sealed class SourceMigration
         private readonly List<Interruption> _interruptions = [];
         private bool _paused;
         private long _setupEnd, _pauseAt, _selectedAt, _pausePagesSentAt, _bundleSentAt, _resumeAt, _residentAt, _end;
+        private int _devicePages;
         private long _bundleBytes;
         private long _resumedReceivedAt;
         private double _handshakeRttMs;
@@ -293,6 +312,19 @@ public sealed class SourceMigration
             }
 
             PageBitmap pausePages = policy.SelectPausePages(_context);
+
+            // The devices' next pages (their rings, a network card's posted receive buffers) are
+            // what the guest's clients wait on first: the working set's pause carries them, and
+            // a pause without one (post-copy) has them pushed first.
+            PageBitmap devicePages = Vm.Machine.DeviceDmaPages();
+            devicePages.AndNot(_context.Delivered);
+            devicePages.AndNot(pausePages);
+            _devicePages = devicePages.PopCount();
+            if (policy.UsesWorkingSet)
+            {
+                pausePages.Or(devicePages);
+            }
+
             _selectedAt = Stopwatch.GetTimestamp();
             if (policy.ResumesBeforeAllPages)
             {
@@ -317,6 +349,11 @@ public sealed class SourceMigration
             }
 
             var queue = new PushQueue(remaining, _policy.PushOrderFor(Options), Options.FaultNeighbourhoodPages);
+            if (!policy.UsesWorkingSet)
+            {
+                EnqueueRuns(queue, devicePages); // (none was delivered: they are all in remaining)
+            }
+
             _faultServer.Start(queue);
 
             Machine.State.MachineState state = Vm.Machine.SaveState();
@@ -935,7 +972,7 @@ public sealed class SourceMigration
                 Switchover = _resumeAt == 0 ? null : new SwitchoverReport(
                     Ms(_selectedAt) - Ms(_pauseAt), Ms(_pausePagesSentAt) - Ms(_selectedAt), c.Bytes(PagePhase.Pause),
                     Ms(_bundleSentAt) - Ms(_pausePagesSentAt), _bundleBytes, _handshakeRttMs, _destinationSwitchMs,
-                    Ms(_resumedReceivedAt) - Ms(_bundleSentAt)),
+                    Ms(_resumedReceivedAt) - Ms(_bundleSentAt), _devicePages),
             };
         }
 

@@ -100,6 +100,12 @@ public sealed class KvserverMigrationTests
             (MigrationReport report, destination) = await LocalMigration.RunAsync(source,
                 new MigrationOptions { Strategy = strategy, DowntimeLimit = TimeSpan.FromMilliseconds(20), MaxRounds = 8 });
             Assert.True(report.Outcome == "completed", report.Error);
+            if (strategy != StrategyKind.PreCopy)
+            {
+                // The card's posted receive buffers (and the rings) were still at the source: sent ahead of the faults.
+                Assert.True(report.Switchover!.DevicePages > 0, "no device page was sent ahead");
+            }
+
             DateTimeOffset completed = report.StartedAt.AddMilliseconds(report.TotalTimeMs);
             await Task.Delay(BenchClient.After);
             KvClientResult result = (await client.StopAsync())!;

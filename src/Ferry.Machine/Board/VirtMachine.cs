@@ -403,6 +403,29 @@ public sealed class VirtMachine : IDisposable
         }
     }
 
+    /// <summary>
+    /// The pages the virtio devices will touch next: each ready queue's rings and the buffers the
+    /// driver has made available to the device (a network card's posted receive buffers). A
+    /// migration's source sends them ahead, so that the destination's devices do not fault on
+    /// them while the guest's clients wait. Safe point or paused machine only.
+    /// </summary>
+    public PageBitmap DeviceDmaPages()
+    {
+        var pages = new PageBitmap(Memory.PageCount);
+        foreach (VirtioMmio t in Virtio)
+        {
+            if (t.Device is not null)
+            {
+                foreach (SplitQueue q in t.Queues)
+                {
+                    q.AddDmaPages(Memory, pages);
+                }
+            }
+        }
+
+        return pages;
+    }
+
     private IEnumerable<VirtioNet> NetworkCards => Virtio.Select(t => t.Device).OfType<VirtioNet>();
 
     public void Dispose()

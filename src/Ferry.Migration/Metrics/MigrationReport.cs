@@ -96,10 +96,12 @@ public sealed record OptionsReport(
 /// collection, working set), sending them, building and sending CPU/device state and the
 /// absent map; on the link, the handshake's round trip (half of it is the state's propagation);
 /// at the destination, from the state's arrival to the VM running; and, for reference, the
-/// source's wait from sending the state to receiving Resumed.
+/// source's wait from sending the state to receiving Resumed. <paramref name="DevicePages"/>: the
+/// pages the devices would touch next (rings, posted buffers) that the destination still lacked:
+/// in the pause with a working set, else pushed first.
 /// </summary>
 public sealed record SwitchoverReport(double SelectMs, double PausePagesMs, long PausePagesBytes, double StateMs, long BundleBytes,
-    double RoundTripMs, double DestinationMs, double WaitResumedMs);
+    double RoundTripMs, double DestinationMs, double WaitResumedMs, long DevicePages = 0);
 
 public sealed record BytesReport(long Live, long Pause, long Push, long FaultReplies, long Control, long Total);
 

@@ -223,4 +223,38 @@ public sealed class VirtioNetTests : IDisposable
         Assert.Equal(Mac, frame[32..38]);
         Assert.All(frame[42..], b => Assert.Equal(0, b));
     }
+    [Fact]
+    public void The_pages_a_device_touches_next_are_its_rings_and_the_buffers_posted_but_not_used()
+    {
+        VirtioDriver d = Up();
+        d.AddChain((Rx, 1526, true));                       // used below: not named any more
+        d.AddChain((Rx + 0x3000, 1526, true));              // posted
+        d.AddChain((Rx + 0x5800, 0x1000, true));            // posted, across two pages
+        Assert.True(_net.Inject(Frame(60, 1)));
+        _transport.Poll();                                  // the first buffer takes the frame
+        var pages = new PageBitmap(_memory.PageCount);
+        _transport.Queues[0].AddDmaPages(_memory, pages);
+        int Page(ulong address) => _memory.PageOf(address);
+        int[] expected = [Page(VirtioDriver.Desc), Page(VirtioDriver.Avail), Page(VirtioDriver.Used), Page(Rx + 0x3000), Page(Rx + 0x5800), Page(Rx + 0x6000)];
+        Assert.Equal(expected.Order(), Enumerate(pages));
+
+        // A hostile driver: a chain that loops, and a descriptor as long as RAM, cost a bounded walk.
+        d.WriteDesc(VirtioDriver.Desc, 5, Rx, (uint)(60UL << 20), SplitQueue.DescWrite | SplitQueue.DescNext, 6);
+        d.WriteDesc(VirtioDriver.Desc, 6, Rx, 16, SplitQueue.DescWrite | SplitQueue.DescNext, 5);
+        d.MakeAvailable(5);
+        pages.ClearAll();
+        _transport.Queues[0].AddDmaPages(_memory, pages);
+        Assert.InRange(pages.PopCount(), SplitQueue.MaxDmaPages - 8, SplitQueue.MaxDmaPages);
+    }
+
+    private static List<int> Enumerate(PageBitmap pages)
+    {
+        var list = new List<int>();
+        foreach (int p in pages.EnumerateSet())
+        {
+            list.Add(p);
+        }
+
+        return list;
+    }
 }

@@ -1,3 +1,5 @@
+using Ferry.Machine.Memory;
+
 namespace Ferry.Machine.Devices.Virtio;
 
 /// <summary>One buffer of a descriptor chain: guest-physical address, length, and whether the device writes it.</summary>
@@ -23,6 +25,9 @@ public sealed class SplitQueue
 
     /// <summary>Longest chain (direct plus indirect) a request may have; longer ones are refused as loops.</summary>
     public const int MaxChain = 1024;
+
+    /// <summary>Pages <see cref="AddDmaPages"/> names per queue at most (16 MiB).</summary>
+    public const int MaxDmaPages = 4096;
 
     private readonly Segment[] _segments = new Segment[MaxChain];
 
@@ -70,6 +75,116 @@ public sealed class SplitQueue
         LastAvail = UsedIndex = 0;
         KickPending = false;
         SegmentCount = 0;
+    }
+
+    /// <summary>
+    /// Adds to <paramref name="pages"/> every page this queue's device will touch next: its three
+    /// rings and the buffers of the chains the driver has made available and the device has not
+    /// yet used (a network card's posted receive buffers, say). For a migration's source, whose
+    /// memory is all present: the destination then has these pages before its devices need them.
+    /// Reads the rings as they are, without acquiring anything; a malformed ring or chain ends the
+    /// walk (the device reports it when it gets there), so a hostile guest costs at most
+    /// <see cref="MaxChain"/> descriptors per chain and <see cref="MaxDmaPages"/> pages per queue.
+    /// </summary>
+    public void AddDmaPages(GuestMemory memory, PageBitmap pages)
+    {
+        if (!Ready || Size == 0)
+        {
+            return;
+        }
+
+        int budget = MaxDmaPages;
+        AddRange(memory, pages, DescAddress, 16UL * Size, ref budget);
+        AddRange(memory, pages, DriverAddress, 6 + (2UL * Size), ref budget);
+        AddRange(memory, pages, DeviceAddress, 6 + (8UL * Size), ref budget);
+        if (!TryRead(memory, DriverAddress + 2, 2, out ulong availIdx))
+        {
+            return;
+        }
+
+        ushort pending = (ushort)((ushort)availIdx - LastAvail);
+        for (ushort i = 0; i < pending && i < Size; i++)
+        {
+            if (!TryRead(memory, DriverAddress + 4 + (2UL * (ulong)((ushort)(LastAvail + i) % Size)), 2, out ulong head) || head >= Size)
+            {
+                return;
+            }
+
+            ulong table = DescAddress;
+            ulong tableSize = Size;
+            ulong index = head;
+            bool indirect = false;
+            for (int visited = 0; visited < MaxChain; visited++)
+            {
+                ulong at = table + (16UL * index);
+                if (!TryRead(memory, at, 8, out ulong addr) || !TryRead(memory, at + 8, 4, out ulong len) || !TryRead(memory, at + 12, 2, out ulong flags) || !TryRead(memory, at + 14, 2, out ulong next))
+                {
+                    break;
+                }
+
+                if ((flags & DescIndirect) != 0)
+                {
+                    if (indirect || len == 0 || (len & 15) != 0 || len / 16 > MaxChain)
+                    {
+                        break;
+                    }
+
+                    AddRange(memory, pages, addr, len, ref budget);
+                    indirect = true;
+                    table = addr;
+                    tableSize = len / 16;
+                    index = 0;
+                    continue;
+                }
+
+                AddRange(memory, pages, addr, len, ref budget);
+                if (budget <= 0)
+                {
+                    return;
+                }
+
+                if ((flags & DescNext) == 0 || next >= tableSize)
+                {
+                    break;
+                }
+
+                index = next;
+            }
+        }
+    }
+
+    private static bool TryRead(GuestMemory memory, ulong address, int size, out ulong value)
+    {
+        value = 0;
+        if (!InRam(memory, address, (ulong)size))
+        {
+            return false;
+        }
+
+        Span<byte> b = stackalloc byte[8];
+        memory.ReadPhysical(address, b[..size]);
+        value = BitConverter.ToUInt64(b);
+        return true;
+    }
+
+    private static bool InRam(GuestMemory memory, ulong address, ulong length)
+    {
+        ulong offset = address - memory.BaseAddress;
+        return address >= memory.BaseAddress && offset <= memory.Size && length <= memory.Size - offset;
+    }
+
+    private static void AddRange(GuestMemory memory, PageBitmap pages, ulong address, ulong length, ref int budget)
+    {
+        if (length == 0 || !InRam(memory, address, length))
+        {
+            return;
+        }
+
+        int last = memory.PageOf(address + length - 1);
+        for (int p = memory.PageOf(address); p <= last && budget > 0; p++, budget--)
+        {
+            pages.Set(p);
+        }
     }
 
     /// <summary>Why the queue's layout cannot be used, or null: checked when the driver sets it ready and on restore.</summary>
