@@ -168,7 +168,7 @@ public class LivenessTests
         b.Dispose();
     }
 
-    private static void Drain(FrameChannel channel)
+    internal static void Drain(FrameChannel channel)
     {
         try
         {
@@ -180,5 +180,62 @@ public class LivenessTests
         catch (Exception e) when (LinkFailure.Is(e))
         {
         }
+    }
+}
+
+/// <summary>Tests that starve the process's thread pool: run alone, after the others.</summary>
+[CollectionDefinition(nameof(ThreadPoolStarvation), DisableParallelization = true)]
+public sealed class ThreadPoolStarvation;
+
+[Collection(nameof(ThreadPoolStarvation))]
+public sealed class LivenessUnderStarvationTests
+{
+    /// <summary>
+    /// The watch must not depend on the thread pool: on a busy host (or with many migrations at
+    /// once) the pool can be starved for seconds, and a watch whose heartbeats waited for it was
+    /// declared dead by its healthy peer. Here every pool thread is blocked (and the pool grows by
+    /// about one thread per half second) for three deadlines, over a real loopback connection.
+    /// </summary>
+    [Fact]
+    public async Task Heartbeats_keep_flowing_while_the_thread_pool_is_starved()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var client = new System.Net.Sockets.TcpClient();
+        client.Connect((System.Net.IPEndPoint)listener.LocalEndpoint);
+        using System.Net.Sockets.TcpClient server = listener.AcceptTcpClient();
+        await using var left = new FrameChannel(client.GetStream());
+        await using var right = new FrameChannel(server.GetStream());
+        var deadline = TimeSpan.FromMilliseconds(600);
+        using var leftWatch = new PeerLiveness(deadline, "right");
+        using var rightWatch = new PeerLiveness(deadline, "left");
+        leftWatch.Watch(left);
+        rightWatch.Watch(right);
+        Task drainLeft = DedicatedThread.Start("drain-left", 0, () => LivenessTests.Drain(left));
+        Task drainRight = DedicatedThread.Start("drain-right", 0, () => LivenessTests.Drain(right));
+
+        using var release = new ManualResetEventSlim(false);
+        ThreadPool.GetMinThreads(out int workers, out _);
+        int blockers = workers + 16;
+        var blocked = new CountdownEvent(blockers);
+        for (int i = 0; i < blockers; i++)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(_ =>
+            {
+                release.Wait(deadline * 3);
+                blocked.Signal();
+            }, null);
+        }
+
+        Thread.Sleep(deadline * 3); // (this test's own thread, not an await: the pool is what is starved)
+        release.Set();
+        blocked.Wait(TimeSpan.FromSeconds(30));
+        Thread.Sleep(deadline / 2); // a watch that itself waited for the pool judges the silence now
+        bool leftDead = leftWatch.Dead.IsCompleted, rightDead = rightWatch.Dead.IsCompleted;
+        Assert.False(leftDead, "a starved thread pool stopped the heartbeats: the left end declared its healthy peer dead");
+        Assert.False(rightDead, "a starved thread pool stopped the heartbeats: the right end declared its healthy peer dead");
+        left.Abort("test over");
+        right.Abort("test over");
+        await Task.WhenAll(drainLeft, drainRight).WaitAsync(TimeSpan.FromSeconds(10));
     }
 }

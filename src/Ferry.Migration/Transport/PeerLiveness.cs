@@ -8,8 +8,13 @@ namespace Ferry.Migration.Transport;
 /// window, a thread blocked in the kernel) fails at once with a <see cref="PeerTimeoutException"/>.
 /// <para>Any byte counts as a sign of life, so heartbeats go only on a connection that has sent
 /// nothing for a heartbeat interval (a fifth of the deadline). They are sent from this monitor's
-/// own timer, never from a hot path: the fault path pays one timestamp per read and per frame,
+/// own threads, never from a hot path: the fault path pays one timestamp per read and per frame,
 /// no allocation and no wake-up (an idle fault connection sees one heartbeat per interval).</para>
+/// <para>The watch runs on two threads of its own, not on the thread pool: a host whose pool is
+/// starved (a busy machine, many migrations at once) must neither miss its own heartbeats, and
+/// be declared dead by a healthy peer, nor notice a dead peer late. One thread checks the
+/// silences and never blocks; the other sends the heartbeats, since a send into a stalled peer's
+/// full window blocks until the check aborts the connection.</para>
 /// </summary>
 public sealed class PeerLiveness : IDisposable
 {
@@ -17,8 +22,10 @@ public sealed class PeerLiveness : IDisposable
     private readonly string _peer;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource<string> _dead = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly Task _loop;
-    private int _beating; // one heartbeat send at a time (it may block on a full send window)
+    private readonly Thread _checker;
+    private readonly Thread _beater;
+    private readonly AutoResetEvent _beat = new(false);
+    private FrameChannel[] _beatChannels = [];
 
     /// <param name="peer">"source" or "destination": named in the reason.</param>
     public PeerLiveness(TimeSpan deadline, string peer)
@@ -26,7 +33,10 @@ public sealed class PeerLiveness : IDisposable
         Deadline = deadline;
         Interval = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(20).Ticks, deadline.Ticks / 5));
         _peer = peer;
-        _loop = Task.Run(LoopAsync);
+        _checker = new Thread(Check) { IsBackground = true, Name = $"ferry-liveness-{peer}" };
+        _beater = new Thread(Beat) { IsBackground = true, Name = $"ferry-heartbeat-{peer}" };
+        _checker.Start();
+        _beater.Start();
     }
 
     public TimeSpan Deadline { get; }
@@ -71,71 +81,62 @@ public sealed class PeerLiveness : IDisposable
         }
     }
 
-    private async Task LoopAsync()
+    private void Check()
     {
         // Checked every half interval, and declared dead one check early, so that the silence
-        // at detection is at most the deadline (plus the timer's own lateness).
+        // at detection is at most the deadline (plus the thread's own lateness).
         TimeSpan tick = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(10).Ticks, Interval.Ticks / 2));
-        using var timer = new PeriodicTimer(tick);
-        try
+        WaitHandle stop = _stop.Token.WaitHandle;
+        while (!stop.WaitOne(tick))
         {
-            while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
+            FrameChannel[] channels;
+            lock (_channels)
             {
-                FrameChannel[] channels;
-                lock (_channels)
-                {
-                    channels = [.. _channels];
-                }
-
-                foreach (FrameChannel c in channels)
-                {
-                    TimeSpan silent = c.SilentFor;
-                    if (silent >= Deadline - tick)
-                    {
-                        Declare(channels, silent);
-                        return;
-                    }
-                }
-
-                SendHeartbeats(channels);
+                channels = [.. _channels];
             }
-        }
-        catch (OperationCanceledException)
-        {
+
+            foreach (FrameChannel c in channels)
+            {
+                TimeSpan silent = c.SilentFor;
+                if (silent >= Deadline - tick)
+                {
+                    Declare(channels, silent);
+                    return;
+                }
+            }
+
+            bool due = false;
+            foreach (FrameChannel c in channels)
+            {
+                due |= c.IdleFor >= Interval;
+            }
+
+            if (due)
+            {
+                Volatile.Write(ref _beatChannels, channels);
+                _beat.Set(); // (a beat still blocked in a send is not queued twice: the event holds one)
+            }
         }
     }
 
-    private void SendHeartbeats(FrameChannel[] channels)
+    private void Beat()
     {
-        bool due = false;
-        foreach (FrameChannel c in channels)
+        WaitHandle[] handles = [_beat, _stop.Token.WaitHandle];
+        while (WaitHandle.WaitAny(handles) == 0)
         {
-            due |= c.IdleFor >= Interval;
-        }
-
-        if (!due || Interlocked.Exchange(ref _beating, 1) == 1)
-        {
-            return;
-        }
-
-        // On a thread of its own: a send into a stalled peer's full window blocks until the abort.
-        ThreadPool.UnsafeQueueUserWorkItem(state =>
-        {
-            try
+            foreach (FrameChannel c in Volatile.Read(ref _beatChannels))
             {
-                foreach (FrameChannel c in state)
+                if (c.IdleFor >= Interval)
                 {
-                    if (c.IdleFor >= Interval)
-                    {
-                        c.TrySendHeartbeat();
-                    }
+                    c.TrySendHeartbeat();
                 }
             }
-            finally
-            {
-                Volatile.Write(ref _beating, 0);
-            }
-        }, channels, preferLocal: false);
+        }
+
+        // Stopped: the last thread out frees the handles.
+        _checker.Join();
+        _beat.Dispose();
+        _stop.Dispose();
     }
 
     private int _disposed;
@@ -160,7 +161,6 @@ public sealed class PeerLiveness : IDisposable
             return;
         }
 
-        _stop.Cancel();
-        _loop.ContinueWith(_ => _stop.Dispose(), TaskScheduler.Default);
+        _stop.Cancel(); // both threads end (a beat blocked in a send ends when its connection is aborted or closed)
     }
 }
