@@ -31,6 +31,7 @@ public sealed class DestinationMigration
     private int _absentRemaining;
     private long _resumeAt, _residentAt;
     private int _gcAtResume, _gcAtResident;
+    private volatile bool _guestAnnounceDeferred;
     private TimeSpan _gcPauseAtResume, _gcPauseAtResident;
     private readonly TaskCompletionSource _resident = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<FrameChannel> _owned = [];
@@ -169,7 +170,10 @@ public sealed class DestinationMigration
             double restoreMs = Stopwatch.GetElapsedTime(restoreStart).TotalMilliseconds;
             _gcAtResume = GC.CollectionCount(0);
             _gcPauseAtResume = GC.GetTotalPauseDuration();
-            _vm.Machine.AnnounceAfterMove(); // network cards: the held frames, the host's RARP and the guest's own ARPs (the network learns the new port)
+            // Network cards: the held frames, and the host's RARP (the network learns the new port);
+            // the guest's own ARPs once its memory is all here (their code is cold: faults the clients would wait behind).
+            _guestAnnounceDeferred = _absentRemaining != 0;
+            _vm.Machine.AnnounceAfterMove(guestToo: !_guestAnnounceDeferred);
             _vm.Start();
             _started = true;
             _resumeAt = Stopwatch.GetTimestamp();
@@ -563,6 +567,13 @@ public sealed class DestinationMigration
 
     private void MarkResident()
     {
+        if (_guestAnnounceDeferred)
+        {
+            _guestAnnounceDeferred = false;
+            Ferry.Machine.Board.VirtMachine machine = _vm.Machine;
+            _ = machine.AtSafePointAsync(machine.AskGuestsToAnnounce).ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
+        }
+
         _residentAt = Stopwatch.GetTimestamp();
         _gcAtResident = GC.CollectionCount(0);
         _gcPauseAtResident = GC.GetTotalPauseDuration();

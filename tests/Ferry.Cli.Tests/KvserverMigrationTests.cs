@@ -110,6 +110,10 @@ public sealed class KvserverMigrationTests
             await Task.Delay(BenchClient.After);
             KvClientResult result = (await client.StopAsync())!;
 
+            // The host announced the VM at once; the guest did too (post-copy and hybrid: once its memory was all there).
+            VirtioNet card = destination!.Machine.Virtio.Select(t => t.Device).OfType<VirtioNet>().Single();
+            Assert.True(card.SelfAnnouncements >= 1, "the destination's card sent no RARP");
+            Assert.True(card.AnnouncementsAcknowledged >= 1, "the guest never announced itself at the destination");
             Assert.Equal(0, result.BrokenConnections);
             Assert.True(result.Failed == 0, $"{result.Failed} failed: {result.FirstError}; the longest gap began {result.LongestGap.FromMs - result.MsSinceStart(report.StartedAt):0} ms "
                 + $"after the migration's start (total {report.TotalTimeMs:0} ms, downtime {report.DowntimeMs:0.0} ms); the bridge: {await BridgeStateAsync()}; "

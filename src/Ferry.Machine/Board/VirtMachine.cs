@@ -360,14 +360,26 @@ public sealed class VirtMachine : IDisposable
     /// runs again where it was after a move that failed: each network card reads its TAP again,
     /// announces the VM's MAC from the host side (QEMU's RARP rounds) and, if its driver negotiated
     /// GUEST_ANNOUNCE, asks the guest for its gratuitous ARPs, so that the network learns the
-    /// VM's port. Safe point only.
+    /// VM's port. With <paramref name="guestToo"/> false the guest is asked later
+    /// (<see cref="AskGuestsToAnnounce"/>): the host's RARP moves the MAC at once either way, and a
+    /// guest whose memory is still arriving would fault on the cold code of its announcement while
+    /// its clients wait. Safe point only.
     /// </summary>
-    public void AnnounceAfterMove()
+    public void AnnounceAfterMove(bool guestToo = true)
     {
         _networkDeparted = false;
         foreach (VirtioNet net in NetworkCards)
         {
-            net.Arrive();
+            net.Arrive(guestToo);
+        }
+    }
+
+    /// <summary>Asks the guest of each network card to announce itself (GUEST_ANNOUNCE). Safe point only.</summary>
+    public void AskGuestsToAnnounce()
+    {
+        foreach (VirtioNet net in NetworkCards)
+        {
+            net.Announce();
         }
     }
 

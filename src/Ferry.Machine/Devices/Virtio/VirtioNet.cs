@@ -185,9 +185,10 @@ public sealed class VirtioNet : VirtioDevice
     /// <summary>
     /// The VM runs here now (after a move, or again after a move that failed): the card reads its
     /// TAP again (link up), announces the VM's MAC from the host side at once and in QEMU's rounds,
-    /// and asks the guest to announce itself. Safe point only.
+    /// and (unless <paramref name="guestAnnounce"/> is false: later, by <see cref="Announce"/>)
+    /// asks the guest to announce itself. Safe point only.
     /// </summary>
-    public void Arrive()
+    public void Arrive(bool guestAnnounce = true)
     {
         NetAttachment was = _attachment;
         if (was == NetAttachment.Departed)
@@ -207,7 +208,10 @@ public sealed class VirtioNet : VirtioDevice
             }
         }
 
-        Announce();
+        if (guestAnnounce)
+        {
+            Announce();
+        }
     }
 
     /// <summary>QEMU's self-announcement (net/announce.c): a broadcast RARP "request reverse" whose sender and target are <paramref name="mac"/>, padded to 60 bytes.</summary>
