@@ -26,7 +26,11 @@
  *            fsync (a FLUSH), re-read and check everything, and print
  *            "disk pass N sum 0xS"; ferry.read_mib=N first reads N MiB
  *            sequentially in 1 MiB requests and prints the rate
- *            ("disk: read N MiB in U us, R MB/s"; time, so not deterministic)
+ *            ("disk: read N MiB in U us, R MB/s"; time, so not deterministic);
+ *            ferry.disk_file=1 does the same on a file, /mnt/ferry.dat,
+ *            of an ext2 file system on /dev/vda (mounted at /mnt, the file
+ *            created or extended, O_DIRECT too, and a sync(2) after each
+ *            pass's fsync; "disk: ext2 file ..." first)
  *
  * ferry.timing=1 adds a line "ferry-init: timing time T instret I" after the
  * ready line (the time and instret CSRs read just before it).
@@ -914,20 +918,40 @@ static int disk_check(const uint64_t *buf, uint64_t first, uint64_t words, uint6
 
 static int run_disk(void)
 {
-	static const char *const keys[] = { "disk_mib", "passes", "read_mib" };
-	uint64_t cfg[3] = { param_u64("disk_mib", 4), param_u64("passes", 0), param_u64("read_mib", 0) };
-	print_cfg("disk", keys, cfg, 3);
+	static const char *const keys[] = { "disk_mib", "passes", "read_mib", "disk_file" };
+	uint64_t cfg[4] = { param_u64("disk_mib", 4), param_u64("passes", 0), param_u64("read_mib", 0), param_u64("disk_file", 0) };
+	print_cfg("disk", keys, cfg, 4);
 	uint64_t bytes = cfg[0] * MIB, passes = cfg[1], read_mib = cfg[2];
 
-	int fd = open("/dev/vda", O_RDWR | O_DIRECT, 0);
-	if (fd < 0) {
-		line("disk: cannot open /dev/vda");
-		return 2;
-	}
+	int fd;
 	uint64_t size = 0;
-	if (ioctl(fd, BLKGETSIZE64_, &size) < 0 || size < DISK_CHUNK) {
-		line("disk: /dev/vda has no usable size");
-		return 2;
+	if (cfg[3]) {
+		/* A file on ext2: the file system's own blocks and metadata go through the device too. */
+		mkdir("/mnt", 0755);
+		if (mount("/dev/vda", "/mnt", "ext2", 0, NULL) < 0) {
+			line("disk: cannot mount /dev/vda (ext2) on /mnt");
+			return 2;
+		}
+		fd = open("/mnt/ferry.dat", O_RDWR | O_CREAT | O_DIRECT, 0644);
+		if (fd < 0) {
+			line("disk: cannot open /mnt/ferry.dat");
+			return 2;
+		}
+		size = bytes;
+		puts_("disk: ext2 file /mnt/ferry.dat, ");
+		putu(cfg[0]);
+		puts_(" MiB\n");
+		flush();
+	} else {
+		fd = open("/dev/vda", O_RDWR | O_DIRECT, 0);
+		if (fd < 0) {
+			line("disk: cannot open /dev/vda");
+			return 2;
+		}
+		if (ioctl(fd, BLKGETSIZE64_, &size) < 0 || size < DISK_CHUNK) {
+			line("disk: /dev/vda has no usable size");
+			return 2;
+		}
 	}
 	if (bytes > size)
 		bytes = size / DISK_CHUNK * DISK_CHUNK;
@@ -981,6 +1005,8 @@ static int run_disk(void)
 			line("disk: fsync failed");
 			return 2;
 		}
+		if (cfg[3])
+			my_syscall0(__NR_sync); /* the file system's metadata too (its directory entry, bitmaps) */
 		sum = 0;
 		for (uint64_t off = 0; off < bytes; off += DISK_CHUNK) {
 			if (disk_io(fd, 0, buf, DISK_CHUNK, off) < 0) {
