@@ -314,15 +314,19 @@ public sealed class SourceMigration
             PageBitmap pausePages = policy.SelectPausePages(_context);
 
             // The devices' next pages (their rings, a network card's posted receive buffers) are
-            // what the guest's clients wait on first: the working set's pause carries them, and
-            // a pause without one (post-copy) has them pushed first.
+            // what the guest's clients wait on first: a working set's pause carries the rings and
+            // the next few buffers (a few pages: the buffers of the next frames), and the push
+            // sends the rest of them first (all of them, after a pause without a working set).
+            PageBitmap deviceSoon = Vm.Machine.DeviceDmaPages(SourceContext.DeviceChainsInPause);
             PageBitmap devicePages = Vm.Machine.DeviceDmaPages();
+            deviceSoon.AndNot(_context.Delivered);
+            deviceSoon.AndNot(pausePages);
             devicePages.AndNot(_context.Delivered);
             devicePages.AndNot(pausePages);
             _devicePages = devicePages.PopCount();
             if (policy.UsesWorkingSet)
             {
-                pausePages.Or(devicePages);
+                pausePages.Or(deviceSoon);
             }
 
             _selectedAt = Stopwatch.GetTimestamp();
@@ -349,10 +353,8 @@ public sealed class SourceMigration
             }
 
             var queue = new PushQueue(remaining, _policy.PushOrderFor(Options), Options.FaultNeighbourhoodPages);
-            if (!policy.UsesWorkingSet)
-            {
-                EnqueueRuns(queue, devicePages); // (none was delivered: they are all in remaining)
-            }
+            EnqueueRuns(queue, deviceSoon); // (what the pause carried is no longer pending: the queue skips it)
+            EnqueueRuns(queue, devicePages);
 
             _faultServer.Start(queue);
 

@@ -419,9 +419,10 @@ public sealed class VirtMachine : IDisposable
     /// The pages the virtio devices will touch next: each ready queue's rings and the buffers the
     /// driver has made available to the device (a network card's posted receive buffers). A
     /// migration's source sends them ahead, so that the destination's devices do not fault on
-    /// them while the guest's clients wait. Safe point or paused machine only.
+    /// them while the guest's clients wait. <paramref name="maxChainsPerQueue"/> limits each queue
+    /// to the chains it will use first. Safe point or paused machine only.
     /// </summary>
-    public PageBitmap DeviceDmaPages()
+    public PageBitmap DeviceDmaPages(int maxChainsPerQueue = int.MaxValue)
     {
         var pages = new PageBitmap(Memory.PageCount);
         foreach (VirtioMmio t in Virtio)
@@ -430,7 +431,7 @@ public sealed class VirtMachine : IDisposable
             {
                 foreach (SplitQueue q in t.Queues)
                 {
-                    q.AddDmaPages(Memory, pages);
+                    q.AddDmaPages(Memory, pages, maxChainsPerQueue);
                 }
             }
         }

@@ -167,6 +167,13 @@ internal sealed class SourceContext
     /// </summary>
     public static readonly TimeSpan PauseReserve = TimeSpan.FromMilliseconds(1);
 
+    /// <summary>
+    /// Chains per virtqueue whose buffers a working set's pause carries (with the rings): a network
+    /// card's next 16 receive buffers, about 8 pages, where all its posted ones are ~100 (4 ms at
+    /// 1 Gbit/s, which the push sends first instead).
+    /// </summary>
+    public const int DeviceChainsInPause = 16;
+
     /// <summary>Below this much sent, an uncapped link's rate is not yet measured.</summary>
     private const long MinMeasuredBytes = 4L << 20;
 

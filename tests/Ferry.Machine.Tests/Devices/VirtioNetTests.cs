@@ -238,6 +238,11 @@ public sealed class VirtioNetTests : IDisposable
         int[] expected = [Page(VirtioDriver.Desc), Page(VirtioDriver.Avail), Page(VirtioDriver.Used), Page(Rx + 0x3000), Page(Rx + 0x5800), Page(Rx + 0x6000)];
         Assert.Equal(expected.Order(), Enumerate(pages));
 
+        // The next chain only (the device uses them in order): the rings and its buffer.
+        pages.ClearAll();
+        _transport.Queues[0].AddDmaPages(_memory, pages, maxChains: 1);
+        Assert.Equal(expected[..4].Order(), Enumerate(pages));
+
         // A hostile driver: a chain that loops, and a descriptor as long as RAM, cost a bounded walk.
         d.WriteDesc(VirtioDriver.Desc, 5, Rx, (uint)(60UL << 20), SplitQueue.DescWrite | SplitQueue.DescNext, 6);
         d.WriteDesc(VirtioDriver.Desc, 6, Rx, 16, SplitQueue.DescWrite | SplitQueue.DescNext, 5);

@@ -86,7 +86,10 @@ public sealed class SplitQueue
     /// walk (the device reports it when it gets there), so a hostile guest costs at most
     /// <see cref="MaxChain"/> descriptors per chain and <see cref="MaxDmaPages"/> pages per queue.
     /// </summary>
-    public void AddDmaPages(GuestMemory memory, PageBitmap pages)
+    public void AddDmaPages(GuestMemory memory, PageBitmap pages) => AddDmaPages(memory, pages, int.MaxValue);
+
+    /// <summary>As <see cref="AddDmaPages(GuestMemory, PageBitmap)"/>, for the next <paramref name="maxChains"/> available chains only (the device uses them in order).</summary>
+    public void AddDmaPages(GuestMemory memory, PageBitmap pages, int maxChains)
     {
         if (!Ready || Size == 0)
         {
@@ -103,7 +106,7 @@ public sealed class SplitQueue
         }
 
         ushort pending = (ushort)((ushort)availIdx - LastAvail);
-        for (ushort i = 0; i < pending && i < Size; i++)
+        for (ushort i = 0; i < pending && i < Size && i < maxChains; i++)
         {
             if (!TryRead(memory, DriverAddress + 4 + (2UL * (ulong)((ushort)(LastAvail + i) % Size)), 2, out ulong head) || head >= Size)
             {
