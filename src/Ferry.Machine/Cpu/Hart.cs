@@ -202,6 +202,11 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                     pc = b.Code(this, ref x, n);
                     n += _blockRetired;
                     leader = true;
+                    if (!b.Optimized && (b.Retired += _blockRetired) >= _promotionThreshold)
+                    {
+                        Promote(b);
+                    }
+
                     if (_blockFault)
                     {
                         _blockFault = false;
