@@ -328,7 +328,8 @@ public sealed unsafe partial class Hart
     /// The covered instructions reachable from <paramref name="pc"/> on its page by fall-through
     /// and static branches and jumps (at most <see cref="BlockTranslator.MaxInstructions"/>),
     /// by page offset. Anything else (an instruction not covered, a target on another page, an
-    /// indirect jump, the page's end) is where the region exits to the interpreter.
+    /// indirect jump, the page's end, above threshold 1 an instruction never executed) is where
+    /// the region exits to the interpreter.
     /// </summary>
     private SortedList<int, DecodedInsn> FindRegion(ulong pc, int page, DecodedInsn[] code)
     {
@@ -348,6 +349,14 @@ public sealed unsafe partial class Hart
             ulong at = pageBase + (ulong)offset;
             if (d.Op == Op.Undecoded)
             {
+                // Past the threshold, an instruction never decoded was never executed (since the
+                // page was last written): leave that path to the interpreter, as the region's exit,
+                // rather than compile code that has not run. At threshold 1 nothing has run yet.
+                if (_hotThreshold > 1 && offset != (int)(pc & GuestMemory.PageMask))
+                {
+                    continue;
+                }
+
                 DecodeSlot(ref d, page, at);
             }
 
