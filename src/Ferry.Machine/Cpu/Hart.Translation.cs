@@ -174,6 +174,21 @@ public sealed unsafe partial class Hart
         _translationTicks += result.Ticks;
     }
 
+    /// <summary>The requests the cached blocks were translated from (the translation cost benchmark compiles them again).</summary>
+    internal List<TranslationRequest> CachedRegions()
+    {
+        var regions = new List<TranslationRequest>();
+        foreach (TranslatedBlock?[]? page in _blocks)
+        {
+            if (page is not null)
+            {
+                regions.AddRange(page.OfType<TranslatedBlock>().Select(b => b.Request));
+            }
+        }
+
+        return regions;
+    }
+
     private int LiveBlocks()
     {
         int live = 0;
