@@ -12,8 +12,8 @@ namespace Ferry.Machine.Cpu.Translation;
 /// thousands of times (most of a Linux boot) can repay. Blocks that stay hot are compiled again
 /// as optimized DynamicMethods (<see cref="Hart.PromotionThreshold"/>).
 ///
-/// One per hart, used by one thread at a time (its translation worker, or the hart itself in the
-/// foreground). The assembly is replaced after <see cref="MethodsPerAssembly"/> methods so that
+/// One per hart, used by its translation worker or, in the foreground, by the hart itself (a lock
+/// covers a switch between the two while the worker still has work). The assembly is replaced after <see cref="MethodsPerAssembly"/> methods so that
 /// dropped translations do not pin compiled code for the hart's whole life: an assembly is
 /// collected once none of its blocks is referenced.
 /// </summary>
@@ -21,12 +21,21 @@ internal sealed class QuickTier
 {
     private const int MethodsPerAssembly = 2048;
 
+    private readonly Lock _gate = new();
     private ModuleBuilder? _module;
     private int _methods;
     private int _types;
 
     /// <summary>Emits the regions as methods of one new type and returns their blocks, not yet compiled.</summary>
     public TranslatedBlock[] Translate(IReadOnlyList<TranslationRequest> requests)
+    {
+        lock (_gate)
+        {
+            return TranslateLocked(requests);
+        }
+    }
+
+    private TranslatedBlock[] TranslateLocked(IReadOnlyList<TranslationRequest> requests)
     {
         if (_module is null || _methods >= MethodsPerAssembly)
         {
