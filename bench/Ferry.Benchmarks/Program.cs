@@ -37,7 +37,7 @@ public static class Program
                 .AsDefault());
         }
 
-        var types = new List<Type> { typeof(HartBenchmarks), typeof(LinuxBootBenchmarks), typeof(DirtyLogBenchmarks), typeof(DirtyLogTlbResidentBenchmarks), typeof(PageSenderBenchmarks), typeof(WorkingSetBenchmarks) };
+        var types = new List<Type> { typeof(HartBenchmarks), typeof(LinuxBootBenchmarks), typeof(TranslationCostBenchmarks), typeof(DirtyLogBenchmarks), typeof(DirtyLogTlbResidentBenchmarks), typeof(PageSenderBenchmarks), typeof(WorkingSetBenchmarks) };
         if (Qemu.Available)
         {
             types.Add(typeof(QemuBaselineBenchmarks));

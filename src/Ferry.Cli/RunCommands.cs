@@ -133,7 +133,7 @@ internal static class RunCommands
         {
             TranslationStatistics t = machine.Hart.TranslationStatistics;
             System.Console.Error.WriteLine(
-                $"ferry: translator: {t.Blocks:N0} blocks ({t.Instructions:N0} instructions, {t.IlBytes:N0} B of IL) in {t.Time.TotalMilliseconds:F1} ms, {t.CachedBlocks:N0} cached");
+                $"ferry: translator: {t.Blocks:N0} blocks ({t.Instructions:N0} instructions, {t.IlBytes:N0} B of IL; {t.Promoted:N0} promoted to optimized code) in {t.Time.TotalMilliseconds:F1} ms, {t.CachedBlocks:N0} cached");
         }
 
         return outcome switch

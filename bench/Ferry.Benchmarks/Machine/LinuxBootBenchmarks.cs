@@ -9,7 +9,7 @@ namespace Ferry.Benchmarks.Machine;
 /// A Linux boot (Debian's OpenSBI fw_dynamic, the guests/linux kernel and initramfs, 256 MiB,
 /// icount) from reset to <c>ferry-init: ready</c> on the console, per engine. One operation is
 /// one boot of a fresh machine, so the translator pays for translating
-/// and compiling everything it translates; about 19.4 M guest instructions.
+/// and compiling everything it translates; about 23 M guest instructions.
 /// </summary>
 public class LinuxBootBenchmarks
 {

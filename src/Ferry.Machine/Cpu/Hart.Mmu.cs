@@ -320,6 +320,27 @@ public sealed unsafe partial class Hart
         return true;
     }
 
+    /// <summary>Reads 1, 2, 4 or 8 bytes of RAM at a host address (zero-extended).</summary>
+    private static ulong ReadHost(byte* host, int size) => size switch
+    {
+        1 => *host,
+        2 => Unsafe.ReadUnaligned<ushort>(host),
+        4 => Unsafe.ReadUnaligned<uint>(host),
+        _ => Unsafe.ReadUnaligned<ulong>(host),
+    };
+
+    /// <summary>Writes the low 1, 2, 4 or 8 bytes of a value to RAM at a host address.</summary>
+    private static void WriteHost(byte* host, int size, ulong value)
+    {
+        switch (size)
+        {
+            case 1: *host = (byte)value; break;
+            case 2: Unsafe.WriteUnaligned(host, (ushort)value); break;
+            case 4: Unsafe.WriteUnaligned(host, (uint)value); break;
+            default: Unsafe.WriteUnaligned(host, value); break;
+        }
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private bool LoadSlow(ulong va, int size, long n, out ulong value)
     {
@@ -348,13 +369,7 @@ public sealed unsafe partial class Hart
 
         if (host != null)
         {
-            value = size switch
-            {
-                1 => *host,
-                2 => Unsafe.ReadUnaligned<ushort>(host),
-                4 => Unsafe.ReadUnaligned<uint>(host),
-                _ => Unsafe.ReadUnaligned<ulong>(host),
-            };
+            value = ReadHost(host, size);
             return true;
         }
 
@@ -393,14 +408,7 @@ public sealed unsafe partial class Hart
 
         if (host != null)
         {
-            switch (size)
-            {
-                case 1: *host = (byte)value; break;
-                case 2: Unsafe.WriteUnaligned(host, (ushort)value); break;
-                case 4: Unsafe.WriteUnaligned(host, (uint)value); break;
-                default: Unsafe.WriteUnaligned(host, value); break;
-            }
-
+            WriteHost(host, size, value);
             return true;
         }
 

@@ -31,12 +31,16 @@ public sealed unsafe partial class Hart
     /// <summary>The default <see cref="TranslationThreshold"/>.</summary>
     public const int DefaultTranslationThreshold = 4096;
 
+    /// <summary>The default <see cref="PromotionThreshold"/>.</summary>
+    public const long DefaultPromotionThreshold = 500_000;
+
     private const int HeatMask = (1 << 16) - 1;
 
     private TranslatedBlock?[]?[] _blocks = [];
     private ushort[] _heat = [];
     private ExecutionEngine _engine;
     private int _hotThreshold = DefaultTranslationThreshold;
+    private long _promotionThreshold = DefaultPromotionThreshold;
 
     /// <summary>Instructions the last translated block retired (written by the block).</summary>
     internal long _blockRetired;
@@ -44,12 +48,18 @@ public sealed unsafe partial class Hart
     /// <summary>The last translated block exited on a trap or retry (the interpreter's Fault path takes over).</summary>
     internal bool _blockFault;
 
+    // Where a quick block leaves when its memory helper says so (the run's count then, absolute).
+    internal ulong _blockExitPc;
+    internal long _blockExitN;
+
     private TranslationWorker? _worker;
+    private QuickTier? _quick;
     private readonly HashSet<ulong> _pendingTranslations = [];
     private int _translationGeneration;
     private bool _translateInBackground = true;
 
     private long _blocksTranslated;
+    private long _blocksPromoted;
     private long _instructionsTranslated;
     private long _translationTicks;
     private long _ilBytes;
@@ -86,6 +96,21 @@ public sealed unsafe partial class Hart
     }
 
     /// <summary>
+    /// How many guest instructions a region's quick translation (compiled without the JIT's
+    /// optimizations, cheap to make) retires before the region is compiled again with them
+    /// (at least 1).
+    /// </summary>
+    public long PromotionThreshold
+    {
+        get => _promotionThreshold;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            _promotionThreshold = value;
+        }
+    }
+
+    /// <summary>
     /// Whether regions are translated and compiled on a thread of their own while the hart goes on
     /// interpreting (the default), or at once on the hart's thread (what the tests use, so that
     /// what runs translated does not depend on thread timing; the results are the same either way).
@@ -106,7 +131,8 @@ public sealed unsafe partial class Hart
         _instructionsTranslated,
         Stopwatch.GetElapsedTime(0, _translationTicks),
         _ilBytes,
-        LiveBlocks());
+        LiveBlocks(),
+        _blocksPromoted);
 
     /// <summary>Drops every translated block (snapshot restore, migration resume, engine change).</summary>
     public void DropTranslations()
@@ -142,9 +168,25 @@ public sealed unsafe partial class Hart
         TranslatedBlock?[] pageBlocks = _blocks[r.Page] ??= new TranslatedBlock?[GuestMemory.PageSize / 2];
         pageBlocks[(r.Pc & GuestMemory.PageMask) >> 1] = result.Block;
         _blocksTranslated++;
+        _blocksPromoted += r.Optimize ? 1 : 0;
         _instructionsTranslated += r.Region.Count;
         _ilBytes += result.Block.IlBytes;
         _translationTicks += result.Ticks;
+    }
+
+    /// <summary>The requests the cached blocks were translated from (the translation cost benchmark compiles them again).</summary>
+    internal List<TranslationRequest> CachedRegions()
+    {
+        var regions = new List<TranslationRequest>();
+        foreach (TranslatedBlock?[]? page in _blocks)
+        {
+            if (page is not null)
+            {
+                regions.AddRange(page.OfType<TranslatedBlock>().Select(b => b.Request));
+            }
+        }
+
+        return regions;
     }
 
     private int LiveBlocks()
@@ -196,27 +238,113 @@ public sealed unsafe partial class Hart
             return null;
         }
 
-        var request = new TranslationRequest(pc, page, code, region, _translationGeneration);
+        Request(new TranslationRequest(pc, page, code, region, _translationGeneration));
+        pageBlocks = _blocks[page];
+        TranslatedBlock? made = pageBlocks?[(pc & GuestMemory.PageMask) >> 1];
+        return made is not null && made.Pc == pc ? made : null; // none yet when translating in the background
+    }
+
+    /// <summary>
+    /// A quick block retired <see cref="PromotionThreshold"/> instructions: its region is compiled
+    /// again with the JIT's optimizations (it keeps running meanwhile).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Promote(TranslatedBlock block)
+    {
+        block.Retired = long.MinValue; // once
+        Request(block.Request with { Optimize = true, Generation = _translationGeneration });
+    }
+
+    /// <summary>Queues a translation for the worker, or makes and installs it now in the foreground.</summary>
+    private void Request(TranslationRequest request)
+    {
+        _quick ??= new QuickTier();
         if (_translateInBackground)
         {
-            if (_pendingTranslations.Add(pc))
+            if (_pendingTranslations.Add(request.Pc))
             {
-                (_worker ??= new TranslationWorker()).Enqueue(request);
+                (_worker ??= new TranslationWorker(_quick)).Enqueue(request);
             }
 
-            return null;
+            return;
         }
 
-        Install(TranslationWorker.Translate(request));
-        pageBlocks = _blocks[page];
-        return pageBlocks![(pc & GuestMemory.PageMask) >> 1];
+        TranslationWorker.Translate(_quick, [request], Install);
+    }
+
+    /// <summary>
+    /// A quick block's load (its code calls this rather than inlining the probe, which keeps the
+    /// block small to compile): the interpreter's TLB fast path, else its slow path. Writes rd only
+    /// if the load completed. Returns true if the block must leave: on a fault or retry (exit at this
+    /// instruction, <see cref="_blockFault"/> set) or when the slow path ended the run (exit after it).
+    /// <paramref name="kind"/> is the size, 16 if sign-extended, and the instruction's length times 256.
+    /// </summary>
+    internal bool BlockLoad(ulong va, int kind, long n, ulong pc, ref ulong rd)
+    {
+        int size = kind & 0xF;
+        TlbEntry* e = _rtlb + ((va >> 12) & TlbMask);
+        ulong v;
+        bool leave = false;
+        if (e->Tag == va >> 12 && (va & GuestMemory.PageMask) <= (ulong)(GuestMemory.PageSize - size))
+        {
+            v = ReadHost((byte*)(e->Addend + (long)va), size);
+        }
+        else if (!LoadSlow(va, size, n, out v))
+        {
+            return BlockFault(pc, n);
+        }
+        else
+        {
+            leave = Volatile.Read(ref _budget) == 0 && BlockLeave(pc + (ulong)(kind >> 8), n + 1);
+        }
+
+        rd = (kind & 0x10) == 0 ? v : size switch
+        {
+            1 => (ulong)(long)(sbyte)v,
+            2 => (ulong)(long)(short)v,
+            _ => (ulong)(long)(int)v,
+        };
+        return leave;
+    }
+
+    /// <summary>A quick block's store (see <see cref="BlockLoad"/>; <paramref name="kind"/> is the size plus the length times 256).</summary>
+    internal bool BlockStore(ulong va, int kind, ulong value, long n, ulong pc)
+    {
+        int size = kind & 0xF;
+        TlbEntry* e = _wtlb + ((va >> 12) & TlbMask);
+        if (e->Tag == va >> 12 && (va & GuestMemory.PageMask) <= (ulong)(GuestMemory.PageSize - size))
+        {
+            WriteHost((byte*)(e->Addend + (long)va), size, value);
+            return false;
+        }
+
+        if (!StoreSlow(va, size, value, n))
+        {
+            return BlockFault(pc, n);
+        }
+
+        return Volatile.Read(ref _budget) == 0 && BlockLeave(pc + (ulong)(kind >> 8), n + 1);
+    }
+
+    private bool BlockFault(ulong pc, long n)
+    {
+        _blockFault = true;
+        return BlockLeave(pc, n);
+    }
+
+    private bool BlockLeave(ulong pc, long n)
+    {
+        _blockExitPc = pc;
+        _blockExitN = n;
+        return true;
     }
 
     /// <summary>
     /// The covered instructions reachable from <paramref name="pc"/> on its page by fall-through
     /// and static branches and jumps (at most <see cref="BlockTranslator.MaxInstructions"/>),
     /// by page offset. Anything else (an instruction not covered, a target on another page, an
-    /// indirect jump, the page's end) is where the region exits to the interpreter.
+    /// indirect jump, the page's end, above threshold 1 an instruction never executed) is where
+    /// the region exits to the interpreter.
     /// </summary>
     private SortedList<int, DecodedInsn> FindRegion(ulong pc, int page, DecodedInsn[] code)
     {
@@ -236,6 +364,14 @@ public sealed unsafe partial class Hart
             ulong at = pageBase + (ulong)offset;
             if (d.Op == Op.Undecoded)
             {
+                // Past the threshold, an instruction never decoded was never executed (since the
+                // page was last written): leave that path to the interpreter, as the region's exit,
+                // rather than compile code that has not run. At threshold 1 nothing has run yet.
+                if (_hotThreshold > 1 && offset != (int)(pc & GuestMemory.PageMask))
+                {
+                    continue;
+                }
+
                 DecodeSlot(ref d, page, at);
             }
 
@@ -264,5 +400,9 @@ public sealed unsafe partial class Hart
     }
 }
 
-/// <summary>The translator's cost and cache size: blocks and guest instructions translated, time spent, IL emitted, blocks cached now.</summary>
-public readonly record struct TranslationStatistics(long Blocks, long Instructions, TimeSpan Time, long IlBytes, int CachedBlocks);
+/// <summary>
+/// The translator's cost and cache size: translations made (quick and optimized) and their guest
+/// instructions, time spent, IL emitted, blocks cached now, and how many of the translations
+/// were promotions of hot quick blocks to optimized code.
+/// </summary>
+public readonly record struct TranslationStatistics(long Blocks, long Instructions, TimeSpan Time, long IlBytes, int CachedBlocks, long Promoted = 0);

@@ -144,6 +144,12 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
         bool translate = _engine == ExecutionEngine.Translator;
         TranslatedBlock?[]? pageBlocks = null;
 
+        // Only a basic block's first instruction (the run's first, a control transfer's target or
+        // successor, the one after a trap or an instruction the translator leaves to the interpreter)
+        // looks for a translated block and counts toward translating one: counting every
+        // instruction would make every address of a hot straight run hot, each its own region.
+        bool leader = true;
+
         while (n < Volatile.Read(ref _budget))
         {
             ulong vpn = pc >> 12;
@@ -173,8 +179,10 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                 }
             }
 
-            if (translate)
+            if (leader && translate)
             {
+                leader = false;
+
                 // A translated block runs only if the budget covers its longest pass, so runs end
                 // exactly where the interpreter's do; otherwise the interpreter takes the instruction.
                 TranslatedBlock? b = pageBlocks?[(int)((pc & 0xFFF) >> 1)];
@@ -193,6 +201,12 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                 {
                     pc = b.Code(this, ref x, n);
                     n += _blockRetired;
+                    leader = true;
+                    if (!b.Optimized && (b.Retired += _blockRetired) >= _promotionThreshold)
+                    {
+                        Promote(b);
+                    }
+
                     if (_blockFault)
                     {
                         _blockFault = false;
@@ -234,12 +248,14 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                     Unsafe.Add(ref x, d.Rd) = pc + (ulong)(long)d.Imm;
                     break;
                 case Op.Jal:
+                    leader = true;
                     Unsafe.Add(ref x, d.Rd) = pc + d.Length;
                     pc += (ulong)(long)d.Imm;
                     n++;
                     continue;
                 case Op.Jalr:
                 {
+                    leader = true;
                     ulong target = (Unsafe.Add(ref x, d.Rs1) + (ulong)(long)d.Imm) & ~1UL;
                     Unsafe.Add(ref x, d.Rd) = pc + d.Length;
                     pc = target;
@@ -249,6 +265,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
                 // ---- RV64I: branches
                 case Op.Beq:
+                    leader = true;
                     if (Unsafe.Add(ref x, d.Rs1) == Unsafe.Add(ref x, d.Rs2))
                     {
                         pc += (ulong)(long)d.Imm;
@@ -258,6 +275,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
                     break;
                 case Op.Bne:
+                    leader = true;
                     if (Unsafe.Add(ref x, d.Rs1) != Unsafe.Add(ref x, d.Rs2))
                     {
                         pc += (ulong)(long)d.Imm;
@@ -267,6 +285,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
                     break;
                 case Op.Blt:
+                    leader = true;
                     if ((long)Unsafe.Add(ref x, d.Rs1) < (long)Unsafe.Add(ref x, d.Rs2))
                     {
                         pc += (ulong)(long)d.Imm;
@@ -276,6 +295,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
                     break;
                 case Op.Bge:
+                    leader = true;
                     if ((long)Unsafe.Add(ref x, d.Rs1) >= (long)Unsafe.Add(ref x, d.Rs2))
                     {
                         pc += (ulong)(long)d.Imm;
@@ -285,6 +305,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
                     break;
                 case Op.Bltu:
+                    leader = true;
                     if (Unsafe.Add(ref x, d.Rs1) < Unsafe.Add(ref x, d.Rs2))
                     {
                         pc += (ulong)(long)d.Imm;
@@ -294,6 +315,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
                     break;
                 case Op.Bgeu:
+                    leader = true;
                     if (Unsafe.Add(ref x, d.Rs1) >= Unsafe.Add(ref x, d.Rs2))
                     {
                         pc += (ulong)(long)d.Imm;
@@ -663,6 +685,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                     or Op.AmominW or Op.AmomaxW or Op.AmominuW or Op.AmomaxuW
                     or Op.LrD or Op.ScD or Op.AmoswapD or Op.AmoaddD or Op.AmoxorD or Op.AmoandD or Op.AmoorD
                     or Op.AmominD or Op.AmomaxD or Op.AmominuD or Op.AmomaxuD:
+                    leader = true;
                     if (!ExecuteAtomic(ref d, n))
                     {
                         goto Fault;
@@ -672,6 +695,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
                 // ---- F and D: out of line (soft-float; loads and stores through the same TLB paths)
                 case >= Op.Flw and <= Op.FcvtDS:
+                    leader = true;
                     if (!ExecuteFp(ref d, n))
                     {
                         goto Fault;
@@ -680,6 +704,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                     break;
 
                 case Op.Csrrw or Op.Csrrs or Op.Csrrc or Op.Csrrwi or Op.Csrrsi or Op.Csrrci:
+                    leader = true;
                     if (!ExecuteCsr(ref d, n))
                     {
                         goto Fault;
@@ -689,6 +714,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
 
                 case Op.Mret or Op.Sret:
                 {
+                    leader = true;
                     ulong target = ExecuteReturn(d.Op);
                     if (target == ulong.MaxValue)
                     {
@@ -704,6 +730,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                 }
 
                 case Op.Wfi:
+                    leader = true;
                     if (!ExecuteWfi())
                     {
                         _excCause = TrapCause.IllegalInstruction;
@@ -714,6 +741,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                     break;
 
                 case Op.SfenceVma:
+                    leader = true;
                     if (!ExecuteSfenceVma())
                     {
                         _excCause = TrapCause.IllegalInstruction;
@@ -740,6 +768,7 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
             }
 
             _progress = n;
+            leader = true;
             pc = EnterTrap(_excCause, _excTval, pc, interrupt: false);
             curVpn = ulong.MaxValue;
         }

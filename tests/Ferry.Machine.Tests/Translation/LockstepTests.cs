@@ -45,7 +45,9 @@ public sealed class LockstepTests
         Lockstep(reference, translated, maxInstructions: 27_000_000, maxStep: 20_000, seed: 7);
 
         Assert.Contains("ferry-init: ready", System.Text.Encoding.ASCII.GetString(translated.Console.Read(0).Bytes), StringComparison.Ordinal);
-        Assert.True(translated.Hart.TranslationStatistics.Blocks > 1000, $"only {translated.Hart.TranslationStatistics.Blocks} blocks translated");
+        TranslationStatistics t = translated.Hart.TranslationStatistics;
+        Assert.True(t.Blocks > 1000, $"only {t.Blocks} blocks translated");
+        Assert.True(t.Promoted > 100, $"only {t.Promoted} blocks promoted to the optimized tier");
     }
 
     [Fact]
@@ -60,6 +62,7 @@ public sealed class LockstepTests
         translated.Hart.TranslationThreshold = Hart.DefaultTranslationThreshold;
         Assert.Equal(RunOutcome.GuestExited, Lockstep(reference, translated, maxInstructions: 200_000_000, maxStep: 20_000, seed: 5));
         Assert.True(translated.Hart.TranslationStatistics.Blocks > 0, "no background translation was installed");
+        Assert.True(translated.Hart.TranslationStatistics.Promoted > 0, "no block was promoted to the optimized tier in the background");
     }
 
     private static RunOutcome Lockstep(VirtMachine reference, VirtMachine translated, ulong maxInstructions, int maxStep, int seed)

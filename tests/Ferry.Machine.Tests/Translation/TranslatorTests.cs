@@ -12,12 +12,20 @@ public sealed class TranslatorTests
     /// page, then fence.i) and runs 100 times again: 300 only if the store dropped the loop's translation.
     /// </summary>
     [Theory]
-    [InlineData(ExecutionEngine.Interpreter)]
-    [InlineData(ExecutionEngine.Translator)]
-    public void SelfModifyingLoop_RunsItsNewCode(ExecutionEngine engine)
+    [InlineData(ExecutionEngine.Interpreter, 0L)]
+    [InlineData(ExecutionEngine.Translator, long.MaxValue)]
+    [InlineData(ExecutionEngine.Translator, 1L)]
+    public void SelfModifyingLoop_RunsItsNewCode(ExecutionEngine engine, long promotion)
     {
+        // promotion: after how many instructions the quick translation is compiled again optimized
+        // (never: the quick tier's code is patched; at once: the optimized tier's).
         using var rig = new Rig();
         Engines.Use(rig.Machine, engine);
+        if (engine == ExecutionEngine.Translator)
+        {
+            rig.Hart.PromotionThreshold = promotion;
+        }
+
         ProgramBuilder p = Rig.NewProgram();
         var loop = p.NewLabel();
         var target = p.NewLabel();
@@ -45,7 +53,14 @@ public sealed class TranslatorTests
         if (engine == ExecutionEngine.Translator)
         {
             TranslationStatistics t = rig.Hart.TranslationStatistics;
-            Assert.True(t.Blocks > t.CachedBlocks, $"no translation was dropped: {t}");
+            if (promotion == 1)
+            {
+                Assert.True(t.Promoted > 0, $"the loop was not promoted to the optimized tier: {t}");
+            }
+            else
+            {
+                Assert.True(t.Blocks > t.CachedBlocks, $"no translation was dropped: {t}");
+            }
         }
     }
 
@@ -75,11 +90,15 @@ public sealed class TranslatorTests
         Assert.Equal(0, m.Hart.TranslationStatistics.CachedBlocks);
     }
 
-    [Fact]
-    public void TranslatedRun_StopsExactlyAtEveryBudget()
+    [Theory]
+    [InlineData(1L)]
+    [InlineData(long.MaxValue)]
+    public void TranslatedRun_StopsExactlyAtEveryBudget(long promotion)
     {
-        // Runs of every length from 1 to 300 instructions end where the interpreter's do, never past them.
+        // Runs of every length from 1 to 300 instructions end where the interpreter's do, never past
+        // them, in the optimized tier (promoted after the first pass) and in the quick tier (never promoted).
         using VirtMachine m = GuestRunner.NewMachine(GuestRunner.Load("compute", ("iterations", 5000)), engine: ExecutionEngine.Translator);
+        m.Hart.PromotionThreshold = promotion;
         ulong at = 0;
         for (ulong length = 1; length <= 300; length++)
         {
@@ -88,6 +107,8 @@ public sealed class TranslatorTests
             Assert.Equal(at, m.Hart.InstructionsRetired);
         }
 
-        Assert.True(m.Hart.TranslationStatistics.Blocks > 0);
+        TranslationStatistics t = m.Hart.TranslationStatistics;
+        Assert.True(t.Blocks > 0);
+        Assert.Equal(promotion == 1, t.Promoted > 0);
     }
 }

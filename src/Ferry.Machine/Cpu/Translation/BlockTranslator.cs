@@ -12,11 +12,11 @@ namespace Ferry.Machine.Cpu.Translation;
 /// </remarks>
 internal delegate ulong BlockCode(Hart hart, ref ulong x, long retired);
 
-/// <summary>A guest basic block compiled to .NET code.</summary>
-internal sealed class TranslatedBlock(ulong pc, int length, int ilBytes, BlockCode code)
+/// <summary>A guest region compiled to .NET code, by the quick tier or the optimized one.</summary>
+internal sealed class TranslatedBlock(TranslationRequest request, int length, int ilBytes, BlockCode code)
 {
     /// <summary>The guest virtual address of its first instruction (a block runs only there).</summary>
-    public readonly ulong Pc = pc;
+    public readonly ulong Pc = request.Pc;
 
     /// <summary>The most instructions one pass retires (a loop back to its start checks the budget again).</summary>
     public readonly int Length = length;
@@ -24,6 +24,15 @@ internal sealed class TranslatedBlock(ulong pc, int length, int ilBytes, BlockCo
     public readonly int IlBytes = ilBytes;
 
     public readonly BlockCode Code = code;
+
+    /// <summary>What it was translated from (a quick block is translated again, optimized, once it is hot).</summary>
+    public readonly TranslationRequest Request = request;
+
+    /// <summary>Compiled with the JIT's optimizations (the final tier).</summary>
+    public readonly bool Optimized = request.Optimize;
+
+    /// <summary>Guest instructions it retired so far (quick blocks, until their promotion; hart thread only).</summary>
+    public long Retired;
 }
 
 /// <summary>
@@ -52,6 +61,10 @@ internal static class BlockTranslator
     private static readonly FieldInfo Faulted = typeof(Hart).GetField(nameof(Hart._blockFault), Private)!;
     private static readonly MethodInfo LoadSlow = typeof(Hart).GetMethod("LoadSlow", Private)!;
     private static readonly MethodInfo StoreSlow = typeof(Hart).GetMethod("StoreSlow", Private)!;
+    private static readonly MethodInfo BlockLoad = typeof(Hart).GetMethod(nameof(Hart.BlockLoad), Private)!;
+    private static readonly MethodInfo BlockStore = typeof(Hart).GetMethod(nameof(Hart.BlockStore), Private)!;
+    private static readonly FieldInfo ExitPc = typeof(Hart).GetField(nameof(Hart._blockExitPc), Private)!;
+    private static readonly FieldInfo ExitN = typeof(Hart).GetField(nameof(Hart._blockExitN), Private)!;
 
     private static readonly Type[] Parameters = [typeof(Hart), typeof(ulong).MakeByRefType(), typeof(long)];
 
@@ -62,18 +75,25 @@ internal static class BlockTranslator
     public static bool EndsBlock(Op op) => op is >= Op.Jal and <= Op.Bgeu;
 
     /// <summary>
-    /// Translates the region found from <paramref name="start"/>: <paramref name="region"/> maps
-    /// page offsets to the covered instructions reachable from it on its page.
+    /// Translates a region to an optimized DynamicMethod: the request's region maps page offsets to
+    /// the covered instructions reachable from its entry on its page.
     /// </summary>
-    public static TranslatedBlock Translate(ulong start, SortedList<int, DecodedInsn> region)
+    public static TranslatedBlock Translate(TranslationRequest request)
     {
-        var method = new DynamicMethod($"rv@{start:x}", typeof(ulong), Parameters, typeof(Hart), skipVisibility: true);
-        ILGenerator il = method.GetILGenerator(64 + (region.Count * 48));
-        var emitter = new Emitter(il, start, region);
-        int length = emitter.Emit();
-        var code = (BlockCode)method.CreateDelegate(typeof(BlockCode));
-        return new TranslatedBlock(start, length, il.ILOffset, code);
+        var method = new DynamicMethod($"rv@{request.Pc:x}", typeof(ulong), Parameters, typeof(Hart), skipVisibility: true)
+        {
+            InitLocals = false, // every local is written before it is read
+        };
+        ILGenerator il = method.GetILGenerator(64 + (request.Region.Count * 48));
+        int length = new Emitter(il, request.Pc, request.Region, quick: false).Emit();
+        var code = method.CreateDelegate<BlockCode>();
+        return new TranslatedBlock(request, length, il.ILOffset, code);
     }
+
+    /// <summary>Emits a region into <paramref name="il"/>; returns the most instructions a pass from its entry retires.</summary>
+    public static int Emit(ILGenerator il, TranslationRequest request) => new Emitter(il, request.Pc, request.Region, quick: true).Emit();
+
+    public static Type[] ParameterTypes => [.. Parameters];
 
     /// <summary>True if <paramref name="target"/> is on the page of <paramref name="pc"/>.</summary>
     public static bool SamePage(ulong pc, ulong target) => (pc >> 12) == (target >> 12);
@@ -104,12 +124,19 @@ internal static class BlockTranslator
         private LocalBuilder? _rtlb;
         private LocalBuilder? _wtlb;
         private readonly Label _exit;
+        private readonly bool _quick;
+        private Label? _leave;
         private readonly SortedDictionary<int, Label> _leaders = [];
         private readonly Dictionary<int, int> _longest = [];
 
-        public Emitter(ILGenerator il, ulong start, SortedList<int, DecodedInsn> region)
+        /// <param name="quick">
+        /// For the quick tier: loads and stores call the hart's BlockLoad/BlockStore instead of
+        /// inlining the TLB probe and the slow path, so the method is small and quick to compile.
+        /// </param>
+        public Emitter(ILGenerator il, ulong start, SortedList<int, DecodedInsn> region, bool quick)
         {
             _il = il;
+            _quick = quick;
             _start = start;
             _page = start & ~0xFFFUL;
             _region = region;
@@ -164,6 +191,18 @@ internal static class BlockTranslator
             {
                 _il.MarkLabel(label);
                 EmitBlock(leader);
+            }
+
+            // A memory helper's exit: it left the pc and count (and the fault flag) in the hart.
+            if (_leave is { } leave)
+            {
+                _il.MarkLabel(leave);
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldfld, ExitPc);
+                _il.Emit(OpCodes.Stloc, _exitPc);
+                _il.Emit(OpCodes.Ldarg_0);
+                _il.Emit(OpCodes.Ldfld, ExitN);
+                _il.Emit(OpCodes.Stloc, _exitN);
             }
 
             // The single exit: store the written registers, report the count, return the pc.
@@ -404,6 +443,11 @@ internal static class BlockTranslator
             {
                 Use(d.Rd);
                 _written[d.Rd] = true;
+            }
+
+            if (_quick)
+            {
+                return; // the helpers probe the TLB themselves
             }
 
             if (IsLoad(d.Op))
@@ -659,6 +703,22 @@ internal static class BlockTranslator
 
         private void Load(DecodedInsn d, ulong pc, int i, int size, OpCode load, OpCode? widen, bool signed)
         {
+            if (_quick)
+            {
+                // if (hart.BlockLoad(va, kind, n, pc, ref rd)) leave;
+                _il.Emit(OpCodes.Ldarg_0);
+                LoadReg(d.Rs1);
+                Const((ulong)(long)d.Imm);
+                _il.Emit(OpCodes.Add);
+                _il.Emit(OpCodes.Ldc_I4, size | (signed ? 0x10 : 0) | (d.Length << 8));
+                Count(i);
+                Const(pc);
+                _il.Emit(OpCodes.Ldloca, d.Rd is > 0 and < 32 ? _reg[d.Rd]! : _sink);
+                _il.Emit(OpCodes.Call, BlockLoad);
+                _il.Emit(OpCodes.Brtrue, Leave);
+                return;
+            }
+
             Label slow = _il.DefineLabel();
             Label done = _il.DefineLabel();
             Address(d);
@@ -700,6 +760,22 @@ internal static class BlockTranslator
 
         private void Store(DecodedInsn d, ulong pc, int i, int size, OpCode store)
         {
+            if (_quick)
+            {
+                // if (hart.BlockStore(va, kind, value, n, pc)) leave;
+                _il.Emit(OpCodes.Ldarg_0);
+                LoadReg(d.Rs1);
+                Const((ulong)(long)d.Imm);
+                _il.Emit(OpCodes.Add);
+                _il.Emit(OpCodes.Ldc_I4, size | (d.Length << 8));
+                LoadReg(d.Rs2);
+                Count(i);
+                Const(pc);
+                _il.Emit(OpCodes.Call, BlockStore);
+                _il.Emit(OpCodes.Brtrue, Leave);
+                return;
+            }
+
             Label slow = _il.DefineLabel();
             Label done = _il.DefineLabel();
             Address(d);
@@ -726,6 +802,9 @@ internal static class BlockTranslator
             LeaveIfRunEnded(pc + d.Length, i + 1);
             _il.MarkLabel(done);
         }
+
+        /// <summary>The label where a quick block leaves after a memory helper asked it to.</summary>
+        private Label Leave => _leave ??= _il.DefineLabel();
 
         /// <summary>Pushes the run's retired count before instruction i.</summary>
         private void Count(int i)
