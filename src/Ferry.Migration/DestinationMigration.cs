@@ -616,6 +616,7 @@ public sealed class DestinationMigration
             GcCollections = _residentAt != 0 && _resumeAt != 0 ? _gcAtResident - _gcAtResume : 0,
             GcPauseMs = _residentAt != 0 && _resumeAt != 0 ? (_gcPauseAtResident - _gcPauseAtResume).TotalMilliseconds : 0,
             PrefetchHits = hits,
+            PrefetchByDistance = _pager?.Prepage.ByDistance(),
             RestoreMs = restoreMs,
             TimeToFullyResidentMs = residentMs,
             IpsDuring = _residentAt != 0 ? _vm.Rate.Rate(_resumeAt, _residentAt) : null,
