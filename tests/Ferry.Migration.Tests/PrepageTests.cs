@@ -77,7 +77,7 @@ public class PrepageTests
         var g = new Guest();
         var w = Window(g, 16); // 4 before, 11 after
         (int first, int end) = w.Choose(1000, g.Now);
-        Assert.Equal((996, 1012), (first, end)); // a fresh window: as wide as it may be
+        Assert.Equal((998, 1005), (first, end)); // a fresh window: 2 before, 4 after
         for (int p = first; p < end; p++)
         {
             if (p != 1000)
@@ -100,8 +100,11 @@ public class PrepageTests
         Assert.Equal((1, 1), (w.Evaluated(1), w.Hits(1)));
         Assert.Equal((1, 0), (w.Evaluated(2), w.Hits(2)));
         Assert.Equal((1, 0), (w.Evaluated(-1), w.Hits(-1)));
-        Assert.Equal(0, w.Evaluated(3));
-        Assert.True(w.HitRate(1) > 0.5 && w.HitRate(2) < 0.5 && w.HitRate(3) == 0.5);
+        Assert.Equal(0, w.Evaluated(3)); // never arrived
+        Assert.Equal(0, w.Evaluated(5)); // never requested
+        Assert.True(w.HitRate(1) > 0.5 && w.HitRate(2) < 0.5, $"{w.HitRate(1)} {w.HitRate(2)}");
+        Assert.Equal(w.HitRate(2), w.HitRate(7)); // not measured: as the farthest distance measured on its side
+        Assert.Equal(w.HitRate(-1), w.HitRate(-3));
     }
 
     [Fact]
@@ -116,10 +119,13 @@ public class PrepageTests
             windows.Add((w.Before, w.After));
         }
 
-        Assert.Equal((w.MaxBefore, w.MaxAfter), windows[0]);
-        List<(int Before, int After)> late = windows.Skip(100).ToList();
-        Assert.Equal(late.Count - (late.Count / PrepageWindow.ProbeEvery), late.Count(x => x == (0, 0)));
-        Assert.All(late, x => Assert.True(x is (0, 0) or (2, 4), $"{x}")); // probes: a step past the window
+        Assert.Equal((2, 4), windows[0]);
+        for (int i = 100; i < windows.Count; i++)
+        {
+            // The page alone, but for a probe a step past it in every ProbeEvery windows.
+            Assert.Equal(i % PrepageWindow.ProbeEvery == PrepageWindow.ProbeEvery - 1 ? (2, 4) : (0, 0), windows[i]);
+        }
+
         Assert.True(w.Hits(1) == 0 && w.Evaluated(1) >= 20, $"{w.Evaluated(1)}");
     }
 
@@ -162,7 +168,7 @@ public class PrepageTests
             var g = new Guest();
             var w = Window(g, 16, link, stall);
             int i = 0;
-            for (; i < 200; i++)
+            for (; i < 198; i++) // the last window is not a probe
             {
                 g.Fault(w, 100 + (i * 40), d => d == 1 && i % 5 < 2);
             }
@@ -201,7 +207,7 @@ public class PrepageTests
             now += Horizon + 1;
         }
 
-        Assert.Equal(64, sizes[0]);
+        Assert.Equal(7, sizes[0]); // 2 before, the page, 4 after
         Assert.Equal(1, sizes[^2]);
         Assert.True(pager.Prepage.Evaluated(1) >= 8 && pager.Prepage.Hits(1) == 0, $"{pager.Prepage.Evaluated(1)}");
     }

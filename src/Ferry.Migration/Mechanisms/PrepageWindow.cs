@@ -21,8 +21,12 @@ namespace Ferry.Migration.Mechanisms;
 /// faults anyway and costs the next fault nothing. Rates per distance are running (counts
 /// halve past <see cref="SampleCap"/>), so the window follows a guest that changes its ways.
 /// Every <see cref="ProbeEvery"/>-th window is a probe twice as wide as the current one (and a
-/// few pages more), so that distances just outside it keep being measured; until a distance
-/// has samples its rate is taken as ½ (so a fresh window starts as wide as it may be).</para>
+/// few pages more), so that distances just outside it keep being measured. Until a distance
+/// has samples its rate is taken as that of the farthest distance measured on its side (½
+/// before any), and a window reaches at most that same step past the farthest distance
+/// measured: a fresh window is 2 pages before the fault and 4 after, and widens as fast as its
+/// hits come in (a window of 64 on a guest that scatters would waste most of what it fetched
+/// until its first horizon passed).</para>
 /// <para>Runs on the hart's thread (one hart: one fault at a time), allocation-free.</para>
 /// </summary>
 public sealed class PrepageWindow
@@ -42,7 +46,7 @@ public sealed class PrepageWindow
     private const int RingSize = 1024;
 
     /// <summary>How long after its request a prefetched page's touch counts as a hit.</summary>
-    public static readonly TimeSpan Horizon = TimeSpan.FromMilliseconds(10);
+    public static readonly TimeSpan Horizon = TimeSpan.FromMilliseconds(5);
 
     private readonly PageBitmap _absent;
     private readonly PageBitmap _accessed;
@@ -57,6 +61,8 @@ public sealed class PrepageWindow
     private int _ringHead;
     private int _ringCount;
     private long _windows;
+    private int _measuredBefore; // the farthest distances evaluated so far, each side
+    private int _measuredAfter;
     private long _linkTicks; // least link time of a one-page reply seen; 0: none yet
     private double _stallTicks; // running mean; 0: none yet
 
@@ -97,8 +103,26 @@ public sealed class PrepageWindow
         ? Math.Clamp(_linkTicks / _stallTicks, MinThreshold, 1.0)
         : DefaultThreshold;
 
-    /// <summary>The running hit rate at <paramref name="distance"/> pages from the fault (½ until measured).</summary>
-    public double HitRate(int distance) => (_hits[distance + MaxBefore] + 0.5) / (_sent[distance + MaxBefore] + 1);
+    /// <summary>
+    /// The running hit rate at <paramref name="distance"/> pages from the fault; where it has
+    /// not been measured, the rate at the farthest distance measured on that side (a guest's
+    /// runs go on, its scatter stays scattered), or ½ before anything was measured.
+    /// </summary>
+    public double HitRate(int distance)
+    {
+        int i = distance + MaxBefore;
+        if (_sent[i] == 0)
+        {
+            int reach = distance < 0 ? -_measuredBefore : _measuredAfter;
+            i = reach + MaxBefore;
+            if (reach == 0 || _sent[i] == 0)
+            {
+                return 0.5;
+            }
+        }
+
+        return (_hits[i] + 0.5) / (_sent[i] + 1);
+    }
 
     /// <summary>Neighbours evaluated at <paramref name="distance"/> over the whole migration.</summary>
     public long Evaluated(int distance) => _totalSent[distance + MaxBefore];
@@ -132,15 +156,17 @@ public sealed class PrepageWindow
     public (int First, int End) Choose(int page, long now)
     {
         Evaluate(now, force: _ringCount == RingSize);
+        // Never more than a step past the distances measured so far (a fresh window starts
+        // small, and widens as fast as its hits come in).
         double threshold = Threshold;
-        int before = Extent(-1, MaxBefore, threshold);
-        int after = Extent(1, MaxAfter, threshold);
-        if (_windows % ProbeEvery == 0)
+        int before = Math.Min(Extent(-1, MaxBefore, threshold), Step(_measuredBefore, 2, MaxBefore));
+        int after = Math.Min(Extent(1, MaxAfter, threshold), Step(_measuredAfter, 4, MaxAfter));
+        if (_windows % ProbeEvery == ProbeEvery - 1)
         {
             // A probe: twice as far as the window reaches now, and a little more, so that a
             // distance just outside it is measured and the window can grow a step at a time.
-            before = Math.Min(MaxBefore, (2 * before) + 2);
-            after = Math.Min(MaxAfter, (2 * after) + 4);
+            before = Step(before, 2, MaxBefore);
+            after = Step(after, 4, MaxAfter);
         }
 
         Before = before;
@@ -206,6 +232,8 @@ public sealed class PrepageWindow
         Array.Clear(_owner);
     }
 
+    private static int Step(int reach, int more, int max) => Math.Min(max, (2 * reach) + more);
+
     private int Extent(int direction, int max, double threshold)
     {
         double sum = 0, best = 0;
@@ -251,6 +279,8 @@ public sealed class PrepageWindow
                 }
 
                 int d = p - w.Pivot + MaxBefore;
+                _measuredBefore = Math.Max(_measuredBefore, w.Pivot - p);
+                _measuredAfter = Math.Max(_measuredAfter, p - w.Pivot);
                 _totalSent[d]++;
                 _sent[d]++;
                 if (hit)
