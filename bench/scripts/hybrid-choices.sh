@@ -17,11 +17,13 @@ if [ -z "${FERRY:-}" ]; then
 fi
 ferry=${FERRY:-src/Ferry.Cli/bin/Release/net10.0/ferry}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+# The hosts start in command substitutions (not jobs of this shell): their ids are kept to end them.
+trap 'kill $(cat "$work/pids" 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
 
 start_host() { # name [binary] -> "api" on stdout
   "${2:-$ferry}" host --listen 127.0.0.1:0 --name "$1" > "$work/$1.log" 2>&1 &
-  until grep -q "ferry host:" "$work/$1.log"; do sleep 0.1; done
+  echo $! >> "$work/pids"
+  until grep -qs "ferry host:" "$work/$1.log"; do sleep 0.1; done
   awk '/ferry host:/ {print $4}' "$work/$1.log"
 }
 A=$(start_host A)
@@ -32,9 +34,16 @@ run() { # label, migrate options... (${reps:-$repeats} migrations)
   local load
   load=$(cut -d' ' -f1 /proc/loadavg)
   for i in $(seq "${reps:-$repeats}"); do
+    rm -f "$work/r.json"
     "$ferry" vm start "${GUEST:-kvstore}" ${CONFIG:+--config "$CONFIG"} --host "$A" --name kv >/dev/null
     sleep 4
-    "$ferry" migrate kv --from "$A" --to "$B" --bandwidth 1Gbit --quiet --json "$work/r.json" "$@" >/dev/null || true
+    if ! "$ferry" migrate kv --from "$A" --to "$B" --bandwidth 1Gbit --quiet --json "$work/r.json" "$@" >/dev/null || [ ! -s "$work/r.json" ]; then
+      echo "$label: migration $i failed (left out)" >&2
+      "$ferry" vm rm kv --host "$A" >/dev/null 2>&1 || "$ferry" vm stop kv --host "$A" >/dev/null 2>&1 || true
+      "$ferry" vm rm kv --host "$A" >/dev/null 2>&1 || true
+      "$ferry" vm stop kv --host "$B" >/dev/null 2>&1 || true; "$ferry" vm rm kv --host "$B" >/dev/null 2>&1 || true
+      continue
+    fi
     python3 - "$label" "$work/r.json" "$load" "${DISTANCES:-}" >> "$work/rows" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[2]))
@@ -110,5 +119,5 @@ print("| configuration | downtime ms | total ms | network faults | stall total m
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for label, runs in rows.items():
     med = [st.median(c) for c in zip(*runs)]
-    print(f"| {label} | {med[0]:.1f} | {med[1]:.0f} | {med[2]:.0f} | {med[3]:.0f} | {med[4]:.3f} | {med[5]:.1f} | {med[6]:.1f} | {med[7]:.0f} | {med[8]:.0f} | {med[9]:.1f} | {med[10]:.1f} | {med[11]:.0f} |")
+    print(f"| {label} | {med[0]:.1f} | {med[1]:.0f} | {med[2]:.0f} | {med[3]:.0f} | {med[4]:.3f} | {med[5]:.1f} | {med[6]:.1f} | {med[7]:.0f} | {med[8]:.0f} | {med[9]:.2f} | {med[10]:.1f} | {med[11]:.0f} |")
 PY

@@ -67,12 +67,12 @@ public class PrepageTests
         Assert.Equal(1.0 / 3, Window(g, 16, 100, 300).Threshold, 6);
         Assert.Equal(PrepageWindow.MinThreshold, Window(g, 16, 1, 1_000_000).Threshold); // an unlimited link: never free
         var w = Window(g, 16, 100, 300);
-        w.NoteLinkTime(200); // a reply that waited on the link says nothing new: the least time is a page's
-        Assert.Equal(1.0 / 3, w.Threshold, 6);
+        w.NoteLinkTime(200); // a running mean
+        Assert.Equal((100 + (100.0 / 16)) / 300, w.Threshold, 6);
     }
 
     [Fact]
-    public void Hits_are_booked_per_distance_once_the_horizon_has_passed_and_pages_not_here_yet_are_not_booked()
+    public void Hits_are_booked_per_distance_once_the_horizon_has_passed_and_pages_not_here_by_then_are_misses()
     {
         var g = new Guest();
         var w = Window(g, 16); // 4 before, 11 after
@@ -100,11 +100,11 @@ public class PrepageTests
         Assert.Equal((1, 1), (w.Evaluated(1), w.Hits(1)));
         Assert.Equal((1, 0), (w.Evaluated(2), w.Hits(2)));
         Assert.Equal((1, 0), (w.Evaluated(-1), w.Hits(-1)));
-        Assert.Equal(0, w.Evaluated(3)); // never arrived
+        Assert.Equal((1, 0), (w.Evaluated(3), w.Hits(3))); // never arrived: no use
         Assert.Equal(0, w.Evaluated(5)); // never requested
         Assert.True(w.HitRate(1) > 0.5 && w.HitRate(2) < 0.5, $"{w.HitRate(1)} {w.HitRate(2)}");
-        Assert.Equal(w.HitRate(2), w.HitRate(7)); // not measured: as the farthest distance measured on its side
-        Assert.Equal(w.HitRate(-1), w.HitRate(-3));
+        Assert.Equal(w.HitRate(4), w.HitRate(7)); // not measured: as the farthest distance measured on its side
+        Assert.Equal(w.HitRate(-2), w.HitRate(-3));
     }
 
     [Fact]

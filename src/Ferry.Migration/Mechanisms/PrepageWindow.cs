@@ -12,12 +12,12 @@ namespace Ferry.Migration.Mechanisms;
 /// faulted page, which the next fault may have to wait out; a hit saves a whole fault's stall.
 /// So a neighbour at distance d is worth fetching when <c>hitRate(d) × stall ≥ linkTime(page)</c>,
 /// both measured here: the stall as a running mean of this migration's stalls, a page's link
-/// time as the least time a one-page fault reply spent on the link at the source. The window
+/// time as the running mean of the time a one-page fault reply spent on the link at the source. The window
 /// extends on each side (up to the configured ¼ before and ¾ after the fault) as far as the
 /// running sum of <c>hitRate(d) − linkTime / stall</c> is largest, so a far distance that pays
 /// pulls in nearer ones that pay a little less.</para>
 /// <para>A hit is a prefetched page the guest touched within <see cref="Horizon"/> of its
-/// request: later touches are left to the push, which serves the neighbourhoods of recent
+/// request (one that had not even arrived by then is a miss): later touches are left to the push, which serves the neighbourhoods of recent
 /// faults anyway and costs the next fault nothing. Rates per distance are running (counts
 /// halve past <see cref="SampleCap"/>), so the window follows a guest that changes its ways.
 /// Every <see cref="ProbeEvery"/>-th window is a probe twice as wide as the current one (and a
@@ -38,7 +38,7 @@ public sealed class PrepageWindow
     public const double SampleCap = 64;
 
     /// <summary>The lowest hit rate that is ever worth a page on the link (an unlimited link costs next to nothing, but not nothing).</summary>
-    public const double MinThreshold = 0.05;
+    public const double MinThreshold = 0.1;
 
     /// <summary>The threshold until both a stall and a link time have been measured.</summary>
     public const double DefaultThreshold = 0.25;
@@ -46,7 +46,7 @@ public sealed class PrepageWindow
     private const int RingSize = 1024;
 
     /// <summary>How long after its request a prefetched page's touch counts as a hit.</summary>
-    public static readonly TimeSpan Horizon = TimeSpan.FromMilliseconds(5);
+    public static readonly TimeSpan Horizon = TimeSpan.FromMilliseconds(10);
 
     private readonly PageBitmap _absent;
     private readonly PageBitmap _accessed;
@@ -63,7 +63,7 @@ public sealed class PrepageWindow
     private long _windows;
     private int _measuredBefore; // the farthest distances evaluated so far, each side
     private int _measuredAfter;
-    private long _linkTicks; // least link time of a one-page reply seen; 0: none yet
+    private double _linkTicks; // running mean link time of a one-page reply; 0: none yet
     private double _stallTicks; // running mean; 0: none yet
 
     private readonly record struct Pending(int Pivot, int First, int End, long At);
@@ -139,12 +139,15 @@ public sealed class PrepageWindow
         }
     }
 
-    /// <summary>A one-page fault reply spent <paramref name="ticks"/> on the link at the source (its transmission, and any wait).</summary>
+    /// <summary>
+    /// A one-page fault reply spent <paramref name="ticks"/> on the link at the source (its
+    /// transmission, and any wait; less when the shaper had credit): a running mean.
+    /// </summary>
     public void NoteLinkTime(long ticks)
     {
-        if (ticks > 0 && (_linkTicks == 0 || ticks < _linkTicks))
+        if (ticks > 0)
         {
-            _linkTicks = ticks;
+            _linkTicks = _linkTicks == 0 ? ticks : _linkTicks + ((ticks - _linkTicks) / 16);
         }
     }
 
@@ -272,12 +275,10 @@ public sealed class PrepageWindow
                     continue;
                 }
 
+                // Not here by the horizon (the push took the window's rest) counts as a miss: it
+                // was no use within it (a distance that never arrived in time must not stay in
+                // the window on its prior).
                 bool hit = _accessed.Get(p);
-                if (!hit && _absent.Get(p))
-                {
-                    continue; // not here yet (the push took its rest): it says nothing about the guest
-                }
-
                 int d = p - w.Pivot + MaxBefore;
                 _measuredBefore = Math.Max(_measuredBefore, w.Pivot - p);
                 _measuredAfter = Math.Max(_measuredAfter, p - w.Pivot);
