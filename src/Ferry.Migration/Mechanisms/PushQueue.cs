@@ -234,7 +234,9 @@ public sealed class PushQueue
             // 1. Around recent faults: a stride they share, then each pivot's neighbourhood, newest first.
             if (_neighbourhood > 0)
             {
-                while (_faults.TryDequeue(out int fault))
+                // A bounded number per page pushed: faults reported faster than the push runs
+                // (a starved push thread) must not keep it from pushing.
+                for (int n = 0; n < 4 * Pivots && _faults.TryDequeue(out int fault); n++)
                 {
                     NotePivot(fault);
                 }
