@@ -13,9 +13,10 @@ namespace Ferry.Migration.Mechanisms;
 /// reports faults here), then pages by how recently the VM touched them (from the working-set
 /// estimator), then the rest ascending.
 /// <para>Around recent faults: a stride the last three faults share (2 pages or more apart,
-/// skipping pages nobody asked for) is followed <see cref="StridePages"/> steps ahead; then each of the last <see cref="Pivots"/>
-/// faults (newest first) is a pivot that expands in both directions, four pages after it for
-/// each one before it (+1, −1, +2, +3, +4, +5, −2, ...), up to N after and N/4 before. How far
+/// skipping pages nobody asked for) is followed <see cref="StridePages"/> steps ahead; then
+/// each of the last <see cref="Pivots"/> faults (newest first) is a pivot that expands in both
+/// directions, four pages after it for each one before it (+1, −1, +2, +3, +4, +5, −2, ...), up
+/// to N after and N/4 before; a queue takes at most 32 reported faults per page pushed. How far
 /// it expands follows how often faults land in a recent pivot's neighbourhood (a running rate):
 /// a guest that runs through memory gets all of it, one that scatters its faults (whose
 /// neighbours are no likelier to be touched than any page) gets ±1 and the recency order
