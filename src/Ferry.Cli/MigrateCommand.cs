@@ -71,8 +71,8 @@ internal static class MigrateCommand
         };
         var maxRounds = new Option<int?>("--max-rounds") { Description = "pre-copy: rounds before stop-and-copy (default 30)" };
         var maxLive = new Option<string?>("--max-live-time") { Description = "pre-copy: time before stop-and-copy (default 60s)" };
-        var locality = new Option<int?>("--locality") { Description = "hybrid: pages fetched per network fault (default 16)" };
-        var localityAdaptive = new Option<bool>("--locality-adaptive") { Description = "hybrid: widen the window (up to --locality) while faults run on, narrow it while they scatter (default; --locality-adaptive false: a fixed window)" };
+        var locality = new Option<int?>("--locality") { Description = "hybrid: pages fetched per network fault (default 16), or the most the adaptive window fetches (default 64)" };
+        var localityAdaptive = new Option<bool>("--locality-adaptive") { Description = "hybrid: fetch a neighbour of a faulted page (up to --locality) only where its measured hit rate pays for its time on the link against a fault's stall (default; --locality-adaptive false: a fixed window)" };
         var wsWindows = new Option<int?>("--ws-windows") { Description = "hybrid: working set = pages accessed in at least --ws-min-hits of the last N 100 ms windows (default 3)" };
         var wsMinHits = new Option<int?>("--ws-min-hits") { Description = "hybrid: see --ws-windows (default 3)" };
         var wsMax = new Option<string?>("--ws-max") { Description = "hybrid: cap on the working set sent in the pause, most-used pages first (default 64M)" };

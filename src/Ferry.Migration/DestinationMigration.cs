@@ -623,18 +623,30 @@ public sealed class DestinationMigration
 
     private byte[] Metrics(double restoreMs, double? ipsAfter)
     {
-        long hits = 0, prefetched = 0;
-        for (int p = 0; p < _arrival.Length; p++)
+        // Prefetch hits are read from the accessed bits once, at the first report (the
+        // verification, before the VM is handed over): afterwards the host's working-set
+        // estimator clears those bits every window, and the final report would count only the
+        // touches of its last one.
+        if (_prefetchHits is not { } counted)
         {
-            if (_arrival[p] == (byte)Arrival.Prefetch)
+            long hits = 0, prefetched = 0;
+            for (int p = 0; p < _arrival.Length; p++)
             {
-                prefetched++;
-                if (Memory.Accessed.Get(p))
+                if (_arrival[p] == (byte)Arrival.Prefetch)
                 {
-                    hits++;
+                    prefetched++;
+                    if (Memory.Accessed.Get(p))
+                    {
+                        hits++;
+                    }
                 }
             }
+
+            counted = (prefetched, hits, _pager?.Prepage.ByDistance());
+            _prefetchHits = counted;
         }
+
+        (long prefetchedPages, long prefetchHits, PrefetchDistance[]? byDistance) = counted;
 
         List<TimelinePoint> timeline;
         lock (_timeline)
@@ -648,7 +660,7 @@ public sealed class DestinationMigration
             PagesLive = _arrivals[(int)Arrival.Live],
             PagesPause = _arrivals[(int)Arrival.Pause],
             PagesFault = _arrivals[(int)Arrival.Fault],
-            PagesPrefetch = prefetched,
+            PagesPrefetch = prefetchedPages,
             PagesPush = _arrivals[(int)Arrival.Push],
             Faults = _pager?.Faults ?? 0,
             Requests = _pager?.RequestsSent ?? 0,
@@ -657,7 +669,8 @@ public sealed class DestinationMigration
             FaultStages = _pager?.Stages.Summary(),
             GcCollections = _residentAt != 0 && _resumeAt != 0 ? _gcAtResident - _gcAtResume : 0,
             GcPauseMs = _residentAt != 0 && _resumeAt != 0 ? (_gcPauseAtResident - _gcPauseAtResume).TotalMilliseconds : 0,
-            PrefetchHits = hits,
+            PrefetchHits = prefetchHits,
+            PrefetchByDistance = byDistance,
             RestoreMs = restoreMs,
             TimeToFullyResidentMs = residentMs,
             IpsDuring = _residentAt != 0 ? _vm.Rate.Rate(_resumeAt, _residentAt) : null,
@@ -666,6 +679,8 @@ public sealed class DestinationMigration
         };
         return JsonSerializer.SerializeToUtf8Bytes(metrics, MigrationReport.Json);
     }
+
+    private (long Prefetched, long Hits, PrefetchDistance[]? ByDistance)? _prefetchHits;
 
     private enum Arrival : byte
     {

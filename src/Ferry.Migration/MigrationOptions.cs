@@ -30,13 +30,23 @@ public sealed record MigrationOptions
     /// <summary>Pre-copy gives up iterating after this long live and stops-and-copies.</summary>
     public TimeSpan MaxLiveTime { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Hybrid: pages fetched per network fault (the faulted page and its neighbours).</summary>
-    public int LocalityPages { get; init; } = 16;
+    /// <summary>
+    /// Hybrid: pages fetched per network fault (the faulted page and its neighbours), or with
+    /// <see cref="LocalityAdaptive"/> the most it may fetch; null: <see cref="DefaultLocalityPages"/>
+    /// or <see cref="DefaultAdaptiveLocalityPages"/>.
+    /// </summary>
+    public int? LocalityPages { get; init; }
+
+    /// <summary>The fixed window's default size.</summary>
+    public const int DefaultLocalityPages = 16;
+
+    /// <summary>The adaptive window's default bound: it is only as wide as its measured hit rate pays for.</summary>
+    public const int DefaultAdaptiveLocalityPages = 64;
 
     /// <summary>
-    /// Hybrid: adapt the window per fault, as readahead does: it doubles (up to
-    /// <see cref="LocalityPages"/>) while each fault lands near the previous one and halves
-    /// (down to the page alone) while faults scatter. Off by default.
+    /// Hybrid: adapt the window per fault to its measured prefetch hit rate at each distance from
+    /// the fault, against a fault's measured stall and a page's time on the link
+    /// (<see cref="Mechanisms.PrepageWindow"/>). On by default.
     /// </summary>
     public bool LocalityAdaptive { get; init; } = true;
 

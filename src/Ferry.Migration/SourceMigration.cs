@@ -971,7 +971,7 @@ public sealed class SourceMigration
                     DestinationGcPauseMs = d.GcPauseMs,
                 },
                 PagesArrived = new ArrivalReport(d.PagesLive, d.PagesPause, d.PagesFault, d.PagesPrefetch, d.PagesPush),
-                Prefetch = new PrefetchReport(prefetched, d.PrefetchHits, prefetched - d.PrefetchHits),
+                Prefetch = new PrefetchReport(prefetched, d.PrefetchHits, prefetched - d.PrefetchHits, d.PrefetchByDistance),
                 WorkingSet = _policy.HybridMechanisms && _context is not null
                     ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed, _context.WorkingSetBudgetPages, _context.PausePagesDeferred)
                     : null,

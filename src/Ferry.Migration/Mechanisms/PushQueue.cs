@@ -9,9 +9,18 @@ namespace Ferry.Migration.Mechanisms;
 /// by the fault server (an atomic clear of its pending bit), so every page crosses once.
 ///
 /// Locality windows of network faults (hybrid) come before any order (<see cref="NextPrefetch"/>).
-/// Orders: linear (ascending); or, for hybrid, the neighbourhood of each recent fault first
-/// (the fault server reports faults here), then pages by how recently the VM touched them
-/// (from the working-set estimator), then the rest ascending.
+/// Orders: linear (ascending); or, for hybrid, around recent faults first (the fault server
+/// reports faults here), then pages by how recently the VM touched them (from the working-set
+/// estimator), then the rest ascending.
+/// <para>Around recent faults: a stride the last three faults share (2 pages or more apart,
+/// skipping pages nobody asked for) is followed <see cref="StridePages"/> steps ahead; then
+/// each of the last <see cref="Pivots"/> faults (newest first) is a pivot that expands in both
+/// directions, four pages after it for each one before it (+1, −1, +2, +3, +4, +5, −2, ...), up
+/// to N after and N/4 before; a queue takes at most 32 reported faults per page pushed. How far
+/// it expands follows how often faults land in a recent pivot's neighbourhood (a running rate):
+/// a guest that runs through memory gets all of it, one that scatters its faults (whose
+/// neighbours are no likelier to be touched than any page) gets ±1 and the recency order
+/// sooner, which holds what it does touch often.</para>
 /// </summary>
 public sealed class PushQueue
 {
@@ -26,8 +35,22 @@ public sealed class PushQueue
     private int _remaining;
     private int _recencyCursor;
     private int _linearCursor;
-    private int _hotspot = -1;
-    private int _hotspotOffset;
+
+    // Push thread only: the pivots (a ring, newest at _newest), each with how far it has expanded.
+    private readonly int[] _offsets; // the expansion order: +1, -1, +2, +3, +4, +5, -2, ...
+    private readonly int[] _pivot = new int[Pivots];
+    private readonly int[] _pivotStep = new int[Pivots];
+    private int _newest = -1;
+    private int _pivotCount;
+    private double _runRate = 1; // share of recent faults that landed in a pivot's neighbourhood
+    private int _f1 = -1, _f2 = -1; // the two faults before the last, for strides
+    private int _stride, _strideFrom, _strideStep;
+
+    /// <summary>Recent faults whose neighbourhoods the push serves.</summary>
+    public const int Pivots = 8;
+
+    /// <summary>Steps a detected stride is followed ahead of the last fault.</summary>
+    public const int StridePages = 16;
 
     public PushQueue(PageBitmap pending, PushOrder order, int neighbourhoodPages)
     {
@@ -36,8 +59,33 @@ public sealed class PushQueue
 
         _remaining = pending.PopCount();
         Order = order;
-        _neighbourhood = order is PushOrder.FaultNeighbourhood or PushOrder.FaultNeighbourhoodThenRecency ? neighbourhoodPages : 0;
+        _neighbourhood = order is PushOrder.FaultNeighbourhood or PushOrder.FaultNeighbourhoodThenRecency ? Math.Max(0, neighbourhoodPages) : 0;
+        _offsets = ExpansionOrder(_neighbourhood);
     }
+
+    /// <summary>Offsets from a pivot in the order the push expands it: four after for each one before, N after and N/4 before in all.</summary>
+    public static int[] ExpansionOrder(int after)
+    {
+        int before = after / 4;
+        var offsets = new int[after + before];
+        int n = 0, back = 0;
+        for (int k = 1; k <= after; k++)
+        {
+            offsets[n++] = k;
+            if (back < before && (4 * back) + 1 <= k)
+            {
+                offsets[n++] = -++back;
+            }
+        }
+
+        return offsets;
+    }
+
+    /// <summary>How much of <see cref="ExpansionOrder"/> each pivot gets now (push thread).</summary>
+    public int Expansion => _neighbourhood == 0 ? 0 : Math.Clamp((int)Math.Ceiling(_offsets.Length * _runRate), Math.Min(2, _offsets.Length), _offsets.Length);
+
+    /// <summary>Share of recent faults that landed in a recent pivot's neighbourhood (push thread).</summary>
+    public double RunRate => _runRate;
 
     /// <summary>
     /// Pages in the order the VM last touched them, most recent first (FaultNeighbourhoodThenRecency).
@@ -113,32 +161,92 @@ public sealed class PushQueue
         }
     }
 
+    private void NotePivot(int fault)
+    {
+        bool near = false;
+        for (int i = 0; i < _pivotCount && !near; i++)
+        {
+            int d = fault - _pivot[i];
+            near = d != 0 && d <= _neighbourhood && d >= -Math.Max(1, _neighbourhood / 4);
+        }
+
+        if (_pivotCount > 0)
+        {
+            _runRate += ((near ? 1.0 : 0.0) - _runRate) / 16;
+        }
+
+        // A stride: the same step twice, skipping pages nobody has asked for (the page after the
+        // previous fault still pending; a guest running through memory got it in a window).
+        if (_f1 >= 0 && _f2 >= 0 && fault - _f1 == _f1 - _f2 && Math.Abs(fault - _f1) >= 2
+            && _pending.Get(_f1 + Math.Sign(fault - _f1)))
+        {
+            _stride = fault - _f1;
+            _strideFrom = fault;
+            _strideStep = 0;
+        }
+
+        _f2 = _f1;
+        _f1 = fault;
+        _newest = (_newest + 1) % Pivots;
+        _pivot[_newest] = fault;
+        _pivotStep[_newest] = 0;
+        _pivotCount = Math.Min(Pivots, _pivotCount + 1);
+    }
+
+    private int AroundFaults()
+    {
+        while (_stride != 0 && _strideStep < StridePages)
+        {
+            long page = _strideFrom + ((long)_stride * ++_strideStep);
+            if ((ulong)page >= (ulong)_pageCount)
+            {
+                break;
+            }
+
+            if (TryClaim((int)page))
+            {
+                return (int)page;
+            }
+        }
+
+        _stride = 0;
+        int expansion = Expansion;
+        for (int age = 0; age < _pivotCount; age++)
+        {
+            int i = ((_newest - age) % Pivots + Pivots) % Pivots;
+            while (_pivotStep[i] < expansion)
+            {
+                int page = _pivot[i] + _offsets[_pivotStep[i]++];
+                if ((uint)page < (uint)_pageCount && TryClaim(page))
+                {
+                    return page;
+                }
+            }
+        }
+
+        return -1;
+    }
+
     /// <summary>Next page for the push (already claimed), or -1 when none is pending.</summary>
     public int Next()
     {
         while (Remaining > 0)
         {
-            // 1. Around the most recent fault: N pages after it (access runs forward), then N/4 before it.
+            // 1. Around recent faults: a stride they share, then each pivot's neighbourhood, newest first.
             if (_neighbourhood > 0)
             {
-                while (_faults.TryDequeue(out int fault))
+                // A bounded number per page pushed: faults reported faster than the push runs
+                // (a starved push thread) must not keep it from pushing.
+                for (int n = 0; n < 4 * Pivots && _faults.TryDequeue(out int fault); n++)
                 {
-                    _hotspot = fault;
-                    _hotspotOffset = 1;
+                    NotePivot(fault);
                 }
 
-                int span = _neighbourhood + (_neighbourhood / 4);
-                while (_hotspot >= 0 && _hotspotOffset <= span)
+                int page = AroundFaults();
+                if (page >= 0)
                 {
-                    int offset = _hotspotOffset++;
-                    int page = offset <= _neighbourhood ? _hotspot + offset : _hotspot - (offset - _neighbourhood);
-                    if ((uint)page < (uint)_pageCount && TryClaim(page))
-                    {
-                        return page;
-                    }
+                    return page;
                 }
-
-                _hotspot = -1;
             }
 
             // 2. Recently touched pages, most recent first.

@@ -17,11 +17,10 @@ namespace Ferry.Migration.Mechanisms;
 /// <para>Every fault is timed along its path (see <see cref="FaultStageRecorder"/>): blocked,
 /// request written, reply received (with the source's own time carried in the reply), page
 /// installed, hart resumed.</para>
-/// <para>The window is fixed, or adaptive as readahead is: it doubles (up to the configured
-/// size) when a fault lands within one window of the previous request (the guest runs on
-/// through memory, so neighbours are worth fetching) and halves (down to the page alone) when
-/// it lands elsewhere (scattered faults, whose neighbours would only delay the next fault's
-/// reply on the link).</para>
+/// <para>The window is fixed (¼ before the fault, ¾ after), or adaptive: each side reaches as
+/// far as the neighbours' measured hit rate pays for their time on the link against a fault's
+/// measured stall (<see cref="PrepageWindow"/>). Either way the hit rate per distance is
+/// measured (<see cref="Prepage"/>).</para>
 /// </summary>
 public sealed class RemotePager : IAbsentPageHandler
 {
@@ -29,8 +28,8 @@ public sealed class RemotePager : IAbsentPageHandler
     private readonly int _locality;
     private readonly bool _adaptive;
     private int _window;
-    private int _lastFirst; // the previous request's window (meaningful once a request was sent)
-    private int _lastEnd;
+    private readonly PrepageWindow _prepage;
+    private readonly Func<long> _clock;
     private readonly PageBitmap _requested;
     private readonly byte[] _requestBuffer = new byte[PageRequest.Size];
     private readonly FaultStageRecorder _stages = new();
@@ -48,13 +47,16 @@ public sealed class RemotePager : IAbsentPageHandler
     private long _blockedAt, _requestSentAt, _replyAt, _installedAt;
     private FaultTiming _timing;
 
-    public RemotePager(GuestMemory memory, int localityPages, bool adaptive = false)
+    /// <param name="clock">Timestamps for the window's hit horizon (tests); default <see cref="Stopwatch.GetTimestamp"/>.</param>
+    public RemotePager(GuestMemory memory, int localityPages, bool adaptive = false, Func<long>? clock = null)
     {
         _memory = memory;
+        _clock = clock ?? Stopwatch.GetTimestamp;
         _locality = Math.Max(1, localityPages);
         _adaptive = adaptive;
         _window = _locality;
         _requested = new PageBitmap(memory.PageCount);
+        _prepage = new PrepageWindow(memory.Absent, memory.Accessed, _locality);
     }
 
     /// <summary>Network faults: times the guest stalled on an absent page.</summary>
@@ -66,8 +68,11 @@ public sealed class RemotePager : IAbsentPageHandler
     /// <summary>One-page requests for pages that were already on their way when the hart touched them.</summary>
     public long InFlightRequests => Interlocked.Read(ref _bumps);
 
-    /// <summary>The window the next request would use (the configured one unless adaptive).</summary>
+    /// <summary>The window of the last request (the configured one unless adaptive).</summary>
     public int CurrentWindow => _window;
+
+    /// <summary>The window's hit rates per distance from the fault, and (if adaptive) its choice.</summary>
+    public PrepageWindow Prepage => _prepage;
 
     /// <summary>The page the hart waits for, or -1: receivers report its installation.</summary>
     public int AwaitedPage => Volatile.Read(ref _awaited);
@@ -92,6 +97,7 @@ public sealed class RemotePager : IAbsentPageHandler
     public void Reissue()
     {
         _requested.ClearAll();
+        _prepage.Forget();
         int awaited = AwaitedPage;
         FrameChannel? channel = Volatile.Read(ref _channel);
         if (awaited < 0 || channel is null)
@@ -146,27 +152,30 @@ public sealed class RemotePager : IAbsentPageHandler
 
     private PageRequest WindowFor(int page)
     {
-        if (_adaptive && _requests > 0)
+        long now = _clock();
+        int first, end;
+        if (_adaptive)
         {
-            bool runsOn = page >= _lastFirst - _window && page < _lastEnd + _window;
-            _window = runsOn ? Math.Min(_locality, _window * 2) : Math.Max(1, _window / 2);
+            (first, end) = _prepage.Choose(page, now);
+        }
+        else
+        {
+            // The window [page - L/4, page + 3L/4): access mostly runs forward.
+            first = Math.Max(0, page - (_locality / 4));
+            end = Math.Min(_memory.PageCount, first + _locality);
+            first = Math.Max(0, end - _locality);
         }
 
-        // The window [page - L/4, page + 3L/4): access mostly runs forward.
-        int window = _window;
-        int first = Math.Max(0, page - (window / 4));
-        int end = Math.Min(_memory.PageCount, first + window);
-        first = Math.Max(0, end - window);
-        _lastFirst = first;
-        _lastEnd = end;
+        _window = end - first;
         for (int p = first; p < end; p++)
         {
-            if (_memory.Absent.Get(p))
+            if (_memory.Absent.Get(p) && _requested.Set(p) && p != page)
             {
-                _requested.Set(p);
+                _prepage.Requested(p, page);
             }
         }
 
+        _prepage.Sent(page, first, end, now);
         return new PageRequest((uint)page, (uint)first, (ushort)(end - first));
     }
 
@@ -230,10 +239,16 @@ public sealed class RemotePager : IAbsentPageHandler
 
     public void StallEnded(int page, long blockedAt, long resumedAt)
     {
+        _prepage.NoteStall(resumedAt - blockedAt);
         lock (_lock)
         {
             if (_awaited == page && _blockedAt == blockedAt)
             {
+                if (_replyAt != 0)
+                {
+                    _prepage.NoteLinkTime(_timing.LinkNs * Stopwatch.Frequency / 1_000_000_000L);
+                }
+
                 _stages.Record(blockedAt, _requestSentAt, _replyAt, _timing, _installedAt, resumedAt);
                 _awaited = -1;
             }

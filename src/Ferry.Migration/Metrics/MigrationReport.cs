@@ -133,7 +133,14 @@ public sealed record FaultReport(long Count, long Requests, double StallTotalMs,
 
 public sealed record ArrivalReport(long Live, long Pause, long Fault, long Prefetch, long Push);
 
-public sealed record PrefetchReport(long Pages, long Hits, long Waste);
+public sealed record PrefetchReport(long Pages, long Hits, long Waste, IReadOnlyList<PrefetchDistance>? ByDistance = null);
+
+/// <summary>
+/// The locality windows' neighbours at one distance from their fault: how many were requested,
+/// how many of those had arrived when their hit horizon passed (evaluated) and were touched by
+/// then (hits: what the adaptive window learns from), and how many were touched by the end.
+/// </summary>
+public sealed record PrefetchDistance(int Distance, long Requested, long Evaluated, long Hits, long TouchedByEnd);
 
 /// <summary>
 /// The working set chosen for the pause: its pages and bytes, the estimator's windows, the pages
@@ -181,6 +188,7 @@ public sealed record DestinationMetrics
     public int GcCollections { get; init; }
     public double GcPauseMs { get; init; }
     public long PrefetchHits { get; init; }
+    public PrefetchDistance[]? PrefetchByDistance { get; init; }
     public double RestoreMs { get; init; }
     public double TimeToFullyResidentMs { get; init; }
     public double? IpsDuring { get; init; }

@@ -32,7 +32,7 @@ public sealed record Hello
     /// <summary>Pages the destination requests around each network fault (1 = exact page).</summary>
     public ushort LocalityPages { get; init; } = 1;
 
-    /// <summary>The destination adapts its window per fault (up to <see cref="LocalityPages"/>): wider while faults run on, narrower while they scatter.</summary>
+    /// <summary>The destination adapts its window (up to <see cref="LocalityPages"/>) to its measured hit rate per distance from the fault.</summary>
     public bool LocalityAdaptive { get; init; }
 
     public uint PageSize { get; init; } = 4096;

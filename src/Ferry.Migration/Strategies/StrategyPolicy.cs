@@ -25,7 +25,8 @@ internal abstract class StrategyPolicy
     public virtual bool HybridMechanisms => false;
 
     /// <summary>Pages a fault brings: the page alone, or the hybrid's window (<see cref="MigrationOptions.LocalityPages"/>).</summary>
-    public int Locality(MigrationOptions options) => HybridMechanisms ? Math.Max(1, options.LocalityPages) : 1;
+    public int Locality(MigrationOptions options) => !HybridMechanisms ? 1
+        : Math.Max(1, options.LocalityPages ?? (LocalityAdaptive(options) ? MigrationOptions.DefaultAdaptiveLocalityPages : MigrationOptions.DefaultLocalityPages));
 
     /// <summary>Whether the destination adapts the locality window to how faults run.</summary>
     public bool LocalityAdaptive(MigrationOptions options) => HybridMechanisms && options.LocalityAdaptive;
