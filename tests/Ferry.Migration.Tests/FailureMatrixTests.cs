@@ -14,7 +14,7 @@ namespace Ferry.Migration.Tests;
 /// checks where the VM ends, that it reaches the unmigrated run's digest there, and that the
 /// failure was detected within the deadline.
 /// </summary>
-[Collection("failure matrix")]
+[Collection(nameof(TimingSensitive))]
 public class FailureMatrixTests(ITestOutputHelper output)
 {
     private const ulong Memory = 32UL << 20;

@@ -183,11 +183,7 @@ public class LivenessTests
     }
 }
 
-/// <summary>Tests that starve the process's thread pool: run alone, after the others.</summary>
-[CollectionDefinition(nameof(ThreadPoolStarvation), DisableParallelization = true)]
-public sealed class ThreadPoolStarvation;
-
-[Collection(nameof(ThreadPoolStarvation))]
+[Collection(nameof(TimingSensitive))]
 public sealed class LivenessUnderStarvationTests
 {
     /// <summary>
