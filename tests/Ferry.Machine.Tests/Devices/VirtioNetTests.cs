@@ -208,6 +208,14 @@ public sealed class VirtioNetTests : IDisposable
     }
 
     [Fact]
+    public void The_self_announcements_follow_qemus_default_rounds()
+    {
+        // QEMU 7.2's query-migrate-parameters: announce-initial 50, -step 100, -max 550, -rounds 5;
+        // net/announce.c sends the first at once, then waits 50, 150, 250 and 350 ms.
+        Assert.Equal(new[] { 50, 150, 250, 350 }, Enumerable.Range(1, VirtioNet.AnnounceRounds - 1).Select(VirtioNet.AnnounceDelayMs));
+    }
+
+    [Fact]
     public void The_self_announcement_is_qemus_rarp_from_the_vms_mac()
     {
         var frame = new byte[60];

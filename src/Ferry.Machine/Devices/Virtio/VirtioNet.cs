@@ -23,7 +23,8 @@ namespace Ferry.Machine.Devices.Virtio;
 /// the source's card takes its TAP's link down at the pause, so that the bridge forgets the VM's
 /// port and floods its frames, the destination's among others. When the VM runs on the
 /// destination (or again on the source), the card sends QEMU's self-announcement from the host
-/// side (a broadcast RARP from the VM's MAC, at 0, 50, 150, 250 and 350 ms) and asks the guest
+/// side (a broadcast RARP from the VM's MAC, in QEMU's default rounds: at 0, 50, 200, 450 and
+/// 800 ms) and asks the guest
 /// for its own (GUEST_ANNOUNCE).
 /// </summary>
 public sealed class VirtioNet : VirtioDevice
@@ -52,6 +53,7 @@ public sealed class VirtioNet : VirtioDevice
     private volatile NetAttachment _attachment = NetAttachment.Attached;
     private readonly List<byte[]> _carried = []; // frames the VM brought in its state: delivered first (machine thread)
     private readonly ManualResetEventSlim _readable = new(true); // reset while the card holds
+    private readonly object _announceLock = new();
     private Timer? _announceTimer;
     private int _announceRound;
     private long _selfAnnouncements;
@@ -101,8 +103,15 @@ public sealed class VirtioNet : VirtioDevice
     /// <summary>Where the card stands in a migration.</summary>
     public NetAttachment Attachment => _attachment;
 
-    /// <summary>QEMU's announce rounds (net/announce.c defaults: initial 50 ms, step 100 ms, 5 rounds): delays after the first.</summary>
-    public static ReadOnlySpan<int> AnnounceDelaysMs => [50, 100, 100, 100];
+    /// <summary>QEMU's announce parameters, as its query-migrate-parameters gives them (7.2): announce-initial, -step, -max (ms) and -rounds.</summary>
+    public const int AnnounceInitialMs = 50, AnnounceStepMs = 100, AnnounceMaxMs = 550, AnnounceRounds = 5;
+
+    /// <summary>
+    /// The delay before each announcement after the first (sent at once), as net/announce.c's
+    /// qemu_announce_timer_step computes it: initial + (rounds − round − 1) × step, at most max,
+    /// with round counting down from rounds − 1: 50, 150, 250 and 350 ms by default.
+    /// </summary>
+    public static int AnnounceDelayMs(int sent) => Math.Min(AnnounceMaxMs, AnnounceInitialMs + ((sent - 1) * AnnounceStepMs));
 
     private long _dropped;
 
@@ -200,7 +209,7 @@ public sealed class VirtioNet : VirtioDevice
         _readable.Set();
         if (_tap is not null)
         {
-            lock (_readable)
+            lock (_announceLock)
             {
                 _announceRound = 0;
                 _announceTimer ??= new Timer(_ => AnnounceRound(), null, Timeout.Infinite, Timeout.Infinite);
@@ -232,7 +241,7 @@ public sealed class VirtioNet : VirtioDevice
 
     private void AnnounceRound()
     {
-        lock (_readable)
+        lock (_announceLock)
         {
             if (_stopping || _tap is null || _attachment != NetAttachment.Attached)
             {
@@ -246,9 +255,9 @@ public sealed class VirtioNet : VirtioDevice
                 Interlocked.Increment(ref _selfAnnouncements);
             }
 
-            if (_announceRound < AnnounceDelaysMs.Length)
+            if (++_announceRound < AnnounceRounds)
             {
-                _announceTimer?.Change(AnnounceDelaysMs[_announceRound++], Timeout.Infinite);
+                _announceTimer?.Change(AnnounceDelayMs(_announceRound), Timeout.Infinite);
             }
         }
     }
@@ -395,7 +404,7 @@ public sealed class VirtioNet : VirtioDevice
     {
         _stopping = true;
         _readable.Set();
-        lock (_readable)
+        lock (_announceLock)
         {
             _announceTimer?.Dispose();
         }
