@@ -30,7 +30,9 @@ up() {
   # No STP and no forwarding delay: a port forwards as soon as it is up, so a migrated VM's
   # new TAP carries traffic at once.
   ip link set dev "$br" type bridge stp_state 0 forward_delay 0 2>/dev/null || true
-  ip addr show dev "$br" | grep -qw "inet ${addr}" || ip addr add "$addr" dev "$br"
+  # `ip addr replace` is idempotent (a check piped into `grep -q` is not under pipefail: grep's
+  # early exit can SIGPIPE ip, and the add then fails with "Address already assigned").
+  ip addr replace "$addr" dev "$br"
   ip link set dev "$br" up
 }
 
@@ -64,7 +66,9 @@ untap() {
 check() {
   [ -c /dev/net/tun ] || { echo "ferry-net: /dev/net/tun is missing" >&2; return 1; }
   exists "$br" || { echo "ferry-net: $br does not exist (run scripts/ferry-net.sh up as root)" >&2; return 1; }
-  ip addr show dev "$br" | grep -qw "inet ${addr}" || { echo "ferry-net: $br lacks $addr" >&2; return 1; }
+  local addrs
+  addrs="$(ip addr show dev "$br")"
+  [[ "$addrs" == *"inet ${addr} "* ]] || { echo "ferry-net: $br lacks $addr" >&2; return 1; }
 }
 
 case "${1:-}" in
