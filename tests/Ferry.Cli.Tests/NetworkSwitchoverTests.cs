@@ -17,8 +17,8 @@ public sealed class TapFactAttribute : FactAttribute
 /// A network card's part in a move, on real TAP devices on the ferry0 bridge: two cards with the
 /// VM's MAC (the source's and the destination's) and a third TAP that plays the network. The
 /// source's card takes its link down at the pause, so the bridge forgets the VM's port and floods
-/// its frames; the destination's card discards what reaches it before the pause and keeps what
-/// reaches it after; when the VM runs there, the card's RARP moves the VM's MAC to its port even
+/// its frames; the destination's card keeps what reaches it after the pause, also before it hears
+/// of the pause (within its lookback), and nothing older; when the VM runs there, the card's RARP moves the VM's MAC to its port even
 /// though the guest (absent here) announces nothing.
 /// </summary>
 public sealed class NetworkSwitchoverTests : IDisposable
@@ -67,8 +67,13 @@ public sealed class NetworkSwitchoverTests : IDisposable
         Assert.False(LinkUp(source.Interface!), "the source's TAP is still up");
         Assert.NotEqual(source.Interface, PortOf(Mac));
 
-        // What the network sends the VM now floods to the destination, which keeps it.
+        // What the network sends the VM now floods to the destination: what reaches it before it
+        // hears of the pause is kept (the source never saw it), as is what comes after.
+        long readBefore = destination.StandbyFramesRead;
+        Assert.True(network.Send(Frame(Mac, 0x33)));
+        Assert.True(await Eventually(() => destination.StandbyFramesRead > readBefore), "the standby card did not read the frame sent after the source's pause");
         destination.Hold();
+        Assert.True(destination.StandbyFramesKept >= 1, "the frame that reached the standby card after the source's pause was not kept");
         Assert.True(network.Send(Frame(Mac, 0x22)));
         await Task.Delay(200);
         destination.Arrive();
@@ -76,10 +81,13 @@ public sealed class NetworkSwitchoverTests : IDisposable
         Assert.True(await Eventually(() => PortOf(Mac) == destination.Interface), $"the bridge did not learn the VM at the destination's port ({PortOf(Mac) ?? "nowhere"})");
         Assert.True(destination.SelfAnnouncements >= 1);
 
-        // The frame from after the pause is there, the broadcast from before it is not (the
-        // standby discarded it); the host's own multicasts may have come too.
+        // The frames from after the pause are there, in order; the broadcast from before it is not
+        // (older than the standby's lookback); the host's own multicasts may have come too.
         List<byte[]> waiting = Waiting(destination);
         Assert.Contains(waiting, f => f.Length == 60 && f[59] == 0x22 && f.AsSpan(0, 6).SequenceEqual(Mac));
+        int kept = waiting.FindIndex(f => f.Length == 60 && f[59] == 0x33 && f.AsSpan(0, 6).SequenceEqual(Mac));
+        Assert.True(kept >= 0, "the frame from between the source's pause and the destination's hold is lost");
+        Assert.True(kept < waiting.FindIndex(f => f.Length == 60 && f[59] == 0x22), "the frames are out of order");
         Assert.DoesNotContain(waiting, f => f.Length == 60 && f[59] == 0x11 && f.AsSpan(12, 2).SequenceEqual(new byte[] { 0x88, 0xB5 }));
     }
 

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 
 namespace Ferry.Machine.Devices.Virtio;
 
@@ -18,8 +19,10 @@ namespace Ferry.Machine.Devices.Virtio;
 /// Frames waiting in the card's ring at a save are state: they cross with the VM and reach the guest first.
 ///
 /// Across a migration the card follows the VM (<see cref="NetAttachment"/>): the destination's
-/// card stands by (its reader discards what the bridge floods to it), then holds what arrives once
-/// the source has paused (in the kernel's TAP queue, as QEMU's card does while its VM is stopped);
+/// card stands by (its reader keeps only the last <see cref="StandbyLookbackMs"/> of what the bridge
+/// floods to it), then holds what arrives once the source has paused (in the kernel's TAP queue, as
+/// QEMU's card does while its VM is stopped), after the standby's recent frames: those arrived
+/// between the source's link going down and this card hearing of the pause, and the source never saw them;
 /// the source's card takes its TAP's link down at the pause, so that the bridge forgets the VM's
 /// port and floods its frames, the destination's among others. When the VM runs on the
 /// destination (or again on the source), the card sends QEMU's self-announcement from the host
@@ -34,6 +37,17 @@ public sealed class VirtioNet : VirtioDevice
     public const int HeaderSize = 12;
     public const int RingFrames = 256;
     public const int MaxFrame = 2048;
+
+    /// <summary>
+    /// How far back a standby card keeps what the bridge sent it: once the source's link is down,
+    /// the VM's frames flood to this card before the destination hears of the pause (the pause's
+    /// first pages or state, behind what the link still carries), and they must not be lost. Older
+    /// frames went to the source too (broadcasts), and are not the VM's to receive twice.
+    /// </summary>
+    public const int StandbyLookbackMs = 50;
+
+    /// <summary>Frames a standby card keeps at most (the oldest go first).</summary>
+    public const int StandbyFrames = 64;
 
     /// <summary>Waiting frames a saved state carries at most (bytes, with their 2-byte lengths): the rest are dropped, as a card's FIFO would be.</summary>
     public const int MaxCarriedBytes = 24 << 10;
@@ -52,6 +66,11 @@ public sealed class VirtioNet : VirtioDevice
     private ushort _status = StatusLinkUp;
     private volatile NetAttachment _attachment = NetAttachment.Attached;
     private readonly List<byte[]> _carried = []; // frames the VM brought in its state: delivered first (machine thread)
+    private readonly byte[][] _standby = new byte[StandbyFrames][];
+    private readonly int[] _standbyLength = new int[StandbyFrames];
+    private readonly long[] _standbyAt = new long[StandbyFrames];
+    private int _standbyFirst, _standbyCount; // under _standbyLock
+    private readonly object _standbyLock = new();
     private readonly ManualResetEventSlim _readable = new(true); // reset while the card holds
     private readonly object _announceLock = new();
     private Timer? _announceTimer;
@@ -72,6 +91,11 @@ public sealed class VirtioNet : VirtioDevice
         for (int i = 0; i < RingFrames; i++)
         {
             _ring[i] = new byte[MaxFrame];
+        }
+
+        for (int i = 0; i < StandbyFrames; i++)
+        {
+            _standby[i] = new byte[MaxFrame];
         }
 
         if (tap is not null)
@@ -156,16 +180,88 @@ public sealed class VirtioNet : VirtioDevice
         }
     }
 
-    /// <summary>A migration's destination, before the source pauses: what the bridge sends this card is discarded.</summary>
-    public void StandBy() => _attachment = NetAttachment.Standby;
+    /// <summary>A migration's destination, before the source pauses: the card keeps only the last <see cref="StandbyLookbackMs"/> of what the bridge sends it.</summary>
+    public void StandBy()
+    {
+        lock (_standbyLock)
+        {
+            _standbyCount = 0;
+            _attachment = NetAttachment.Standby;
+        }
+    }
 
-    /// <summary>A migration's destination once the source paused: frames wait in the TAP's kernel queue for the VM to run here.</summary>
+    /// <summary>
+    /// A migration's destination once the source paused: the standby's frames of the last
+    /// <see cref="StandbyLookbackMs"/> join the card's ring, and what comes next waits in the TAP's
+    /// kernel queue for the VM to run here.
+    /// </summary>
     public void Hold()
     {
-        if (_attachment is NetAttachment.Standby or NetAttachment.Attached)
+        lock (_standbyLock)
         {
-            _readable.Reset();
-            _attachment = NetAttachment.Holding;
+            if (_attachment is NetAttachment.Standby or NetAttachment.Attached)
+            {
+                _readable.Reset();
+                bool fromStandby = _attachment == NetAttachment.Standby;
+                _attachment = NetAttachment.Holding;
+                if (fromStandby)
+                {
+                    KeepRecentStandbyFrames();
+                }
+            }
+        }
+    }
+
+    /// <summary>Frames the card read while it stood by, and those of them it passed to its ring at the pause (they arrived within the lookback).</summary>
+    public long StandbyFramesRead => Interlocked.Read(ref _standbyRead);
+
+    /// <inheritdoc cref="StandbyFramesRead"/>
+    public long StandbyFramesKept => Interlocked.Read(ref _standbyKept);
+
+    private long _standbyKept, _standbyRead;
+
+    private void KeepRecentStandbyFrames()
+    {
+        long since = Stopwatch.GetTimestamp() - (StandbyLookbackMs * Stopwatch.Frequency / 1000);
+        for (int i = 0; i < _standbyCount; i++)
+        {
+            int slot = (_standbyFirst + i) % StandbyFrames;
+            if (_standbyAt[slot] >= since && Inject(_standby[slot].AsSpan(0, _standbyLength[slot])))
+            {
+                Interlocked.Increment(ref _standbyKept);
+            }
+        }
+
+        _standbyCount = 0;
+    }
+
+    private void KeepInStandby(ReadOnlySpan<byte> frame)
+    {
+        lock (_standbyLock)
+        {
+            if (_attachment != NetAttachment.Standby)
+            {
+                Inject(frame); // held or attached since the read began
+                return;
+            }
+
+            Interlocked.Increment(ref _standbyRead);
+            if (frame.Length > MaxFrame)
+            {
+                return;
+            }
+
+            if (_standbyCount == StandbyFrames)
+            {
+                _standbyFirst = (_standbyFirst + 1) % StandbyFrames;
+                _standbyCount--;
+            }
+
+            int slot = (_standbyFirst + _standbyCount) % StandbyFrames;
+            frame.CopyTo(_standby[slot]);
+            _standbyLength[slot] = frame.Length;
+            _standbyAt[slot] = Stopwatch.GetTimestamp();
+            _standbyCount++;
         }
     }
 
@@ -205,7 +301,16 @@ public sealed class VirtioNet : VirtioDevice
             SetLink(true);
         }
 
-        _attachment = NetAttachment.Attached;
+        lock (_standbyLock)
+        {
+            if (_attachment == NetAttachment.Standby)
+            {
+                KeepRecentStandbyFrames(); // the VM came without a pause being heard of first
+            }
+
+            _attachment = NetAttachment.Attached;
+        }
+
         _readable.Set();
         if (_tap is not null)
         {
@@ -396,8 +501,8 @@ public sealed class VirtioNet : VirtioDevice
             Volatile.Write(ref _head, Volatile.Read(ref _tail)); // frames from before the VM came are not its own
         }
 
-        // (a holding card's ring has only what came after the source paused, the standby having discarded
-        // the rest: it follows the frames the source's card carried)
+        // (a holding card's ring has only what came after the source paused, and the standby's last
+        // StandbyLookbackMs: it follows the frames the source's card carried)
     }
 
     public override void Dispose()
@@ -532,7 +637,16 @@ public sealed class VirtioNet : VirtioDevice
                 return;
             }
 
-            if (n > 0 && _attachment != NetAttachment.Standby)
+            if (n <= 0)
+            {
+                continue;
+            }
+
+            if (_attachment == NetAttachment.Standby)
+            {
+                KeepInStandby(scratch.AsSpan(0, n));
+            }
+            else
             {
                 Inject(scratch.AsSpan(0, n));
             }
@@ -546,7 +660,7 @@ public enum NetAttachment
     /// <summary>The VM runs with this card: frames flow.</summary>
     Attached,
 
-    /// <summary>A destination before the source's pause: frames are read and discarded.</summary>
+    /// <summary>A destination before the source's pause: frames are read, and only the last <see cref="VirtioNet.StandbyLookbackMs"/> of them kept.</summary>
     Standby,
 
     /// <summary>A destination after the source's pause: frames wait in the TAP's kernel queue.</summary>
