@@ -37,7 +37,12 @@ public static class Program
                 .AsDefault());
         }
 
-        var types = new List<Type> { typeof(HartBenchmarks), typeof(LinuxBootBenchmarks), typeof(TranslationCostBenchmarks), typeof(DirtyLogBenchmarks), typeof(DirtyLogTlbResidentBenchmarks), typeof(PageSenderBenchmarks), typeof(WorkingSetBenchmarks) };
+        if (args.Any(a => a.Contains("FirstRun", StringComparison.Ordinal) || a.Trim('\'', '"') == "*"))
+        {
+            FirstRunBenchmarks.PrepareSnapshot();
+        }
+
+        var types = new List<Type> { typeof(HartBenchmarks), typeof(LinuxBootBenchmarks), typeof(TranslationCostBenchmarks), typeof(FirstRunBenchmarks), typeof(DirtyLogBenchmarks), typeof(DirtyLogTlbResidentBenchmarks), typeof(PageSenderBenchmarks), typeof(WorkingSetBenchmarks) };
         if (Qemu.Available)
         {
             types.Add(typeof(QemuBaselineBenchmarks));

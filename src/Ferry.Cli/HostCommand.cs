@@ -13,7 +13,7 @@ internal static class HostCommand
         var api = new Option<string?>("--api") { Description = "control API ADDR:PORT (default: 127.0.0.1, the listen port + 1; port 0: any free port); not loopback: a warning" };
         var secret = Common.SecretOption();
         var name = new Option<string?>("--name") { Description = "this host's name in statuses and reports" };
-        var noWarmUp = new Option<bool>("--no-warm-up") { Description = "skip the start-up self-migration that compiles the migration code ahead of real downtimes" };
+        var noWarmUp = new Option<bool>("--no-warm-up") { Description = "skip the start-up warm-up (a self-migration per strategy and a Linux boot in a scratch machine) that has the JIT compile the migration's and the machine's code before a real VM depends on it" };
         var faultPriority = new Option<int>("--fault-priority")
         {
             Description = "SO_PRIORITY of fault-connection packets, for the host's qdisc (6: interactive band; an htb class id major<<16|minor: that class; above 6 needs CAP_NET_ADMIN)",
@@ -62,6 +62,7 @@ internal static class HostCommand
                 Tls = credentials.Tls,
                 Name = p.GetValue(name) ?? $"{Environment.MachineName}:{data.Port}",
                 WarmUpImage = p.GetValue(noWarmUp) ? null : GuestCatalog.Resolve("dirty", "size_mib=2"),
+                WarmUpLinux = p.GetValue(noWarmUp) ? null : GuestCatalog.ResolveLinux(null, null, null, null, "workload=idle"),
                 FaultSocketPriority = p.GetValue(faultPriority),
                 HandshakeTimeout = Common.ParseDuration(p.GetValue(handshake)!),
                 MaxPendingConnections = Common.Positive(p.GetValue(maxPending), "--max-pending-connections"),

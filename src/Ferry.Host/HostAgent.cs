@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using Ferry.Machine.Board;
@@ -101,6 +102,14 @@ public sealed class HostAgent : IAsyncDisposable
         if (_options.WarmUpImage is GuestImage warmUp)
         {
             await Ferry.Migration.Local.LocalMigration.WarmUpAsync(warmUp, _options.Tls, _stopping.Token).ConfigureAwait(false);
+        }
+
+        if (_options.WarmUpLinux is LinuxBootFiles linux)
+        {
+            long started = Stopwatch.GetTimestamp();
+            (ulong instructions, bool ready) = await Task.Run(() => LinuxWarmUp.Boot(linux, _stopping.Token)).ConfigureAwait(false);
+            _log.LogInformation("warm-up: Linux booted {Outcome} in {Instructions:N0} instructions, {Ms:F0} ms", ready ? "to ready" : "but not to ready",
+                instructions, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
 
         _incoming.Start(_stopping.Token);

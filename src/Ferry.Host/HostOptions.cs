@@ -33,6 +33,14 @@ public sealed record HostOptions
     public Ferry.Machine.Board.GuestImage? WarmUpImage { get; init; }
 
     /// <summary>
+    /// A Linux to boot once in a scratch machine before the host reports ready
+    /// (<see cref="Ferry.Machine.Board.LinuxWarmUp"/>), so that the host's first Linux VM, often
+    /// one that just arrived, does not run its first milliseconds in code the JIT has not compiled
+    /// yet. Null: no such warm-up.
+    /// </summary>
+    public Ferry.Machine.Board.LinuxBootFiles? WarmUpLinux { get; init; }
+
+    /// <summary>
     /// SO_PRIORITY of the fault connection's packets (Linux): where the host's qdisc sorts fault
     /// replies and requests. 6 (interactive) is the first band of the default pfifo_fast and
     /// of prio qdiscs; an htb class id (major &lt;&lt; 16 | minor) sends them straight into that class.
