@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using Ferry.Machine.Board;
+using Ferry.Machine.Cpu.Translation;
 using Ferry.Migration.Transport;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -107,7 +108,7 @@ public sealed class HostAgent : IAsyncDisposable
         if (_options.WarmUpLinux is LinuxBootFiles linux)
         {
             long started = Stopwatch.GetTimestamp();
-            (ulong instructions, bool ready) = await Task.Run(() => LinuxWarmUp.Boot(linux, _stopping.Token)).ConfigureAwait(false);
+            (ulong instructions, bool ready) = await Task.Run(() => LinuxWarmUp.Boot(linux, TranslationCache.Process, _stopping.Token)).ConfigureAwait(false);
             _log.LogInformation("warm-up: Linux booted {Outcome} in {Instructions:N0} instructions, {Ms:F0} ms", ready ? "to ready" : "but not to ready",
                 instructions, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }

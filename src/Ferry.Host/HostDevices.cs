@@ -1,4 +1,5 @@
 using Ferry.Machine.Board;
+using Ferry.Machine.Cpu.Translation;
 using Ferry.Machine.Devices.Virtio;
 
 namespace Ferry.Host;
@@ -37,7 +38,9 @@ internal static class HostDevices
 
         try
         {
-            return new VirtMachine(config, devices: devices);
+            var machine = new VirtMachine(config, devices: devices);
+            machine.Hart.SharedTranslations = TranslationCache.Process; // the host's VMs share what they translate
+            return machine;
         }
         catch (IOException e)
         {

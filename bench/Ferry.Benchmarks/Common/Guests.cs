@@ -24,7 +24,7 @@ internal static class Guests
     /// <summary>The translator's cost and cache size in one line.</summary>
     public static string Describe(TranslationStatistics t) =>
         $"translator: {t.Blocks:N0} blocks ({t.Instructions:N0} guest instructions, {t.IlBytes:N0} B of IL) translated and compiled in {t.Time.TotalMilliseconds:F1} ms "
-        + $"({(t.Blocks == 0 ? 0 : t.Time.TotalMicroseconds / t.Blocks):F1} us per block, JIT included; {t.Promoted:N0} of them promotions to the optimized tier), {t.CachedBlocks:N0} cached";
+        + $"({(t.Blocks == 0 ? 0 : t.Time.TotalMicroseconds / t.Blocks):F1} us per block, JIT included; {t.Promoted:N0} of them promotions to the optimized tier), {t.CachedBlocks:N0} cached, {t.Shared:N0} taken from the shared translations";
 
     public static string ConsoleText(VirtMachine machine) => Encoding.ASCII.GetString(machine.Console.Read(0).Bytes);
 

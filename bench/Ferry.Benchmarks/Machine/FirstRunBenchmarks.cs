@@ -2,6 +2,7 @@ using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Engines;
 using Ferry.Benchmarks.Common;
 using Ferry.Machine.Board;
+using Ferry.Machine.Cpu.Translation;
 using Ferry.Machine.State;
 
 namespace Ferry.Benchmarks.Machine;
@@ -12,7 +13,7 @@ namespace Ferry.Benchmarks.Machine;
 /// JIT's first compiles of the machine's paths fall inside the measurement, as they fall in the
 /// first milliseconds after a host's first incoming migration; with <see cref="WarmUp"/>, the
 /// process first boots Linux in a scratch machine (<see cref="LinuxWarmUp"/>, what `ferry host`
-/// does at start). The snapshot (Linux running kvstore at 150 M instructions, translator) is made
+/// does at start), leaving its translations in a cache the restored machine shares, as a host's VMs do. The snapshot (Linux running kvstore at 150 M instructions, translator) is made
 /// by the parent benchmark process (<see cref="PrepareSnapshot"/>), so the measured ones stay cold.
 /// </summary>
 [SimpleJob(RunStrategy.ColdStart, launchCount: 10, warmupCount: 0, iterationCount: 1, invocationCount: 1)]
@@ -23,6 +24,7 @@ public class FirstRunBenchmarks
     private const ulong Measured = 2_000_000;
 
     private byte[] _snapshot = null!;
+    private TranslationCache? _cache;
     private VirtMachine? _machine;
 
     [Params(false, true)]
@@ -40,17 +42,7 @@ public class FirstRunBenchmarks
         AppDomain.CurrentDomain.ProcessExit += (_, _) => File.Delete(path);
     }
 
-    private static LinuxBootFiles Files(string commandLine)
-    {
-        string bin = Path.Combine(Repo.Root, "guests", "linux", "bin");
-        return new LinuxBootFiles
-        {
-            Firmware = File.ReadAllBytes(Path.Combine(Repo.Root, "guests", "firmware", "fw_dynamic.bin")),
-            Kernel = File.ReadAllBytes(Path.Combine(bin, "Image.gz")),
-            Initrd = File.ReadAllBytes(Path.Combine(bin, "initramfs.cpio.gz")),
-            CommandLine = commandLine,
-        };
-    }
+    private static LinuxBootFiles Files(string commandLine) => LinuxBootBenchmarks.Files() with { CommandLine = commandLine };
 
     [GlobalSetup]
     public void Setup()
@@ -58,7 +50,8 @@ public class FirstRunBenchmarks
         string path = Environment.GetEnvironmentVariable(SnapshotVariable)
             ?? throw new InvalidOperationException($"{SnapshotVariable} is not set: run FirstRunBenchmarks through Program, which makes the snapshot");
         _snapshot = File.ReadAllBytes(path);
-        if (WarmUp && !LinuxWarmUp.Boot(Files(LinuxBoot.DefaultCommandLine + " ferry.workload=idle")).Ready)
+        _cache = WarmUp ? new TranslationCache() : null;
+        if (WarmUp && !LinuxWarmUp.Boot(Files(LinuxBoot.DefaultCommandLine + " ferry.workload=idle"), _cache).Ready)
         {
             throw new InvalidOperationException("the warm-up boot did not reach ready");
         }
@@ -69,6 +62,7 @@ public class FirstRunBenchmarks
     {
         _machine?.Dispose();
         _machine = Snapshot.Load(_snapshot);
+        _machine.Hart.SharedTranslations = _cache; // as on a host: what its warm-up boot translated
     }
 
     /// <summary>The restored VM's first 2 M instructions.</summary>

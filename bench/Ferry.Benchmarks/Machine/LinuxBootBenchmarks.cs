@@ -2,6 +2,7 @@ using BenchmarkDotNet.Attributes;
 using Ferry.Benchmarks.Common;
 using Ferry.Machine.Board;
 using Ferry.Machine.Cpu;
+using Ferry.Machine.Cpu.Translation;
 
 namespace Ferry.Benchmarks.Machine;
 
@@ -13,7 +14,7 @@ namespace Ferry.Benchmarks.Machine;
 /// </summary>
 public class LinuxBootBenchmarks
 {
-    private const string Ready = "ferry-init: ready";
+    internal const string Ready = "ferry-init: ready";
 
     private LinuxBootFiles _files = null!;
     private VirtMachine? _machine;
@@ -22,10 +23,13 @@ public class LinuxBootBenchmarks
     public ExecutionEngine Engine { get; set; } = ExecutionEngine.Interpreter;
 
     [GlobalSetup]
-    public void Setup()
+    public void Setup() => _files = Files();
+
+    /// <summary>The repository's Linux boot: Debian's fw_dynamic, the guests/linux kernel and initramfs, the default command line.</summary>
+    internal static LinuxBootFiles Files()
     {
         string bin = Path.Combine(Repo.Root, "guests", "linux", "bin");
-        _files = new LinuxBootFiles
+        return new LinuxBootFiles
         {
             Firmware = File.ReadAllBytes(Path.Combine(Repo.Root, "guests", "firmware", "fw_dynamic.bin")),
             Kernel = File.ReadAllBytes(Path.Combine(bin, "Image.gz")),
@@ -36,13 +40,17 @@ public class LinuxBootBenchmarks
 
     /// <summary>One boot of a fresh machine (building it and loading the images included, the same for both engines).</summary>
     [Benchmark]
-    public ulong BootToReady()
+    public ulong BootToReady() => Boot(ref _machine, _files, Engine, null);
+
+    /// <summary>Replaces <paramref name="machine"/> by a fresh one booted to <see cref="Ready"/> (the machine's build and the images' load included).</summary>
+    internal static ulong Boot(ref VirtMachine? machine, LinuxBootFiles files, ExecutionEngine engine, TranslationCache? shared)
     {
-        _machine?.Dispose();
-        _machine = new VirtMachine(new MachineConfig { MemorySize = Guests.MemorySize, Icount = true, IdleSleep = false });
-        _machine.Hart.Engine = Engine;
-        LinuxBoot.Load(_machine, _files);
-        return Guests.RunUntilConsole(_machine, Ready, 100_000_000, 250_000);
+        machine?.Dispose();
+        machine = new VirtMachine(new MachineConfig { MemorySize = Guests.MemorySize, Icount = true, IdleSleep = false });
+        machine.Hart.Engine = engine;
+        machine.Hart.SharedTranslations = shared;
+        LinuxBoot.Load(machine, files);
+        return Guests.RunUntilConsole(machine, Ready, 100_000_000, 250_000);
     }
 
     [GlobalCleanup]
@@ -56,6 +64,44 @@ public class LinuxBootBenchmarks
                 Console.WriteLine($"// Linux boot: {Guests.Describe(_machine.Hart.TranslationStatistics)}");
             }
 
+            _machine.Dispose();
+        }
+    }
+}
+
+/// <summary>
+/// The same boot with the translator on a host agent: the machines share the process's
+/// translations (<see cref="TranslationCache"/>), which GlobalSetup fills as `ferry host` does at
+/// start (<see cref="LinuxWarmUp"/>: one boot at threshold 256), and which every boot then adds to.
+/// Compare with <see cref="LinuxBootBenchmarks"/> (a cold translator, the interpreter) in the same run.
+/// </summary>
+public class LinuxBootOnAHostBenchmarks
+{
+    private LinuxBootFiles _files = null!;
+    private TranslationCache _cache = null!;
+    private VirtMachine? _machine;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _files = LinuxBootBenchmarks.Files();
+        _cache = new TranslationCache();
+        if (!LinuxWarmUp.Boot(_files with { CommandLine = LinuxBoot.DefaultCommandLine + " ferry.workload=idle" }, _cache).Ready)
+        {
+            throw new InvalidOperationException("the warm-up boot did not reach ready");
+        }
+    }
+
+    /// <summary>One boot of a fresh machine on the host (building it and loading the images included).</summary>
+    [Benchmark]
+    public ulong BootToReady() => LinuxBootBenchmarks.Boot(ref _machine, _files, ExecutionEngine.Translator, _cache);
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        if (_machine is not null)
+        {
+            Console.WriteLine($"// Linux boot on a host: {Guests.Describe(_machine.Hart.TranslationStatistics)}; the cache holds {_cache.Count} regions ({_cache.Hits:N0} hits, {_cache.Misses:N0} misses)");
             _machine.Dispose();
         }
     }

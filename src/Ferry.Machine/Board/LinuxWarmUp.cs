@@ -1,4 +1,6 @@
 using System.Text;
+using Ferry.Machine.Cpu;
+using Ferry.Machine.Cpu.Translation;
 
 namespace Ferry.Machine.Board;
 
@@ -9,7 +11,9 @@ namespace Ferry.Machine.Board;
 /// arrived by migration, runs its first 2 M instructions in about 20 ms instead of 2 to 5: the
 /// JIT's first compiles of those paths, right after the resume (docs/performance.md). The boot is
 /// instruction-counted with idle time skipped, so it costs CPU only (about 25 M instructions), and
-/// the scratch machine has no disk and no network.
+/// the scratch machine has no disk and no network. Given the host's <see cref="TranslationCache"/>,
+/// it also leaves there the translations of the boot's hot code, which the host's VMs then
+/// install without compiling.
 /// </summary>
 public static class LinuxWarmUp
 {
@@ -24,10 +28,31 @@ public static class LinuxWarmUp
 
     private const ulong Step = 1_000_000;
 
-    /// <summary>Boots <paramref name="files"/> to <see cref="Ready"/> (and a little further); returns the instructions retired and whether ready was seen.</summary>
-    public static (ulong Instructions, bool Ready) Boot(LinuxBootFiles files, CancellationToken cancellation = default)
+    /// <summary>The warm-up's translation threshold when it fills a shared cache (a VM's own is <see cref="Hart.DefaultTranslationThreshold"/>).</summary>
+    public const int TranslationThreshold = 256;
+
+    /// <summary>The warm-up's promotion threshold when it fills a shared cache: the regions that retire this many instructions in the boot are left optimized.</summary>
+    public const long PromotionThreshold = 20_000;
+
+    /// <summary>
+    /// Boots <paramref name="files"/> to <see cref="Ready"/> (and a little further); returns the
+    /// instructions retired and whether ready was seen. With <paramref name="translations"/>, what
+    /// the boot translates is kept there for the VMs that share it.
+    /// </summary>
+    public static (ulong Instructions, bool Ready) Boot(LinuxBootFiles files, TranslationCache? translations = null, CancellationToken cancellation = default)
     {
         using var machine = new VirtMachine(new MachineConfig { MemorySize = 128UL << 20, Icount = true, IdleSleep = false });
+        machine.Hart.SharedTranslations = translations;
+        if (translations is not null)
+        {
+            // Leave more than the boot's hottest code behind, at once: the VMs that share the
+            // cache take whatever fits their instructions, long before their own passes would
+            // have made it worth translating.
+            machine.Hart.TranslationThreshold = TranslationThreshold;
+            machine.Hart.PromotionThreshold = PromotionThreshold;
+            machine.Hart.TranslateInBackground = false;
+        }
+
         LinuxBoot.Load(machine, files);
         var console = new StringBuilder();
         long read = 0;

@@ -58,7 +58,13 @@ public sealed unsafe partial class Hart
     private int _translationGeneration;
     private bool _translateInBackground = true;
 
+    private TranslationCache? _shared;
+
+    /// <summary>How many times the interpreter reaches a block's address before it looks for the block in <see cref="SharedTranslations"/> (a lookup is cheap next to a translation).</summary>
+    public const int SharedLookupHeat = 2;
+
     private long _blocksTranslated;
+    private long _blocksShared;
     private long _blocksPromoted;
     private long _instructionsTranslated;
     private long _translationTicks;
@@ -125,6 +131,17 @@ public sealed unsafe partial class Hart
         }
     }
 
+    /// <summary>
+    /// Translations this hart takes from and gives to the other harts of the process (null: none,
+    /// the default). A block found there for the same instructions is installed without compiling,
+    /// at <see cref="SharedLookupHeat"/> passes rather than <see cref="TranslationThreshold"/>.
+    /// </summary>
+    public TranslationCache? SharedTranslations
+    {
+        get => _shared;
+        set => _shared = value;
+    }
+
     /// <summary>What the translator has done so far (cost and cache size).</summary>
     public TranslationStatistics TranslationStatistics => new(
         _blocksTranslated,
@@ -132,7 +149,8 @@ public sealed unsafe partial class Hart
         Stopwatch.GetElapsedTime(0, _translationTicks),
         _ilBytes,
         LiveBlocks(),
-        _blocksPromoted);
+        _blocksPromoted,
+        _blocksShared);
 
     /// <summary>Drops every translated block (snapshot restore, migration resume, engine change).</summary>
     public void DropTranslations()
@@ -165,6 +183,7 @@ public sealed unsafe partial class Hart
     private void Install(TranslationResult result)
     {
         TranslationRequest r = result.Request;
+        _shared?.Publish(r, result.Block);
         TranslatedBlock?[] pageBlocks = _blocks[r.Page] ??= new TranslatedBlock?[GuestMemory.PageSize / 2];
         pageBlocks[(r.Pc & GuestMemory.PageMask) >> 1] = result.Block;
         _blocksTranslated++;
@@ -232,6 +251,11 @@ public sealed unsafe partial class Hart
             return null;
         }
 
+        if (_shared is not null && SharedAt(pc, page, ref pageBlocks) is TranslatedBlock shared)
+        {
+            return shared;
+        }
+
         SortedList<int, DecodedInsn> region = FindRegion(pc, page, code);
         if (region.Count == 0)
         {
@@ -242,6 +266,52 @@ public sealed unsafe partial class Hart
         pageBlocks = _blocks[page];
         TranslatedBlock? made = pageBlocks?[(pc & GuestMemory.PageMask) >> 1];
         return made is not null && made.Pc == pc ? made : null; // none yet when translating in the background
+    }
+
+    /// <summary>
+    /// Installs the block at <paramref name="pc"/> from <see cref="SharedTranslations"/> if a region
+    /// kept there covers exactly the instructions this page holds (each decoded from this hart's
+    /// memory and compared); null otherwise, or if nothing is kept at that address.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private TranslatedBlock? SharedAt(ulong pc, int page, ref TranslatedBlock?[]? pageBlocks)
+    {
+        TranslationCache.Entry[]? entries = _shared!.At(pc);
+        DecodedInsn[]? code = _codePages[page];
+        if (entries is null || code is null || (_translateInBackground && _pendingTranslations.Contains(pc)))
+        {
+            return null;
+        }
+
+        ulong pageBase = pc & ~(ulong)GuestMemory.PageMask;
+        foreach (TranslationCache.Entry e in entries)
+        {
+            bool fits = true;
+            for (int i = 0; i < e.Offsets.Length && fits; i++)
+            {
+                ref DecodedInsn d = ref code[e.Offsets[i] >> 1];
+                if (d.Op == Op.Undecoded)
+                {
+                    DecodeSlot(ref d, page, pageBase + (ulong)e.Offsets[i]);
+                }
+
+                fits = TranslationCache.Same(d, e.Instructions[i]);
+            }
+
+            if (fits)
+            {
+                _shared.Counted(hit: true);
+                var request = new TranslationRequest(pc, page, code, e.Region, _translationGeneration, e.Optimized);
+                var block = new TranslatedBlock(request, e.Length, e.IlBytes, e.Code);
+                pageBlocks = _blocks[page] ??= new TranslatedBlock?[GuestMemory.PageSize / 2];
+                pageBlocks[(pc & GuestMemory.PageMask) >> 1] = block;
+                _blocksShared++;
+                return block;
+            }
+        }
+
+        _shared.Counted(hit: false);
+        return null;
     }
 
     /// <summary>
@@ -402,7 +472,8 @@ public sealed unsafe partial class Hart
 
 /// <summary>
 /// The translator's cost and cache size: translations made (quick and optimized) and their guest
-/// instructions, time spent, IL emitted, blocks cached now, and how many of the translations
-/// were promotions of hot quick blocks to optimized code.
+/// instructions, time spent, IL emitted, blocks cached now, how many of the translations
+/// were promotions of hot quick blocks to optimized code, and how many blocks were installed
+/// from the process's shared translations instead of being translated.
 /// </summary>
-public readonly record struct TranslationStatistics(long Blocks, long Instructions, TimeSpan Time, long IlBytes, int CachedBlocks, long Promoted = 0);
+public readonly record struct TranslationStatistics(long Blocks, long Instructions, TimeSpan Time, long IlBytes, int CachedBlocks, long Promoted = 0, long Shared = 0);

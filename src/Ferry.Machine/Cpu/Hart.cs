@@ -195,6 +195,10 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
                         heat = 0;
                         b = TranslateAt(pc, curPage, ref pageBlocks);
                     }
+                    else if (heat == SharedLookupHeat && _shared is not null)
+                    {
+                        b = SharedAt(pc, curPage, ref pageBlocks);
+                    }
                 }
 
                 if (b is not null && n + b.Length <= Volatile.Read(ref _budget))

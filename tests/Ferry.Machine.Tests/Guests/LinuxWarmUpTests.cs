@@ -19,7 +19,7 @@ public sealed class LinuxWarmUpTests
     {
         using var cancelled = new CancellationTokenSource();
         cancelled.Cancel();
-        (ulong instructions, bool ready) = LinuxWarmUp.Boot(LinuxGuest.Files(LinuxBoot.DefaultCommandLine), cancelled.Token);
+        (ulong instructions, bool ready) = LinuxWarmUp.Boot(LinuxGuest.Files(LinuxBoot.DefaultCommandLine), cancellation: cancelled.Token);
         Assert.False(ready);
         Assert.Equal(0UL, instructions);
     }

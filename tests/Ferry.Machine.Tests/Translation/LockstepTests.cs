@@ -1,5 +1,6 @@
 using Ferry.Machine.Board;
 using Ferry.Machine.Cpu;
+using Ferry.Machine.Cpu.Translation;
 using Ferry.Machine.Memory;
 using Ferry.Machine.State;
 using Ferry.Machine.Tests.Guests;
@@ -48,6 +49,25 @@ public sealed class LockstepTests
         TranslationStatistics t = translated.Hart.TranslationStatistics;
         Assert.True(t.Blocks > 1000, $"only {t.Blocks} blocks translated");
         Assert.True(t.Promoted > 100, $"only {t.Promoted} blocks promoted to the optimized tier");
+    }
+
+    [Fact]
+    public void LinuxBoot_WithTranslationsSharedByAnEarlierBoot_MatchesTheInterpreter_AfterEveryStep()
+    {
+        // What a host does: its start-up boot fills the process's cache, its VMs take from it.
+        var cache = new TranslationCache();
+        Assert.True(LinuxWarmUp.Boot(LinuxGuest.Files(LinuxBoot.DefaultCommandLine + " ferry.workload=idle"), cache).Ready);
+        Assert.True(cache.Count > 100, $"the warm-up boot left {cache.Count} translations");
+
+        using VirtMachine reference = LinuxGuest.Boot(LinuxBoot.DefaultCommandLine, engine: ExecutionEngine.Interpreter);
+        using VirtMachine translated = LinuxGuest.Boot(LinuxBoot.DefaultCommandLine, engine: ExecutionEngine.Translator);
+        translated.Hart.TranslationThreshold = Hart.DefaultTranslationThreshold;
+        translated.Hart.SharedTranslations = cache;
+        Lockstep(reference, translated, maxInstructions: 27_000_000, maxStep: 20_000, seed: 11);
+
+        Assert.Contains("ferry-init: ready", System.Text.Encoding.ASCII.GetString(translated.Console.Read(0).Bytes), StringComparison.Ordinal);
+        TranslationStatistics t = translated.Hart.TranslationStatistics;
+        Assert.True(t.Shared > 100, $"only {t.Shared} blocks taken from the cache: {t}");
     }
 
     [Fact]
