@@ -67,6 +67,24 @@ public sealed class LinuxBootTests
     }
 
     [Fact]
+    public void ReadKernelImage_GivesTheLastGunzippedImageAgainForTheSameBytesOnly()
+    {
+        byte[] image = LinuxBoot.ReadKernelImage(LinuxGuest.Kernel, "Image.gz");
+        Assert.Same(image, LinuxBoot.ReadKernelImage((byte[])LinuxGuest.Kernel.Clone(), "Image.gz")); // the same bytes, another array
+
+        // Other gzip bytes (the same Image, compressed again) are gunzipped, not taken from the last.
+        using var recompressed = new MemoryStream();
+        using (var gz = new System.IO.Compression.GZipStream(recompressed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+        {
+            gz.Write(image);
+        }
+
+        byte[] again = LinuxBoot.ReadKernelImage(recompressed.ToArray(), "fast.gz");
+        Assert.NotSame(image, again);
+        Assert.Equal(image, again);
+    }
+
+    [Fact]
     public void Load_PlacesFirmwareKernelInitrdAndTree_AndSetsTheRegistersTheResetVectorWould()
     {
         using VirtMachine m = LinuxGuest.Boot("console=ttyS0 ferry.workload=idle");
