@@ -82,7 +82,7 @@ internal static class DemoCommand
         var request = new MigrateRequest { Destination = "", Token = "", Strategy = strategy, Bandwidth = bandwidth };
         MigrationReport report = await MigrateCommand.WithProgressAsync(hostA, hostB, name, request, ct);
         MigrateCommand.PrintSummary(report);
-        if (report.Outcome != "completed")
+        if (report.Outcome != MigrationOutcome.Completed)
         {
             return 1;
         }

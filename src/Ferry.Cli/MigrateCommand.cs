@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Text.Json;
 using Ferry.Host;
+using Ferry.Migration;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
 using Spectre.Console;
 
 namespace Ferry.Cli;
@@ -55,7 +57,7 @@ internal static class MigrateCommand
             }
 
             PrintSummary(report);
-            return report.Outcome switch { "completed" => 0, "cancelled" => 2, _ => 1 };
+            return report.Outcome switch { MigrationOutcome.Completed => 0, MigrationOutcome.Cancelled => 2, _ => 1 };
         }));
         return cmd;
     }
@@ -156,12 +158,12 @@ internal static class MigrateCommand
     {
         var grid = new Grid().AddColumn().AddColumn();
         void Row(string k, string v) => grid.AddRow(new Markup($"[grey]{k}[/]"), new Markup(Markup.Escape(v)));
-        Row("outcome", r.Outcome + (r.Error is null ? "" : $": {r.Error}"));
-        Row("vm is at", r.VmLocation);
-        Row("strategy", r.Strategy);
+        Row("outcome", EnumNames.Kebab(r.Outcome) + (r.Error is null ? "" : $": {r.Error}"));
+        Row("vm is at", EnumNames.Kebab(r.VmLocation));
+        Row("strategy", SourceMigration.StrategyName(r.Strategy));
         foreach (StrategyDecision d in r.Decisions)
         {
-            Row("decided", $"{d.Choice} at {d.AtMs:0} ms: {d.Reason}");
+            Row("decided", $"{SourceMigration.StrategyName(d.Choice)} at {d.AtMs:0} ms: {d.Reason}");
         }
 
         Row("total time", $"{r.TotalTimeMs:0.0} ms (setup {r.SetupTimeMs:0.0}, live {r.LiveTimeMs:0.0}, post-copy {r.PostCopyTimeMs:0.0})");
@@ -173,7 +175,7 @@ internal static class MigrateCommand
             Row("pre-copy rounds", r.PrecopyRounds.ToString());
         }
 
-        if (r.Strategy != "precopy" && (r.Strategy != "auto" || r.Decisions.LastOrDefault()?.Choice != "precopy"))
+        if (r.Strategy != StrategyKind.PreCopy && (r.Strategy != StrategyKind.Auto || r.Decisions.LastOrDefault()?.Choice != StrategyKind.PreCopy))
         {
             Row("network faults", $"{r.NetworkFaults.Count:N0} (stall total {r.NetworkFaults.StallTotalMs:0.0} ms, p50 {r.NetworkFaults.StallP50Ms:0.000} ms, p99 {r.NetworkFaults.StallP99Ms:0.000} ms)");
             if (r.NetworkFaults.Stages is { Total.Count: > 0 } st)

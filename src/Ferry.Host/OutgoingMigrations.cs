@@ -84,7 +84,7 @@ public sealed class OutgoingMigrations
             {
                 report = await migration.RunAsync(_stopping).ConfigureAwait(false);
                 _log.LogInformation("migration {Id} of {Vm}: {Outcome} in {Ms:0} ms, downtime {Down:0.0} ms{Error}",
-                    id, vm.Name, report.Outcome, report.TotalTimeMs, report.DowntimeMs, report.Error is null ? "" : ": " + report.Error);
+                    id, vm.Name, EnumNames.Kebab(report.Outcome), report.TotalTimeMs, report.DowntimeMs, report.Error is null ? "" : ": " + report.Error);
             }
             catch (Exception e)
             {
@@ -98,10 +98,10 @@ public sealed class OutgoingMigrations
                 {
                     switch (report?.VmLocation)
                     {
-                        case "destination":
+                        case VmLocation.Destination:
                             await vm.DepartedAsync(label, request.DestinationApi).ConfigureAwait(false);
                             break;
-                        case "source-paused":
+                        case VmLocation.SourcePaused:
                             vm.LeftPaused(report.Error ?? "migration failed");
                             break;
                         case null when migration.PastPointOfNoReturn:
@@ -156,7 +156,7 @@ public sealed class OutgoingMigrations
             Id = id,
             Vm = e.Vm,
             Strategy = e.Strategy,
-            Phase = report?.Outcome ?? (e.Crash is not null ? "failed" : p.Phase.ToString().ToLowerInvariant()),
+            Phase = report is not null ? EnumNames.Kebab(report.Outcome) : (e.Crash is not null ? "failed" : p.Phase.ToString().ToLowerInvariant()),
             Done = report is not null || e.Crash is not null,
             Round = p.Round,
             BytesSent = Interlocked.Read(ref p.BytesSent),
@@ -227,7 +227,7 @@ public sealed class OutgoingMigrations
                 {
                     MigrationReport report = await migration.ResumeFromPageFileAsync(file, _stopping).ConfigureAwait(false);
                     entry.Report = report;
-                    _log.LogInformation("migration {Id} of {Vm} from its page file: {Outcome}{Error}", id, file.VmName, report.Outcome, report.Error is null ? "" : ": " + report.Error);
+                    _log.LogInformation("migration {Id} of {Vm} from its page file: {Outcome}{Error}", id, file.VmName, EnumNames.Kebab(report.Outcome), report.Error is null ? "" : ": " + report.Error);
                 }
             });
         }

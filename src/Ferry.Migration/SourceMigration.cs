@@ -110,13 +110,13 @@ public sealed class SourceMigration
         try
         {
             await execute(run, ct).ConfigureAwait(false);
-            return run.Report("completed", null, "destination");
+            return run.Report(MigrationOutcome.Completed, null, VmLocation.Destination);
         }
         catch (Exception e) when (e is OperationCanceledException && _cancel.IsCancellationRequested && !run.StateSent)
         {
             await run.AbandonAsync(MessageType.Cancel, "cancelled by the operator").ConfigureAwait(false);
             Progress.Phase = SourcePhase.Cancelled;
-            return run.Report("cancelled", "cancelled before switchover; the VM keeps running at the source", "source");
+            return run.Report(MigrationOutcome.Cancelled, "cancelled before switchover; the VM keeps running at the source", VmLocation.Source);
         }
         catch (Exception e)
         {
@@ -126,7 +126,7 @@ public sealed class SourceMigration
             if (!run.StateSent)
             {
                 await run.AbandonAsync(MessageType.Failed, reason).ConfigureAwait(false);
-                return run.Report("failed", reason, "source");
+                return run.Report(MigrationOutcome.Failed, reason, VmLocation.Source);
             }
 
             if (run.DestinationStopped)
@@ -134,11 +134,11 @@ public sealed class SourceMigration
                 // The destination refused or stopped its copy: the switchover state here is the VM.
                 _vm.ResumeHere();
                 await run.CloseQuietlyAsync().ConfigureAwait(false);
-                return run.Report("failed", reason + "; the VM resumed at the source from the switchover state", "source");
+                return run.Report(MigrationOutcome.Failed, reason + "; the VM resumed at the source from the switchover state", VmLocation.Source);
             }
 
             await run.CloseQuietlyAsync().ConfigureAwait(false);
-            return run.Report("failed", reason + "; the destination's state is unknown, so the VM stays paused at the source (resume it there only if it does not run at the destination)", "source-paused");
+            return run.Report(MigrationOutcome.Failed, reason + "; the destination's state is unknown, so the VM stays paused at the source (resume it there only if it does not run at the destination)", VmLocation.SourcePaused);
         }
         finally
         {
@@ -721,9 +721,9 @@ public sealed class SourceMigration
             }
         }
 
-        public MigrationReport Report(string outcome, string? error, string location)
+        public MigrationReport Report(MigrationOutcome outcome, string? error, VmLocation location)
         {
-            if (location != "source-paused")
+            if (location != VmLocation.SourcePaused)
             {
                 // Its pages are no longer owed: the destination has them all, or the VM is here.
                 _pageFile?.Delete();
@@ -764,7 +764,7 @@ public sealed class SourceMigration
             {
                 Id = owner.Id,
                 Vm = Vm.Name,
-                Strategy = StrategyName(o.Strategy),
+                Strategy = o.Strategy,
                 Destination = owner.Destination,
                 Outcome = outcome,
                 Error = error,

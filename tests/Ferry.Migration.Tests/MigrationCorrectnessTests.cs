@@ -63,8 +63,8 @@ public class MigrationCorrectnessTests
         using (source)
         using (destination)
         {
-            Assert.True(report.Outcome == "completed", report.Error);
-            Assert.Equal("destination", report.VmLocation);
+            Assert.True(report.Outcome == MigrationOutcome.Completed, report.Error);
+            Assert.Equal(VmLocation.Destination, report.VmLocation);
             Assert.Equal(options.LivePasses, report.Options.LivePasses);
             if (variant == "delta" && strategy == StrategyKind.PreCopy)
             {

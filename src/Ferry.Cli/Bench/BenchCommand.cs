@@ -7,6 +7,7 @@ using Ferry.Cli.Client;
 using Ferry.Host;
 using Ferry.Machine.Board;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
 using Spectre.Console;
 
@@ -185,7 +186,7 @@ internal static class BenchCommand
                             ct.ThrowIfCancellationRequested();
                             if (w.Networked && noNetwork is not null)
                             {
-                                runs.Add(new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = r, Outcome = "failed", Error = noNetwork });
+                                runs.Add(new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = r, Outcome = BenchOutcome.Failed, Error = noNetwork });
                                 progress.Increment(1);
                                 continue;
                             }
@@ -265,7 +266,7 @@ internal static class BenchCommand
         }
         catch (CliException e)
         {
-            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = e.Message };
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = BenchOutcome.Failed, Error = e.Message };
         }
         finally
         {
@@ -290,26 +291,26 @@ internal static class BenchCommand
 
     private static BenchRun FerryRun(Settings s, Workload w, string strategy, int repeat, MigrationReport r)
     {
-        bool converged = r.Strategy != "precopy" || r.Rounds.Count == 0 || r.Rounds[^1].ExpectedDowntimeMs <= s.DowntimeLimit.TotalMilliseconds;
+        bool converged = r.Strategy != StrategyKind.PreCopy || r.Rounds.Count == 0 || r.Rounds[^1].ExpectedDowntimeMs <= s.DowntimeLimit.TotalMilliseconds;
         return new BenchRun
         {
             Strategy = strategy,
             Workload = w.Name,
             Repeat = repeat,
-            Outcome = r.Outcome != "completed" ? r.Outcome : converged ? "completed" : "forced-stop-and-copy",
+            Outcome = r.Outcome switch { MigrationOutcome.Completed => converged ? BenchOutcome.Completed : BenchOutcome.ForcedStopAndCopy, MigrationOutcome.Cancelled => BenchOutcome.Cancelled, _ => BenchOutcome.Failed },
             Error = r.Error,
             TotalTimeMs = r.TotalTimeMs,
             DowntimeMs = r.DowntimeMs,
             BytesOnWire = r.BytesOnWire,
-            NetworkFaults = r.Strategy == "precopy" ? null : r.NetworkFaults.Count,
-            FaultStallMs = r.Strategy == "precopy" ? null : r.NetworkFaults.StallTotalMs,
-            FaultStallP99Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP99Ms,
-            FaultStallP50Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP50Ms,
-            StallPerFaultMs = r.Strategy == "precopy" || r.NetworkFaults.Count == 0 ? null : r.NetworkFaults.StallTotalMs / r.NetworkFaults.Count,
+            NetworkFaults = r.Strategy == StrategyKind.PreCopy ? null : r.NetworkFaults.Count,
+            FaultStallMs = r.Strategy == StrategyKind.PreCopy ? null : r.NetworkFaults.StallTotalMs,
+            FaultStallP99Ms = r.Strategy == StrategyKind.PreCopy ? null : r.NetworkFaults.StallP99Ms,
+            FaultStallP50Ms = r.Strategy == StrategyKind.PreCopy ? null : r.NetworkFaults.StallP50Ms,
+            StallPerFaultMs = r.Strategy == StrategyKind.PreCopy || r.NetworkFaults.Count == 0 ? null : r.NetworkFaults.StallTotalMs / r.NetworkFaults.Count,
             GuestMipsDuring = r.Guest.IpsDuring / 1e6,
             Slowdown = r.Guest.SlowdownDuring,
-            TimeToFullyResidentMs = r.Strategy == "precopy" ? null : r.TimeToFullyResidentMs,
-            Rounds = r.Strategy == "precopy" ? r.PrecopyRounds : null,
+            TimeToFullyResidentMs = r.Strategy == StrategyKind.PreCopy ? null : r.TimeToFullyResidentMs,
+            Rounds = r.Strategy == StrategyKind.PreCopy ? r.PrecopyRounds : null,
             WorkingSetBytes = r.WorkingSet?.Bytes,
             GuestMips = r.Guest.IpsBefore / 1e6,
             LinkLimitMs = s.Bandwidth > 0 ? r.Pages.MemoryNonZero * 4096.0 * 8 / s.Bandwidth * 1000 : null,
@@ -327,7 +328,7 @@ internal static class BenchCommand
     {
         if (s.KernelLink)
         {
-            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = "a networked VM's destination in the netns link's namespace has no TAP on the bridge: run linux-kvserver with --link shaper" };
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = BenchOutcome.Failed, Error = "a networked VM's destination in the netns link's namespace has no TAP on the bridge: run linux-kvserver with --link shaper" };
         }
 
         NetworkGuest guest = NetworkGuest.Default;
@@ -355,7 +356,7 @@ internal static class BenchCommand
         }
         catch (Exception e) when (e is CliException or IOException or TimeoutException)
         {
-            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = e.Message };
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = BenchOutcome.Failed, Error = e.Message };
         }
         finally
         {
@@ -422,7 +423,7 @@ internal static class BenchCommand
         }
         catch (Exception e) when (e is IOException or TimeoutException)
         {
-            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = $"the client could not reach the guest: {e.Message}" };
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = BenchOutcome.Failed, Error = $"the client could not reach the guest: {e.Message}" };
         }
     }
 
@@ -433,7 +434,7 @@ internal static class BenchCommand
             Strategy = strategy,
             Workload = w.Name,
             Repeat = repeat,
-            Outcome = q.Completed ? "completed" : q.Error?.Contains("converge", StringComparison.OrdinalIgnoreCase) == true ? "did-not-converge" : "failed",
+            Outcome = q.Completed ? BenchOutcome.Completed : q.Error?.Contains("converge", StringComparison.OrdinalIgnoreCase) == true ? BenchOutcome.DidNotConverge : BenchOutcome.Failed,
             Error = q.Error,
             TotalTimeMs = q.Completed ? q.TotalTimeMs : null,
             DowntimeMs = q.Completed ? q.DowntimeMs : null,
@@ -482,7 +483,7 @@ internal static class BenchCommand
         var sb = new StringBuilder("strategy,workload,repeat,outcome,totalTimeMs,downtimeMs,bytesOnWire,networkFaults,faultStallMs,faultStallP50Ms,faultStallP99Ms,stallPerFaultMs,slowdown,timeToFullyResidentMs,rounds,workingSetBytes,guestMips,guestMipsDuring,linkLimitMs,clientOutageMs,clientP99DuringMs,clientFailedRequests,error\n");
         foreach (BenchRun r in runs)
         {
-            sb.AppendJoin(',', r.Strategy, r.Workload, r.Repeat, r.Outcome, F(r.TotalTimeMs), F(r.DowntimeMs), r.BytesOnWire, r.NetworkFaults, F(r.FaultStallMs),
+            sb.AppendJoin(',', r.Strategy, r.Workload, r.Repeat, EnumNames.Kebab(r.Outcome), F(r.TotalTimeMs), F(r.DowntimeMs), r.BytesOnWire, r.NetworkFaults, F(r.FaultStallMs),
                 F(r.FaultStallP50Ms), F(r.FaultStallP99Ms), F(r.StallPerFaultMs), F(r.Slowdown), F(r.TimeToFullyResidentMs), r.Rounds, r.WorkingSetBytes, F(r.GuestMips), F(r.GuestMipsDuring), F(r.LinkLimitMs),
                 F(r.ClientOutageMs), F(r.ClientLatencyMs?.During?.P99), r.ClientFailedRequests,
                 r.Error is null ? "" : "\"" + r.Error.Replace("\"", "\"\"", StringComparison.Ordinal).ReplaceLineEndings(" ") + "\"");
@@ -511,7 +512,7 @@ internal static class BenchCommand
 
                 bool qemu = strategy.StartsWith("qemu", StringComparison.Ordinal);
                 bool pre = strategy.EndsWith("precopy", StringComparison.Ordinal);
-                string outcome = runs.All(r => r.Outcome == "completed") ? "" : $" [red]{string.Join(", ", runs.Select(r => r.Outcome).Distinct())}[/]";
+                string outcome = runs.All(r => r.Outcome == BenchOutcome.Completed) ? "" : $" [red]{string.Join(", ", runs.Select(r => EnumNames.Kebab(r.Outcome)).Distinct())}[/]";
                 table.AddRow(
                     Markup.Escape(w.Name),
                     Markup.Escape(strategy) + outcome,

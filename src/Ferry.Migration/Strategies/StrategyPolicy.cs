@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using Ferry.Machine.Memory;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
@@ -270,11 +272,11 @@ internal sealed class AutoPolicy : StrategyPolicy
         double dirtyRate = dirtied / Math.Max(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds, 1e-3);
         if (link is double r && dirtyRate >= MaxPrecopyDirtyShare * r)
         {
-            Decide(context, "hybrid", $"the guest dirties {dirtyRate:0} pages/s, {100 * dirtyRate / r:0.#}% of the link's {r:0}: pre-copy would send at least {1 / (1 - MaxPrecopyDirtyShare):0.##} times its memory, or never converge", dirtyRate, r, null);
+            Decide(context, StrategyKind.Hybrid, $"the guest dirties {dirtyRate:0} pages/s, {100 * dirtyRate / r:0.#}% of the link's {r:0}: pre-copy would send at least {1 / (1 - MaxPrecopyDirtyShare):0.##} times its memory, or never converge", dirtyRate, r, null);
             return;
         }
 
-        Decide(context, "precopy", link is double l
+        Decide(context, StrategyKind.PreCopy, link is double l
             ? $"the guest dirties {dirtyRate:0} pages/s, {100 * dirtyRate / l:0.#}% of the link's {l:0}: pre-copy converges"
             : $"the guest dirties {dirtyRate:0} pages/s; the link is uncapped, its rate unknown until a round measures it: pre-copy, going hybrid if its rounds stop shrinking",
             dirtyRate, link, null);
@@ -285,7 +287,7 @@ internal sealed class AutoPolicy : StrategyPolicy
         }
 
         RoundReport last = context.Rounds[^1];
-        Decide(context, "hybrid", end == RoundsEnd.NotShrinking
+        Decide(context, StrategyKind.Hybrid, end == RoundsEnd.NotShrinking
             ? $"pre-copy round {last.Round} left {last.DirtiedPages} dirty pages ({last.ExpectedDowntimeMs:0.0} ms at the link's rate, over the {context.Options.DowntimeLimit.TotalMilliseconds:0.#} ms limit) and the rounds stopped shrinking"
             : $"pre-copy ran out of rounds or time with {last.DirtiedPages} dirty pages ({last.ExpectedDowntimeMs:0.0} ms at the link's rate, over the {context.Options.DowntimeLimit.TotalMilliseconds:0.#} ms limit)",
             last.DirtyPagesPerSecond, context.LinkPagesPerSecond(), last.Round);
@@ -303,9 +305,33 @@ internal sealed class AutoPolicy : StrategyPolicy
         return workingSet;
     }
 
-    private void Decide(SourceContext context, string choice, string reason, double dirtyRate, double? link, int? round)
+    private void Decide(SourceContext context, StrategyKind choice, string reason, double dirtyRate, double? link, int? round)
     {
-        _hybrid = choice == "hybrid";
+        _hybrid = choice == StrategyKind.Hybrid;
         context.Decisions.Add(new StrategyDecision(context.Elapsed.TotalMilliseconds, choice, reason, dirtyRate, link, round));
     }
+}
+
+/// <summary>A <see cref="StrategyKind"/> in JSON: its policy's name (precopy, postcopy, hybrid, auto), read as <see cref="StrategyPolicy.Parse"/> reads it.</summary>
+public sealed class StrategyNameJsonConverter : JsonConverter<StrategyKind>
+{
+    public override StrategyKind Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType != JsonTokenType.String)
+        {
+            throw new JsonException("a strategy is a name");
+        }
+
+        try
+        {
+            return StrategyPolicy.Parse(reader.GetString()!);
+        }
+        catch (ArgumentException e)
+        {
+            throw new JsonException(e.Message);
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, StrategyKind value, JsonSerializerOptions options)
+        => writer.WriteStringValue(StrategyPolicy.NameOf(value));
 }
