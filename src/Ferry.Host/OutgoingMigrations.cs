@@ -4,6 +4,7 @@ using Ferry.Migration;
 using Ferry.Migration.Mechanisms;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
 using Ferry.Migration.Transport;
 using Microsoft.Extensions.Logging;
 
@@ -74,7 +75,7 @@ public sealed class OutgoingMigrations
         {
             DataEndpoint = request.Destination,
         };
-        var entry = new Entry(vm.Name, migration, SourceMigration.StrategyName(options.Strategy));
+        var entry = new Entry(vm.Name, migration, StrategyPolicy.NameOf(options.Strategy));
         _migrations[id] = entry;
         entry.Task = Task.Run(async () =>
         {
@@ -218,7 +219,7 @@ public sealed class OutgoingMigrations
             string endpoint = ParseEndpoint(file.Destination);
             string id = "r" + file.MigrationId;
             var migration = new SourceMigration(source, options, file.Token, (role, ct) => _transport.ConnectAsync(endpoint, ct), id, file.Destination);
-            var entry = new Entry(file.VmName, migration, SourceMigration.StrategyName(file.Strategy));
+            var entry = new Entry(file.VmName, migration, StrategyPolicy.NameOf(file.Strategy));
             _migrations[id] = entry;
             _log.LogWarning("serving {Pages} pages of {Vm} still owed to {Destination} from {Path} (migration {Id})", file.Pages!.PopCount(), file.VmName, file.Destination, path, id);
             entry.Task = Task.Run(async () =>
@@ -252,7 +253,7 @@ public sealed class OutgoingMigrations
             var defaults = new MigrationOptions();
             var options = new MigrationOptions
             {
-                Strategy = SourceMigration.ParseStrategy(r.Strategy ?? "hybrid"),
+                Strategy = r.Strategy is null ? StrategyKind.Hybrid : StrategyPolicy.Parse(r.Strategy),
                 BandwidthBitsPerSecond = LinkShaper.ParseRate(r.Bandwidth ?? "unlimited"),
                 DowntimeLimit = Milliseconds(r.DowntimeLimitMs, "downtimeLimitMs"),
                 MaxRounds = r.MaxRounds ?? defaults.MaxRounds,

@@ -252,7 +252,7 @@ public sealed class SourceMigration
             using var faultStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             Task faultTask = WatchFaultServer(_faultServer.RunAsync(faultStop.Token));
             WorkingSetEstimator estimator = Vm.WorkingSet ?? new WorkingSetEstimator(Vm.Machine, TimeSpan.FromMilliseconds(100));
-            _context = new SourceContext(Vm, Options, sender, _books, shaper, owner.Progress, estimator, _start);
+            _context = new SourceContext(Vm, Options, policy, sender, _books, shaper, owner.Progress, estimator, _start);
             _ = SampleAsync(_sampling.Token);
 
             // The switchover's code runs once now, while the VM runs, so that the pause does not
@@ -771,7 +771,7 @@ public sealed class SourceMigration
                 VmLocation = location,
                 Options = new OptionsReport(o.BandwidthBitsPerSecond, o.DowntimeLimit.TotalMilliseconds, o.MaxRounds, o.MaxLiveTime.TotalMilliseconds,
                     _policy.Locality(o), _policy.LocalityAdaptive(o), o.WorkingSetWindows, o.WorkingSetMinHits, (Vm.WorkingSet?.Window ?? TimeSpan.FromMilliseconds(100)).TotalMilliseconds,
-                    o.EffectiveWorkingSetCap, o.WorkingSetPresend, _policy.LivePasses(o), _policy.PushOrderFor(o).ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
+                    _policy.WorkingSetCap(o), o.WorkingSetPresend, _policy.LivePasses(o), _policy.PushOrderFor(o).ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
                 StartedAt = _startedAt,
                 TotalTimeMs = total,
                 SetupTimeMs = Ms(_setupEnd),
@@ -797,7 +797,7 @@ public sealed class SourceMigration
                 },
                 PagesArrived = new ArrivalReport(d.PagesLive, d.PagesPause, d.PagesFault, d.PagesPrefetch, d.PagesPush),
                 Prefetch = new PrefetchReport(prefetched, d.PrefetchHits, prefetched - d.PrefetchHits, d.PrefetchByDistance),
-                WorkingSet = _policy.HybridMechanisms && _context is not null
+                WorkingSet = _policy.UsesWorkingSet && _context is not null
                     ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed, _context.WorkingSetBudgetPages, _context.PausePagesDeferred)
                     : null,
                 Decisions = _context?.Decisions ?? [],
@@ -848,8 +848,4 @@ public sealed class SourceMigration
         private static double Percentile(double[] sorted, double q)
             => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
     }
-
-    public static string StrategyName(StrategyKind kind) => StrategyPolicy.NameOf(kind);
-
-    public static StrategyKind ParseStrategy(string name) => StrategyPolicy.Parse(name);
 }

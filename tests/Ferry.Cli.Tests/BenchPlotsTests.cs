@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using Ferry.Cli.Bench;
-using Ferry.Migration;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Strategies;
 using SkiaSharp;
 
 namespace Ferry.Cli.Tests;
@@ -252,7 +252,7 @@ public sealed class BenchPlotsTests : IDisposable
         {
             Id = "m-" + strategy,
             Vm = "vm",
-            Strategy = SourceMigration.ParseStrategy(strategy),
+            Strategy = StrategyPolicy.Parse(strategy),
             Outcome = MigrationOutcome.Completed,
             VmLocation = VmLocation.Destination,
             Options = new OptionsReport(bandwidth, 300, 30, 60000, 16, false, 4, 2, 100, 64 << 20, true, 0, "locality", 8, false, 64),

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Ferry.Cli.Bench;
-using Ferry.Migration;
+using Ferry.Migration.Strategies;
 using Xunit;
 
 namespace Ferry.EndToEnd.Tests;
@@ -38,7 +38,7 @@ public sealed class BenchTests
                         Assert.Contains(run.Outcome, new[] { BenchOutcome.Completed, BenchOutcome.ForcedStopAndCopy });
                         Assert.NotNull(run.Report);
                         Assert.True(run.TotalTimeMs > 0 && run.DowntimeMs > 0 && run.BytesOnWire > 0);
-                        Assert.Equal(s == "hybrid-pass" ? "hybrid" : s, SourceMigration.StrategyName(run.Report!.Strategy));
+                        Assert.Equal(s == "hybrid-pass" ? "hybrid" : s, StrategyPolicy.NameOf(run.Report!.Strategy));
                         Assert.Equal(s == "hybrid-pass" ? 1 : 0, run.Report.Options.LivePasses);
                         if (s != "precopy" && run.NetworkFaults > 0)
                         {

@@ -2,8 +2,8 @@ using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using Ferry.Host;
-using Ferry.Migration;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Strategies;
 using Xunit;
 
 namespace Ferry.EndToEnd.Tests;
@@ -66,7 +66,7 @@ public sealed class MigrationEndToEndTests(TwoHosts hosts)
         MigrationReport report = JsonSerializer.Deserialize<MigrationReport>(await File.ReadAllTextAsync(reportFile), MigrationReport.Json)!;
         File.Delete(reportFile);
         Assert.Equal(MigrationOutcome.Completed, report.Outcome);
-        Assert.Equal(strategy, SourceMigration.StrategyName(report.Strategy));
+        Assert.Equal(strategy, StrategyPolicy.NameOf(report.Strategy));
         Assert.True(report.Guest.InstructionsAtPause < stopAt, $"the VM had already stopped ({report.Guest.InstructionsAtPause}) when it was migrated");
         Assert.True(report.BytesOnWire > 0);
 

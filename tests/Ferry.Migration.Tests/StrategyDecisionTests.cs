@@ -2,6 +2,7 @@ using Ferry.Machine.State;
 using Ferry.Migration.Local;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
 using Ferry.Migration.Transport;
 using Xunit;
 
@@ -115,8 +116,8 @@ public class StrategyDecisionTests
             Assert.Equal(r.WorkingSet.Pages - r.WorkingSet.Deferred, r.Pages.Pause);
         }
 
-        Assert.Equal(64L << 20, new MigrationOptions { WorkingSetMaxPause = TimeSpan.FromMilliseconds(2) }.EffectiveWorkingSetCap); // unlimited link: no pause cap
-        Assert.Equal(8L << 20, new MigrationOptions { WorkingSetMaxBytes = 8L << 20, BandwidthBitsPerSecond = 1_000_000_000, WorkingSetMaxPause = TimeSpan.FromSeconds(1) }.EffectiveWorkingSetCap);
+        Assert.Equal(64L << 20, StrategyPolicy.For(StrategyKind.Hybrid).WorkingSetCap(new MigrationOptions { WorkingSetMaxPause = TimeSpan.FromMilliseconds(2) })); // unlimited link: no pause cap
+        Assert.Equal(8L << 20, StrategyPolicy.For(StrategyKind.Hybrid).WorkingSetCap(new MigrationOptions { WorkingSetMaxBytes = 8L << 20, BandwidthBitsPerSecond = 1_000_000_000, WorkingSetMaxPause = TimeSpan.FromSeconds(1) }));
     }
 
     [Fact]

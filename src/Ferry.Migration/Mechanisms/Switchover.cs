@@ -101,7 +101,7 @@ internal sealed class Switchover(SourceContext context, StrategyPolicy policy, W
         {
             // What may arrive later is sent only while the pause budget lasts (less the reserve
             // for the state and the resume); the rest of it goes after the resume.
-            long deadline = PauseAt + (long)((options.PauseBudget - SourceContext.PauseReserve).TotalSeconds * Stopwatch.Frequency);
+            long deadline = PauseAt + (long)((policy.PauseBudget(options) - SourceContext.PauseReserve).TotalSeconds * Stopwatch.Frequency);
             context.PausePagesDeferred = await context.Sender.SendUntilAsync(pausePages, PagePhase.Pause, deadline, ct).ConfigureAwait(false);
         }
         else
