@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Text;
 using Ferry.Host;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
 using Spectre.Console;
 
 namespace Ferry.Cli;
@@ -16,7 +18,7 @@ internal static class DemoCommand
 {
     public static Command Create()
     {
-        var strategy = new Option<string>("--strategy") { Description = "precopy, postcopy or hybrid", DefaultValueFactory = _ => "hybrid" };
+        Option<StrategyKind> strategy = Common.StrategyOption(StrategyKind.Hybrid);
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate", DefaultValueFactory = _ => "1Gbit" };
         var memory = new Option<string>("--memory") { Description = "guest RAM", DefaultValueFactory = _ => "256M" };
         var guest = new Option<string>("--guest")
@@ -29,7 +31,7 @@ internal static class DemoCommand
         {
             strategy, bandwidth, memory, guest,
         };
-        cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(() => RunAsync(p.GetValue(guest)!, p.GetValue(strategy)!, p.GetValue(bandwidth)!, p.GetValue(memory)!, ct)));
+        cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(() => RunAsync(p.GetValue(guest)!, StrategyPolicy.NameOf(p.GetValue(strategy)), p.GetValue(bandwidth)!, p.GetValue(memory)!, ct)));
         return cmd;
     }
 
@@ -82,7 +84,7 @@ internal static class DemoCommand
         var request = new MigrateRequest { Destination = "", Token = "", Strategy = strategy, Bandwidth = bandwidth };
         MigrationReport report = await MigrateCommand.WithProgressAsync(hostA, hostB, name, request, ct);
         MigrateCommand.PrintSummary(report);
-        if (report.Outcome != "completed")
+        if (report.Outcome != MigrationOutcome.Completed)
         {
             return 1;
         }

@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Net;
 using Ferry.Host;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
 
 namespace Ferry.Cli;
 
@@ -136,6 +138,35 @@ internal static class Common
     public static CredentialOptions SecretOption() => new();
 
     public static Option<bool> JsonOption() => new("--json") { Description = "print JSON" };
+
+    /// <summary>
+    /// `--strategy`: every strategy the migration knows (<see cref="StrategyPolicy.All"/>), its
+    /// help from each policy's description, its completions their names, and an unknown name a
+    /// one-line parse error listing them.
+    /// </summary>
+    public static Option<StrategyKind> StrategyOption(StrategyKind defaultKind)
+    {
+        var option = new Option<StrategyKind>("--strategy")
+        {
+            Description = string.Join("; ", StrategyPolicy.All.Select(k => $"{StrategyPolicy.NameOf(k)}: {StrategyPolicy.For(k).Description}"))
+                + $" (default: {StrategyPolicy.NameOf(defaultKind)})",
+            DefaultValueFactory = _ => defaultKind,
+            CustomParser = result =>
+            {
+                try
+                {
+                    return StrategyPolicy.Parse(result.Tokens[^1].Value);
+                }
+                catch (ArgumentException e)
+                {
+                    result.AddError(e.Message);
+                    return defaultKind;
+                }
+            },
+        };
+        option.CompletionSources.Add([.. StrategyPolicy.Names]);
+        return option;
+    }
 
     public static ApiCredentials Secret(ParseResult p, CredentialOptions options) => options.Resolve(p);
 

@@ -1,7 +1,10 @@
 using System.CommandLine;
 using System.Text.Json;
 using Ferry.Host;
+using Ferry.Migration;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
 using Spectre.Console;
 
 namespace Ferry.Cli;
@@ -16,11 +19,7 @@ internal static class MigrateCommand
         var to = new Option<string?>("--to") { Description = "destination host API URL (required unless --resume)" };
         var resume = new Option<bool>("--resume") { Description = "reconnect a migration of NAME that lost its destination after the switchover (the VM is paused at the source), and follow it to its end" };
         var secret = Common.SecretOption();
-        var strategy = new Option<string>("--strategy")
-        {
-            Description = "auto (pre-copy while it is predicted to converge within --downtime-limit, else hybrid; a pre-copy whose rounds stop shrinking goes hybrid), precopy, postcopy or hybrid",
-            DefaultValueFactory = _ => "auto",
-        };
+        Option<StrategyKind> strategy = Common.StrategyOption(MigrationOptions.DefaultStrategy);
         var (settings, parse) = TuningOptions();
         var json = new Option<string?>("--json") { Description = "write the full report (JSON) to this file" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no progress bar" };
@@ -32,7 +31,7 @@ internal static class MigrateCommand
 
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
-            MigrateRequest request = parse(p) with { Strategy = p.GetValue(strategy)! };
+            MigrateRequest request = parse(p) with { Strategy = StrategyPolicy.NameOf(p.GetValue(strategy)) };
             ApiCredentials secretValue = Common.Secret(p, secret);
             using var source = new HostClient(p.GetValue(from)!, secretValue);
             MigrationReport report;
@@ -55,7 +54,7 @@ internal static class MigrateCommand
             }
 
             PrintSummary(report);
-            return report.Outcome switch { "completed" => 0, "cancelled" => 2, _ => 1 };
+            return report.Outcome switch { MigrationOutcome.Completed => 0, MigrationOutcome.Cancelled => 2, _ => 1 };
         }));
         return cmd;
     }
@@ -156,12 +155,12 @@ internal static class MigrateCommand
     {
         var grid = new Grid().AddColumn().AddColumn();
         void Row(string k, string v) => grid.AddRow(new Markup($"[grey]{k}[/]"), new Markup(Markup.Escape(v)));
-        Row("outcome", r.Outcome + (r.Error is null ? "" : $": {r.Error}"));
-        Row("vm is at", r.VmLocation);
-        Row("strategy", r.Strategy);
+        Row("outcome", EnumNames.Kebab(r.Outcome) + (r.Error is null ? "" : $": {r.Error}"));
+        Row("vm is at", EnumNames.Kebab(r.VmLocation));
+        Row("strategy", StrategyPolicy.NameOf(r.Strategy));
         foreach (StrategyDecision d in r.Decisions)
         {
-            Row("decided", $"{d.Choice} at {d.AtMs:0} ms: {d.Reason}");
+            Row("decided", $"{StrategyPolicy.NameOf(d.Choice)} at {d.AtMs:0} ms: {d.Reason}");
         }
 
         Row("total time", $"{r.TotalTimeMs:0.0} ms (setup {r.SetupTimeMs:0.0}, live {r.LiveTimeMs:0.0}, post-copy {r.PostCopyTimeMs:0.0})");
@@ -173,7 +172,7 @@ internal static class MigrateCommand
             Row("pre-copy rounds", r.PrecopyRounds.ToString());
         }
 
-        if (r.Strategy != "precopy" && (r.Strategy != "auto" || r.Decisions.LastOrDefault()?.Choice != "precopy"))
+        if (StrategyPolicy.For(r.Strategy).HadPostCopyPhase(r))
         {
             Row("network faults", $"{r.NetworkFaults.Count:N0} (stall total {r.NetworkFaults.StallTotalMs:0.0} ms, p50 {r.NetworkFaults.StallP50Ms:0.000} ms, p99 {r.NetworkFaults.StallP99Ms:0.000} ms)");
             if (r.NetworkFaults.Stages is { Total.Count: > 0 } st)

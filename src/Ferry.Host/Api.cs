@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Ferry.Migration;
+using Ferry.Migration.Strategies;
 
 namespace Ferry.Host;
 
@@ -116,7 +118,7 @@ public sealed record MigrateRequest
 
     public required string Token { get; init; }
 
-    public string Strategy { get; init; } = "auto";
+    public string Strategy { get; init; } = StrategyPolicy.NameOf(MigrationOptions.DefaultStrategy);
 
     public string Bandwidth { get; init; } = "unlimited";
 

@@ -4,6 +4,7 @@ using Ferry.Migration;
 using Ferry.Migration.Mechanisms;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
 using Ferry.Migration.Transport;
 using Microsoft.Extensions.Logging;
 
@@ -74,7 +75,7 @@ public sealed class OutgoingMigrations
         {
             DataEndpoint = request.Destination,
         };
-        var entry = new Entry(vm.Name, migration, SourceMigration.StrategyName(options.Strategy));
+        var entry = new Entry(vm.Name, migration, StrategyPolicy.NameOf(options.Strategy));
         _migrations[id] = entry;
         entry.Task = Task.Run(async () =>
         {
@@ -84,7 +85,7 @@ public sealed class OutgoingMigrations
             {
                 report = await migration.RunAsync(_stopping).ConfigureAwait(false);
                 _log.LogInformation("migration {Id} of {Vm}: {Outcome} in {Ms:0} ms, downtime {Down:0.0} ms{Error}",
-                    id, vm.Name, report.Outcome, report.TotalTimeMs, report.DowntimeMs, report.Error is null ? "" : ": " + report.Error);
+                    id, vm.Name, EnumNames.Kebab(report.Outcome), report.TotalTimeMs, report.DowntimeMs, report.Error is null ? "" : ": " + report.Error);
             }
             catch (Exception e)
             {
@@ -98,10 +99,10 @@ public sealed class OutgoingMigrations
                 {
                     switch (report?.VmLocation)
                     {
-                        case "destination":
+                        case VmLocation.Destination:
                             await vm.DepartedAsync(label, request.DestinationApi).ConfigureAwait(false);
                             break;
-                        case "source-paused":
+                        case VmLocation.SourcePaused:
                             vm.LeftPaused(report.Error ?? "migration failed");
                             break;
                         case null when migration.PastPointOfNoReturn:
@@ -156,7 +157,7 @@ public sealed class OutgoingMigrations
             Id = id,
             Vm = e.Vm,
             Strategy = e.Strategy,
-            Phase = report?.Outcome ?? (e.Crash is not null ? "failed" : p.Phase.ToString().ToLowerInvariant()),
+            Phase = report is not null ? EnumNames.Kebab(report.Outcome) : (e.Crash is not null ? "failed" : p.Phase.ToString().ToLowerInvariant()),
             Done = report is not null || e.Crash is not null,
             Round = p.Round,
             BytesSent = Interlocked.Read(ref p.BytesSent),
@@ -218,7 +219,7 @@ public sealed class OutgoingMigrations
             string endpoint = ParseEndpoint(file.Destination);
             string id = "r" + file.MigrationId;
             var migration = new SourceMigration(source, options, file.Token, (role, ct) => _transport.ConnectAsync(endpoint, ct), id, file.Destination);
-            var entry = new Entry(file.VmName, migration, SourceMigration.StrategyName(file.Strategy));
+            var entry = new Entry(file.VmName, migration, StrategyPolicy.NameOf(file.Strategy));
             _migrations[id] = entry;
             _log.LogWarning("serving {Pages} pages of {Vm} still owed to {Destination} from {Path} (migration {Id})", file.Pages!.PopCount(), file.VmName, file.Destination, path, id);
             entry.Task = Task.Run(async () =>
@@ -227,7 +228,7 @@ public sealed class OutgoingMigrations
                 {
                     MigrationReport report = await migration.ResumeFromPageFileAsync(file, _stopping).ConfigureAwait(false);
                     entry.Report = report;
-                    _log.LogInformation("migration {Id} of {Vm} from its page file: {Outcome}{Error}", id, file.VmName, report.Outcome, report.Error is null ? "" : ": " + report.Error);
+                    _log.LogInformation("migration {Id} of {Vm} from its page file: {Outcome}{Error}", id, file.VmName, EnumNames.Kebab(report.Outcome), report.Error is null ? "" : ": " + report.Error);
                 }
             });
         }
@@ -252,7 +253,7 @@ public sealed class OutgoingMigrations
             var defaults = new MigrationOptions();
             var options = new MigrationOptions
             {
-                Strategy = SourceMigration.ParseStrategy(r.Strategy ?? "hybrid"),
+                Strategy = r.Strategy is null ? StrategyKind.Hybrid : StrategyPolicy.Parse(r.Strategy),
                 BandwidthBitsPerSecond = LinkShaper.ParseRate(r.Bandwidth ?? "unlimited"),
                 DowntimeLimit = Milliseconds(r.DowntimeLimitMs, "downtimeLimitMs"),
                 MaxRounds = r.MaxRounds ?? defaults.MaxRounds,

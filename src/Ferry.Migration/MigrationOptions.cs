@@ -10,7 +10,10 @@ namespace Ferry.Migration;
 /// </summary>
 public sealed record MigrationOptions
 {
-    public StrategyKind Strategy { get; init; } = StrategyKind.Auto;
+    public StrategyKind Strategy { get; init; } = DefaultStrategy;
+
+    /// <summary>The strategy when none is named (the CLI's and the host API's default too).</summary>
+    public const StrategyKind DefaultStrategy = StrategyKind.Auto;
 
     /// <summary>Emulated link rate in bits per second (token bucket on the sender); 0 = unlimited.</summary>
     public long BandwidthBitsPerSecond { get; init; }
@@ -62,7 +65,7 @@ public sealed record MigrationOptions
 
     /// <summary>
     /// Hybrid: the pause the working set may cost, if not the downtime limit: no more than the
-    /// link carries in this time (see <see cref="PauseBudget"/>).
+    /// link carries in this time (see <see cref="Strategies.StrategyPolicy.PauseBudget"/>).
     /// </summary>
     public TimeSpan? WorkingSetMaxPause { get; init; }
 
@@ -124,12 +127,6 @@ public sealed record MigrationOptions
 
     /// <summary>Pages per Pages frame.</summary>
     public int BatchPages { get; init; } = 32;
-
-    /// <summary>The pause the working set may cost: <see cref="WorkingSetMaxPause"/> if given, else the downtime limit.</summary>
-    public TimeSpan PauseBudget => WorkingSetMaxPause ?? DowntimeLimit;
-
-    /// <summary>The working set's cap in bytes (the pause budget caps it further, at the link's rate: <c>SourceContext.WorkingSet</c>).</summary>
-    public long EffectiveWorkingSetCap => WorkingSetMaxBytes > 0 ? WorkingSetMaxBytes : DefaultWorkingSetMaxBytes;
 
     public void Validate()
     {

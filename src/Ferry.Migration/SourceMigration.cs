@@ -110,13 +110,13 @@ public sealed class SourceMigration
         try
         {
             await execute(run, ct).ConfigureAwait(false);
-            return run.Report("completed", null, "destination");
+            return run.Report(MigrationOutcome.Completed, null, VmLocation.Destination);
         }
         catch (Exception e) when (e is OperationCanceledException && _cancel.IsCancellationRequested && !run.StateSent)
         {
             await run.AbandonAsync(MessageType.Cancel, "cancelled by the operator").ConfigureAwait(false);
             Progress.Phase = SourcePhase.Cancelled;
-            return run.Report("cancelled", "cancelled before switchover; the VM keeps running at the source", "source");
+            return run.Report(MigrationOutcome.Cancelled, "cancelled before switchover; the VM keeps running at the source", VmLocation.Source);
         }
         catch (Exception e)
         {
@@ -126,7 +126,7 @@ public sealed class SourceMigration
             if (!run.StateSent)
             {
                 await run.AbandonAsync(MessageType.Failed, reason).ConfigureAwait(false);
-                return run.Report("failed", reason, "source");
+                return run.Report(MigrationOutcome.Failed, reason, VmLocation.Source);
             }
 
             if (run.DestinationStopped)
@@ -134,11 +134,11 @@ public sealed class SourceMigration
                 // The destination refused or stopped its copy: the switchover state here is the VM.
                 _vm.ResumeHere();
                 await run.CloseQuietlyAsync().ConfigureAwait(false);
-                return run.Report("failed", reason + "; the VM resumed at the source from the switchover state", "source");
+                return run.Report(MigrationOutcome.Failed, reason + "; the VM resumed at the source from the switchover state", VmLocation.Source);
             }
 
             await run.CloseQuietlyAsync().ConfigureAwait(false);
-            return run.Report("failed", reason + "; the destination's state is unknown, so the VM stays paused at the source (resume it there only if it does not run at the destination)", "source-paused");
+            return run.Report(MigrationOutcome.Failed, reason + "; the destination's state is unknown, so the VM stays paused at the source (resume it there only if it does not run at the destination)", VmLocation.SourcePaused);
         }
         finally
         {
@@ -151,32 +151,6 @@ public sealed class SourceMigration
                 _vm.Machine.Throttle = 0;
             }
         }
-    }
-
-    /// <summary>What the switchover runs at the source, once, for nothing (safe point only): the state and the devices' pages.</summary>
-    private static void WarmUpSwitchover(Ferry.Machine.Board.VirtMachine machine)
-    {
-        byte[] state = StateCodec.Encode(machine.SaveState());
-        _ = new StateBundle(state, null, 0, 0).Encode();
-        _ = machine.DeviceDmaPages(SourceContext.DeviceChainsInPause).PopCount();
-    }
-
-    /// <summary>Queues <paramref name="pages"/> ahead of the push, as runs of consecutive pages.</summary>
-    private static void EnqueueRuns(PushQueue queue, PageBitmap pages)
-    {
-        int first = -1, end = -1;
-        foreach (int page in pages.EnumerateSet())
-        {
-            if (page != end)
-            {
-                queue.EnqueueWindow(first, end, -1);
-                first = page;
-            }
-
-            end = page + 1;
-        }
-
-        queue.EnqueueWindow(first, end, -1);
     }
 
     private static string Describe(Exception e) => e switch
@@ -225,15 +199,13 @@ public sealed class SourceMigration
         /// <summary>The page file of this migration, if one was written (kept while its pages may still be owed).</summary>
         public PageFile? PageFile => _pageFile;
         private readonly List<Interruption> _interruptions = [];
-        private bool _paused;
-        private long _setupEnd, _pauseAt, _selectedAt, _pausePagesSentAt, _bundleSentAt, _resumeAt, _residentAt, _end;
-        private int _devicePages;
-        private long _bundleBytes;
+        private Switchover? _switchover;
+        private bool _pausedFromFile;
+        private long _setupEnd, _resumeAt, _end;
         private long _resumedReceivedAt;
         private double _handshakeRttMs;
         private double _destinationSwitchMs;
         private string? _downtimeMethod;
-        private ulong _instructionsAtPause;
         private DestinationMetrics? _destination;
 
         public bool StateSent { get; private set; }
@@ -265,7 +237,7 @@ public sealed class SourceMigration
             // The destination's next frame on the main connection (Resumed, or a Failed), received
             // from now on: a receive in progress is what consumes its heartbeats, so its silence is
             // measured even while the live phase only sends.
-            _mainReceive = ReceiveFrameAsync(_main, CancellationToken.None);
+            _mainReceive = _main.ReceiveCopyAsync(CancellationToken.None);
             _ = _mainReceive.ContinueWith(t => t.Exception, TaskScheduler.Default);
 
             _books = new SourceBooks(memory.PageCount);
@@ -280,12 +252,12 @@ public sealed class SourceMigration
             using var faultStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             Task faultTask = WatchFaultServer(_faultServer.RunAsync(faultStop.Token));
             WorkingSetEstimator estimator = Vm.WorkingSet ?? new WorkingSetEstimator(Vm.Machine, TimeSpan.FromMilliseconds(100));
-            _context = new SourceContext(Vm, Options, sender, _books, shaper, owner.Progress, estimator, _start);
+            _context = new SourceContext(Vm, Options, policy, sender, _books, shaper, owner.Progress, estimator, _start);
             _ = SampleAsync(_sampling.Token);
 
             // The switchover's code runs once now, while the VM runs, so that the pause does not
             // pay for its first compilation (2-5 ms of a first move's pause on this machine).
-            await Vm.Machine.AtSafePointAsync(() => WarmUpSwitchover(Vm.Machine)).ConfigureAwait(false);
+            await Vm.Machine.AtSafePointAsync(() => Switchover.WarmUp(Vm.Machine)).ConfigureAwait(false);
 
             // Live phase: dirty logging starts now (the first collection discards what came before).
             owner.Progress.Phase = SourcePhase.LiveCopy;
@@ -311,91 +283,10 @@ public sealed class SourceMigration
 
             // Switchover: pause, last dirty pages, the strategy's pause pages, CPU and devices.
             owner.Progress.Phase = SourcePhase.Switchover;
-            await Vm.PauseAsync(ct).ConfigureAwait(false);
-            Vm.Machine.NetworkDepart(); // the bridge forgets this port for the VM (it comes back up if the VM runs here again)
-            Vm.Machine.Throttle = 0; // auto-converge ends with the live phase
-            _paused = true;
-            _pauseAt = Stopwatch.GetTimestamp();
-            ct.ThrowIfCancellationRequested();
-            PageBitmap dirtiedLast = await _context.CollectDirtyAsync().ConfigureAwait(false);
-            if (policy.UsesWorkingSet)
-            {
-                estimator.CloseWindow(); // the VM is paused: include what it touched since the last window
-            }
-
-            PageBitmap pausePages = policy.SelectPausePages(_context);
-
-            // The devices' next pages (their rings, a network card's posted receive buffers) are
-            // what the guest's clients wait on first: a working set's pause carries the rings and
-            // the next few buffers (a few pages: the buffers of the next frames), and the push
-            // sends the rest of them first (all of them, after a pause without a working set).
-            PageBitmap deviceSoon = Vm.Machine.DeviceDmaPages(SourceContext.DeviceChainsInPause);
-            PageBitmap devicePages = Vm.Machine.DeviceDmaPages();
-            deviceSoon.AndNot(_context.Delivered);
-            deviceSoon.AndNot(pausePages);
-            devicePages.AndNot(_context.Delivered);
-            devicePages.AndNot(pausePages);
-            _devicePages = devicePages.PopCount();
-            if (policy.UsesWorkingSet)
-            {
-                pausePages.Or(deviceSoon);
-            }
-
-            _selectedAt = Stopwatch.GetTimestamp();
-            if (policy.ResumesBeforeAllPages)
-            {
-                // What may arrive later is sent only while the pause budget lasts (less the reserve
-                // for the state and the resume); the rest of it goes after the resume.
-                long deadline = _pauseAt + (long)((Options.PauseBudget - SourceContext.PauseReserve).TotalSeconds * Stopwatch.Frequency);
-                _context.PausePagesDeferred = await sender.SendUntilAsync(pausePages, PagePhase.Pause, deadline, ct).ConfigureAwait(false);
-            }
-            else
-            {
-                await sender.SendAllAsync(pausePages, PagePhase.Pause, ct).ConfigureAwait(false);
-            }
-
-            _pausePagesSentAt = Stopwatch.GetTimestamp();
-            _context.MarkDelivered(pausePages);
-            PageBitmap remaining = _context.Undelivered();
-            Task<(ulong Digest, uint Pages)>? digestAtPause = null;
-            int remainingCount = remaining.PopCount();
-            if (!policy.ResumesBeforeAllPages && remainingCount != 0)
-            {
-                throw new InvalidOperationException($"pre-copy left {remainingCount} pages undelivered at switchover");
-            }
-
-            var queue = new PushQueue(remaining, _policy.PushOrderFor(Options), Options.FaultNeighbourhoodPages);
-            EnqueueRuns(queue, deviceSoon); // (what the pause carried is no longer pending: the queue skips it)
-            EnqueueRuns(queue, devicePages);
-
-            _faultServer.Start(queue);
-
-            Machine.State.MachineState state = Vm.Machine.SaveState();
-            _instructionsAtPause = state.Hart.InstructionsRetired;
-            if (_pageFile is not null)
-            {
-                // The rest of the page file, durable before the state leaves: the owed pages the
-                // VM dirtied since the live part (or that were not owed then), and the digest.
-                long writeStart = Stopwatch.GetTimestamp();
-                (ulong d, uint n) = PageHash.OfMemory(memory);
-                digestAtPause = Task.FromResult((d, n));
-                var rewrite = new PageBitmap(memory.PageCount); // remaining ∖ held
-                rewrite.CopyFrom(remaining);
-                rewrite.AndNot(_pageFile.Pages!);
-                var clean = new PageBitmap(memory.PageCount); // remaining ∖ dirtied
-                clean.CopyFrom(remaining);
-                clean.AndNot(dirtiedLast);
-                var dirtied = new PageBitmap(memory.PageCount); // remaining ∩ dirtied
-                dirtied.CopyFrom(remaining);
-                dirtied.AndNot(clean);
-                rewrite.Or(dirtied);
-                _pageFile.Append(memory, rewrite);
-                (_, long bytes) = _pageFile.Complete(d, n);
-                _pageFileReport = new PageFileReport(remainingCount, bytes, _pageFileLiveMs, Stopwatch.GetElapsedTime(writeStart).TotalMilliseconds, rewrite.PopCount());
-            }
-
-            var bundle = new StateBundle(StateCodec.Encode(state), remainingCount > 0 ? remaining.Words.ToArray() : null,
-                _books.Sent.Digest, (uint)_books.Sent.NonZeroPages);
+            var switchover = new Switchover(_context, policy, estimator, _faultServer);
+            _switchover = switchover;
+            await switchover.PauseAsync(_pageFile, _pageFileLiveMs, ct).ConfigureAwait(false);
+            _pageFileReport = switchover.PageFileReport;
             owner._pastPointOfNoReturn = true;
             if (owner._cancel.IsCancellationRequested)
             {
@@ -404,19 +295,15 @@ public sealed class SourceMigration
 
             // From here on the VM belongs to the destination unless it says otherwise.
             StateSent = true;
-            _queue = queue;
-            _queueFrom = remaining;
+            _queue = switchover.Queue;
+            _queueFrom = switchover.Remaining;
             Exception? lost = null;
             try
             {
-                byte[] encoded = bundle.Encode();
-                await _main.SendAsync(MessageType.StateBundle, encoded, CancellationToken.None, urgent: true).ConfigureAwait(false);
-                _bundleSentAt = Stopwatch.GetTimestamp();
-                _bundleBytes = encoded.Length + FrameChannel.HeaderSize;
-                _books.Counters.AddControl(encoded.Length + FrameChannel.HeaderSize);
-                ReadOnlyMemory<byte> resumed = await ExpectFromDestinationAsync(MessageType.Resumed, CancellationToken.None).ConfigureAwait(false);
-                _resumedReceivedAt = Stopwatch.GetTimestamp();
-                NoteResumed(Resumed.Decode(resumed.Span), shaper);
+                Resumed resumed = await switchover.HandOverAsync(_main, () => ExpectFromDestinationAsync(MessageType.Resumed, CancellationToken.None)).ConfigureAwait(false);
+                _resumedReceivedAt = switchover.ResumedReceivedAt;
+                _destinationSwitchMs = resumed.SwitchoverMs;
+                (_resumeAt, _downtimeMethod) = switchover.ResumeTime(resumed, shaper, _handshakeRttMs);
             }
             catch (Exception e) when (!DestinationStopped && LinkFailure.Is(e))
             {
@@ -426,7 +313,7 @@ public sealed class SourceMigration
             // Post-copy phase: the destination runs; push what it still lacks, while faults are
             // served. A lost or silent destination pauses the migration here (the VM stays paused,
             // its memory and this record kept) until a reconnection tells what is still absent.
-            Task<(ulong Digest, uint Pages)> digest = digestAtPause ?? Task.Run(() => PageHash.OfMemory(memory), CancellationToken.None);
+            Task<(ulong Digest, uint Pages)> digest = switchover.DigestAtPause ?? Task.Run(() => PageHash.OfMemory(memory), CancellationToken.None);
             bool first = true;
             while (true)
             {
@@ -474,7 +361,7 @@ public sealed class SourceMigration
             GuestMemory memory = Vm.Machine.Memory;
             _books = new SourceBooks(memory.PageCount);
             _pageFile = file;
-            _paused = true;
+            _pausedFromFile = true;
             StateSent = true;
             _ = SampleAsync(_sampling.Token);
             Task faultTask = await RecoverAsync(new IOException("the source agent restarted"), Task.CompletedTask, ct).ConfigureAwait(false);
@@ -500,82 +387,25 @@ public sealed class SourceMigration
                 .ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
         }
 
-        private void NoteResumed(Resumed at, LinkShaper shaper)
-        {
-            _destinationSwitchMs = at.SwitchoverMs;
-            if (at.BootId == MonotonicClock.BootId && MonotonicClock.SharedAcrossProcesses && at.MonotonicTicks > _pauseAt && at.MonotonicTicks <= _resumedReceivedAt)
-            {
-                // Both hosts run on this machine: one monotonic clock, so the downtime is exact.
-                _resumeAt = at.MonotonicTicks;
-                _downtimeMethod = "shared-clock";
-            }
-            else
-            {
-                // Different machines: our part (pause -> state sent), the state's time on the link
-                // and its propagation (half the handshake's round trip), and the destination's part.
-                double transitMs = shaper.Transmission(_bundleBytes).TotalMilliseconds + (_handshakeRttMs / 2);
-                _resumeAt = Math.Min(_resumedReceivedAt, _bundleSentAt + (long)((transitMs + _destinationSwitchMs) * Stopwatch.Frequency / 1000));
-                _downtimeMethod = "estimated";
-            }
-        }
-
         /// <summary>One attempt at the post-copy phase on the current connections: push, Complete, verdict.</summary>
         private async Task PostCopyAsync(WorkingSetEstimator? estimator, PageSender? sender, Task<(ulong Digest, uint Pages)> digest, bool first)
         {
-            GuestMemory memory = Vm.Machine.Memory;
-            PushQueue queue = _queue!;
-            FrameChannel main = _main!;
-            owner.Progress.Phase = SourcePhase.PostCopy;
-            using var post = new CancellationTokenSource();
-            Task<(MessageType, byte[])> verdict = ReceiveFrameAsync(main, post.Token);
-            try
+            var phase = new PostCopyPhase(Vm.Machine.Memory, _books!, Options.Compress, owner.Progress);
+            PageBitmap? recencyFrom = _queueFrom;
+            _queueFrom = null; // once per queue
+            (MessageType type, byte[] payload) = await phase.RunAsync(_main!, _queue!, recencyFrom, estimator, first ? sender : null, digest).ConfigureAwait(false);
+            if (type != MessageType.Verified)
             {
-                if (queue.Order == PushOrder.FaultNeighbourhoodThenRecency && _queueFrom is not null && estimator is not null)
-                {
-                    var pending = new PageBitmap(memory.PageCount);
-                    pending.CopyFrom(_queueFrom);
-                    _queueFrom = null; // once per queue
-                    queue.SetRecency(estimator.ByRecency(pending));
-                }
-
-                if (first && sender is not null)
-                {
-                    await sender.FlushAsync(CancellationToken.None).ConfigureAwait(false);
-                }
-
-                main.LimitKernelBuffers(BackgroundPush.KernelBufferBytes, 0);
-                var push = new PageSender(main, memory, _books!, BackgroundPush.BatchPages, Options.Compress);
-                var prefetch = new PageSender(main, memory, _books!, BackgroundPush.BatchPages, Options.Compress);
-                await BackgroundPush.RunAsync(push, prefetch, queue, () => verdict.IsCompleted).ConfigureAwait(false);
-                _residentAt = Stopwatch.GetTimestamp();
-                (ulong memoryDigest, uint nonZero) = await digest.ConfigureAwait(false);
-                if (!verdict.IsCompleted)
-                {
-                    byte[] complete = new Complete(memoryDigest, nonZero).Encode();
-                    await main.SendAsync(MessageType.Complete, complete, CancellationToken.None).ConfigureAwait(false);
-                    _books!.Counters.AddControl(complete.Length + FrameChannel.HeaderSize);
-                }
-
-                // Verification: the destination checks every page against the source's digest.
-                owner.Progress.Phase = SourcePhase.Verifying;
-                (MessageType type, byte[] payload) = await verdict.WaitAsync(TimeSpan.FromMinutes(5), CancellationToken.None).ConfigureAwait(false);
-                if (type != MessageType.Verified)
-                {
-                    DestinationStopped = true;
-                    throw FrameChannel.Unexpected(type, payload, nameof(MessageType.Verified));
-                }
-
-                Verified verified = Verified.Decode(payload);
-                _destination = ParseMetrics(verified.MetricsJson);
-                if (!verified.Ok)
-                {
-                    DestinationStopped = true;
-                    throw new MigrationPeerException("destination memory verification failed: " + verified.Message);
-                }
+                DestinationStopped = true;
+                throw FrameChannel.Unexpected(type, payload, nameof(MessageType.Verified));
             }
-            finally
+
+            Verified verified = Verified.Decode(payload);
+            _destination = ParseMetrics(verified.MetricsJson);
+            if (!verified.Ok)
             {
-                post.Cancel();
+                DestinationStopped = true;
+                throw new MigrationPeerException("destination memory verification failed: " + verified.Message);
             }
         }
 
@@ -771,12 +601,6 @@ public sealed class SourceMigration
             throw FrameChannel.Unexpected(type, payload, expected.ToString());
         }
 
-        private static async Task<(MessageType, byte[])> ReceiveFrameAsync(FrameChannel main, CancellationToken ct)
-        {
-            (MessageType type, ReadOnlyMemory<byte> payload) = await main.ReceiveAsync(ct).ConfigureAwait(false);
-            return (type, payload.ToArray());
-        }
-
         private async Task SampleWorkingSetAsync(WorkingSetEstimator estimator, CancellationToken ct)
         {
             for (int i = 0; i < Options.WorkingSetWindows; i++)
@@ -803,7 +627,7 @@ public sealed class SourceMigration
                 // the VM resumes here.
             }
 
-            if (_paused)
+            if (_pausedFromFile || _switchover is { Paused: true })
             {
                 Vm.ResumeHere();
             }
@@ -897,9 +721,9 @@ public sealed class SourceMigration
             }
         }
 
-        public MigrationReport Report(string outcome, string? error, string location)
+        public MigrationReport Report(MigrationOutcome outcome, string? error, VmLocation location)
         {
-            if (location != "source-paused")
+            if (location != VmLocation.SourcePaused)
             {
                 // Its pages are no longer owed: the destination has them all, or the VM is here.
                 _pageFile?.Delete();
@@ -931,28 +755,29 @@ public sealed class SourceMigration
             double total = Ms(end);
             long bytesOnWire = c.TotalPageBytes + c.ControlBytes;
             double? ipsBefore = Vm.Rate.Rate(_start - (Stopwatch.Frequency * 2), _start);
-            double? ipsDuringSource = _pauseAt != 0 ? Vm.Rate.Rate(_start, _pauseAt) : null;
-            double? ipsDuring = CombineDuring(ipsDuringSource, Ms(_pauseAt) - Ms(_setupEnd), d.IpsDuring, d.TimeToFullyResidentMs);
+            long pauseAt = _switchover?.PauseAt ?? 0;
+            double? ipsDuringSource = pauseAt != 0 ? Vm.Rate.Rate(_start, pauseAt) : null;
+            double? ipsDuring = CombineDuring(ipsDuringSource, Ms(pauseAt) - Ms(_setupEnd), d.IpsDuring, d.TimeToFullyResidentMs);
             MigrationOptions o = Options;
             long prefetched = d.PagesPrefetch;
             return new MigrationReport
             {
                 Id = owner.Id,
                 Vm = Vm.Name,
-                Strategy = StrategyName(o.Strategy),
+                Strategy = o.Strategy,
                 Destination = owner.Destination,
                 Outcome = outcome,
                 Error = error,
                 VmLocation = location,
                 Options = new OptionsReport(o.BandwidthBitsPerSecond, o.DowntimeLimit.TotalMilliseconds, o.MaxRounds, o.MaxLiveTime.TotalMilliseconds,
                     _policy.Locality(o), _policy.LocalityAdaptive(o), o.WorkingSetWindows, o.WorkingSetMinHits, (Vm.WorkingSet?.Window ?? TimeSpan.FromMilliseconds(100)).TotalMilliseconds,
-                    o.EffectiveWorkingSetCap, o.WorkingSetPresend, _policy.LivePasses(o), _policy.PushOrderFor(o).ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
+                    _policy.WorkingSetCap(o), o.WorkingSetPresend, _policy.LivePasses(o), _policy.PushOrderFor(o).ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
                 StartedAt = _startedAt,
                 TotalTimeMs = total,
                 SetupTimeMs = Ms(_setupEnd),
-                LiveTimeMs = _pauseAt != 0 ? Ms(_pauseAt) - Ms(_setupEnd) : 0,
-                DowntimeMs = _resumeAt != 0 ? Ms(_resumeAt) - Ms(_pauseAt) : 0,
-                DowntimeObservedMs = _resumedReceivedAt != 0 ? Ms(_resumedReceivedAt) - Ms(_pauseAt) : 0,
+                LiveTimeMs = pauseAt != 0 ? Ms(pauseAt) - Ms(_setupEnd) : 0,
+                DowntimeMs = _resumeAt != 0 ? Ms(_resumeAt) - Ms(pauseAt) : 0,
+                DowntimeObservedMs = _resumedReceivedAt != 0 ? Ms(_resumedReceivedAt) - Ms(pauseAt) : 0,
                 DowntimeMethod = _downtimeMethod,
                 PostCopyTimeMs = _resumeAt != 0 && _end != 0 ? Ms(_end) - Ms(_resumeAt) : 0,
                 TimeToFullyResidentMs = d.TimeToFullyResidentMs,
@@ -972,21 +797,21 @@ public sealed class SourceMigration
                 },
                 PagesArrived = new ArrivalReport(d.PagesLive, d.PagesPause, d.PagesFault, d.PagesPrefetch, d.PagesPush),
                 Prefetch = new PrefetchReport(prefetched, d.PrefetchHits, prefetched - d.PrefetchHits, d.PrefetchByDistance),
-                WorkingSet = _policy.HybridMechanisms && _context is not null
+                WorkingSet = _policy.UsesWorkingSet && _context is not null
                     ? new WorkingSetReport(_context.WorkingSetPages, _context.WorkingSetPages * GuestMemory.PageSize, _context.Estimator.WindowsClosed, _context.WorkingSetBudgetPages, _context.PausePagesDeferred)
                     : null,
                 Decisions = _context?.Decisions ?? [],
                 Throttle = _context?.Throttle ?? [],
                 Guest = new GuestReport(ipsBefore, ipsDuring, d.IpsAfter,
-                    ipsBefore is > 100_000 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _instructionsAtPause),
+                    ipsBefore is > 100_000 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _switchover?.InstructionsAtPause ?? 0),
                 ThroughputBitsPerSecond = total > 0 ? c.TotalPageBytes * 8 / (total / 1000) : 0,
-                Timeline = new TimelineReport(Ms(_pauseAt), resumeMs, points),
+                Timeline = new TimelineReport(Ms(pauseAt), resumeMs, points),
                 Liveness = LivenessSummary(),
                 PageFile = _pageFileReport,
-                Switchover = _resumeAt == 0 ? null : new SwitchoverReport(
-                    Ms(_selectedAt) - Ms(_pauseAt), Ms(_pausePagesSentAt) - Ms(_selectedAt), c.Bytes(PagePhase.Pause),
-                    Ms(_bundleSentAt) - Ms(_pausePagesSentAt), _bundleBytes, _handshakeRttMs, _destinationSwitchMs,
-                    Ms(_resumedReceivedAt) - Ms(_bundleSentAt), _devicePages),
+                Switchover = _resumeAt == 0 || _switchover is not Switchover s ? null : new SwitchoverReport(
+                    Ms(s.SelectedAt) - Ms(pauseAt), Ms(s.PausePagesSentAt) - Ms(s.SelectedAt), c.Bytes(PagePhase.Pause),
+                    Ms(s.BundleSentAt) - Ms(s.PausePagesSentAt), s.BundleBytes, _handshakeRttMs, _destinationSwitchMs,
+                    Ms(_resumedReceivedAt) - Ms(s.BundleSentAt), s.DevicePages),
             };
         }
 
@@ -1023,8 +848,4 @@ public sealed class SourceMigration
         private static double Percentile(double[] sorted, double q)
             => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
     }
-
-    public static string StrategyName(StrategyKind kind) => StrategyPolicy.NameOf(kind);
-
-    public static StrategyKind ParseStrategy(string name) => StrategyPolicy.Parse(name);
 }

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Ferry.Cli.Bench;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Strategies;
 using SkiaSharp;
 
 namespace Ferry.Cli.Tests;
@@ -79,8 +80,8 @@ public sealed class BenchPlotsTests : IDisposable
         {
             Runs =
             [
-                new BenchRun { Strategy = "hybrid", Workload = "dirty", Repeat = 1, Outcome = "failed", Error = "connection refused" },
-                new BenchRun { Strategy = "qemu-precopy", Workload = "dirty", Repeat = 1, Outcome = "did-not-converge", BytesOnWire = 900L << 20 },
+                new BenchRun { Strategy = "hybrid", Workload = "dirty", Repeat = 1, Outcome = BenchOutcome.Failed, Error = "connection refused" },
+                new BenchRun { Strategy = "qemu-precopy", Workload = "dirty", Repeat = 1, Outcome = BenchOutcome.DidNotConverge, BytesOnWire = 900L << 20 },
             ],
         };
 
@@ -148,7 +149,7 @@ public sealed class BenchPlotsTests : IDisposable
                 {
                     if (workload == "kvstore" && strategy == "hybrid" && repeat == 2)
                     {
-                        runs.Add(new BenchRun { Strategy = strategy, Workload = workload, Repeat = repeat, Outcome = "failed", Error = "destination closed the connection" });
+                        runs.Add(new BenchRun { Strategy = strategy, Workload = workload, Repeat = repeat, Outcome = BenchOutcome.Failed, Error = "destination closed the connection" });
                         continue;
                     }
 
@@ -159,7 +160,7 @@ public sealed class BenchPlotsTests : IDisposable
                         Strategy = strategy,
                         Workload = workload,
                         Repeat = repeat,
-                        Outcome = pre && workload == "dirty" ? "forced-stop-and-copy" : "completed",
+                        Outcome = pre && workload == "dirty" ? BenchOutcome.ForcedStopAndCopy : BenchOutcome.Completed,
                         TotalTimeMs = report.TotalTimeMs,
                         DowntimeMs = report.DowntimeMs,
                         BytesOnWire = report.BytesOnWire,
@@ -184,7 +185,7 @@ public sealed class BenchPlotsTests : IDisposable
                         Strategy = strategy,
                         Workload = workload,
                         Repeat = repeat,
-                        Outcome = converged ? "completed" : "did-not-converge",
+                        Outcome = converged ? BenchOutcome.Completed : BenchOutcome.DidNotConverge,
                         Error = converged ? null : "migration did not converge within 60 s",
                         TotalTimeMs = converged ? total : null,
                         DowntimeMs = converged ? (pre ? 250 : 30) * (1 + random.NextDouble()) : null,
@@ -251,9 +252,9 @@ public sealed class BenchPlotsTests : IDisposable
         {
             Id = "m-" + strategy,
             Vm = "vm",
-            Strategy = strategy,
-            Outcome = "completed",
-            VmLocation = "destination",
+            Strategy = StrategyPolicy.Parse(strategy),
+            Outcome = MigrationOutcome.Completed,
+            VmLocation = VmLocation.Destination,
             Options = new OptionsReport(bandwidth, 300, 30, 60000, 16, false, 4, 2, 100, 64 << 20, true, 0, "locality", 8, false, 64),
             StartedAt = DateTimeOffset.UnixEpoch,
             TotalTimeMs = total,

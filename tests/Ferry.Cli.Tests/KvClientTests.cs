@@ -368,7 +368,7 @@ public sealed class BenchClientFieldsTests
             Strategy = "postcopy",
             Workload = "linux-kvserver",
             Repeat = 1,
-            Outcome = "completed",
+            Outcome = Ferry.Cli.Bench.BenchOutcome.Completed,
             ClientRequests = 9000,
             ClientOutageMs = 49.5,
             ClientLongestGapMs = 51,

@@ -99,7 +99,7 @@ public sealed class KvserverMigrationTests
             await Task.Delay(TimeSpan.FromSeconds(1.5));
             (MigrationReport report, destination) = await LocalMigration.RunAsync(source,
                 new MigrationOptions { Strategy = strategy, DowntimeLimit = TimeSpan.FromMilliseconds(20), MaxRounds = 8 });
-            Assert.True(report.Outcome == "completed", report.Error);
+            Assert.True(report.Outcome == MigrationOutcome.Completed, report.Error);
             if (strategy != StrategyKind.PreCopy)
             {
                 // The card's posted receive buffers (and the rings) were still at the source: sent ahead of the faults.

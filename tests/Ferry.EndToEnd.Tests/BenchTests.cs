@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Ferry.Cli.Bench;
+using Ferry.Migration.Strategies;
 using Xunit;
 
 namespace Ferry.EndToEnd.Tests;
@@ -34,10 +35,10 @@ public sealed class BenchTests
                     if (!s.StartsWith("qemu", StringComparison.Ordinal))
                     {
                         // Ferry's migrations always finish (pre-copy by stop-and-copy if it must) with a full report.
-                        Assert.Contains(run.Outcome, new[] { "completed", "forced-stop-and-copy" });
+                        Assert.Contains(run.Outcome, new[] { BenchOutcome.Completed, BenchOutcome.ForcedStopAndCopy });
                         Assert.NotNull(run.Report);
                         Assert.True(run.TotalTimeMs > 0 && run.DowntimeMs > 0 && run.BytesOnWire > 0);
-                        Assert.Equal(s == "hybrid-pass" ? "hybrid" : s, run.Report!.Strategy);
+                        Assert.Equal(s == "hybrid-pass" ? "hybrid" : s, StrategyPolicy.NameOf(run.Report!.Strategy));
                         Assert.Equal(s == "hybrid-pass" ? 1 : 0, run.Report.Options.LivePasses);
                         if (s != "precopy" && run.NetworkFaults > 0)
                         {
@@ -90,7 +91,7 @@ public sealed class BenchTests
             BenchResults results = JsonSerializer.Deserialize<BenchResults>(await File.ReadAllTextAsync(Path.Combine(dir, "results.json")), BenchResults.Json)!;
             Assert.Equal("netns", results.Link);
             BenchRun ferry = Assert.Single(results.Runs, r => r.Strategy == "postcopy");
-            Assert.Equal("completed", ferry.Outcome);
+            Assert.Equal(BenchOutcome.Completed, ferry.Outcome);
 
             // Ferry's own limiter was off: the kernel's link set the rate (the total is at least
             // the link's time for the pages, which an unlimited loopback would beat by far).
@@ -100,7 +101,7 @@ public sealed class BenchTests
             if (results.Machine.Qemu is not null)
             {
                 BenchRun qemu = Assert.Single(results.Runs, r => r.Strategy == "qemu-postcopy");
-                Assert.True(qemu.Outcome == "completed", qemu.Error);
+                Assert.True(qemu.Outcome == BenchOutcome.Completed, qemu.Error);
                 Assert.True(qemu.TotalTimeMs >= qemu.LinkLimitMs * 0.9, $"QEMU total {qemu.TotalTimeMs} ms, link limit {qemu.LinkLimitMs} ms");
             }
 

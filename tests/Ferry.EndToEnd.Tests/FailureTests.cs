@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text.Json;
 using Ferry.Host;
+using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
 using Xunit;
 
@@ -67,7 +68,7 @@ public sealed class FailureTests(TwoHosts hosts)
         string name = await StartAsync("unreachable-data");
         MigrationStatus done = await MigrateViaApiAsync(name, "127.0.0.1:9", Convert.ToHexString(new byte[Hello.TokenLength]));
         Assert.Equal("failed", done.Phase);
-        Assert.Equal("source", done.Report!.VmLocation);
+        Assert.Equal(VmLocation.Source, done.Report!.VmLocation);
         Assert.Contains("unreachable", done.Report.Error, StringComparison.OrdinalIgnoreCase);
         await AssertStillAtSourceAsync(name);
     }
@@ -163,7 +164,7 @@ public sealed class FailureTests(TwoHosts hosts)
         cancel.EnsureSuccessStatusCode();
         MigrationStatus done = await Api.WaitMigrationAsync(hosts.A.Api, id, Timeout);
         Assert.Equal("cancelled", done.Phase);
-        Assert.Equal("source", done.Report!.VmLocation);
+        Assert.Equal(VmLocation.Source, done.Report!.VmLocation);
         await AssertStillAtSourceAsync(name);
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Ferry.Host;
+using Ferry.Migration.Metrics;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -28,12 +29,12 @@ public sealed class FaultProxyEndToEndTests(ITestOutputHelper output)
     private static Task<HostProcess> StartHostAsync(string name) => HostProcess.StartAsync(name, null, "--peer-timeout", "2s", "--reconnect-window", "60s", "--no-warm-up");
 
     [Theory]
-    [InlineData("precopy", ProxyFault.Cut, "source")]
-    [InlineData("precopy", ProxyFault.Stall, "source")]
-    [InlineData("postcopy", ProxyFault.Cut, "destination")]
-    [InlineData("hybrid", ProxyFault.Stall, "destination")]
-    [InlineData("postcopy", ProxyFault.Corrupt, "source")]
-    public async Task A_fault_on_the_wire_never_loses_the_vm(string strategy, ProxyFault fault, string vmEndsAt)
+    [InlineData("precopy", ProxyFault.Cut, VmLocation.Source)]
+    [InlineData("precopy", ProxyFault.Stall, VmLocation.Source)]
+    [InlineData("postcopy", ProxyFault.Cut, VmLocation.Destination)]
+    [InlineData("hybrid", ProxyFault.Stall, VmLocation.Destination)]
+    [InlineData("postcopy", ProxyFault.Corrupt, VmLocation.Source)]
+    public async Task A_fault_on_the_wire_never_loses_the_vm(string strategy, ProxyFault fault, VmLocation vmEndsAt)
     {
         await using HostProcess a = await StartHostAsync("A");
         await using HostProcess b = await StartHostAsync("B");
@@ -47,7 +48,7 @@ public sealed class FaultProxyEndToEndTests(ITestOutputHelper output)
         output.WriteLine(proxy.Describe());
         Assert.True(proxy.Fired, "the fault must have fired");
         Assert.Equal(vmEndsAt, done.Report!.VmLocation);
-        if (vmEndsAt == "destination")
+        if (vmEndsAt == VmLocation.Destination)
         {
             Assert.True(done.Phase == "completed", $"{done.Report.Error}\nA: {a.Log}\nB: {b.Log}");
             // The fault's interruption, recovered (a loaded machine may add a spurious one: recovered too).
@@ -90,7 +91,7 @@ public sealed class FaultProxyEndToEndTests(ITestOutputHelper output)
             output.WriteLine($"{names[i]}: {done[i].Phase}, downtime {done[i].Report?.DowntimeMs:0.0} ms, total {done[i].Report?.TotalTimeMs:0} ms {done[i].Report?.Error}");
         }
 
-        Assert.All(done, d => Assert.True(d.Phase == "completed" && d.Report!.VmLocation == "destination", d.Report?.Error));
+        Assert.All(done, d => Assert.True(d.Phase == "completed" && d.Report!.VmLocation == VmLocation.Destination, d.Report?.Error));
         foreach (string n in names)
         {
             await VerifyMigrations.AssertDigestAsync(b, n, VerifyMigrations.Guest, config, stopAt, memory);

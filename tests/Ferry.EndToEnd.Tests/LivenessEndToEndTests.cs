@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net.Http.Json;
 using System.Text;
 using Ferry.Host;
+using Ferry.Migration.Metrics;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -169,7 +170,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         // Detected, then told to the (stopped) destination for at most 2 s before the report is final.
         Assert.InRange(detected, TimeSpan.Zero, Deadline + Slack + TimeSpan.FromSeconds(2));
         Assert.Equal("failed", done.Phase);
-        Assert.Equal("source", done.Report!.VmLocation);
+        Assert.Equal(VmLocation.Source, done.Report!.VmLocation);
         Assert.Contains("silent", done.Report.Error);
         VmStatus before = await Api.StatusAsync(a.Api, name);
         Assert.Equal("running", before.State);

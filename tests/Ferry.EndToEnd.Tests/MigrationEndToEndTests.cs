@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Ferry.Host;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Strategies;
 using Xunit;
 
 namespace Ferry.EndToEnd.Tests;
@@ -64,8 +65,8 @@ public sealed class MigrationEndToEndTests(TwoHosts hosts)
         Assert.True(exit == 0, $"migrate failed: {stderr}\nA: {hosts.A.Log}\nB: {hosts.B.Log}");
         MigrationReport report = JsonSerializer.Deserialize<MigrationReport>(await File.ReadAllTextAsync(reportFile), MigrationReport.Json)!;
         File.Delete(reportFile);
-        Assert.Equal("completed", report.Outcome);
-        Assert.Equal(strategy, report.Strategy);
+        Assert.Equal(MigrationOutcome.Completed, report.Outcome);
+        Assert.Equal(strategy, StrategyPolicy.NameOf(report.Strategy));
         Assert.True(report.Guest.InstructionsAtPause < stopAt, $"the VM had already stopped ({report.Guest.InstructionsAtPause}) when it was migrated");
         Assert.True(report.BytesOnWire > 0);
 

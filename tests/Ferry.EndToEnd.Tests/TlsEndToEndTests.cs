@@ -105,7 +105,7 @@ public sealed class TlsEndToEndTests(TlsHosts hosts)
             "--strategy", strategy, "--quiet", "--json", reportFile, "--downtime-limit", "20ms", "--max-rounds", "8", .. hosts.Client]);
         Assert.True(exit == 0, $"migrate failed: {stderr}\nA: {hosts.A.Log}\nB: {hosts.B.Log}");
         MigrationReport report = JsonSerializer.Deserialize<MigrationReport>(await File.ReadAllTextAsync(reportFile), MigrationReport.Json)!;
-        Assert.Equal("completed", report.Outcome);
+        Assert.Equal(MigrationOutcome.Completed, report.Outcome);
         Assert.True(report.Guest.InstructionsAtPause < stopAt, "it was migrated while it ran");
 
         VmStatus atB = await Api.WaitAsync(hosts.B.Api, name, s => s.State != "running" && s.State != "incoming" && s.Digest is not null, Long);

@@ -122,8 +122,8 @@ public sealed class DiskMigrationTests
             using (source)
             using (destination)
             {
-                Assert.True(report.Outcome == "completed", report.Error);
-                Assert.Equal("destination", report.VmLocation);
+                Assert.True(report.Outcome == MigrationOutcome.Completed, report.Error);
+                Assert.Equal(VmLocation.Destination, report.VmLocation);
                 Assert.True(report.Guest.InstructionsAtPause > 24_000_000, $"paused at {report.Guest.InstructionsAtPause}, before the workload ran");
                 Assert.Equal(disk, destination!.Machine.Devices.Disk);
                 RunOutcome outcome = await destination.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(300));

@@ -77,8 +77,8 @@ public class FailureMatrixTests(ITestOutputHelper output)
         if (afterResume)
         {
             // Past the resume: the link comes back (a reconnection) and the migration completes.
-            Assert.True(c.Report.Outcome == "completed", c.Report.Error);
-            Assert.Equal("destination", c.Report.VmLocation);
+            Assert.True(c.Report.Outcome == MigrationOutcome.Completed, c.Report.Error);
+            Assert.Equal(VmLocation.Destination, c.Report.VmLocation);
             Interruption i = Assert.Single(c.Report.Liveness!.Interruptions);
             Assert.NotNull(i.RecoveredAfterMs);
             Assert.True(c.Destination!.NetworkWaits >= 1, "the destination VM said it waited on the network");
@@ -87,8 +87,8 @@ public class FailureMatrixTests(ITestOutputHelper output)
         else
         {
             // Before the resume: the VM stays (or resumes) at the source; the destination discards its copy.
-            Assert.Equal("failed", c.Report.Outcome);
-            Assert.Equal("source", c.Report.VmLocation);
+            Assert.Equal(MigrationOutcome.Failed, c.Report.Outcome);
+            Assert.Equal(VmLocation.Source, c.Report.VmLocation);
             Assert.True(c.Destination is null || c.Destination.AbortReason is not null);
         }
 
@@ -126,7 +126,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
         Assert.True(c.DigestOk, $"the VM reaches the unmigrated digest where it ends ({c.Report.Outcome} at {c.Report.VmLocation}: {c.Report.Error})");
         if (phase == "switchover")
         {
-            Assert.Equal("source", c.Report.VmLocation);
+            Assert.Equal(VmLocation.Source, c.Report.VmLocation);
             Assert.Contains("switchover state is corrupt", c.Report.Error);
         }
     }
@@ -136,8 +136,8 @@ public class FailureMatrixTests(ITestOutputHelper output)
     {
         Case c = await RunAsync(StrategyKind.PostCopy, ConnectionRole.Main,
             [LinkFault.StallAt(MessageType.Pages, PagePhase.Push, 40), LinkFault.CutAt(MessageType.Pages, PagePhase.Push, 2)]);
-        Assert.True(c.Report.Outcome == "completed", c.Report.Error);
-        Assert.Equal("destination", c.Report.VmLocation);
+        Assert.True(c.Report.Outcome == MigrationOutcome.Completed, c.Report.Error);
+        Assert.Equal(VmLocation.Destination, c.Report.VmLocation);
         Assert.True(c.Links.Skip(1).Any(l => l.Fired), "the reconnected link failed too");
         Assert.Equal(2, c.Report.Liveness!.Interruptions.Count);
         Assert.All(c.Report.Liveness.Interruptions, i => Assert.NotNull(i.RecoveredAfterMs));
@@ -162,7 +162,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
         });
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.True(r.LiveTimeMs > 1500, $"the live phase lasted {r.LiveTimeMs:0} ms");
             Assert.Empty(r.Liveness!.Interruptions);
             Assert.Equal(0, r.Liveness.DetectedAfterMs);
@@ -175,7 +175,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
         var delay = new LinkFault(LinkFaultKind.Delay) { Type = MessageType.Pages, Phase = PagePhase.Push, Frame = 20, Delay = Deadline * 0.4 };
         Case c = await RunAsync(StrategyKind.PostCopy, ConnectionRole.Main, [delay]);
         Assert.True(c.Links[0].Fired);
-        Assert.True(c.Report.Outcome == "completed", c.Report.Error);
+        Assert.True(c.Report.Outcome == MigrationOutcome.Completed, c.Report.Error);
         Assert.Empty(c.Report.Liveness!.Interruptions);
         Assert.Equal(0, c.Report.Liveness.DetectedAfterMs);
         Assert.True(c.DigestOk);
@@ -230,7 +230,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
         (MigrationReport report, LocalVm? destination) = await run.WaitAsync(TimeSpan.FromSeconds(120));
         using (destination)
         {
-            Assert.True(report.Outcome == "completed", report.Error);
+            Assert.True(report.Outcome == MigrationOutcome.Completed, report.Error);
             Assert.True(destination!.NetworkWaits >= 1);
             Assert.Null(destination.AbortReason);
             await destination.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(60));
@@ -322,7 +322,7 @@ public class FailureMatrixTests(ITestOutputHelper output)
         output.WriteLine($"phase at the end {migration?.Progress.Phase}, fired {links.Count > 0 && links[0].Fired}, detected {detectedAt}, outcome {report.Outcome}: {report.Error}");
         double detectionMs = detectedAt == 0 || links.Count == 0 ? -1 : (detectedAt - links[0].FiredAt) * 1000.0 / Stopwatch.Frequency;
 
-        LocalVm where = report.VmLocation == "destination" ? destination! : source;
+        LocalVm where = report.VmLocation == VmLocation.Destination ? destination! : source;
         await where.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(90));
         bool ok = where.Machine.Hart.InstructionsRetired == StopAt && StateDigest.Compute(where.Machine) == digest;
         DestinationView? view = destination is null ? null : new DestinationView(destination.AbortReason, destination.NetworkWaits);

@@ -43,8 +43,8 @@ public sealed class LinuxMigrationTests
         using (source)
         using (destination)
         {
-            Assert.True(report.Outcome == "completed", report.Error);
-            Assert.Equal("destination", report.VmLocation);
+            Assert.True(report.Outcome == MigrationOutcome.Completed, report.Error);
+            Assert.Equal(VmLocation.Destination, report.VmLocation);
             Assert.True(report.Guest.InstructionsAtPause > 20_000_000, $"paused at {report.Guest.InstructionsAtPause}, before Linux was up");
             RunOutcome outcome = await destination!.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(120));
             Assert.Equal(RunOutcome.InstructionLimit, outcome);

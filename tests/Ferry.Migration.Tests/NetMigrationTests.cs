@@ -94,7 +94,7 @@ public sealed class NetMigrationTests
         using (source)
         using (destination)
         {
-            Assert.True(report.Outcome == "completed", report.Error);
+            Assert.True(report.Outcome == MigrationOutcome.Completed, report.Error);
             var card = (VirtioNet)destination!.Machine.Virtio.Single(t => t.Device is VirtioNet).Device!;
             Assert.NotEqual(((VirtioNet)source.Machine.Virtio.Single(t => t.Device is VirtioNet).Device!).Interface, card.Interface);
             Assert.Equal(GuestMac, card.Mac.ToArray());

@@ -230,7 +230,7 @@ public class PageFileTests(ITestOutputHelper output)
             (MigrationReport r, LocalVm? destination) = await LocalMigration.RunAsync(source, new MigrationOptions { Strategy = strategy, PageFileDirectory = dir }, hooks);
             using (destination)
             {
-                Assert.True(r.Outcome == "completed", r.Error);
+                Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
                 Assert.NotNull(seenAtSwitchover);
                 Assert.NotNull(r.PageFile);
                 Assert.True(r.PageFile!.Pages > 0);
@@ -277,7 +277,7 @@ public class PageFileTests(ITestOutputHelper output)
                         PageFileDirectory = durable ? dir : null,
                     });
                     destination?.Dispose();
-                    Assert.True(r.Outcome == "completed", r.Error);
+                    Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
                     (durable ? with : without).Add(r);
                 }
             }

@@ -2,6 +2,7 @@ using Ferry.Machine.State;
 using Ferry.Migration.Local;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
 using Ferry.Migration.Transport;
 using Xunit;
 
@@ -24,7 +25,7 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.InRange(r.PrecopyRounds, 1, 3);
             Assert.True(r.Bytes.Live > 0);
             Assert.Equal(0, r.Bytes.Push);
@@ -43,7 +44,7 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.Equal(3, r.PrecopyRounds);
             Assert.True(r.Rounds[^1].ExpectedDowntimeMs > 1, "the last round still did not fit the limit");
             Assert.True(r.Pages.Resent > 0, "dirtied pages were sent again");
@@ -60,7 +61,7 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.Equal(0, r.Bytes.Live);
             Assert.Equal(0, r.Pages.Pause);
 
@@ -84,7 +85,7 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.NotNull(r.WorkingSet);
             Assert.True(r.WorkingSet!.Pages > 0, $"kvstore has a hot set ({r.WorkingSet.WindowsAvailable} windows, paused at {r.Guest.InstructionsAtPause})");
             Assert.Equal(r.WorkingSet.Pages - r.WorkingSet.Deferred, r.Pages.Pause);
@@ -108,15 +109,15 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.Equal(64L << 20, r.Options.WorkingSetCapBytes);
             Assert.Equal(12, r.WorkingSet!.BudgetPages); // 2 ms less the 1 ms reserve, at 50 MB/s, 4,103 bytes a page on the wire
             Assert.InRange(r.WorkingSet.Pages, 1, 12);
             Assert.Equal(r.WorkingSet.Pages - r.WorkingSet.Deferred, r.Pages.Pause);
         }
 
-        Assert.Equal(64L << 20, new MigrationOptions { WorkingSetMaxPause = TimeSpan.FromMilliseconds(2) }.EffectiveWorkingSetCap); // unlimited link: no pause cap
-        Assert.Equal(8L << 20, new MigrationOptions { WorkingSetMaxBytes = 8L << 20, BandwidthBitsPerSecond = 1_000_000_000, WorkingSetMaxPause = TimeSpan.FromSeconds(1) }.EffectiveWorkingSetCap);
+        Assert.Equal(64L << 20, StrategyPolicy.For(StrategyKind.Hybrid).WorkingSetCap(new MigrationOptions { WorkingSetMaxPause = TimeSpan.FromMilliseconds(2) })); // unlimited link: no pause cap
+        Assert.Equal(8L << 20, StrategyPolicy.For(StrategyKind.Hybrid).WorkingSetCap(new MigrationOptions { WorkingSetMaxBytes = 8L << 20, BandwidthBitsPerSecond = 1_000_000_000, WorkingSetMaxPause = TimeSpan.FromSeconds(1) }));
     }
 
     [Fact]
@@ -128,7 +129,7 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.Equal(48, r.WorkingSet!.BudgetPages);
             Assert.True(r.WorkingSet.Pages is >= 1 and <= 48, $"{r.WorkingSet.Pages} working-set pages ({r.WorkingSet.WindowsAvailable} windows, paused at {r.Guest.InstructionsAtPause})");
             Assert.Equal(r.WorkingSet.Pages - r.WorkingSet.Deferred, r.Pages.Pause);
@@ -143,10 +144,10 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
-            Assert.Equal("auto", r.Strategy);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
+            Assert.Equal(StrategyKind.Auto, r.Strategy);
             StrategyDecision d = Assert.Single(r.Decisions);
-            Assert.Equal("precopy", d.Choice);
+            Assert.Equal(StrategyKind.PreCopy, d.Choice);
             Assert.Equal(400_000_000 / 8.0 / 4103, d.LinkPagesPerSecond!.Value, 3);
             Assert.True(d.DirtyPagesPerSecond < AutoShare * d.LinkPagesPerSecond, d.Reason);
             Assert.True(r.PrecopyRounds >= 1);
@@ -163,14 +164,14 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
 
             // The watch is short (10 ms for 4 MiB at this rate): a VM thread that got no CPU in it
             // looks quiet, and auto then starts with pre-copy and leaves it when its rounds stop
             // shrinking. Either way it ends hybrid, never stopping and copying.
             StrategyDecision d = r.Decisions[0];
-            Assert.Equal("hybrid", r.Decisions[^1].Choice);
-            if (d.Choice == "hybrid")
+            Assert.Equal(StrategyKind.Hybrid, r.Decisions[^1].Choice);
+            if (d.Choice == StrategyKind.Hybrid)
             {
                 Assert.Single(r.Decisions);
                 Assert.True(d.DirtyPagesPerSecond >= AutoShare * d.LinkPagesPerSecond, d.Reason);
@@ -198,11 +199,11 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.Equal(2, r.Decisions.Count);
-            Assert.Equal("precopy", r.Decisions[0].Choice);
+            Assert.Equal(StrategyKind.PreCopy, r.Decisions[0].Choice);
             Assert.Null(r.Decisions[0].LinkPagesPerSecond);
-            Assert.Equal("hybrid", r.Decisions[1].Choice);
+            Assert.Equal(StrategyKind.Hybrid, r.Decisions[1].Choice);
             Assert.Equal(r.PrecopyRounds - 1, r.Decisions[1].Round);
             Assert.True(r.PrecopyRounds >= 2 && r.PrecopyRounds < 30, $"{r.PrecopyRounds} rounds: it stopped as soon as they stopped shrinking");
             Assert.True(r.Rounds[^1].DirtiedPages >= 0.9 * r.Rounds[^2].DirtiedPages);
@@ -221,7 +222,7 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.NotEmpty(r.Throttle);
             Assert.Equal(20, r.Throttle[0].Percent, 6);
             Assert.True(r.Throttle.Zip(r.Throttle.Skip(1)).All(p => p.Second.Percent > p.First.Percent && p.Second.Round > p.First.Round), "the throttle only rises, a step per round");
@@ -246,7 +247,7 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.True(r.Pages.Delta > r.Pages.Resent / 2, $"{r.Pages.Delta} of {r.Pages.Resent} resent pages went as deltas");
             Assert.True(r.Rounds[^1].ExpectedDowntimeMs <= 20, $"it converged: the last round left {r.Rounds[^1].ExpectedDowntimeMs:0.0} ms ({r.PrecopyRounds} rounds)");
             Assert.True(r.PrecopyRounds < 30);
@@ -269,7 +270,7 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.True(r.LiveTimeMs > 2 * options.PeerTimeout.TotalMilliseconds, $"the live phase took {r.LiveTimeMs:0} ms");
         }
     }
@@ -284,7 +285,7 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.True(r.Pages.Live > 0, $"the working set went live ({r.WorkingSet!.Pages} pages, {r.WorkingSet.WindowsAvailable} windows)");
             Assert.True(r.Pages.Pause <= r.Pages.Live + r.WorkingSet!.Pages, $"{r.Pages.Pause} pause pages, {r.Pages.Live} live, working set {r.WorkingSet.Pages}");
             Assert.True(r.Pages.Resent <= r.Pages.Live, "only pages sent live and dirtied since are sent again");
@@ -301,7 +302,7 @@ public class StrategyDecisionTests
         using (source)
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
             Assert.Single(r.Rounds);
             Assert.Equal(1, r.Options.LivePasses);
             Assert.Equal(r.Rounds[0].Pages, r.Pages.Live);
@@ -320,9 +321,9 @@ public class StrategyDecisionTests
         (MigrationReport r, LocalVm? destination) = await LocalMigration.RunAsync(source, new MigrationOptions(),
             new LocalMigrationHooks { AdjustSlot = slot => slot with { Config = slot.Config with { MemorySize = 64UL << 20 } } });
         Assert.Null(destination);
-        Assert.Equal("failed", r.Outcome);
+        Assert.Equal(MigrationOutcome.Failed, r.Outcome);
         Assert.Contains("memory size mismatch", r.Error);
-        Assert.Equal("source", r.VmLocation);
+        Assert.Equal(VmLocation.Source, r.VmLocation);
         Assert.True(source.Runner.IsRunning);
         Assert.False(source.ResumedHere, "it was never paused");
     }
@@ -343,8 +344,8 @@ public class StrategyDecisionTests
         await Task.Delay(100);
         Assert.True(migration.Cancel());
         (MigrationReport r, LocalVm? destination) = await run;
-        Assert.Equal("cancelled", r.Outcome);
-        Assert.Equal("source", r.VmLocation);
+        Assert.Equal(MigrationOutcome.Cancelled, r.Outcome);
+        Assert.Equal(VmLocation.Source, r.VmLocation);
         Assert.True(source.Runner.IsRunning);
         Assert.NotNull(destination?.AbortReason);
     }
@@ -360,9 +361,9 @@ public class StrategyDecisionTests
             new LocalMigrationHooks { Intercept = (role, s) => role == ConnectionRole.Main ? new CorruptingStream(s, PagePhase.Push) : s });
         using (destination)
         {
-            Assert.Equal("failed", r.Outcome);
+            Assert.Equal(MigrationOutcome.Failed, r.Outcome);
             Assert.Contains("digest mismatch", r.Error);
-            Assert.Equal("source", r.VmLocation);
+            Assert.Equal(VmLocation.Source, r.VmLocation);
             Assert.True(source.ResumedHere);
             Assert.NotNull(destination?.AbortReason);
         }
@@ -384,8 +385,8 @@ public class StrategyDecisionTests
             new LocalMigrationHooks { Intercept = (role, s) => role == ConnectionRole.Main && Interlocked.Increment(ref mains) == 1 ? new CuttingStream(s, PagePhase.Push, afterFrames: 20) : s });
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
-            Assert.Equal("destination", r.VmLocation);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
+            Assert.Equal(VmLocation.Destination, r.VmLocation);
             Assert.False(source.Runner.IsRunning, "the destination runs it: the source must not");
             Assert.False(source.ResumedHere);
             Interruption lost = Assert.Single(r.Liveness!.Interruptions);

@@ -37,8 +37,8 @@ public class TlsTransportTests
             });
         using (destination)
         {
-            Assert.True(r.Outcome == "completed", r.Error);
-            Assert.Equal("destination", r.VmLocation);
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
+            Assert.Equal(VmLocation.Destination, r.VmLocation);
             await destination!.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(60));
             Assert.Equal(digest, StateDigest.Compute(destination.Machine));
         }
@@ -90,8 +90,8 @@ public class TlsTransportTests
                 },
             });
         Assert.Null(arrived);
-        Assert.Equal("failed", r.Outcome);
-        Assert.Equal("source", r.VmLocation);
+        Assert.Equal(MigrationOutcome.Failed, r.Outcome);
+        Assert.Equal(VmLocation.Source, r.VmLocation);
         Assert.True(vm.Runner.IsRunning, "the VM runs on at the source");
         Assert.False(vm.ResumedHere, "it was never paused");
         Assert.Contains(error, r.Error);

@@ -7,6 +7,8 @@ using Ferry.Cli.Client;
 using Ferry.Host;
 using Ferry.Machine.Board;
 using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
 using Ferry.Migration.Transport;
 using Spectre.Console;
 
@@ -20,8 +22,15 @@ namespace Ferry.Cli.Bench;
 /// </summary>
 internal static class BenchCommand
 {
-    /// <summary>Ferry's strategies as the bench runs them; hybrid-pass = hybrid after one live pass over memory (--live-passes 1).</summary>
-    private static readonly string[] FerryStrategies = ["precopy", "postcopy", "hybrid", "hybrid-pass", "auto"];
+    /// <summary>
+    /// Ferry's strategies as the bench runs them: every strategy the migration has
+    /// (<see cref="StrategyPolicy.All"/>, by value), and after hybrid its variant hybrid-pass =
+    /// hybrid after one live pass over memory (--live-passes 1).
+    /// </summary>
+    internal static readonly string[] FerryStrategies =
+        [.. StrategyPolicy.All.Order().SelectMany(k => k == StrategyKind.Hybrid ? [StrategyPolicy.NameOf(k), HybridPass] : new[] { StrategyPolicy.NameOf(k) })];
+
+    private const string HybridPass = "hybrid-pass";
     private static readonly string[] QemuStrategies = ["qemu-precopy", "qemu-postcopy", "qemu-postcopy-preempt"];
 
     /// <summary>
@@ -35,7 +44,7 @@ internal static class BenchCommand
         var quick = new Option<bool>("--quick") { Description = "small VMs and one repeat: the whole comparison in a few minutes" };
         var output = new Option<string>("--out") { Description = "directory for results.json, results.csv and the plots", DefaultValueFactory = _ => "bench-results" };
         var workloads = new Option<string?>("--workloads") { Description = "comma-separated: idle, dirty-slow, dirty-fast, kvstore, verify, linux-idle, linux-kvstore (default: all), and, only when named, linux-kvserver (a TCP service and its client through the move; needs root or the ferry0 bridge, and /dev/net/tun)" };
-        var strategies = new Option<string?>("--strategies") { Description = "comma-separated: precopy, postcopy, hybrid, hybrid-pass, auto, qemu-precopy, qemu-postcopy, qemu-postcopy-preempt (default: all; QEMU's when installed), and, only when named, precopy-ac, precopy-delta, precopy-ac-delta (pre-copy with auto-converge, delta pages, both)" };
+        var strategies = new Option<string?>("--strategies") { Description = $"comma-separated: {string.Join(", ", FerryStrategies.Concat(QemuStrategies))} (default: all; QEMU's when installed), and, only when named, {string.Join(", ", OptInStrategies)} (pre-copy with auto-converge, delta pages, both)" };
         var repeat = new Option<int?>("--repeat") { Description = "migrations per workload and strategy (default 3, 1 with --quick)" };
         var bandwidth = new Option<string>("--bandwidth") { Description = "emulated link rate, for Ferry and QEMU alike", DefaultValueFactory = _ => "1Gbit" };
         var memory = new Option<string?>("--memory") { Description = "guest RAM (default 256M, 64M with --quick)" };
@@ -185,7 +194,7 @@ internal static class BenchCommand
                             ct.ThrowIfCancellationRequested();
                             if (w.Networked && noNetwork is not null)
                             {
-                                runs.Add(new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = r, Outcome = "failed", Error = noNetwork });
+                                runs.Add(new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = r, Outcome = BenchOutcome.Failed, Error = noNetwork });
                                 progress.Increment(1);
                                 continue;
                             }
@@ -265,7 +274,7 @@ internal static class BenchCommand
         }
         catch (CliException e)
         {
-            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = e.Message };
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = BenchOutcome.Failed, Error = e.Message };
         }
         finally
         {
@@ -279,8 +288,8 @@ internal static class BenchCommand
     {
         Destination = "",
         Token = "",
-        Strategy = strategy == "hybrid-pass" ? "hybrid" : strategy.StartsWith("precopy", StringComparison.Ordinal) ? "precopy" : strategy,
-        LivePasses = strategy == "hybrid-pass" ? 1 : null,
+        Strategy = StrategyPolicy.NameOf(BaseStrategy(strategy)),
+        LivePasses = strategy == HybridPass ? 1 : null,
         AutoConverge = strategy.StartsWith("precopy-ac", StringComparison.Ordinal) ? true : null,
         DeltaCacheBytes = strategy.EndsWith("-delta", StringComparison.Ordinal) ? Ferry.Migration.MigrationOptions.DefaultDeltaCacheBytes : null,
         Bandwidth = s.OwnLimiter > 0 ? s.OwnLimiter.ToString(CultureInfo.InvariantCulture) : "unlimited", // "0" is not a bandwidth
@@ -288,28 +297,35 @@ internal static class BenchCommand
         MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,
     };
 
+    /// <summary>The strategy a bench strategy runs: its name, or the name its variant begins with (hybrid-pass, precopy-ac...).</summary>
+    private static StrategyKind BaseStrategy(string benchStrategy)
+        => StrategyPolicy.All.Single(k => benchStrategy == StrategyPolicy.NameOf(k) || benchStrategy.StartsWith(StrategyPolicy.NameOf(k) + "-", StringComparison.Ordinal));
+
     private static BenchRun FerryRun(Settings s, Workload w, string strategy, int repeat, MigrationReport r)
     {
-        bool converged = r.Strategy != "precopy" || r.Rounds.Count == 0 || r.Rounds[^1].ExpectedDowntimeMs <= s.DowntimeLimit.TotalMilliseconds;
+        // A strategy that never resumes before all its pages (pre-copy) has no faults to report,
+        // and did not converge when its last round did not fit the limit (it stopped and copied).
+        bool faults = StrategyPolicy.For(r.Strategy).MayResumeBeforeAllPages;
+        bool converged = faults || r.Rounds.Count == 0 || r.Rounds[^1].ExpectedDowntimeMs <= s.DowntimeLimit.TotalMilliseconds;
         return new BenchRun
         {
             Strategy = strategy,
             Workload = w.Name,
             Repeat = repeat,
-            Outcome = r.Outcome != "completed" ? r.Outcome : converged ? "completed" : "forced-stop-and-copy",
+            Outcome = r.Outcome switch { MigrationOutcome.Completed => converged ? BenchOutcome.Completed : BenchOutcome.ForcedStopAndCopy, MigrationOutcome.Cancelled => BenchOutcome.Cancelled, _ => BenchOutcome.Failed },
             Error = r.Error,
             TotalTimeMs = r.TotalTimeMs,
             DowntimeMs = r.DowntimeMs,
             BytesOnWire = r.BytesOnWire,
-            NetworkFaults = r.Strategy == "precopy" ? null : r.NetworkFaults.Count,
-            FaultStallMs = r.Strategy == "precopy" ? null : r.NetworkFaults.StallTotalMs,
-            FaultStallP99Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP99Ms,
-            FaultStallP50Ms = r.Strategy == "precopy" ? null : r.NetworkFaults.StallP50Ms,
-            StallPerFaultMs = r.Strategy == "precopy" || r.NetworkFaults.Count == 0 ? null : r.NetworkFaults.StallTotalMs / r.NetworkFaults.Count,
+            NetworkFaults = !faults ? null : r.NetworkFaults.Count,
+            FaultStallMs = !faults ? null : r.NetworkFaults.StallTotalMs,
+            FaultStallP99Ms = !faults ? null : r.NetworkFaults.StallP99Ms,
+            FaultStallP50Ms = !faults ? null : r.NetworkFaults.StallP50Ms,
+            StallPerFaultMs = !faults || r.NetworkFaults.Count == 0 ? null : r.NetworkFaults.StallTotalMs / r.NetworkFaults.Count,
             GuestMipsDuring = r.Guest.IpsDuring / 1e6,
             Slowdown = r.Guest.SlowdownDuring,
-            TimeToFullyResidentMs = r.Strategy == "precopy" ? null : r.TimeToFullyResidentMs,
-            Rounds = r.Strategy == "precopy" ? r.PrecopyRounds : null,
+            TimeToFullyResidentMs = !faults ? null : r.TimeToFullyResidentMs,
+            Rounds = !faults ? r.PrecopyRounds : null,
             WorkingSetBytes = r.WorkingSet?.Bytes,
             GuestMips = r.Guest.IpsBefore / 1e6,
             LinkLimitMs = s.Bandwidth > 0 ? r.Pages.MemoryNonZero * 4096.0 * 8 / s.Bandwidth * 1000 : null,
@@ -327,7 +343,7 @@ internal static class BenchCommand
     {
         if (s.KernelLink)
         {
-            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = "a networked VM's destination in the netns link's namespace has no TAP on the bridge: run linux-kvserver with --link shaper" };
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = BenchOutcome.Failed, Error = "a networked VM's destination in the netns link's namespace has no TAP on the bridge: run linux-kvserver with --link shaper" };
         }
 
         NetworkGuest guest = NetworkGuest.Default;
@@ -355,7 +371,7 @@ internal static class BenchCommand
         }
         catch (Exception e) when (e is CliException or IOException or TimeoutException)
         {
-            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = e.Message };
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = BenchOutcome.Failed, Error = e.Message };
         }
         finally
         {
@@ -422,7 +438,7 @@ internal static class BenchCommand
         }
         catch (Exception e) when (e is IOException or TimeoutException)
         {
-            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = "failed", Error = $"the client could not reach the guest: {e.Message}" };
+            return new BenchRun { Strategy = strategy, Workload = w.Name, Repeat = repeat, Outcome = BenchOutcome.Failed, Error = $"the client could not reach the guest: {e.Message}" };
         }
     }
 
@@ -433,7 +449,7 @@ internal static class BenchCommand
             Strategy = strategy,
             Workload = w.Name,
             Repeat = repeat,
-            Outcome = q.Completed ? "completed" : q.Error?.Contains("converge", StringComparison.OrdinalIgnoreCase) == true ? "did-not-converge" : "failed",
+            Outcome = q.Completed ? BenchOutcome.Completed : q.Error?.Contains("converge", StringComparison.OrdinalIgnoreCase) == true ? BenchOutcome.DidNotConverge : BenchOutcome.Failed,
             Error = q.Error,
             TotalTimeMs = q.Completed ? q.TotalTimeMs : null,
             DowntimeMs = q.Completed ? q.DowntimeMs : null,
@@ -482,7 +498,7 @@ internal static class BenchCommand
         var sb = new StringBuilder("strategy,workload,repeat,outcome,totalTimeMs,downtimeMs,bytesOnWire,networkFaults,faultStallMs,faultStallP50Ms,faultStallP99Ms,stallPerFaultMs,slowdown,timeToFullyResidentMs,rounds,workingSetBytes,guestMips,guestMipsDuring,linkLimitMs,clientOutageMs,clientP99DuringMs,clientFailedRequests,error\n");
         foreach (BenchRun r in runs)
         {
-            sb.AppendJoin(',', r.Strategy, r.Workload, r.Repeat, r.Outcome, F(r.TotalTimeMs), F(r.DowntimeMs), r.BytesOnWire, r.NetworkFaults, F(r.FaultStallMs),
+            sb.AppendJoin(',', r.Strategy, r.Workload, r.Repeat, EnumNames.Kebab(r.Outcome), F(r.TotalTimeMs), F(r.DowntimeMs), r.BytesOnWire, r.NetworkFaults, F(r.FaultStallMs),
                 F(r.FaultStallP50Ms), F(r.FaultStallP99Ms), F(r.StallPerFaultMs), F(r.Slowdown), F(r.TimeToFullyResidentMs), r.Rounds, r.WorkingSetBytes, F(r.GuestMips), F(r.GuestMipsDuring), F(r.LinkLimitMs),
                 F(r.ClientOutageMs), F(r.ClientLatencyMs?.During?.P99), r.ClientFailedRequests,
                 r.Error is null ? "" : "\"" + r.Error.Replace("\"", "\"\"", StringComparison.Ordinal).ReplaceLineEndings(" ") + "\"");
@@ -511,7 +527,7 @@ internal static class BenchCommand
 
                 bool qemu = strategy.StartsWith("qemu", StringComparison.Ordinal);
                 bool pre = strategy.EndsWith("precopy", StringComparison.Ordinal);
-                string outcome = runs.All(r => r.Outcome == "completed") ? "" : $" [red]{string.Join(", ", runs.Select(r => r.Outcome).Distinct())}[/]";
+                string outcome = runs.All(r => r.Outcome == BenchOutcome.Completed) ? "" : $" [red]{string.Join(", ", runs.Select(r => EnumNames.Kebab(r.Outcome)).Distinct())}[/]";
                 table.AddRow(
                     Markup.Escape(w.Name),
                     Markup.Escape(strategy) + outcome,

@@ -415,13 +415,13 @@ public static class BenchPlots
     private static string? Status(Cell c)
     {
         var parts = new List<string>();
-        foreach (IGrouping<string, BenchRun> g in c.Runs.Where(r => r.Outcome != "completed").GroupBy(r => r.Outcome))
+        foreach (IGrouping<BenchOutcome, BenchRun> g in c.Runs.Where(r => r.Outcome != BenchOutcome.Completed).GroupBy(r => r.Outcome))
         {
             string what = g.Key switch
             {
-                "did-not-converge" => "did not converge",
-                "forced-stop-and-copy" => "forced stop-and-copy",
-                _ => g.Key,
+                BenchOutcome.DidNotConverge => "did not converge",
+                BenchOutcome.ForcedStopAndCopy => "forced stop-and-copy",
+                _ => EnumNames.Kebab(g.Key),
             };
             parts.Add(g.Count() == c.Runs.Count ? what : $"{g.Count()}/{c.Runs.Count} {what}");
         }
@@ -453,7 +453,7 @@ public static class BenchPlots
     }
 
     /// <summary>The VM ended up running at the destination (a forced stop-and-copy still moved it).</summary>
-    private static bool Finished(BenchRun r) => r.Outcome is "completed" or "forced-stop-and-copy";
+    private static bool Finished(BenchRun r) => r.Outcome is BenchOutcome.Completed or BenchOutcome.ForcedStopAndCopy;
 
     private static string MissingReason(string strategy, Metric m)
     {
@@ -588,7 +588,7 @@ public static class BenchPlots
         }
 
         lower.XLabel("ms since migration start (source clock)", 14);
-        string outcome = run.Outcome == "completed" ? "" : $" [{run.Outcome}]";
+        string outcome = run.Outcome == BenchOutcome.Completed ? "" : $" [{EnumNames.Kebab(run.Outcome)}]";
         top.Title($"Timeline: {run.Workload}, {run.Strategy}{outcome} · link {Bandwidth(results.BandwidthBitsPerSecond)}\n"
             + $"total {Number(report.TotalTimeMs)} ms · downtime {Number(report.DowntimeMs)} ms · {Number(report.BytesOnWire / 1048576.0)} MiB sent"
             + $" · {Number(report.NetworkFaults.Count)} network faults\n"

@@ -35,6 +35,24 @@ public sealed record BenchResults
     };
 }
 
+/// <summary>How one bench migration ended. In results.json and results.csv by the kebab-case name.</summary>
+[JsonConverter(typeof(KebabCaseEnumConverter<BenchOutcome>))]
+public enum BenchOutcome
+{
+    Completed,
+
+    /// <summary>Failed, with <see cref="BenchRun.Error"/>.</summary>
+    Failed,
+
+    Cancelled,
+
+    /// <summary>A fixed pre-copy that did not fit the downtime limit and stopped and copied the rest.</summary>
+    ForcedStopAndCopy,
+
+    /// <summary>QEMU's pre-copy that never converged (cancelled).</summary>
+    DidNotConverge,
+}
+
 public sealed record MachineInfo(string Cpu, int Cores, string Os, string Runtime, string? Qemu);
 
 /// <summary>A workload: a guest and its configuration, plus the guest's speed where it was measured.</summary>
@@ -50,8 +68,7 @@ public sealed record BenchRun
     public required string Workload { get; init; }
     public required int Repeat { get; init; }
 
-    /// <summary>completed, failed (with <see cref="Error"/>), or did-not-converge.</summary>
-    public required string Outcome { get; init; }
+    public required BenchOutcome Outcome { get; init; }
     public string? Error { get; init; }
     public double? TotalTimeMs { get; init; }
     public double? DowntimeMs { get; init; }

@@ -1,6 +1,7 @@
 using Ferry.Machine.Board;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
+using Ferry.Migration.Strategies;
 using Ferry.Migration.Transport;
 
 namespace Ferry.Migration.Local;
@@ -101,7 +102,7 @@ public static class LocalMigration
             SourceTransport = t => new TlsTransport(t, tls),
             DestinationTransport = t => new TlsTransport(t, tls),
         };
-        foreach (StrategyKind strategy in new[] { StrategyKind.PreCopy, StrategyKind.PostCopy, StrategyKind.Hybrid })
+        foreach (StrategyKind strategy in StrategyPolicy.All.Where(k => StrategyPolicy.For(k).WarmUp).Order())
         {
             var machine = new VirtMachine(new MachineConfig { MemorySize = 16UL << 20 });
             machine.Load(image);

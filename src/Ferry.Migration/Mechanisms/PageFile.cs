@@ -197,7 +197,7 @@ public sealed record PageFile
 
             var config = new MachineConfig { MemorySize = memorySize, Icount = r.U8() != 0, IdleSleep = r.U8() != 0 };
             byte strategy = r.U8();
-            if (!Enum.IsDefined((StrategyKind)strategy))
+            if (!Strategies.StrategyPolicy.IsKnown(strategy))
             {
                 throw new InvalidDataException($"{path}: unknown strategy {strategy}");
             }

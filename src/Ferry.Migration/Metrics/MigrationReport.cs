@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Ferry.Migration.Protocol;
 
 namespace Ferry.Migration.Metrics;
 
@@ -13,16 +14,16 @@ public sealed record MigrationReport
     public int SchemaVersion { get; init; } = 1;
     public required string Id { get; init; }
     public required string Vm { get; init; }
-    public required string Strategy { get; init; }
+    /// <summary>The strategy asked for (in JSON by its name: precopy, postcopy, hybrid, auto).</summary>
+    public required StrategyKind Strategy { get; init; }
     public string? Source { get; init; }
     public string? Destination { get; init; }
 
-    /// <summary>completed, failed or cancelled.</summary>
-    public required string Outcome { get; init; }
+    public required MigrationOutcome Outcome { get; init; }
     public string? Error { get; init; }
 
-    /// <summary>Where the VM is now: destination (running), source (running), or source-paused (needs a decision).</summary>
-    public required string VmLocation { get; init; }
+    /// <summary>Where the VM is now.</summary>
+    public required VmLocation VmLocation { get; init; }
 
     public required OptionsReport Options { get; init; }
     public required DateTimeOffset StartedAt { get; init; }
@@ -160,7 +161,7 @@ public sealed record ThrottleStep(double AtMs, int Round, double Percent);
 /// per second (null: not known, an uncapped link not yet measured), and the pre-copy round it
 /// had reached (null: before any).
 /// </summary>
-public sealed record StrategyDecision(double AtMs, string Choice, string Reason, double? DirtyPagesPerSecond, double? LinkPagesPerSecond, int? Round);
+public sealed record StrategyDecision(double AtMs, StrategyKind Choice, string Reason, double? DirtyPagesPerSecond, double? LinkPagesPerSecond, int? Round);
 
 public sealed record GuestReport(double? IpsBefore, double? IpsDuring, double? IpsAfter, double? SlowdownDuring, ulong InstructionsAtPause);
 

@@ -70,6 +70,8 @@ public enum PagePhase : byte
     FaultReply = 4,
 }
 
+/// <summary>A migration strategy; each value has one <see cref="Strategies.StrategyPolicy"/>, whose name it has in JSON.</summary>
+[System.Text.Json.Serialization.JsonConverter(typeof(Strategies.StrategyNameJsonConverter))]
 public enum StrategyKind : byte
 {
     PreCopy = 1,

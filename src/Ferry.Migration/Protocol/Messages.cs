@@ -101,7 +101,7 @@ public sealed record Hello
         bool icount = r.U8() != 0;
         bool idleSleep = r.U8() != 0;
         byte strategy = r.U8();
-        if (!Enum.IsDefined((StrategyKind)strategy))
+        if (!Strategies.StrategyPolicy.IsKnown(strategy))
         {
             throw new ProtocolException($"unknown strategy {strategy}");
         }

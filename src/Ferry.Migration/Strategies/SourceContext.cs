@@ -14,11 +14,12 @@ internal sealed class SourceContext
     private readonly long _start;
     private readonly PageBitmap _scratch;
 
-    public SourceContext(IMigrationSource vm, MigrationOptions options, PageSender sender, SourceBooks books,
+    public SourceContext(IMigrationSource vm, MigrationOptions options, StrategyPolicy policy, PageSender sender, SourceBooks books,
         LinkShaper shaper, MigrationProgress progress, WorkingSetEstimator estimator, long start)
     {
         Vm = vm;
         Options = options;
+        Policy = policy;
         Sender = sender;
         Books = books;
         Shaper = shaper;
@@ -36,6 +37,9 @@ internal sealed class SourceContext
     public GuestMemory Memory => Vm.Machine.Memory;
 
     public MigrationOptions Options { get; }
+
+    /// <summary>The migration's strategy: the knobs that depend on it.</summary>
+    public StrategyPolicy Policy { get; }
 
     public PageSender Sender { get; }
 
@@ -142,7 +146,7 @@ internal sealed class SourceContext
     {
         _scratch.CopyFrom(Memory.Populated);
         _scratch.AndNot(Delivered);
-        long capPages = Options.EffectiveWorkingSetCap / GuestMemory.PageSize;
+        long capPages = Policy.WorkingSetCap(Options) / GuestMemory.PageSize;
         WorkingSetBudgetPages = PauseBudgetPages();
         if (WorkingSetBudgetPages is long budget)
         {
@@ -191,7 +195,7 @@ internal sealed class SourceContext
             return null;
         }
 
-        double seconds = Math.Max(0, (Options.PauseBudget - PauseReserve).TotalSeconds);
+        double seconds = Math.Max(0, (Policy.PauseBudget(Options) - PauseReserve).TotalSeconds);
         return (long)(r * seconds / (GuestMemory.PageSize + PageBatchEntryOverhead));
     }
 

@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using Ferry.Machine.Memory;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
@@ -8,21 +10,26 @@ namespace Ferry.Migration.Strategies;
 /// A migration strategy is a policy answering three questions over the shared mechanisms
 /// (page sender, switchover, fault server, push queue, working-set estimator):
 /// what to send while the VM still runs, what to send during the pause, and whether the VM
-/// resumes at the destination before all its pages are there.
+/// resumes at the destination before all its pages are there. Every strategy-specific choice
+/// (knobs, the report's and the CLI's questions) is a member here, so that a new strategy is
+/// one class and one <see cref="StrategyKind"/> value, registered in <see cref="For"/>.
 /// </summary>
-internal abstract class StrategyPolicy
+public abstract class StrategyPolicy
 {
     public abstract StrategyKind Kind { get; }
 
     /// <summary>The strategy's name in the CLI, the API and reports (precopy, postcopy, hybrid, auto).</summary>
     public abstract string Name { get; }
 
+    /// <summary>What the CLI says of it (`ferry migrate --strategy`'s help).</summary>
+    public abstract string Description { get; }
+
     /// <summary>
     /// The hybrid's post-switchover mechanisms: a fault brings its locality window (adaptive by
     /// default) and the push serves fault neighbourhoods and recently used pages first; without
     /// them a fault brings its page alone and the push is linear.
     /// </summary>
-    public virtual bool HybridMechanisms => false;
+    protected virtual bool HybridMechanisms => false;
 
     /// <summary>Pages a fault brings: the page alone, or the hybrid's window (<see cref="MigrationOptions.LocalityPages"/>).</summary>
     public int Locality(MigrationOptions options) => !HybridMechanisms ? 1
@@ -38,34 +45,63 @@ internal abstract class StrategyPolicy
     public PushOrder PushOrderFor(MigrationOptions options) => options.PushOrder != PushOrder.Default ? options.PushOrder
         : HybridMechanisms ? PushOrder.FaultNeighbourhoodThenRecency : PushOrder.Linear;
 
-    /// <summary>True if the destination resumes with pages still absent (post-copy phase follows).</summary>
+    /// <summary>True if the destination resumes with pages still absent (post-copy phase follows); decided by the live phase where the policy chooses (auto).</summary>
     public abstract bool ResumesBeforeAllPages { get; }
 
-    /// <summary>True if the pause may carry the working set (the estimator's last window is closed in the pause).</summary>
+    /// <summary>
+    /// False for a strategy that never resumes before all pages are there (pre-copy): its pause
+    /// sends whatever is left (stop-and-copy when the rounds did not converge), and it has no
+    /// network faults to report.
+    /// </summary>
+    public virtual bool MayResumeBeforeAllPages => true;
+
+    /// <summary>Whether the migration <paramref name="report"/> describes had a post-copy phase (the faults and arrivals `ferry migrate` prints).</summary>
+    public virtual bool HadPostCopyPhase(MigrationReport report) => MayResumeBeforeAllPages;
+
+    /// <summary>True if the pause may carry the working set (the estimator's last window is closed in the pause, and the report has it).</summary>
     public virtual bool UsesWorkingSet => false;
 
+    /// <summary>
+    /// Whether a host's start-up warm-up runs a small migration of this strategy (a strategy whose
+    /// code paths are all other strategies' needs none).
+    /// </summary>
+    public virtual bool WarmUp => true;
+
+    /// <summary>The pause the working set may cost: <see cref="MigrationOptions.WorkingSetMaxPause"/> if given, else the downtime limit.</summary>
+    public virtual TimeSpan PauseBudget(MigrationOptions options) => options.WorkingSetMaxPause ?? options.DowntimeLimit;
+
+    /// <summary>The working set's cap in bytes (the pause budget caps it further, at the link's rate: <see cref="SourceContext.WorkingSet"/>).</summary>
+    public virtual long WorkingSetCap(MigrationOptions options) => options.WorkingSetMaxBytes > 0 ? options.WorkingSetMaxBytes : MigrationOptions.DefaultWorkingSetMaxBytes;
+
     /// <summary>Runs while the VM executes at the source; returns when it is time to pause.</summary>
-    public virtual Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => Task.CompletedTask;
+    internal virtual Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => Task.CompletedTask;
 
     /// <summary>
     /// Pages to send during the pause, after the final dirty-log collection. Every page must be
     /// populated and not already delivered. Pre-copy must return all of them.
     /// </summary>
-    public abstract PageBitmap SelectPausePages(SourceContext context);
+    internal abstract PageBitmap SelectPausePages(SourceContext context);
 
+    /// <summary>A new policy for one migration (a policy may keep state: auto's decision). The one place a <see cref="StrategyKind"/> meets its class.</summary>
     public static StrategyPolicy For(StrategyKind kind) => kind switch
     {
         StrategyKind.PreCopy => new PreCopyPolicy(),
         StrategyKind.PostCopy => new PostCopyPolicy(),
         StrategyKind.Hybrid => new HybridPolicy(),
         StrategyKind.Auto => new AutoPolicy(),
-        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "no policy for this strategy"),
     };
 
-    /// <summary>Every strategy, in the order the CLI lists them.</summary>
-    public static readonly StrategyKind[] All = [StrategyKind.Auto, StrategyKind.PreCopy, StrategyKind.PostCopy, StrategyKind.Hybrid];
+    /// <summary>Every strategy, in the order the CLI lists them: auto (the default) first, then by value.</summary>
+    public static readonly IReadOnlyList<StrategyKind> All = [.. Enum.GetValues<StrategyKind>().OrderBy(k => k != StrategyKind.Auto).ThenBy(k => k)];
+
+    /// <summary>Every strategy's name, in <see cref="All"/>'s order.</summary>
+    public static IEnumerable<string> Names => All.Select(NameOf);
 
     public static string NameOf(StrategyKind kind) => For(kind).Name;
+
+    /// <summary>Whether a strategy byte read from the wire or a page file names a strategy this build has a policy for.</summary>
+    public static bool IsKnown(byte value) => All.Contains((StrategyKind)value);
 
     /// <summary>A strategy by name (also pre-copy and post-copy); an unknown name is an <see cref="ArgumentException"/> listing the known ones.</summary>
     public static StrategyKind Parse(string name)
@@ -79,7 +115,7 @@ internal abstract class StrategyPolicy
             }
         }
 
-        throw new ArgumentException($"unknown strategy '{name}' ({string.Join(", ", All.Select(NameOf))})");
+        throw new ArgumentException($"unknown strategy '{name}' ({string.Join(", ", Names)})");
     }
 
     /// <summary>
@@ -91,7 +127,7 @@ internal abstract class StrategyPolicy
     /// <paramref name="stopWhenNotShrinking"/> it also stops as soon as a round's dirtied pages
     /// are not clearly fewer than the previous round's (the rounds stopped paying).
     /// </summary>
-    protected static async Task<RoundsEnd> RunRoundsAsync(SourceContext context, bool stopWhenNotShrinking, CancellationToken cancellation)
+    private protected static async Task<RoundsEnd> RunRoundsAsync(SourceContext context, bool stopWhenNotShrinking, CancellationToken cancellation)
     {
         PageBitmap toSend = context.Undelivered();
         long previousDirtied = long.MaxValue;
@@ -131,7 +167,7 @@ internal abstract class StrategyPolicy
     /// <summary>A round whose dirtied pages are at least this share of the previous round's did not shrink the rest.</summary>
     private const double ShrinkRatio = 0.9;
 
-    protected enum RoundsEnd
+    private protected enum RoundsEnd
     {
         Fits,
         NotShrinking,
@@ -146,14 +182,18 @@ internal sealed class PreCopyPolicy : StrategyPolicy
 
     public override string Name => "precopy";
 
+    public override string Description => "copy while the VM runs, round after round of dirtied pages, until the rest fits --downtime-limit (else stop-and-copy)";
+
     public override bool ResumesBeforeAllPages => false;
+
+    public override bool MayResumeBeforeAllPages => false;
 
     public override int LivePasses(MigrationOptions options) => 0;
 
     /// <summary>Rounds until the rest fits the downtime limit; out of rounds or time, the pause sends the rest whatever it costs (stop-and-copy).</summary>
-    public override Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => RunRoundsAsync(context, stopWhenNotShrinking: false, cancellation);
+    internal override Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => RunRoundsAsync(context, stopWhenNotShrinking: false, cancellation);
 
-    public override PageBitmap SelectPausePages(SourceContext context) => context.Undelivered();
+    internal override PageBitmap SelectPausePages(SourceContext context) => context.Undelivered();
 }
 
 /// <summary>Send nothing ahead (unless live passes are asked for): CPU and devices (and the map of pages still to come) in the pause, then exact-page faults and a linear push.</summary>
@@ -163,11 +203,13 @@ internal sealed class PostCopyPolicy : StrategyPolicy
 
     public override string Name => "postcopy";
 
+    public override string Description => "pause at once, resume at the destination, then fetch pages on fault and push the rest";
+
     public override bool ResumesBeforeAllPages => true;
 
-    public override Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => context.LivePassesAsync(LivePasses(context.Options), cancellation);
+    internal override Task RunLiveAsync(SourceContext context, CancellationToken cancellation) => context.LivePassesAsync(LivePasses(context.Options), cancellation);
 
-    public override PageBitmap SelectPausePages(SourceContext context) => new(context.Memory.PageCount);
+    internal override PageBitmap SelectPausePages(SourceContext context) => new(context.Memory.PageCount);
 }
 
 /// <summary>
@@ -182,13 +224,15 @@ internal sealed class HybridPolicy : StrategyPolicy
 
     public override string Name => "hybrid";
 
+    public override string Description => "the working set (what fits --downtime-limit) in the pause, then faults fetch a locality window and the push the rest";
+
     public override bool ResumesBeforeAllPages => true;
 
     public override bool UsesWorkingSet => true;
 
-    public override bool HybridMechanisms => true;
+    protected override bool HybridMechanisms => true;
 
-    public override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
+    internal override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
     {
         await context.LivePassesAsync(LivePasses(context.Options), cancellation).ConfigureAwait(false);
         if (!context.Options.WorkingSetPresend)
@@ -201,7 +245,7 @@ internal sealed class HybridPolicy : StrategyPolicy
         context.MarkDelivered(workingSet);
     }
 
-    public override PageBitmap SelectPausePages(SourceContext context)
+    internal override PageBitmap SelectPausePages(SourceContext context)
     {
         PageBitmap workingSet = context.WorkingSet();
         workingSet.AndNot(context.Delivered);
@@ -243,17 +287,26 @@ internal sealed class AutoPolicy : StrategyPolicy
 
     public override string Name => "auto";
 
+    public override string Description => "pre-copy while it is predicted to converge within --downtime-limit, else hybrid; a pre-copy whose rounds stop shrinking goes hybrid";
+
+    /// <summary>Auto runs pre-copy's and the hybrid's code, which their own warm-ups run.</summary>
+    public override bool WarmUp => false;
+
+    /// <summary>A post-copy phase unless the last decision (or the only one) was a strategy without one.</summary>
+    public override bool HadPostCopyPhase(MigrationReport report)
+        => report.Decisions is not [.., StrategyDecision last] || last.Choice == Kind || For(last.Choice).HadPostCopyPhase(report);
+
     public override bool ResumesBeforeAllPages => _hybrid;
 
     public override bool UsesWorkingSet => true;
 
     /// <summary>Auto may go hybrid at any point, so the destination is set up for the hybrid's faults and push from the start.</summary>
-    public override bool HybridMechanisms => true;
+    protected override bool HybridMechanisms => true;
 
     /// <summary>Auto's live phase is pre-copy's rounds (or its watch): no passes of its own.</summary>
     public override int LivePasses(MigrationOptions options) => 0;
 
-    public override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
+    internal override async Task RunLiveAsync(SourceContext context, CancellationToken cancellation)
     {
         // The watch costs no time: memory goes out (round 0's head, in page order) while the
         // guest's dirtying is measured, until the sample's time is up or everything went. What
@@ -270,11 +323,11 @@ internal sealed class AutoPolicy : StrategyPolicy
         double dirtyRate = dirtied / Math.Max(System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds, 1e-3);
         if (link is double r && dirtyRate >= MaxPrecopyDirtyShare * r)
         {
-            Decide(context, "hybrid", $"the guest dirties {dirtyRate:0} pages/s, {100 * dirtyRate / r:0.#}% of the link's {r:0}: pre-copy would send at least {1 / (1 - MaxPrecopyDirtyShare):0.##} times its memory, or never converge", dirtyRate, r, null);
+            Decide(context, StrategyKind.Hybrid, $"the guest dirties {dirtyRate:0} pages/s, {100 * dirtyRate / r:0.#}% of the link's {r:0}: pre-copy would send at least {1 / (1 - MaxPrecopyDirtyShare):0.##} times its memory, or never converge", dirtyRate, r, null);
             return;
         }
 
-        Decide(context, "precopy", link is double l
+        Decide(context, StrategyKind.PreCopy, link is double l
             ? $"the guest dirties {dirtyRate:0} pages/s, {100 * dirtyRate / l:0.#}% of the link's {l:0}: pre-copy converges"
             : $"the guest dirties {dirtyRate:0} pages/s; the link is uncapped, its rate unknown until a round measures it: pre-copy, going hybrid if its rounds stop shrinking",
             dirtyRate, link, null);
@@ -285,13 +338,13 @@ internal sealed class AutoPolicy : StrategyPolicy
         }
 
         RoundReport last = context.Rounds[^1];
-        Decide(context, "hybrid", end == RoundsEnd.NotShrinking
+        Decide(context, StrategyKind.Hybrid, end == RoundsEnd.NotShrinking
             ? $"pre-copy round {last.Round} left {last.DirtiedPages} dirty pages ({last.ExpectedDowntimeMs:0.0} ms at the link's rate, over the {context.Options.DowntimeLimit.TotalMilliseconds:0.#} ms limit) and the rounds stopped shrinking"
             : $"pre-copy ran out of rounds or time with {last.DirtiedPages} dirty pages ({last.ExpectedDowntimeMs:0.0} ms at the link's rate, over the {context.Options.DowntimeLimit.TotalMilliseconds:0.#} ms limit)",
             last.DirtyPagesPerSecond, context.LinkPagesPerSecond(), last.Round);
     }
 
-    public override PageBitmap SelectPausePages(SourceContext context)
+    internal override PageBitmap SelectPausePages(SourceContext context)
     {
         if (!_hybrid)
         {
@@ -303,9 +356,33 @@ internal sealed class AutoPolicy : StrategyPolicy
         return workingSet;
     }
 
-    private void Decide(SourceContext context, string choice, string reason, double dirtyRate, double? link, int? round)
+    private void Decide(SourceContext context, StrategyKind choice, string reason, double dirtyRate, double? link, int? round)
     {
-        _hybrid = choice == "hybrid";
+        _hybrid = choice == StrategyKind.Hybrid;
         context.Decisions.Add(new StrategyDecision(context.Elapsed.TotalMilliseconds, choice, reason, dirtyRate, link, round));
     }
+}
+
+/// <summary>A <see cref="StrategyKind"/> in JSON: its policy's name (precopy, postcopy, hybrid, auto), read as <see cref="StrategyPolicy.Parse"/> reads it.</summary>
+public sealed class StrategyNameJsonConverter : JsonConverter<StrategyKind>
+{
+    public override StrategyKind Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType != JsonTokenType.String)
+        {
+            throw new JsonException("a strategy is a name");
+        }
+
+        try
+        {
+            return StrategyPolicy.Parse(reader.GetString()!);
+        }
+        catch (ArgumentException e)
+        {
+            throw new JsonException(e.Message);
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, StrategyKind value, JsonSerializerOptions options)
+        => writer.WriteStringValue(StrategyPolicy.NameOf(value));
 }

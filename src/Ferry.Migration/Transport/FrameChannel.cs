@@ -359,6 +359,13 @@ public sealed class FrameChannel : IAsyncDisposable
         }
     }
 
+    /// <summary>Receives the next frame with a payload of its own (valid after later receives: a frame awaited while others are received).</summary>
+    public async Task<(MessageType Type, byte[] Payload)> ReceiveCopyAsync(CancellationToken cancellation)
+    {
+        (MessageType type, ReadOnlyMemory<byte> payload) = await ReceiveAsync(cancellation).ConfigureAwait(false);
+        return (type, payload.ToArray());
+    }
+
     /// <summary>Receives a frame that must be of <paramref name="expected"/> type; Failed/Refused/Cancel become errors with the peer's reason.</summary>
     public async ValueTask<ReadOnlyMemory<byte>> ExpectAsync(MessageType expected, CancellationToken cancellation)
     {

@@ -1,0 +1,110 @@
+using System.Text.Json;
+using Ferry.Migration.Metrics;
+using Ferry.Migration.Protocol;
+using Xunit;
+
+namespace Ferry.Migration.Tests;
+
+/// <summary>
+/// report.json and the host API keep the names they had as strings: a renamed or added enum
+/// member fails here until its JSON name is written down (docs/report.md lists them).
+/// </summary>
+public class ReportJsonTests
+{
+    private static readonly Dictionary<MigrationOutcome, string> Outcomes = new()
+    {
+        [MigrationOutcome.Completed] = "completed",
+        [MigrationOutcome.Failed] = "failed",
+        [MigrationOutcome.Cancelled] = "cancelled",
+    };
+
+    private static readonly Dictionary<VmLocation, string> Locations = new()
+    {
+        [VmLocation.Source] = "source",
+        [VmLocation.SourcePaused] = "source-paused",
+        [VmLocation.Destination] = "destination",
+    };
+
+    private static readonly Dictionary<StrategyKind, string> Strategies = new()
+    {
+        [StrategyKind.PreCopy] = "precopy",
+        [StrategyKind.PostCopy] = "postcopy",
+        [StrategyKind.Hybrid] = "hybrid",
+        [StrategyKind.Auto] = "auto",
+    };
+
+    [Fact]
+    public void Outcomes_keep_their_names() => AssertNames(Outcomes);
+
+    [Fact]
+    public void Locations_keep_their_names() => AssertNames(Locations);
+
+    [Fact]
+    public void Strategies_keep_their_names() => AssertNames(Strategies);
+
+    [Fact]
+    public void A_report_writes_and_reads_the_names()
+    {
+        MigrationReport report = Report(MigrationOutcome.Failed, VmLocation.SourcePaused, StrategyKind.Auto) with
+        {
+            Decisions = [new StrategyDecision(12, StrategyKind.PreCopy, "converges", 10, 1000, null), new StrategyDecision(40, StrategyKind.Hybrid, "stopped shrinking", 900, 1000, 3)],
+        };
+
+        string json = JsonSerializer.Serialize(report, MigrationReport.Json);
+        Assert.Contains("\"strategy\": \"auto\"", json, StringComparison.Ordinal);
+        Assert.Contains("\"outcome\": \"failed\"", json, StringComparison.Ordinal);
+        Assert.Contains("\"vmLocation\": \"source-paused\"", json, StringComparison.Ordinal);
+        Assert.Contains("\"choice\": \"precopy\"", json, StringComparison.Ordinal);
+        Assert.Contains("\"choice\": \"hybrid\"", json, StringComparison.Ordinal);
+
+        MigrationReport back = JsonSerializer.Deserialize<MigrationReport>(json, MigrationReport.Json)!;
+        Assert.Equal(MigrationOutcome.Failed, back.Outcome);
+        Assert.Equal(VmLocation.SourcePaused, back.VmLocation);
+        Assert.Equal(StrategyKind.Auto, back.Strategy);
+        Assert.Equal([StrategyKind.PreCopy, StrategyKind.Hybrid], back.Decisions.Select(d => d.Choice));
+    }
+
+    [Theory]
+    [InlineData("\"outcome\": \"completed\"", "\"outcome\": 0")]
+    [InlineData("\"outcome\": \"completed\"", "\"outcome\": \"Completed-ish\"")]
+    [InlineData("\"vmLocation\": \"destination\"", "\"vmLocation\": \"elsewhere\"")]
+    [InlineData("\"strategy\": \"hybrid\"", "\"strategy\": \"warp\"")]
+    [InlineData("\"strategy\": \"hybrid\"", "\"strategy\": 3")]
+    public void A_report_with_an_unknown_name_or_a_number_is_refused(string good, string bad)
+    {
+        string json = JsonSerializer.Serialize(Report(MigrationOutcome.Completed, VmLocation.Destination, StrategyKind.Hybrid), MigrationReport.Json);
+        Assert.Contains(good, json, StringComparison.Ordinal);
+        Assert.NotNull(JsonSerializer.Deserialize<MigrationReport>(json, MigrationReport.Json));
+        Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<MigrationReport>(json.Replace(good, bad, StringComparison.Ordinal), MigrationReport.Json));
+    }
+
+    /// <summary>Every member has its name written down here, serialises to it, and reads back from it.</summary>
+    internal static void AssertNames<T>(Dictionary<T, string> names)
+        where T : struct, Enum
+    {
+        Assert.Equal(Enum.GetValues<T>().Order(), names.Keys.Order());
+        foreach ((T value, string name) in names)
+        {
+            Assert.Equal($"\"{name}\"", JsonSerializer.Serialize(value, MigrationReport.Json));
+            Assert.Equal(value, JsonSerializer.Deserialize<T>($"\"{name}\"", MigrationReport.Json));
+        }
+    }
+
+    private static MigrationReport Report(MigrationOutcome outcome, VmLocation location, StrategyKind strategy) => new()
+    {
+        Id = "m1",
+        Vm = "vm",
+        Strategy = strategy,
+        Outcome = outcome,
+        VmLocation = location,
+        Options = new OptionsReport(0, 20, 30, 60000, 64, true, 3, 3, 100, 64 << 20, false, 0, "Linear", 64, false, 32),
+        StartedAt = DateTimeOffset.UnixEpoch,
+        Bytes = new BytesReport(1, 2, 3, 4, 5, 15),
+        Pages = new PagesReport(1, 1, 0, 0, 1, 0, 0, 0, 1),
+        NetworkFaults = new FaultReport(0, 0, 0, 0, 0, 0),
+        PagesArrived = new ArrivalReport(1, 0, 0, 0, 0),
+        Prefetch = new PrefetchReport(0, 0, 0),
+        Guest = new GuestReport(null, null, null, null, 0),
+        Timeline = new TimelineReport(0, 0, []),
+    };
+}
