@@ -43,9 +43,9 @@ internal static class ConsoleSession
 
                 // This host's part has ended: the VM stopped or exited here, or moved on.
                 VmStatus status = await current.StatusAsync(name, session.Token).ConfigureAwait(false);
-                if (status.State != "migrated" || status.MovedTo is null)
+                if (status.State != VmState.Migrated || status.MovedTo is null)
                 {
-                    await Console.Error.WriteAsync($"{(raw is null ? "" : "\r\n")}[ferry: {name} is {status.State} on {current.BaseUrl}]{(raw is null ? "\n" : "\r\n")}").ConfigureAwait(false);
+                    await Console.Error.WriteAsync($"{(raw is null ? "" : "\r\n")}[ferry: {name} is {VmInstance.Describe(status.State)} on {current.BaseUrl}]{(raw is null ? "\n" : "\r\n")}").ConfigureAwait(false);
                     break;
                 }
 

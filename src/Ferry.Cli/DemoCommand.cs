@@ -99,7 +99,7 @@ internal static class DemoCommand
         using var head = new MemoryStream();
         await hostB.ConsoleAsync(name, atB.ConsoleStart, false, head, ct);
         PrintLines("B", Encoding.ASCII.GetString(head.ToArray()), 4, fromStart: true);
-        AnsiConsole.MarkupLine($"[grey]status on B: {Markup.Escape(atB.State)}, {atB.InstructionsRetired:N0} instructions at the time of the check; the full report: ferry migrate ... --json FILE[/]");
+        AnsiConsole.MarkupLine($"[grey]status on B: {VmInstance.Describe(atB.State)}, {atB.InstructionsRetired:N0} instructions at the time of the check; the full report: ferry migrate ... --json FILE[/]");
         return 0;
     }
 

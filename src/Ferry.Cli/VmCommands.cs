@@ -105,7 +105,7 @@ internal static class VmCommands
             var table = new Table().AddColumns("NAME", "STATE", "INSTRUCTIONS", "MEMORY", "MIGRATION");
             foreach (VmStatus s in vms)
             {
-                table.AddRow(Markup.Escape(s.Name), s.WaitingOnNetwork ? s.State + " (waiting on network)" : s.State, s.InstructionsRetired.ToString("N0"), $"{s.MemoryBytes >> 20} MiB", Markup.Escape(s.Migration ?? ""));
+                table.AddRow(Markup.Escape(s.Name), VmInstance.Describe(s.State) + (s.WaitingOnNetwork ? " (waiting on network)" : ""), s.InstructionsRetired.ToString("N0"), $"{s.MemoryBytes >> 20} MiB", Markup.Escape(s.Migration ?? ""));
             }
 
             AnsiConsole.Write(table);
@@ -175,7 +175,7 @@ internal static class VmCommands
             return;
         }
 
-        System.Console.Out.WriteLine($"{s.Name}: {s.State}{(s.WaitingOnNetwork ? " (waiting on network)" : "")} on {s.Host}, {s.InstructionsRetired:N0} instructions, {s.MemoryBytes >> 20} MiB{(s.Icount ? ", icount" : "")}"
+        System.Console.Out.WriteLine($"{s.Name}: {VmInstance.Describe(s.State)}{(s.WaitingOnNetwork ? " (waiting on network)" : "")} on {s.Host}, {s.InstructionsRetired:N0} instructions, {s.MemoryBytes >> 20} MiB{(s.Icount ? ", icount" : "")}"
             + (s.StopAt is ulong at ? $", stops at {at:N0}" : "")
             + (s.ExitStatus is int e ? $", exit status {e}" : "")
             + (s.Digest is string d ? $"\ndigest: {d}" : "")

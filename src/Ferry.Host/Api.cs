@@ -51,8 +51,8 @@ public sealed record VmStatus
 {
     public required string Name { get; init; }
 
-    /// <summary>running, paused, exited, stopped, migrating, incoming, migrated, failed.</summary>
-    public required string State { get; init; }
+    /// <summary>In JSON by its lower-case name: incoming, arriving, running, paused, exited, stopped, departing, migrating, migrated, failed.</summary>
+    public required VmState State { get; init; }
 
     public required ulong InstructionsRetired { get; init; }
 

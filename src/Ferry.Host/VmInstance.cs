@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using Ferry.Machine.Board;
 using Ferry.Machine.State;
 using Ferry.Migration;
@@ -147,7 +148,7 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
         _ => "remove",
     };
 
-    public static string Describe(VmState state) => state.ToString().ToLowerInvariant();
+    public static string Describe(VmState state) => EnumNames.Kebab(state);
 
     // ---- the machine's users
 
@@ -245,7 +246,7 @@ public sealed class VmInstance : IMigrationSource, IIncomingVm, IDisposable
             return new VmStatus
             {
                 Name = Name,
-                State = Describe(_state),
+                State = _state,
                 InstructionsRetired = Machine.Hart.InstructionsRetired,
                 Host = Host,
                 MemoryBytes = Machine.Config.MemorySize,
@@ -545,8 +546,10 @@ public sealed class MachineLease : IDisposable
 
 /// <summary>
 /// A VM's lifecycle. A migration holds the VM in <see cref="Incoming"/> and <see cref="Arriving"/>
-/// (destination) and in <see cref="Departing"/> and <see cref="Migrating"/> (source).
+/// (destination) and in <see cref="Departing"/> and <see cref="Migrating"/> (source). In the
+/// API (and what Ferry prints) by its kebab-case name.
 /// </summary>
+[JsonConverter(typeof(KebabCaseEnumConverter<VmState>))]
 public enum VmState
 {
     /// <summary>Destination: prepared for an incoming migration, or receiving it before the switchover. Nothing runs.</summary>

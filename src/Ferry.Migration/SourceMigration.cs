@@ -283,7 +283,7 @@ public sealed class SourceMigration
 
             // Switchover: pause, last dirty pages, the strategy's pause pages, CPU and devices.
             owner.Progress.Phase = SourcePhase.Switchover;
-            var switchover = new Switchover(_context, policy, estimator, _faultServer);
+            var switchover = new Switchover(_context, estimator, _faultServer);
             _switchover = switchover;
             await switchover.PauseAsync(_pageFile, _pageFileLiveMs, ct).ConfigureAwait(false);
             _pageFileReport = switchover.PageFileReport;

@@ -52,12 +52,12 @@ public sealed class DevicesEndToEndTests(TwoHosts hosts)
             Assert.True(exit == 0, stderr);
             Assert.Equal(disk, JsonSerializer.Deserialize<VmStatus>(stdoutText, ApiJson.Options)!.Disk);
 
-            await Api.WaitAsync(hosts.A.Api, name, s => s.InstructionsRetired >= 60_000_000 || s.State != "running", Long);
+            await Api.WaitAsync(hosts.A.Api, name, s => s.InstructionsRetired >= 60_000_000 || s.State != VmState.Running, Long);
             (exit, _, stderr) = await Ferry.RunTextAsync(Long, "migrate", name, "--from", hosts.A.Api, "--to", hosts.B.Api,
                 "--strategy", strategy, "--quiet", "--downtime-limit", "20ms", "--max-rounds", "8");
             Assert.True(exit == 0, $"migrate failed: {stderr}\nA: {hosts.A.Log}\nB: {hosts.B.Log}");
 
-            VmStatus atB = await Api.WaitAsync(hosts.B.Api, name, s => s.State != "running" && s.State != "incoming" && s.Digest is not null, Long);
+            VmStatus atB = await Api.WaitAsync(hosts.B.Api, name, s => s.State != VmState.Running && s.State != VmState.Incoming && s.Digest is not null, Long);
             Assert.Equal(StopAt, atB.InstructionsRetired);
             Assert.Equal(disk, atB.Disk);
             Assert.Equal(digest, atB.Digest);

@@ -29,7 +29,7 @@ public sealed class FailureTests(TwoHosts hosts)
     private async Task AssertStillAtSourceAsync(string name)
     {
         VmStatus before = await Api.StatusAsync(hosts.A.Api, name);
-        Assert.Equal("running", before.State);
+        Assert.Equal(VmState.Running, before.State);
         await Api.WaitAsync(hosts.A.Api, name, s => s.InstructionsRetired > before.InstructionsRetired, Timeout);
         Assert.Null(await Api.TryStatusAsync(hosts.B.Api, name));
     }
@@ -105,9 +105,9 @@ public sealed class FailureTests(TwoHosts hosts)
         (exit, _, stderr) = await Ferry.RunTextAsync(Timeout, "migrate", name, "--from", hosts.A.Api, "--to", hosts.B.Api, "--quiet");
         AssertOneLineError(exit, stderr, "already exists");
         VmStatus atA = await Api.StatusAsync(hosts.A.Api, name);
-        Assert.Equal("running", atA.State);
+        Assert.Equal(VmState.Running, atA.State);
         VmStatus atB = await Api.StatusAsync(hosts.B.Api, name);
-        Assert.Equal("exited", atB.State); // the other VM of that name, untouched
+        Assert.Equal(VmState.Exited, atB.State); // the other VM of that name, untouched
     }
 
     [Fact]
@@ -197,7 +197,7 @@ public sealed class FailureTests(TwoHosts hosts)
         (int exit, string stdout, string stderr) = await Ferry.RunTextAsync(Timeout, "vm", "start", "compute", "--host", hosts.A.Api, "--name", "status-json",
             "--memory", "32M", "--icount", "--stop-at", "1000000", "--config", "iterations=1000000");
         Assert.True(exit == 0, stderr);
-        await Api.WaitAsync(hosts.A.Api, "status-json", s => s.State == "paused", Timeout);
+        await Api.WaitAsync(hosts.A.Api, "status-json", s => s.State == VmState.Paused, Timeout);
         (exit, stdout, stderr) = await Ferry.RunTextAsync(Timeout, "vm", "status", "status-json", "--host", hosts.A.Api, "--json");
         Assert.True(exit == 0, stderr);
         using JsonDocument doc = JsonDocument.Parse(stdout);

@@ -61,7 +61,7 @@ public sealed class FaultProxyEndToEndTests(ITestOutputHelper output)
         {
             Assert.Equal("failed", done.Phase);
             await VerifyMigrations.AssertDigestAsync(a, name);
-            Assert.Null(await Api.TryStatusAsync(b.Api, name) is { State: "running" } ? "running at the destination too" : null);
+            Assert.Null(await Api.TryStatusAsync(b.Api, name) is { State: VmState.Running } ? "running at the destination too" : null);
         }
 
         if (fault == ProxyFault.Stall)

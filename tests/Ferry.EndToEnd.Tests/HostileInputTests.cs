@@ -111,7 +111,7 @@ public sealed class HostileInputTests
         Assert.True(exit == 0, stderr);
         (exit, string stdout, stderr) = await Ferry.RunTextAsync(Timeout, "migrate", "after-flood", "--from", a.Api, "--to", b.Api, "--quiet");
         Assert.True(exit == 0, stderr + stdout);
-        Assert.Equal("running", (await Api.StatusAsync(b.Api, "after-flood")).State);
+        Assert.Equal(VmState.Running, (await Api.StatusAsync(b.Api, "after-flood")).State);
         Console.WriteLine($"RSS of the host under 1,000 connections ({reset} reset by the host while connecting or sending): {before >> 20} MiB before, {peak >> 20} MiB at the peak (+{growth / 1048576.0:0.0} MiB)");
     }
 
@@ -205,7 +205,7 @@ public sealed class HostileInputTests
         (status, error) = await SendAsync(HttpMethod.Post, "/v1/vms/errors/migrate", "{\"destination\": \"127.0.0.1:9\", \"token\": \"" + new string('0', 64) + "\", \"downtimeLimitMs\": \"fast\"}");
         Assert.Equal(HttpStatusCode.BadRequest, status);
         Assert.Contains("downtimeLimitMs", error);
-        Assert.Equal("running", (await Api.StatusAsync(b.Api, "errors")).State); // nothing was started
+        Assert.Equal(VmState.Running, (await Api.StatusAsync(b.Api, "errors")).State); // nothing was started
 
         (status, error) = await SendAsync(HttpMethod.Get, "/v1/vms/nope", null);
         Assert.Equal(HttpStatusCode.NotFound, status);
@@ -268,7 +268,7 @@ public sealed class CliErrorTests
         (exit, _, stderr) = await Ferry.RunTextAsync(Timeout, "vm", "start", "idle", "--host", a.Api, "--name", "../evil name");
         AssertOneLine(exit, stderr, "is not a valid VM name");
         Assert.Null(await Api.TryStatusAsync(b.Api, "opts")); // no slot was prepared
-        Assert.Equal("running", (await Api.StatusAsync(a.Api, "opts")).State);
+        Assert.Equal(VmState.Running, (await Api.StatusAsync(a.Api, "opts")).State);
     }
 
     [Fact]

@@ -48,7 +48,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         Assert.True(polledDuringStall is null || stallShown < detected, $"the stall is shown while it lasts, before the deadline (a status answered at {polledDuringStall?.TotalMilliseconds:0} ms did not show it)");
         Assert.InRange(detected, TimeSpan.Zero, Deadline + Slack);
         VmStatus atA = await Api.StatusAsync(a.Api, name);
-        Assert.NotEqual("running", atA.State); // paused at the source: the destination may run it
+        Assert.NotEqual(VmState.Running, atA.State); // paused at the source: the destination may run it
 
         await Task.Delay(Deadline * 2); // stays stopped a while: the source keeps trying
         await b.SignalAsync("CONT");
@@ -97,7 +97,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         // It stays: the destination never discards a VM it resumed.
         await Task.Delay(Deadline * 3);
         VmStatus later = await Api.StatusAsync(b.Api, name);
-        Assert.NotEqual("failed", later.State);
+        Assert.NotEqual(VmState.Failed, later.State);
         Assert.True(later.WaitingOnNetwork);
         Assert.Matches("[0-9]+ pages not yet here", later.Detail);
     }
@@ -133,7 +133,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
                 output.WriteLine("destination: " + b.Log);
             }
 
-            Assert.NotEqual("failed", atB.State);
+            Assert.NotEqual(VmState.Failed, atB.State);
             await VerifyMigrations.AssertDigestAsync(b, name);
             var until = Stopwatch.StartNew();
             while (Directory.GetFiles(Path.Combine(stateDir, "pages"), "*.pages").Length > 0 && until.Elapsed < TimeSpan.FromSeconds(30))
@@ -173,7 +173,7 @@ public sealed class LivenessEndToEndTests(ITestOutputHelper output)
         Assert.Equal(VmLocation.Source, done.Report!.VmLocation);
         Assert.Contains("silent", done.Report.Error);
         VmStatus before = await Api.StatusAsync(a.Api, name);
-        Assert.Equal("running", before.State);
+        Assert.Equal(VmState.Running, before.State);
         await Api.WaitAsync(a.Api, name, s => s.InstructionsRetired > before.InstructionsRetired, Long);
 
         // Continued, the destination finds the source gone and discards its copy.

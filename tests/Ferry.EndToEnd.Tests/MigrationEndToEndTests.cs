@@ -56,10 +56,10 @@ public sealed class MigrationEndToEndTests(TwoHosts hosts)
         (int exit, string stdout, string stderr) = await Ferry.RunTextAsync(Long, "vm", "start", guest, "--host", hosts.A.Api, "--name", name,
             "--memory", "64M", "--icount", "--stop-at", stopAt.ToString(), "--config", config, "--json");
         Assert.True(exit == 0, stderr);
-        Assert.Equal("running", JsonSerializer.Deserialize<VmStatus>(stdout, ApiJson.Options)!.State);
+        Assert.Equal(VmState.Running, JsonSerializer.Deserialize<VmStatus>(stdout, ApiJson.Options)!.State);
 
         // Let it run a while at A, then move it while it still runs (most of its run still ahead, for a loaded machine).
-        await Api.WaitAsync(hosts.A.Api, name, s => s.InstructionsRetired >= stopAt / 20 || s.State != "running", Long);
+        await Api.WaitAsync(hosts.A.Api, name, s => s.InstructionsRetired >= stopAt / 20 || s.State != VmState.Running, Long);
         (exit, _, stderr) = await Ferry.RunTextAsync(Long, "migrate", name, "--from", hosts.A.Api, "--to", hosts.B.Api,
             "--strategy", strategy, "--quiet", "--json", reportFile, "--downtime-limit", "20ms", "--max-rounds", "8");
         Assert.True(exit == 0, $"migrate failed: {stderr}\nA: {hosts.A.Log}\nB: {hosts.B.Log}");
@@ -71,11 +71,11 @@ public sealed class MigrationEndToEndTests(TwoHosts hosts)
         Assert.True(report.BytesOnWire > 0);
 
         // At B it runs on to N and stops there.
-        VmStatus atB = await Api.WaitAsync(hosts.B.Api, name, s => s.State != "running" && s.State != "incoming" && s.Digest is not null, Long);
-        Assert.Equal("paused", atB.State);
+        VmStatus atB = await Api.WaitAsync(hosts.B.Api, name, s => s.State != VmState.Running && s.State != VmState.Incoming && s.Digest is not null, Long);
+        Assert.Equal(VmState.Paused, atB.State);
         Assert.Equal(stopAt, atB.InstructionsRetired);
         VmStatus atA = await Api.StatusAsync(hosts.A.Api, name);
-        Assert.Equal("migrated", atA.State);
+        Assert.Equal(VmState.Migrated, atA.State);
 
         (string digest, byte[] console) = await reference;
         Assert.Equal(digest, atB.Digest);

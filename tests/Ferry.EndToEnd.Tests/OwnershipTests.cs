@@ -79,7 +79,7 @@ public sealed class OwnershipTests
     {
         await using Migrating m = await Migrating.StartAsync("own-pre", "precopy");
         (HostProcess a, HostProcess b, string name, string id) = (m.A, m.B, m.Name, m.Id);
-        await Api.WaitAsync(a.Api, name, s => s.State == "departing", Timeout);
+        await Api.WaitAsync(a.Api, name, s => s.State == VmState.Departing, Timeout);
         await Task.Delay(500);
 
         // While the migration holds it: resume and remove are refused with the reason.
@@ -96,7 +96,7 @@ public sealed class OwnershipTests
         MigrationStatus done = await Api.MigrationAsync(a.Api, id);
         Assert.Equal("cancelled", done.Phase);
         VmStatus stopped = await Api.StatusAsync(a.Api, name);
-        Assert.Equal("stopped", stopped.State);
+        Assert.Equal(VmState.Stopped, stopped.State);
         Assert.NotNull(stopped.Digest);
         (exit, _, stderr) = await Ferry.RunTextAsync(Timeout, "vm", "rm", name, "--host", a.Api);
         Assert.True(exit == 0, stderr);
@@ -106,13 +106,13 @@ public sealed class OwnershipTests
         Assert.Null(await Api.TryStatusAsync(a.Api, name));
         // The destination dropped its copy when the source cancelled.
         VmStatus? atB = await Api.TryStatusAsync(b.Api, name);
-        for (int i = 0; i < 100 && atB is not null && atB.State != "failed"; i++)
+        for (int i = 0; i < 100 && atB is not null && atB.State != VmState.Failed; i++)
         {
             await Task.Delay(100);
             atB = await Api.TryStatusAsync(b.Api, name);
         }
 
-        Assert.True(atB is null || atB.State == "failed", $"the VM is {atB?.State} at the destination");
+        Assert.True(atB is null || atB.State == VmState.Failed, $"the VM is {atB?.State} at the destination");
     }
 
     [Fact]
@@ -120,8 +120,8 @@ public sealed class OwnershipTests
     {
         await using Migrating m = await Migrating.StartAsync("own-post", "postcopy");
         (HostProcess a, HostProcess b, string name, string id) = (m.A, m.B, m.Name, m.Id);
-        VmStatus arriving = await Api.WaitAsync(b.Api, name, s => s.State is "arriving" or "running", Timeout);
-        Assert.Equal("arriving", arriving.State); // pages are still missing at 5 Mbit/s
+        VmStatus arriving = await Api.WaitAsync(b.Api, name, s => s.State is VmState.Arriving or VmState.Running, Timeout);
+        Assert.Equal(VmState.Arriving, arriving.State); // pages are still missing at 5 Mbit/s
 
         (HttpStatusCode status, string error) = await CallAsync(HttpMethod.Post, $"{b.Api}/v1/vms/{name}/stop");
         Assert.Equal(HttpStatusCode.Conflict, status);
@@ -143,8 +143,8 @@ public sealed class OwnershipTests
         await AssertAliveAsync(a);
         MigrationStatus done = await Api.WaitMigrationAsync(a.Api, id, Timeout);
         Assert.Equal("completed", done.Phase);
-        Assert.Equal("running", (await Api.StatusAsync(b.Api, name)).State);
-        Assert.Equal("migrated", (await Api.StatusAsync(a.Api, name)).State);
+        Assert.Equal(VmState.Running, (await Api.StatusAsync(b.Api, name)).State);
+        Assert.Equal(VmState.Migrated, (await Api.StatusAsync(a.Api, name)).State);
 
         // Now the destination owns it: stop and remove work.
         (exit, _, stderr) = await Ferry.RunTextAsync(Timeout, "vm", "stop", name, "--host", b.Api);

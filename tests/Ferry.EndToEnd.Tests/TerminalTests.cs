@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using Ferry.Host;
 using Xunit;
 
 namespace Ferry.EndToEnd.Tests;
@@ -44,7 +45,7 @@ public sealed class TerminalTests(TwoHosts hosts)
         await tty.ExpectAsync("\nafter-move\r", Wait);
         await tty.SendAsync("\u001d");
         Assert.Equal(0, await tty.WaitForExitAsync(TimeSpan.FromSeconds(20)));
-        Assert.Equal("running", (await Api.StatusAsync(hosts.B.Api, name)).State);
+        Assert.Equal(VmState.Running, (await Api.StatusAsync(hosts.B.Api, name)).State);
     }
 
     /// <summary>ferry under `script -qfec CMD /dev/null`: its stdin and stdout are a pseudo-terminal; ours are pipes to script.</summary>

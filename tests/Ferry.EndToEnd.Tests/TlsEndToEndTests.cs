@@ -100,7 +100,7 @@ public sealed class TlsEndToEndTests(TlsHosts hosts)
         (exit, _, stderr) = await Ferry.RunTextAsync(Long, ["vm", "start", "verify", "--host", hosts.A.Api, "--name", name,
             "--memory", "64M", "--icount", "--stop-at", stopAt.ToString(), "--config", config, .. hosts.Client]);
         Assert.True(exit == 0, stderr);
-        await Api.WaitAsync(hosts.A.Api, name, s => s.InstructionsRetired >= stopAt / 40 || s.State != "running", Long);
+        await Api.WaitAsync(hosts.A.Api, name, s => s.InstructionsRetired >= stopAt / 40 || s.State != VmState.Running, Long);
         (exit, _, stderr) = await Ferry.RunTextAsync(Long, ["migrate", name, "--from", hosts.A.Api, "--to", hosts.B.Api,
             "--strategy", strategy, "--quiet", "--json", reportFile, "--downtime-limit", "20ms", "--max-rounds", "8", .. hosts.Client]);
         Assert.True(exit == 0, $"migrate failed: {stderr}\nA: {hosts.A.Log}\nB: {hosts.B.Log}");
@@ -108,10 +108,10 @@ public sealed class TlsEndToEndTests(TlsHosts hosts)
         Assert.Equal(MigrationOutcome.Completed, report.Outcome);
         Assert.True(report.Guest.InstructionsAtPause < stopAt, "it was migrated while it ran");
 
-        VmStatus atB = await Api.WaitAsync(hosts.B.Api, name, s => s.State != "running" && s.State != "incoming" && s.Digest is not null, Long);
+        VmStatus atB = await Api.WaitAsync(hosts.B.Api, name, s => s.State != VmState.Running && s.State != VmState.Incoming && s.Digest is not null, Long);
         Assert.Equal(stopAt, atB.InstructionsRetired);
         Assert.Equal(digest, atB.Digest);
-        Assert.Equal("migrated", (await Api.StatusAsync(hosts.A.Api, name)).State);
+        Assert.Equal(VmState.Migrated, (await Api.StatusAsync(hosts.A.Api, name)).State);
     }
 
     [Theory]
@@ -166,7 +166,7 @@ public sealed class TlsEndToEndTests(TlsHosts hosts)
         Assert.Contains("accepts only TLS", summary);
         (exit, string status, stderr) = await Ferry.RunTextAsync(Long, ["vm", "status", name, "--host", hosts.Plain.Api, "--json", .. hosts.Client]);
         Assert.True(exit == 0, stderr);
-        Assert.Equal("running", JsonSerializer.Deserialize<VmStatus>(status, ApiJson.Options)!.State);
+        Assert.Equal(VmState.Running, JsonSerializer.Deserialize<VmStatus>(status, ApiJson.Options)!.State);
         await HostSecurityTests.WaitForAsync(() => hosts.B.Log.Contains("plain connection to the TLS endpoint", StringComparison.Ordinal));
     }
 }

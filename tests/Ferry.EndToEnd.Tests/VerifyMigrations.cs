@@ -39,7 +39,7 @@ internal static class VerifyMigrations
         (int exit, _, string stderr) = await Ferry.RunTextAsync(Long, "vm", "start", guest, "--host", a.Api, "--name", name,
             "--memory", memory, "--icount", "--stop-at", stopAt.ToString(), "--config", config);
         Assert.True(exit == 0, stderr);
-        await Api.WaitAsync(a.Api, name, s => s.InstructionsRetired >= 200_000_000 || s.State != "running", Long);
+        await Api.WaitAsync(a.Api, name, s => s.InstructionsRetired >= 200_000_000 || s.State != VmState.Running, Long);
     }
 
     public static async Task<string> MigrateAsync(HostProcess a, HostProcess b, string name, string strategy, string bandwidth, string memory = "64M", string? via = null,
@@ -84,7 +84,7 @@ internal static class VerifyMigrations
     /// <summary>Waits for the VM on <paramref name="host"/> to stop at its stop-at count and compares its digest with the unmigrated run's.</summary>
     public static async Task AssertDigestAsync(HostProcess host, string name, string guest = Guest, string config = Config, ulong stopAt = StopAt, string memory = "64M")
     {
-        VmStatus at = await Api.WaitAsync(host.Api, name, s => s.State != "running" && s.State != "incoming" && s.Digest is not null, Long);
+        VmStatus at = await Api.WaitAsync(host.Api, name, s => s.State != VmState.Running && s.State != VmState.Incoming && s.Digest is not null, Long);
         Assert.Equal(stopAt, at.InstructionsRetired);
         Assert.Equal(await ReferenceAsync(guest, config, stopAt, memory), at.Digest);
     }

@@ -17,8 +17,10 @@ namespace Ferry.Migration.Mechanisms;
 /// waits for the destination's Resumed. It keeps the timestamps the report's downtime and
 /// switchover breakdown are made of (0 until reached).
 /// </summary>
-internal sealed class Switchover(SourceContext context, StrategyPolicy policy, WorkingSetEstimator estimator, FaultServer faultServer)
+internal sealed class Switchover(SourceContext context, WorkingSetEstimator estimator, FaultServer faultServer)
 {
+    private readonly StrategyPolicy _policy = context.Policy;
+
     /// <summary>The VM is paused here (from the pause on: a failure before the handover resumes it here).</summary>
     public bool Paused { get; private set; }
 
@@ -73,12 +75,12 @@ internal sealed class Switchover(SourceContext context, StrategyPolicy policy, W
         PauseAt = Stopwatch.GetTimestamp();
         ct.ThrowIfCancellationRequested();
         PageBitmap dirtiedLast = await context.CollectDirtyAsync().ConfigureAwait(false);
-        if (policy.UsesWorkingSet)
+        if (_policy.UsesWorkingSet)
         {
             estimator.CloseWindow(); // the VM is paused: include what it touched since the last window
         }
 
-        PageBitmap pausePages = policy.SelectPausePages(context);
+        PageBitmap pausePages = _policy.SelectPausePages(context);
 
         // The devices' next pages (their rings, a network card's posted receive buffers) are
         // what the guest's clients wait on first: a working set's pause carries the rings and
@@ -91,17 +93,17 @@ internal sealed class Switchover(SourceContext context, StrategyPolicy policy, W
         devicePages.AndNot(context.Delivered);
         devicePages.AndNot(pausePages);
         DevicePages = devicePages.PopCount();
-        if (policy.UsesWorkingSet)
+        if (_policy.UsesWorkingSet)
         {
             pausePages.Or(deviceSoon);
         }
 
         SelectedAt = Stopwatch.GetTimestamp();
-        if (policy.ResumesBeforeAllPages)
+        if (_policy.ResumesBeforeAllPages)
         {
             // What may arrive later is sent only while the pause budget lasts (less the reserve
             // for the state and the resume); the rest of it goes after the resume.
-            long deadline = PauseAt + (long)((policy.PauseBudget(options) - SourceContext.PauseReserve).TotalSeconds * Stopwatch.Frequency);
+            long deadline = PauseAt + (long)((_policy.PauseBudget(options) - SourceContext.PauseReserve).TotalSeconds * Stopwatch.Frequency);
             context.PausePagesDeferred = await context.Sender.SendUntilAsync(pausePages, PagePhase.Pause, deadline, ct).ConfigureAwait(false);
         }
         else
@@ -113,12 +115,12 @@ internal sealed class Switchover(SourceContext context, StrategyPolicy policy, W
         context.MarkDelivered(pausePages);
         PageBitmap remaining = context.Undelivered();
         int remainingCount = remaining.PopCount();
-        if (!policy.ResumesBeforeAllPages && remainingCount != 0)
+        if (!_policy.ResumesBeforeAllPages && remainingCount != 0)
         {
             throw new InvalidOperationException($"pre-copy left {remainingCount} pages undelivered at switchover");
         }
 
-        var queue = new PushQueue(remaining, policy.PushOrderFor(options), options.FaultNeighbourhoodPages);
+        var queue = new PushQueue(remaining, _policy.PushOrderFor(options), options.FaultNeighbourhoodPages);
         EnqueueRuns(queue, deviceSoon); // (what the pause carried is no longer pending: the queue skips it)
         EnqueueRuns(queue, devicePages);
         Remaining = remaining;
