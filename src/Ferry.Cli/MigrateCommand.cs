@@ -80,11 +80,12 @@ internal static class MigrateCommand
         var livePasses = new Option<int?>("--live-passes") { Description = "post-copy, hybrid: passes over memory while the VM still runs, before the pause (default 0; 1 = one pre-copy pass first, as QEMU)" };
         var pushOrder = new Option<string?>("--push-order") { Description = "linear, fault-near, fault-near-recency (default: linear for post-copy, fault-near-recency for hybrid)" };
         var compress = new Option<bool>("--compress") { Description = "LZ4-compress pages on the wire" };
+        var channels = new Option<int?>("--channels") { Description = "connections for the bulk pages, 1..8 (as QEMU's multifd channels; default 1: they share the main connection; faults always have their own)" };
         var autoConverge = new Option<bool>("--auto-converge") { Description = "pre-copy: throttle the guest (20 %, then 10 points more per round, up to 99 %) while rounds do not fit and it dirties at least half of what a round sends" };
         var delta = new Option<bool>("--delta") { Description = "send pages again as only their changed bytes (XBZRLE-like), with a 64 MiB cache of what was sent" };
         var peerTimeout = new Option<string?>("--peer-timeout") { Description = "declare a peer dead after this much silence (heartbeats keep idle connections talking; default: the source host's, 5s)" };
         var reconnectWindow = new Option<string?>("--reconnect-window") { Description = "after a lost link past the switchover, reconnect automatically for this long, then wait for --resume (default: the source host's, 60s)" };
-        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, localityAdaptive, wsWindows, wsMinHits, wsMax, wsMaxPause, wsPresend, livePasses, pushOrder, compress, autoConverge, delta, peerTimeout, reconnectWindow];
+        Option[] all = [bandwidth, downtime, maxRounds, maxLive, locality, localityAdaptive, wsWindows, wsMinHits, wsMax, wsMaxPause, wsPresend, livePasses, pushOrder, compress, channels, autoConverge, delta, peerTimeout, reconnectWindow];
         return (all, p => new MigrateRequest
         {
             Destination = "",
@@ -103,6 +104,7 @@ internal static class MigrateCommand
             LivePasses = p.GetValue(livePasses),
             PushOrder = p.GetValue(pushOrder),
             Compress = p.GetValue(compress) ? true : null,
+            Channels = p.GetValue(channels),
             AutoConverge = p.GetValue(autoConverge) ? true : null,
             DeltaCacheBytes = p.GetValue(delta) ? Ferry.Migration.MigrationOptions.DefaultDeltaCacheBytes : null,
             PeerTimeoutMs = p.GetValue(peerTimeout) is string pt ? Common.ParseDuration(pt).TotalMilliseconds : null,

@@ -148,6 +148,9 @@ public sealed record MigrateRequest
 
     public bool? Compress { get; init; }
 
+    /// <summary>Connections for the bulk pages, 1..8 (default 1: the main connection), as QEMU's multifd channels.</summary>
+    public int? Channels { get; init; }
+
     public bool? AutoConverge { get; init; }
 
     /// <summary>Send pages again as deltas, with a cache of this many bytes of what was sent (0 = off).</summary>

@@ -171,7 +171,7 @@ public sealed class IncomingMigrations
         vm.AssignStopAt(hello.StopAt == ulong.MaxValue ? null : hello.StopAt);
         await incoming.AcceptAsync(stopping).ConfigureAwait(false);
         _log.LogInformation("incoming migration of {Vm} ({Strategy}) from {Peer}", hello.VmName, hello.Strategy, incoming.Peer);
-        var migration = new DestinationMigration(hello, vm, incoming.Main, incoming.Fault);
+        var migration = new DestinationMigration(hello, vm, incoming.Main, incoming.Fault, incoming.Bulk);
         _resumable.Register(hello.Token, migration);
         try
         {

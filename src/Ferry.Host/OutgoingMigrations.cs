@@ -268,6 +268,7 @@ public sealed class OutgoingMigrations
                 LivePasses = r.LivePasses ?? defaults.LivePasses,
                 PushOrder = r.PushOrder is null ? defaults.PushOrder : ParsePushOrder(r.PushOrder),
                 Compress = r.Compress ?? defaults.Compress,
+                Channels = r.Channels ?? defaults.Channels,
                 AutoConverge = r.AutoConverge ?? defaults.AutoConverge,
                 DeltaCacheBytes = r.DeltaCacheBytes is long d ? (d is >= 0 and <= 16L << 30 ? d : throw new ApiException(400, "deltaCacheBytes must be 0 to 16 GiB")) : defaults.DeltaCacheBytes,
                 PeerTimeout = r.PeerTimeoutMs is double pt ? Milliseconds(pt, "peerTimeoutMs") : peerTimeout ?? defaults.PeerTimeout,

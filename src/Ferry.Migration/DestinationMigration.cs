@@ -40,9 +40,15 @@ public sealed class DestinationMigration
     private PeerLiveness? _liveness;
     private bool _started;
     private int _interruptions;
+    private readonly Task<FrameChannel[]> _bulkChannels;
+    private FrameChannel[] _bulk = [];
+    private Task _bulkReceivers = Task.CompletedTask;
+    private readonly ManualResetEventSlim _bulkSwitched = new(); // set once absent pages are marked: the bulk receivers install from then on
 
-    public DestinationMigration(Hello hello, IIncomingVm vm, FrameChannel main, Task<FrameChannel> faultChannel)
+    /// <param name="bulkChannels">The bulk connections when Hello announced N ≥ 2 channels (<see cref="IncomingMigration.Bulk"/>); else none.</param>
+    public DestinationMigration(Hello hello, IIncomingVm vm, FrameChannel main, Task<FrameChannel> faultChannel, Task<FrameChannel[]>? bulkChannels = null)
     {
+        _bulkChannels = bulkChannels ?? Task.FromResult<FrameChannel[]>([]);
         _hello = hello;
         _vm = vm;
         _main = main;
@@ -78,6 +84,7 @@ public sealed class DestinationMigration
             liveness.Watch(fault);
             SetCurrent(main, fault);
             byte[] scratch = new byte[GuestMemory.PageSize];
+            Task[] bulkSynced = await StartBulkReceiversAsync(main, fault, liveness, ct).ConfigureAwait(false);
 
             // The fault path is ready before the switchover, so that its thread costs nothing in
             // the pause: the receiver blocks on the fault connection until replies come (or the
@@ -102,6 +109,11 @@ public sealed class DestinationMigration
                 (MessageType type, ReadOnlyMemory<byte> payload) = await main.ReceiveAsync(ct).ConfigureAwait(false);
                 if (type == MessageType.Pages)
                 {
+                    if (_bulk.Length > 0)
+                    {
+                        throw new ProtocolException("pages before the switchover must come on the bulk connections");
+                    }
+
                     if (PageBatchReader.Header(payload.Span).Phase == PagePhase.Pause)
                     {
                         _vm.Machine.NetworkHold();
@@ -116,6 +128,9 @@ public sealed class DestinationMigration
                     _vm.Machine.NetworkHold();
                     bundleAt = Stopwatch.GetTimestamp();
                     bundle = StateBundle.Decode(payload.Span, Memory.PageCount);
+
+                    // Every bulk connection delivered what it carries before the switchover (its ChannelSync).
+                    await Task.WhenAll(bulkSynced).WaitAsync(TimeSpan.FromMilliseconds(_hello.PeerTimeoutMs), ct).ConfigureAwait(false);
                     break;
                 }
 
@@ -173,6 +188,7 @@ public sealed class DestinationMigration
                 MarkResident();
             }
 
+            _bulkSwitched.Set();
             double restoreMs = Stopwatch.GetElapsedTime(restoreStart).TotalMilliseconds;
             _gcAtResume = GC.CollectionCount(0);
             _gcPauseAtResume = GC.GetTotalPauseDuration();
@@ -343,9 +359,14 @@ public sealed class DestinationMigration
             string reason = cause is PeerTimeoutException ? cause.Message : "connection to the source lost: " + cause.Message;
             main.Abort(reason);
             fault.Abort(reason);
+            foreach (FrameChannel bulk in _bulk)
+            {
+                bulk.Abort(reason); // a reconnected source pushes on its main connection
+            }
+
             _pager?.Detach();
             // Never a reason to give up the VM: past this wait a late receiver can only install a page twice (once).
-            await Task.WhenAny(faultReceiver, Task.Delay(TimeSpan.FromSeconds(10), ct)).ConfigureAwait(false);
+            await Task.WhenAny(Task.WhenAll(faultReceiver, _bulkReceivers), Task.Delay(TimeSpan.FromSeconds(10), ct)).ConfigureAwait(false);
             _liveness?.Dispose();
             _interruptions++;
             int missing = Volatile.Read(ref _absentRemaining);
@@ -475,6 +496,93 @@ public sealed class DestinationMigration
     }
 
     /// <summary>
+    /// The bulk connections (Hello's N ≥ 2), once all have arrived: each gets a receiver thread
+    /// of its own, which installs its pages. Returns, per connection, a task that completes when
+    /// its ChannelSync has been received, that is, when everything it carried before the
+    /// switchover is installed (its pages are striped so that a page's copies all cross the same
+    /// connection: see <see cref="StripedSender"/>). A receiver that fails before the switchover,
+    /// or after it while pages are still absent, aborts the main connection with its reason.
+    /// </summary>
+    private async Task<Task[]> StartBulkReceiversAsync(FrameChannel main, FrameChannel fault, PeerLiveness liveness, CancellationToken ct)
+    {
+        if (_hello.Channels < 2)
+        {
+            return [];
+        }
+
+        FrameChannel[] bulk = await _bulkChannels.WaitAsync(TimeSpan.FromMilliseconds(_hello.PeerTimeoutMs), ct).ConfigureAwait(false);
+        if (bulk.Length != _hello.Channels)
+        {
+            throw new ProtocolException($"{bulk.Length} bulk connections where Hello announced {_hello.Channels}");
+        }
+
+        _bulk = bulk;
+        SetCurrent([main, fault, .. bulk]);
+        var synced = new Task[bulk.Length];
+        var receivers = new Task[bulk.Length];
+        for (int i = 0; i < bulk.Length; i++)
+        {
+            FrameChannel channel = bulk[i];
+            liveness.Watch(channel);
+            var sync = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            synced[i] = sync.Task;
+            int index = i;
+            receivers[i] = DedicatedThread.Start($"ferry-bulk-receiver-{i}", DedicatedThread.ReceiverNice, () => ReceiveBulk(channel, sync, ct));
+            _ = receivers[i].ContinueWith(t =>
+            {
+                Exception e = t.Exception!.InnerException!;
+                sync.TrySetException(e);
+                if (!_bulkSwitched.IsSet || Volatile.Read(ref _absentRemaining) > 0)
+                {
+                    main.Abort($"bulk connection {index} lost: {e.Message}");
+                }
+            }, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        }
+
+        _bulkReceivers = Task.WhenAll(receivers).ContinueWith(_ => { }, TaskScheduler.Default);
+        return synced;
+    }
+
+    /// <summary>
+    /// One bulk connection (blocking, on its own thread): live and pause pages until its
+    /// ChannelSync, then, once the switchover has marked the absent pages, pushed pages until the
+    /// connection closes.
+    /// </summary>
+    private void ReceiveBulk(FrameChannel channel, TaskCompletionSource synced, CancellationToken ct)
+    {
+        byte[] scratch = new byte[GuestMemory.PageSize];
+        bool running = false;
+        while (true)
+        {
+            (MessageType type, ReadOnlyMemory<byte> payload) = channel.Receive();
+            if (type == MessageType.ChannelSync && !running)
+            {
+                if (!payload.IsEmpty)
+                {
+                    throw new ProtocolException("a ChannelSync with a payload");
+                }
+
+                synced.TrySetResult();
+                _bulkSwitched.Wait(ct);
+                running = true;
+                continue;
+            }
+
+            if (type != MessageType.Pages)
+            {
+                throw FrameChannel.Unexpected(type, payload, running ? "Pages" : "Pages or ChannelSync");
+            }
+
+            if (!running && PageBatchReader.Header(payload.Span).Phase == PagePhase.Pause)
+            {
+                _vm.Machine.NetworkHold();
+            }
+
+            ReceivePages(payload.Span, scratch, running, bulkConnection: true);
+        }
+    }
+
+    /// <summary>
     /// A broken fault path while pages are still absent ends the attempt (the hart would wait for
     /// ever): the main connection is aborted, so the migration pauses and waits for the source.
     /// </summary>
@@ -517,13 +625,14 @@ public sealed class DestinationMigration
         }
     }
 
-    private void ReceivePages(ReadOnlySpan<byte> payload, Span<byte> scratch, bool running, bool faultConnection = false)
+    private void ReceivePages(ReadOnlySpan<byte> payload, Span<byte> scratch, bool running, bool faultConnection = false, bool bulkConnection = false)
     {
         // After the resume the fault connection carries fault replies and windows (fault replies
         // that name no fault), the main connection the push and the rest of interrupted windows.
         (PagePhase phase, uint faultPage) = PageBatchReader.Header(payload);
         bool allowed = !running ? phase is PagePhase.Live or PagePhase.Pause
             : faultConnection ? phase == PagePhase.FaultReply
+            : bulkConnection ? phase == PagePhase.Push
             : phase == PagePhase.Push || (phase == PagePhase.FaultReply && faultPage == PageBatchWriter.NoFault);
         if (!allowed)
         {

@@ -125,6 +125,14 @@ public sealed record MigrationOptions
     /// </summary>
     public string? PageFileDirectory { get; init; }
 
+    /// <summary>
+    /// Connections for the bulk pages (live rounds and passes, pause pages, the push), as QEMU's
+    /// multifd channels: 1 (the default) sends them on the main connection; N in 2..8 opens N
+    /// bulk connections, each with its own sender thread, and stripes the pages over them. Fault
+    /// replies keep their own connection either way.
+    /// </summary>
+    public int Channels { get; init; } = 1;
+
     /// <summary>Pages per Pages frame.</summary>
     public int BatchPages { get; init; } = 32;
 
@@ -158,6 +166,11 @@ public sealed record MigrationOptions
         if (ReconnectWindow < TimeSpan.Zero || ReconnectWindow > TimeSpan.FromDays(1))
         {
             throw new ArgumentException("the reconnect window must be 0..24 h");
+        }
+
+        if (Channels is < 1 or > Hello.MaxChannels)
+        {
+            throw new ArgumentException($"channels must be 1..{Hello.MaxChannels}, not {Channels}");
         }
 
         if (MaxRounds < 1 || DowntimeLimit <= TimeSpan.Zero || BatchPages is < 1 or > 256)

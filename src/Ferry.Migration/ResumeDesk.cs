@@ -26,6 +26,13 @@ public sealed class ResumeDesk
     public async Task<bool> HandleAsync(Hello hello, FrameChannel channel, CancellationToken ct)
     {
         string key = Convert.ToHexString(hello.Token);
+        if (hello.Role == ConnectionRole.Bulk)
+        {
+            // A resumed migration pushes on its main connection: it has no bulk channels.
+            await MigrationAcceptor.RefuseAsync(channel, "a resumed migration takes no bulk connections").ConfigureAwait(false);
+            return false;
+        }
+
         if (hello.Role == ConnectionRole.Fault)
         {
             if (_faults.TryRemove(key, out TaskCompletionSource<FrameChannel>? waiter))

@@ -173,6 +173,8 @@ public sealed class SourceMigration
         private readonly CancellationTokenSource _sampling = new();
         private FrameChannel? _main;
         private FrameChannel? _fault;
+        private FrameChannel?[] _bulk = []; // --channels N ≥ 2: the bulk connections (closed for good by a lost link)
+        private StripedSender? _striped;
         private SourceContext? _context;
         private SourceBooks? _books;
         private FaultServer? _faultServer;
@@ -232,6 +234,7 @@ public sealed class SourceMigration
             _fault = new FrameChannel(await ConnectAsync(ConnectionRole.Fault, ct).ConfigureAwait(false), shaper, urgent: true);
             _liveness.Watch(_fault);
             await HelloAsync(_fault, ConnectionRole.Fault, ct).ConfigureAwait(false);
+            FrameChannel[] bulk = await ConnectBulkAsync(shaper, ct).ConfigureAwait(false);
             _setupEnd = Stopwatch.GetTimestamp();
 
             // The destination's next frame on the main connection (Resumed, or a Failed), received
@@ -244,6 +247,10 @@ public sealed class SourceMigration
             var sender = new PageSender(_main, memory, _books, Options.BatchPages, Options.Compress,
                 Options.DeltaCacheBytes > 0 ? new SentPageCache(Options.DeltaCacheBytes) : null);
             _faultServer = new FaultServer(_fault, memory, _books, Options.Compress);
+            if (bulk.Length > 0)
+            {
+                _striped = new StripedSender(bulk, memory, _books, Options.BatchPages, Options.Compress, Options.DeltaCacheBytes);
+            }
 
             // The fault path is ready before anything touches the VM: its thread and the
             // connection's blocking mode cost nothing in the pause. It serves requests only after
@@ -252,7 +259,7 @@ public sealed class SourceMigration
             using var faultStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             Task faultTask = WatchFaultServer(_faultServer.RunAsync(faultStop.Token));
             WorkingSetEstimator estimator = Vm.WorkingSet ?? new WorkingSetEstimator(Vm.Machine, TimeSpan.FromMilliseconds(100));
-            _context = new SourceContext(Vm, Options, policy, sender, _books, shaper, owner.Progress, estimator, _start);
+            _context = new SourceContext(Vm, Options, policy, (IPageStream?)_striped ?? sender, _books, shaper, owner.Progress, estimator, _start);
             _ = SampleAsync(_sampling.Token);
 
             // The switchover's code runs once now, while the VM runs, so that the pause does not
@@ -393,7 +400,7 @@ public sealed class SourceMigration
             var phase = new PostCopyPhase(Vm.Machine.Memory, _books!, Options.Compress, owner.Progress);
             PageBitmap? recencyFrom = _queueFrom;
             _queueFrom = null; // once per queue
-            (MessageType type, byte[] payload) = await phase.RunAsync(_main!, _queue!, recencyFrom, estimator, first ? sender : null, digest).ConfigureAwait(false);
+            (MessageType type, byte[] payload) = await phase.RunAsync(_main!, _queue!, recencyFrom, estimator, first ? sender : null, digest, _striped).ConfigureAwait(false);
             if (type != MessageType.Verified)
             {
                 DestinationStopped = true;
@@ -560,7 +567,27 @@ public sealed class SourceMigration
             return faultTask;
         }
 
-        private async Task HelloAsync(FrameChannel channel, ConnectionRole role, CancellationToken ct, bool resume = false)
+        /// <summary>The bulk connections (<c>--channels N</c>, N ≥ 2), each greeted with its index; none for one channel.</summary>
+        private async Task<FrameChannel[]> ConnectBulkAsync(LinkShaper shaper, CancellationToken ct)
+        {
+            if (Options.Channels < 2)
+            {
+                return [];
+            }
+
+            _bulk = new FrameChannel?[Options.Channels];
+            for (int i = 0; i < _bulk.Length; i++)
+            {
+                var channel = new FrameChannel(await ConnectAsync(ConnectionRole.Bulk, ct).ConfigureAwait(false), shaper);
+                _bulk[i] = channel;
+                _liveness!.Watch(channel);
+                await HelloAsync(channel, ConnectionRole.Bulk, ct, index: (byte)i).ConfigureAwait(false);
+            }
+
+            return [.. _bulk!];
+        }
+
+        private async Task HelloAsync(FrameChannel channel, ConnectionRole role, CancellationToken ct, bool resume = false, byte index = 0)
         {
             var hello = new Hello
             {
@@ -574,6 +601,8 @@ public sealed class SourceMigration
                 LocalityAdaptive = _policy.LocalityAdaptive(Options),
                 PeerTimeoutMs = (uint)Options.PeerTimeout.TotalMilliseconds,
                 Resume = resume,
+                Channels = resume ? (byte)1 : (byte)Options.Channels,
+                ChannelIndex = index,
             };
             long sent = Stopwatch.GetTimestamp();
             await channel.SendAsync(MessageType.Hello, hello.Encode(), ct).ConfigureAwait(false);
@@ -654,7 +683,11 @@ public sealed class SourceMigration
         public async Task CloseAsync()
         {
             _liveness?.Dispose();
-            foreach (FrameChannel? c in new[] { _main, _fault })
+            _striped?.Dispose();
+            _striped = null; // a reconnected migration pushes on its main connection
+            FrameChannel?[] bulk = _bulk;
+            _bulk = [];
+            foreach (FrameChannel? c in new[] { _main, _fault }.Concat(bulk))
             {
                 if (c is not null)
                 {
@@ -771,7 +804,7 @@ public sealed class SourceMigration
                 VmLocation = location,
                 Options = new OptionsReport(o.BandwidthBitsPerSecond, o.DowntimeLimit.TotalMilliseconds, o.MaxRounds, o.MaxLiveTime.TotalMilliseconds,
                     _policy.Locality(o), _policy.LocalityAdaptive(o), o.WorkingSetWindows, o.WorkingSetMinHits, (Vm.WorkingSet?.Window ?? TimeSpan.FromMilliseconds(100)).TotalMilliseconds,
-                    _policy.WorkingSetCap(o), o.WorkingSetPresend, _policy.LivePasses(o), _policy.PushOrderFor(o).ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages),
+                    _policy.WorkingSetCap(o), o.WorkingSetPresend, _policy.LivePasses(o), _policy.PushOrderFor(o).ToString(), o.FaultNeighbourhoodPages, o.Compress, o.BatchPages) { Channels = o.Channels },
                 StartedAt = _startedAt,
                 TotalTimeMs = total,
                 SetupTimeMs = Ms(_setupEnd),

@@ -46,7 +46,7 @@ public class LivenessTests
     public void Hello_with_a_bad_resume_flag_is_rejected()
     {
         byte[] b = SampleHello().Encode();
-        b[^1] = 2;
+        b[^3] = 2; // the resume flag, then the channel count and index
         Assert.Contains("bad resume flag 2", Assert.Throws<ProtocolException>(() => Hello.Decode(b)).Message);
     }
 

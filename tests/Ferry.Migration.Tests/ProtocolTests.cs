@@ -340,7 +340,7 @@ public sealed class ProtocolTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(3)]
+    [InlineData(4)]
     [InlineData(255)]
     public void Hello_with_an_unknown_role_is_rejected(byte role)
     {
@@ -362,7 +362,7 @@ public sealed class ProtocolTests
     public void Hello_with_a_bad_adaptive_locality_flag_is_rejected(byte flag)
     {
         byte[] b = SampleHello().Encode();
-        b[^10] = flag; // the flag, then the u32 page size, the u32 peer timeout and the resume flag
+        b[^12] = flag; // the flag, then the u32 page size, the u32 peer timeout, the resume flag and the two channel bytes
         Rejects(() => Hello.Decode(b), $"bad adaptive-locality flag {flag}");
     }
 
@@ -759,7 +759,7 @@ public sealed class ProtocolTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData((byte)MessageType.ResumeState + 1)]
+    [InlineData((byte)MessageType.ChannelSync + 1)]
     [InlineData(255)]
     public Task FrameChannel_rejects_an_invalid_frame_type(byte type)
         => ReceiveRejectsAsync(Header(type, 0, 0, 0), closeAfter: false, $"invalid frame type {type}");

@@ -55,9 +55,10 @@ internal static class BenchCommand
             DefaultValueFactory = _ => "shaper",
         };
         link.AcceptOnlyFromAmong("shaper", "netns");
+        var channels = new Option<int>("--channels") { Description = "connections for Ferry's bulk pages, 1..8 (as QEMU's multifd channels)", DefaultValueFactory = _ => 1 };
         var cmd = new Command("bench", "Compare pre-copy, post-copy and hybrid (and QEMU's own) on real migrations between two local host agents")
         {
-            quick, output, workloads, strategies, repeat, bandwidth, memory, downtime, link,
+            quick, output, workloads, strategies, repeat, bandwidth, memory, downtime, link, channels,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
@@ -74,7 +75,13 @@ internal static class BenchCommand
                 MachineConfig.ParseSize(p.GetValue(memory) ?? (isQuick ? "64M" : "256M")),
                 Common.ParseDuration(p.GetValue(downtime)!),
                 string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
-                p.GetValue(link) == "netns");
+                p.GetValue(link) == "netns",
+                p.GetValue(channels));
+            if (settings.Channels is < 1 or > Ferry.Migration.Protocol.Hello.MaxChannels)
+            {
+                throw new CliException($"--channels must be 1..{Ferry.Migration.Protocol.Hello.MaxChannels}, not {settings.Channels}");
+            }
+
             if (settings.Workloads.Count == 0 || settings.Strategies.Length == 0)
             {
                 throw new CliException("no workload or no strategy selected");
@@ -89,7 +96,7 @@ internal static class BenchCommand
         => list is null || list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Contains(name, StringComparer.OrdinalIgnoreCase);
 
     private sealed record Settings(bool Quick, string Output, List<Workload> Workloads, string[] Strategies, int Repeat,
-        long Bandwidth, ulong Memory, TimeSpan DowntimeLimit, string Command, bool KernelLink)
+        long Bandwidth, ulong Memory, TimeSpan DowntimeLimit, string Command, bool KernelLink, int Channels)
     {
         /// <summary>With a kernel link: the destinations' namespace, their address, and the htb class of urgent packets.</summary>
         public NetnsLink? Link { get; set; }
@@ -295,6 +302,7 @@ internal static class BenchCommand
         Bandwidth = s.OwnLimiter > 0 ? s.OwnLimiter.ToString(CultureInfo.InvariantCulture) : "unlimited", // "0" is not a bandwidth
         DowntimeLimitMs = s.DowntimeLimit.TotalMilliseconds,
         MaxLiveTimeMs = (s.Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60)).TotalMilliseconds,
+        Channels = s.Channels,
     };
 
     /// <summary>The strategy a bench strategy runs: its name, or the name its variant begins with (hybrid-pass, precopy-ac...).</summary>

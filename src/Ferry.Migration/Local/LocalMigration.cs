@@ -55,7 +55,7 @@ public static class LocalMigration
                 var vm = new LocalVm(hello.VmName, new VirtMachine(hello.Machine, devices: DestinationDevices(source.Machine.Devices)), hello.StopAt);
                 vm.Runner.Prepare();
                 ready.TrySetResult(vm);
-                var destination = new DestinationMigration(hello, vm, incoming.Main, incoming.Fault);
+                var destination = new DestinationMigration(hello, vm, incoming.Main, incoming.Fault, incoming.Bulk);
                 desk.Register(hello.Token, destination);
                 await destination.RunAsync(cancellation).ConfigureAwait(false);
             }

@@ -6,12 +6,31 @@ using Ferry.Migration.Transport;
 namespace Ferry.Migration.Mechanisms;
 
 /// <summary>
+/// Where a strategy's live and pause pages go: one <see cref="PageSender"/> on the main
+/// connection, or a <see cref="StripedSender"/> over the bulk connections.
+/// </summary>
+public interface IPageStream
+{
+    /// <summary>Sends every page set in <paramref name="pages"/>; returns how many.</summary>
+    ValueTask<int> SendAllAsync(PageBitmap pages, PagePhase phase, CancellationToken cancellation);
+
+    /// <summary>
+    /// Sends pages until <paramref name="deadline"/> (a <see cref="Stopwatch"/> timestamp);
+    /// <paramref name="pages"/> is left holding the pages that went. Returns how many did not.
+    /// </summary>
+    ValueTask<int> SendUntilAsync(PageBitmap pages, PagePhase phase, long deadline, CancellationToken cancellation);
+
+    /// <summary>Sends whatever is batched and not yet sent.</summary>
+    ValueTask FlushAsync(CancellationToken cancellation);
+}
+
+/// <summary>
 /// Sends guest pages on one connection in batches (zero pages as markers, optional LZ4),
 /// paced by the link shaper, and keeps the books: bytes and pages by phase, resends, and the
 /// hash of what was last sent for each page. One per connection; not thread-safe.
 /// The per-page path allocates nothing (measured in bench/ by PageSenderBenchmarks).
 /// </summary>
-public sealed class PageSender
+public sealed class PageSender : IPageStream
 {
     private readonly FrameChannel _channel;
     private readonly GuestMemory _memory;

@@ -22,8 +22,9 @@ internal sealed class PostCopyPhase(GuestMemory memory, SourceBooks books, bool 
     /// </param>
     /// <param name="flushFirst">The live and pause sender, whose last partial batch goes ahead of the push (first attempt only).</param>
     /// <param name="digest">The memory digest of the pause, for Complete.</param>
+    /// <param name="bulk">The bulk connections (<c>--channels N</c>, N ≥ 2), which then carry the push; null: it goes on <paramref name="main"/> (a reconnected migration has none).</param>
     public async Task<(MessageType Type, byte[] Payload)> RunAsync(FrameChannel main, PushQueue queue, PageBitmap? recencyFrom,
-        WorkingSetEstimator? estimator, PageSender? flushFirst, Task<(ulong Digest, uint Pages)> digest)
+        WorkingSetEstimator? estimator, PageSender? flushFirst, Task<(ulong Digest, uint Pages)> digest, StripedSender? bulk = null)
     {
         progress.Phase = SourcePhase.PostCopy;
         using var post = new CancellationTokenSource();
@@ -43,9 +44,16 @@ internal sealed class PostCopyPhase(GuestMemory memory, SourceBooks books, bool 
             }
 
             main.LimitKernelBuffers(BackgroundPush.KernelBufferBytes, 0);
-            var push = new PageSender(main, memory, books, BackgroundPush.BatchPages, compress);
             var prefetch = new PageSender(main, memory, books, BackgroundPush.BatchPages, compress);
-            await BackgroundPush.RunAsync(push, prefetch, queue, () => verdict.IsCompleted).ConfigureAwait(false);
+            if (bulk is not null)
+            {
+                await bulk.PushAsync(queue, prefetch, () => verdict.IsCompleted).ConfigureAwait(false);
+            }
+            else
+            {
+                var push = new PageSender(main, memory, books, BackgroundPush.BatchPages, compress);
+                await BackgroundPush.RunAsync(push, prefetch, queue, () => verdict.IsCompleted).ConfigureAwait(false);
+            }
             (ulong memoryDigest, uint nonZero) = await digest.ConfigureAwait(false);
             if (!verdict.IsCompleted)
             {

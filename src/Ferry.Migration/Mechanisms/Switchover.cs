@@ -111,6 +111,11 @@ internal sealed class Switchover(SourceContext context, WorkingSetEstimator esti
             await context.Sender.SendAllAsync(pausePages, PagePhase.Pause, ct).ConfigureAwait(false);
         }
 
+        if (context.Sender is StripedSender striped)
+        {
+            await striped.SyncAsync(ct).ConfigureAwait(false); // the destination checks the digest once every bulk connection is through
+        }
+
         PausePagesSentAt = Stopwatch.GetTimestamp();
         context.MarkDelivered(pausePages);
         PageBitmap remaining = context.Undelivered();

@@ -90,7 +90,11 @@ public sealed record MigrationReport
 public sealed record OptionsReport(
     long BandwidthBitsPerSecond, double DowntimeLimitMs, int MaxRounds, double MaxLiveTimeMs, int LocalityPages, bool LocalityAdaptive,
     int WorkingSetWindows, int WorkingSetMinHits, double WorkingSetWindowMs, long WorkingSetCapBytes, bool WorkingSetPresend, int LivePasses,
-    string PushOrder, int FaultNeighbourhoodPages, bool Compress, int BatchPages);
+    string PushOrder, int FaultNeighbourhoodPages, bool Compress, int BatchPages)
+{
+    /// <summary>Connections that carried the bulk pages (1: the main connection; N ≥ 2: N bulk connections).</summary>
+    public int Channels { get; init; } = 1;
+}
 
 /// <summary>
 /// The downtime, part by part: at the source, choosing the pause pages (last dirty-log

@@ -50,6 +50,13 @@ public enum MessageType : byte
 
     /// <summary>Destination -> source after Welcome on a resumed main connection: where the VM is, and the pages still absent.</summary>
     ResumeState = 14,
+
+    /// <summary>
+    /// Source -> destination, on each bulk connection after the pause pages, before StateBundle on
+    /// the main one: every page this connection carries before the switchover is in front of it.
+    /// Empty payload.
+    /// </summary>
+    ChannelSync = 15,
 }
 
 /// <summary>Which connection of a migration a Hello opens.</summary>
@@ -59,6 +66,12 @@ public enum ConnectionRole : byte
 
     /// <summary>Page requests and their replies: never queued behind the bulk push.</summary>
     Fault = 2,
+
+    /// <summary>
+    /// One of a migration's bulk connections (<c>--channels N</c>, N ≥ 2; Hello's channel index):
+    /// live, pause and pushed pages striped over N connections, as QEMU's multifd channels.
+    /// </summary>
+    Bulk = 3,
 }
 
 /// <summary>Why a page batch was sent (the destination's accounting follows it).</summary>

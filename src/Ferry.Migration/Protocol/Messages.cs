@@ -6,7 +6,7 @@ namespace Ferry.Migration.Protocol;
 public sealed record Hello
 {
     public const ulong Magic = 0x4749_4D59_5252_4546; // "FERRYMIG"
-    public const ushort ProtocolVersion = 5;
+    public const ushort ProtocolVersion = 6;
     public const int TokenLength = 32;
     public const int MaxNameBytes = 64;
 
@@ -43,6 +43,17 @@ public sealed record Hello
     /// <summary>This connection resumes a migration that lost its connections after the switchover (same token).</summary>
     public bool Resume { get; init; }
 
+    /// <summary>
+    /// Connections that carry the bulk pages: 1 (the main connection, no bulk connections), or
+    /// N in 2..<see cref="MaxChannels"/> bulk connections that the destination then expects.
+    /// </summary>
+    public byte Channels { get; init; } = 1;
+
+    /// <summary>A bulk connection's index, 0..<see cref="Channels"/>-1 (0 on main and fault connections).</summary>
+    public byte ChannelIndex { get; init; }
+
+    public const int MaxChannels = 8;
+
     public const uint DefaultPeerTimeoutMs = 5000;
     public const uint MinPeerTimeoutMs = 100;
     public const uint MaxPeerTimeoutMs = 600_000;
@@ -66,6 +77,8 @@ public sealed record Hello
         w.U32(PageSize);
         w.U32(PeerTimeoutMs);
         w.U8(Resume ? (byte)1 : (byte)0);
+        w.U8(Channels);
+        w.U8(ChannelIndex);
         return buffer[..w.Position];
     }
 
@@ -85,7 +98,7 @@ public sealed record Hello
         }
 
         byte role = r.U8();
-        if (role is not ((byte)ConnectionRole.Main or (byte)ConnectionRole.Fault))
+        if (role is not ((byte)ConnectionRole.Main or (byte)ConnectionRole.Fault or (byte)ConnectionRole.Bulk))
         {
             throw new ProtocolException($"unknown connection role {role}");
         }
@@ -127,6 +140,20 @@ public sealed record Hello
             throw new ProtocolException($"bad resume flag {resume}");
         }
 
+        byte channels = r.U8();
+        byte index = r.U8();
+        if (channels is < 1 or > MaxChannels)
+        {
+            throw new ProtocolException($"{channels} bulk channels is outside 1..{MaxChannels}");
+        }
+
+        if (role == (byte)ConnectionRole.Bulk ? channels < 2 || index >= channels : index != 0)
+        {
+            throw new ProtocolException(role == (byte)ConnectionRole.Bulk
+                ? $"bulk channel index {index} is outside this migration's {channels} channels"
+                : $"channel index {index} on a connection that is not a bulk channel");
+        }
+
         r.End();
         return new Hello
         {
@@ -142,6 +169,8 @@ public sealed record Hello
             PageSize = pageSize,
             PeerTimeoutMs = peerTimeout,
             Resume = resume == 1,
+            Channels = channels,
+            ChannelIndex = index,
         };
     }
 }

@@ -14,7 +14,7 @@ internal sealed class SourceContext
     private readonly long _start;
     private readonly PageBitmap _scratch;
 
-    public SourceContext(IMigrationSource vm, MigrationOptions options, StrategyPolicy policy, PageSender sender, SourceBooks books,
+    public SourceContext(IMigrationSource vm, MigrationOptions options, StrategyPolicy policy, IPageStream sender, SourceBooks books,
         LinkShaper shaper, MigrationProgress progress, WorkingSetEstimator estimator, long start)
     {
         Vm = vm;
@@ -41,7 +41,7 @@ internal sealed class SourceContext
     /// <summary>The migration's strategy: the knobs that depend on it.</summary>
     public StrategyPolicy Policy { get; }
 
-    public PageSender Sender { get; }
+    public IPageStream Sender { get; }
 
     public SourceBooks Books { get; }
 

@@ -287,7 +287,7 @@ public sealed class FrameChannel : IAsyncDisposable
     {
         byte type = _receiveHeader[0];
         int length = BinaryPrimitives.ReadInt32LittleEndian(_receiveHeader.AsSpan(4));
-        if (type == (byte)MessageType.Invalid || type > (byte)MessageType.ResumeState)
+        if (type == (byte)MessageType.Invalid || type > (byte)MessageType.ChannelSync)
         {
             throw new ProtocolException($"invalid frame type {type}");
         }

@@ -16,6 +16,7 @@ public sealed class MigrationListener : IAsyncDisposable
     private readonly Func<IncomingMigration, CancellationToken, Task> _onMain;
     private readonly Action<string> _log;
     private readonly List<(byte[] Token, TaskCompletionSource<FrameChannel> Fault)> _faultWaiters = [];
+    private readonly List<BulkChannelSet> _bulkWaiters = [];
     private readonly CancellationTokenSource _stopping = new();
     private readonly int _maxPending;
     private readonly Func<Hello, FrameChannel, string, CancellationToken, Task<bool>>? _onResume;
@@ -156,6 +157,21 @@ public sealed class MigrationListener : IAsyncDisposable
             return;
         }
 
+        if (hello.Role == ConnectionRole.Bulk)
+        {
+            string? refusal = AddBulk(hello, channel);
+            if (refusal is not null)
+            {
+                _log($"refused a bulk connection from {connection.Peer}: {refusal}");
+                await MigrationAcceptor.RefuseAsync(channel, refusal).ConfigureAwait(false);
+                await channel.DisposeAsync().ConfigureAwait(false);
+                return;
+            }
+
+            await MigrationAcceptor.AcceptAsync(channel, stopping).ConfigureAwait(false);
+            return; // the migration owns it now, and closes it when it ends
+        }
+
         var incoming = new IncomingMigration(this, hello, channel, connection.Peer);
         try
         {
@@ -169,6 +185,16 @@ public sealed class MigrationListener : IAsyncDisposable
         {
             RemoveFaultWaiter(incoming.FaultSource);
             incoming.FaultSource.TrySetCanceled(CancellationToken.None);
+            if (incoming.BulkSet is BulkChannelSet bulk)
+            {
+                lock (_bulkWaiters)
+                {
+                    _bulkWaiters.Remove(bulk);
+                }
+
+                await bulk.CloseAsync().ConfigureAwait(false);
+            }
+
             await channel.DisposeAsync().ConfigureAwait(false);
             if (incoming.FaultSource.Task.IsCompletedSuccessfully)
             {
@@ -183,6 +209,44 @@ public sealed class MigrationListener : IAsyncDisposable
         {
             _faultWaiters.Add((token, fault));
         }
+    }
+
+    internal void AddBulkWaiter(BulkChannelSet bulk)
+    {
+        lock (_bulkWaiters)
+        {
+            _bulkWaiters.Add(bulk);
+        }
+    }
+
+    /// <summary>Gives a bulk connection to the migration whose token it carries; the reason it is refused, or null.</summary>
+    private string? AddBulk(Hello hello, FrameChannel channel)
+    {
+        BulkChannelSet? found = null;
+        lock (_bulkWaiters)
+        {
+            foreach (BulkChannelSet set in _bulkWaiters)
+            {
+                // Every entry is compared, in constant time, so the time taken says nothing of a token.
+                if (set.Matches(hello.Token))
+                {
+                    found = set;
+                }
+            }
+        }
+
+        if (found is null)
+        {
+            return "no migration is waiting for this bulk connection";
+        }
+
+        string? refusal = found.TryAdd(hello, channel);
+        if (refusal is not null)
+        {
+            found.Fail(refusal);
+        }
+
+        return refusal;
     }
 
     private TaskCompletionSource<FrameChannel>? TakeFaultWaiter(byte[] token)
@@ -243,9 +307,24 @@ public sealed class IncomingMigration
     /// <summary>The fault connection, once the source has opened it (after <see cref="AcceptAsync"/>).</summary>
     public Task<FrameChannel> Fault => FaultSource.Task;
 
-    /// <summary>Welcomes the source; from now on its fault connection is expected.</summary>
+    /// <summary>This migration's bulk connections, when its Hello asked for N ≥ 2 (from <see cref="AcceptAsync"/> on).</summary>
+    internal BulkChannelSet? BulkSet { get; private set; }
+
+    /// <summary>
+    /// The bulk connections, in index order, once all the Hello announced have arrived (empty
+    /// when the bulk pages share the main connection).
+    /// </summary>
+    public Task<FrameChannel[]> Bulk => BulkSet?.All ?? Task.FromResult<FrameChannel[]>([]);
+
+    /// <summary>Welcomes the source; from now on its fault connection (and its bulk connections) are expected.</summary>
     public ValueTask AcceptAsync(CancellationToken cancellation)
     {
+        if (Hello.Channels > 1 && BulkSet is null)
+        {
+            BulkSet = new BulkChannelSet(Hello.Token, Hello.Channels);
+            _listener.AddBulkWaiter(BulkSet);
+        }
+
         _listener.AddFaultWaiter(Hello.Token, FaultSource);
         return MigrationAcceptor.AcceptAsync(Main, cancellation);
     }
