@@ -43,6 +43,21 @@ public sealed class MigrateOptionsTests
     }
 
     [Fact]
+    public void Channels_reach_the_migration_and_a_count_outside_1_to_8_is_refused()
+    {
+        MigrateRequest r = Parse("--channels 4");
+        Assert.Equal(4, r.Channels);
+        Assert.Equal(4, OutgoingMigrations.ToOptions(r with { Strategy = "hybrid" }).Channels);
+        Assert.Equal(1, OutgoingMigrations.ToOptions(Parse("") with { Strategy = "hybrid" }).Channels);
+        foreach (string bad in new[] { "0", "9" })
+        {
+            ApiException e = Assert.Throws<ApiException>(() => OutgoingMigrations.ToOptions(Parse("--channels " + bad) with { Strategy = "hybrid" }));
+            Assert.Equal(400, e.Status);
+            Assert.Contains($"channels must be 1..8, not {bad}", e.Message);
+        }
+    }
+
+    [Fact]
     public void The_adaptive_window_can_be_turned_off()
     {
         Assert.False(Parse("--locality-adaptive false").LocalityAdaptive);
