@@ -523,6 +523,7 @@ public sealed class DestinationMigration
         for (int i = 0; i < bulk.Length; i++)
         {
             FrameChannel channel = bulk[i];
+            channel.LimitKernelBuffers(0, StripedSender.KernelBufferBytes);
             liveness.Watch(channel);
             var sync = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             synced[i] = sync.Task;

@@ -580,6 +580,7 @@ public sealed class SourceMigration
             {
                 var channel = new FrameChannel(await ConnectAsync(ConnectionRole.Bulk, ct).ConfigureAwait(false), shaper);
                 _bulk[i] = channel;
+                channel.LimitKernelBuffers(StripedSender.KernelBufferBytes, 0);
                 _liveness!.Watch(channel);
                 await HelloAsync(channel, ConnectionRole.Bulk, ct, index: (byte)i).ConfigureAwait(false);
             }

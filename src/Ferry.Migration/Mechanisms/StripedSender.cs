@@ -27,6 +27,14 @@ public sealed class StripedSender : IPageStream, IDisposable
     /// <summary>Pages per chunk that share a lane (256 KiB: batches of neighbours stay whole).</summary>
     public const int ChunkShift = 6;
 
+    /// <summary>
+    /// The kernel buffers of each bulk connection, at each end (as the push's on the main
+    /// connection): what a lane has in flight beyond the link stays small, so that when the
+    /// pause's deadline stops the lanes, N connections' backlogs do not all still have to drain
+    /// into the destination before the state can be checked.
+    /// </summary>
+    public const int KernelBufferBytes = BackgroundPush.KernelBufferBytes;
+
     private readonly Lane[] _lanes;
     private readonly SourceBooks _books;
     private volatile bool _stopping;
@@ -87,12 +95,19 @@ public sealed class StripedSender : IPageStream, IDisposable
     public ValueTask FlushAsync(CancellationToken cancellation) => ValueTask.CompletedTask;
 
     /// <summary>
-    /// The switchover's barrier: every lane sends <see cref="MessageType.ChannelSync"/> behind its
-    /// pages, so the destination knows when each connection has delivered all it carries before
-    /// the switchover.
+    /// The switchover's barrier: <see cref="MessageType.ChannelSync"/> on every connection behind
+    /// its pages, so the destination knows when each has delivered all it carries before the
+    /// switchover. Sent from the caller (the lanes are idle between jobs): waking N lane threads
+    /// in the pause would cost a scheduler wake-up each on a busy host.
     /// </summary>
     public async Task SyncAsync(CancellationToken cancellation)
-        => await RunAsync(Job.Sync, null, PagePhase.Pause, long.MaxValue, cancellation).ConfigureAwait(false);
+    {
+        foreach (Lane lane in _lanes)
+        {
+            await lane.Channel.SendAsync(MessageType.ChannelSync, ReadOnlyMemory<byte>.Empty, cancellation).ConfigureAwait(false);
+            _books.Counters.AddControl(FrameChannel.HeaderSize);
+        }
+    }
 
     /// <summary>
     /// The post-copy push over every lane: each takes the next pages of <paramref name="queue"/>
@@ -179,10 +194,6 @@ public sealed class StripedSender : IPageStream, IDisposable
                 {
                     case Job.Send:
                         Send(lane);
-                        break;
-                    case Job.Sync:
-                        lane.Channel.Send(MessageType.ChannelSync, ReadOnlyMemory<byte>.Empty, LinkClass.Bulk);
-                        _books.Counters.AddControl(FrameChannel.HeaderSize);
                         break;
                     case Job.Push:
                         Push(lane);
@@ -309,7 +320,6 @@ public sealed class StripedSender : IPageStream, IDisposable
     private enum Job
     {
         Send,
-        Sync,
         Push,
     }
 
