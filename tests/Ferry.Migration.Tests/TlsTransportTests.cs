@@ -14,12 +14,13 @@ public class TlsTransportTests
     private const ulong Memory = 32UL << 20;
 
     [Theory]
-    [InlineData(StrategyKind.PreCopy, false)]
-    [InlineData(StrategyKind.PostCopy, false)]
-    [InlineData(StrategyKind.Hybrid, false)]
-    [InlineData(StrategyKind.PostCopy, true)]
-    [InlineData(StrategyKind.Hybrid, true)]
-    public async Task A_migration_over_tls_reaches_the_unmigrated_digest(StrategyKind strategy, bool tcp)
+    [InlineData(StrategyKind.PreCopy, false, 1)]
+    [InlineData(StrategyKind.PostCopy, false, 1)]
+    [InlineData(StrategyKind.Hybrid, false, 1)]
+    [InlineData(StrategyKind.PostCopy, true, 1)]
+    [InlineData(StrategyKind.Hybrid, true, 1)]
+    [InlineData(StrategyKind.PreCopy, true, 3)] // three bulk connections, TLS each
+    public async Task A_migration_over_tls_reaches_the_unmigrated_digest(StrategyKind strategy, bool tcp, int channels)
     {
         const ulong stopAt = 60_000_000;
         (string digest, _) = Harness.Reference("verify", "size_mib=8", Memory, stopAt);
@@ -27,7 +28,7 @@ public class TlsTransportTests
         var sniffer = new SniffingTransport(tcp ? new TcpTransport() : new InMemoryTransport());
         using LocalVm source = await Harness.StartAsync("verify", "size_mib=8", Memory, 20_000_000, stopAt);
         (MigrationReport r, LocalVm? destination) = await LocalMigration.RunAsync(source,
-            new MigrationOptions { Strategy = strategy, DowntimeLimit = TimeSpan.FromMilliseconds(50), MaxRounds = 5 },
+            new MigrationOptions { Strategy = strategy, DowntimeLimit = TimeSpan.FromMilliseconds(50), MaxRounds = 5, Channels = channels },
             new LocalMigrationHooks
             {
                 Network = sniffer,
@@ -43,8 +44,8 @@ public class TlsTransportTests
             Assert.Equal(digest, StateDigest.Compute(destination.Machine));
         }
 
-        // Both connections carried TLS records, never a plain frame.
-        Assert.Equal(2, sniffer.FirstBytes.Count);
+        // Every connection (main, fault, and the bulk ones) carried TLS records, never a plain frame.
+        Assert.Equal(channels > 1 ? 2 + channels : 2, sniffer.FirstBytes.Count);
         Assert.All(sniffer.FirstBytes, b => Assert.Equal(0x16, b));
         Assert.False(sniffer.SawPlainHello, "a plain Hello crossed the wire");
     }
