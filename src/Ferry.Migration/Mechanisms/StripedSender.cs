@@ -133,15 +133,6 @@ public sealed class StripedSender : IPageStream, IDisposable
         }
     }
 
-    /// <summary>Sets the kernel buffers of every lane's connection (as the push does on the main connection).</summary>
-    public void LimitKernelBuffers(int send, int receive)
-    {
-        foreach (Lane lane in _lanes)
-        {
-            lane.Channel.LimitKernelBuffers(send, receive);
-        }
-    }
-
     public void Dispose()
     {
         _stopping = true;
