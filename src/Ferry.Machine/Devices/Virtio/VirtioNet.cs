@@ -202,12 +202,14 @@ public sealed class VirtioNet : VirtioDevice
             if (_attachment is NetAttachment.Standby or NetAttachment.Attached)
             {
                 _readable.Reset();
-                bool fromStandby = _attachment == NetAttachment.Standby;
-                _attachment = NetAttachment.Holding;
-                if (fromStandby)
+                if (_attachment == NetAttachment.Standby)
                 {
+                    // Before the attachment changes: until then the reader queues its frames here,
+                    // under this lock, so the ring has one writer at a time.
                     KeepRecentStandbyFrames();
                 }
+
+                _attachment = NetAttachment.Holding;
             }
         }
     }
