@@ -7,9 +7,10 @@ using Xunit;
 namespace Ferry.Migration.Tests;
 
 /// <summary>
-/// Auto's switch from pre-copy to hybrid needs a guest that really outruns the rounds: beside
-/// the whole suite on two cores a starved guest dirtied little enough for pre-copy to converge
-/// (one decision, not two), so the case runs alone (<see cref="TimingSensitive"/>).
+/// Decisions that need a guest that really outruns the link: beside the whole suite on two
+/// cores a starved guest dirtied little enough for pre-copy to converge (auto's switch: one
+/// decision, not two; auto-converge: nothing to throttle), so these cases run alone
+/// (<see cref="TimingSensitive"/>).
 /// </summary>
 [Collection(nameof(TimingSensitive))]
 public sealed class AutoSwitchTests
@@ -35,6 +36,32 @@ public sealed class AutoSwitchTests
             Assert.True(r.PrecopyRounds >= 2 && r.PrecopyRounds < 30, $"{r.PrecopyRounds} rounds: it stopped as soon as they stopped shrinking");
             Assert.True(r.Rounds[^1].DirtiedPages >= 0.9 * r.Rounds[^2].DirtiedPages);
             Assert.True(r.PagesArrived.Fault + r.PagesArrived.Prefetch + r.PagesArrived.Push > 0, "the dirty rest came after the resume, not in a stop-and-copy");
+        }
+    }
+
+    [Fact]
+    public async Task Precopy_with_auto_converge_throttles_a_guest_that_outruns_the_link_until_it_converges()
+    {
+        var options = new MigrationOptions { Strategy = StrategyKind.PreCopy, BandwidthBitsPerSecond = 400_000_000, DowntimeLimit = TimeSpan.FromMilliseconds(20), AutoConverge = true };
+        // verify rewrites its 8 MiB pass after pass, in proportion to its speed: about three times
+        // what the link carries. (A guest that dirties every page with one store per pass, as
+        // dirty does, outruns any throttle: delta pages are its aid.)
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("verify", "size_mib=8", Memory, 30_000_000, 4_000_000_000, options);
+        using (source)
+        using (destination)
+        {
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
+            Assert.NotEmpty(r.Throttle);
+            Assert.Equal(20, r.Throttle[0].Percent, 6);
+            Assert.True(r.Throttle.Zip(r.Throttle.Skip(1)).All(p => p.Second.Percent > p.First.Percent && p.Second.Round > p.First.Round), "the throttle only rises, a step per round");
+            Assert.True(r.Rounds[^1].ExpectedDowntimeMs <= 20, $"it converged: the last round left {r.Rounds[^1].ExpectedDowntimeMs:0.0} ms ({r.PrecopyRounds} rounds, throttle {r.Throttle[^1].Percent} %)");
+            Assert.Equal(0, source.Machine.Throttle); // lifted with the pause
+            // The VM runs in bursts between its sleeps, so the rate is taken over all the rounds at the last step's throttle.
+            // Before: the fastest round without a throttle (a loaded machine may starve the guest in any one round).
+            double before = r.Rounds.Take(r.Throttle[0].Round + 1).Max(x => x.DirtyPagesPerSecond);
+            RoundReport[] throttled = [.. r.Rounds.Skip(r.Throttle[^1].Round + 1)];
+            double after = throttled.Sum(x => x.DirtiedPages) / (throttled.Sum(x => x.DurationMs) / 1000);
+            Assert.True(after < before / 2, $"the throttle slowed the dirtying: {before:0} pages/s before its first step, {after:0} at {r.Throttle[^1].Percent} %");
         }
     }
 }
