@@ -15,7 +15,7 @@ namespace Ferry.Migration.Tests;
 [Collection(nameof(TimingSensitive))]
 public sealed class AutoSwitchTests
 {
-    private const ulong Memory = 32UL << 20;
+    private const ulong Memory = StrategyDecisionTests.Memory;
 
     [Fact]
     public async Task Auto_switches_a_precopy_whose_rounds_stop_shrinking_to_hybrid()

@@ -15,7 +15,7 @@ namespace Ferry.Migration.Tests;
 /// </summary>
 public class StrategyDecisionTests
 {
-    private const ulong Memory = 32UL << 20;
+    internal const ulong Memory = 32UL << 20;
 
     [Fact]
     public async Task Precopy_on_a_quiet_guest_converges_and_resumes_with_every_page_present()

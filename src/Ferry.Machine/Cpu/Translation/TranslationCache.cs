@@ -40,10 +40,9 @@ public sealed class TranslationCache(int capacity = TranslationCache.DefaultCapa
     /// <inheritdoc cref="Hits"/>
     public long Misses => Interlocked.Read(ref _misses);
 
-    /// <summary>A compiled region, with the instructions it covers (by page offset).</summary>
+    /// <summary>A compiled region, with the instructions it covers by page offset (flat copies of the region's, for the harts' check).</summary>
     internal sealed class Entry(TranslationRequest request, TranslatedBlock block)
     {
-        public readonly ulong Pc = request.Pc;
         public readonly int[] Offsets = [.. request.Region.Keys];
         public readonly DecodedInsn[] Instructions = [.. request.Region.Values];
         public readonly SortedList<int, DecodedInsn> Region = request.Region;
