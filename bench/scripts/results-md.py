@@ -37,8 +37,8 @@ STAGES = ["request", "network", "sourceQueue", "sourceLink", "install", "resume"
 
 
 def stages(results, strategies):
-    print("| workload | strategy | faults | " + " | ".join(f"{s} p50/mean/p99" for s in STAGES) + " | on its way | GC |")
-    print("|---|---|---:|" + "---:|" * (len(STAGES) + 2))
+    print("| workload | strategy | faults | " + " | ".join(f"{s} p50/mean/p99" for s in STAGES) + " | on its way | GC | runtime stops |")
+    print("|---|---|---:|" + "---:|" * (len(STAGES) + 3))
     for w in results["workloads"]:
         for s in strategies:
             runs = [r for r in results["runs"] if r["workload"] == w["name"] and r["strategy"] == s
@@ -58,7 +58,10 @@ def stages(results, strategies):
             faults = st.median(r["report"]["networkFaults"]["count"] for r in runs)
             resent = st.median(r["report"]["networkFaults"].get("alreadyOnItsWay", 0) for r in runs)
             gc = st.median(r["report"]["networkFaults"].get("destinationGcCollections", 0) for r in runs)
-            print(f"| {w['name']} | {s} | {faults:.0f} | " + " | ".join(cells) + f" | {resent:.0f} | {gc:.0f} |")
+            # The destination's runtime stops from its resume to its final report: count / total ms (older reports: -).
+            rts = [r["report"].get("runtime") and r["report"]["runtime"].get("destination") for r in runs]
+            stops = f"{st.median(x['count'] for x in rts):.0f} / {st.median(x['totalMs'] for x in rts):.1f}" if all(rts) else "-"
+            print(f"| {w['name']} | {s} | {faults:.0f} | " + " | ".join(cells) + f" | {resent:.0f} | {gc:.0f} | {stops} |")
 
 
 def boot(results):

@@ -189,6 +189,12 @@ internal static class MigrateCommand
             Row("fully resident", $"{r.TimeToFullyResidentMs:0.0} ms after resume");
         }
 
+        if (r.Runtime is { } rt && (rt.SourcePause?.Count > 0 || rt.Destination?.Count > 0))
+        {
+            static string R(RuntimeSuspensionReport? s) => s is null ? "not measured" : $"{s.Count} ({s.TotalMs:0.0} ms, longest {s.MaxMs:0.0}; GC {s.GcCount}, {s.GcMs:0.0} ms)";
+            Row("runtime stops", $"source in the pause {R(rt.SourcePause)}; destination after resume {R(rt.Destination)}");
+        }
+
         if (r.WorkingSet is { } ws)
         {
             Row("working set", $"{ws.Pages:N0} pages ({Mib(ws.Bytes)}){(ws.BudgetPages is long b ? $", at most {b:N0} in the {r.Options.DowntimeLimitMs:0.#} ms budget" : "")}, prefetch hits {r.Prefetch.Hits:N0}, waste {r.Prefetch.Waste:N0}");

@@ -100,6 +100,8 @@ public sealed class HostAgent : IAsyncDisposable
 
     public async Task StartAsync()
     {
+        // The runtime's stop-the-world pauses, recorded from now on for every migration's report.
+        _ = Ferry.Migration.Metrics.RuntimeSuspensions.Process;
         if (_options.WarmUpImage is GuestImage warmUp)
         {
             await Ferry.Migration.Local.LocalMigration.WarmUpAsync(warmUp, _options.Tls, _stopping.Token).ConfigureAwait(false);

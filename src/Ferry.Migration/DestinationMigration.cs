@@ -48,6 +48,7 @@ public sealed class DestinationMigration
     /// <param name="bulkChannels">The bulk connections when Hello announced N ≥ 2 channels (<see cref="IncomingMigration.Bulk"/>); else none.</param>
     public DestinationMigration(Hello hello, IIncomingVm vm, FrameChannel main, Task<FrameChannel> faultChannel, Task<FrameChannel[]>? bulkChannels = null)
     {
+        _ = RuntimeSuspensions.Process;
         _bulkChannels = bulkChannels ?? Task.FromResult<FrameChannel[]>([]);
         _hello = hello;
         _vm = vm;
@@ -779,6 +780,7 @@ public sealed class DestinationMigration
             FaultStages = _pager?.Stages.Summary(),
             GcCollections = _residentAt != 0 && _resumeAt != 0 ? _gcAtResident - _gcAtResume : 0,
             GcPauseMs = _residentAt != 0 && _resumeAt != 0 ? (_gcPauseAtResident - _gcPauseAtResume).TotalMilliseconds : 0,
+            RuntimeSuspensions = _resumeAt != 0 ? RuntimeSuspensions.Process.Summarize(_resumeAt, Stopwatch.GetTimestamp()) : null,
             PrefetchHits = prefetchHits,
             PrefetchByDistance = byDistance,
             RestoreMs = restoreMs,

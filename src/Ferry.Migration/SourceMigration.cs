@@ -32,6 +32,7 @@ public sealed class SourceMigration
         Func<ConnectionRole, CancellationToken, Task<Stream>> connect, string id, string? destination = null)
     {
         options.Validate();
+        _ = RuntimeSuspensions.Process;
         _vm = vm;
         _options = options;
         _token = token;
@@ -842,6 +843,7 @@ public sealed class SourceMigration
                 Timeline = new TimelineReport(Ms(pauseAt), resumeMs, points),
                 Liveness = LivenessSummary(),
                 PageFile = _pageFileReport,
+                Runtime = new RuntimeReport(pauseAt != 0 && _resumedReceivedAt != 0 ? RuntimeSuspensions.Process.Summarize(pauseAt, _resumedReceivedAt) : null, d.RuntimeSuspensions),
                 Switchover = _resumeAt == 0 || _switchover is not Switchover s ? null : new SwitchoverReport(
                     Ms(s.SelectedAt) - Ms(pauseAt), Ms(s.PausePagesSentAt) - Ms(s.SelectedAt), c.Bytes(PagePhase.Pause),
                     Ms(s.BundleSentAt) - Ms(s.PausePagesSentAt), s.BundleBytes, _handshakeRttMs, _destinationSwitchMs,

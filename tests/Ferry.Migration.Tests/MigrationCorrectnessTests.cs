@@ -76,6 +76,8 @@ public class MigrationCorrectnessTests
             }
             Assert.Equal(variant == "adaptive", report.Options.LocalityAdaptive);
             Assert.Equal(strategy == StrategyKind.Auto, report.Decisions.Count > 0);
+            Assert.NotNull(report.Runtime?.SourcePause);   // the runtime's stops, measured at both ends
+            Assert.NotNull(report.Runtime.Destination);
             RunOutcome outcome = await destination.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(60));
             Assert.Equal(RunOutcome.InstructionLimit, outcome);
             Assert.Equal(stopAt, destination.Machine.Hart.InstructionsRetired);

@@ -78,6 +78,13 @@ public sealed record MigrationReport
     /// <summary>The durable page file written in the pause (null: none): pages, bytes, and the time it added to the downtime.</summary>
     public PageFileReport? PageFile { get; init; }
 
+    /// <summary>
+    /// The .NET runtime's stops of every managed thread (<see cref="RuntimeSuspensions"/>): in the
+    /// source's process during the pause, and in the destination's from its resume to its final
+    /// report (completion plus 0.5 s). Null where the peer did not measure them.
+    /// </summary>
+    public RuntimeReport? Runtime { get; init; }
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
@@ -107,6 +114,9 @@ public sealed record OptionsReport(
 /// </summary>
 public sealed record SwitchoverReport(double SelectMs, double PausePagesMs, long PausePagesBytes, double StateMs, long BundleBytes,
     double RoundTripMs, double DestinationMs, double WaitResumedMs, long DevicePages = 0);
+
+/// <summary>Runtime suspensions: the source's during the pause, the destination's from its resume to its final report.</summary>
+public sealed record RuntimeReport(RuntimeSuspensionReport? SourcePause, RuntimeSuspensionReport? Destination);
 
 public sealed record BytesReport(long Live, long Pause, long Push, long FaultReplies, long Control, long Total);
 
@@ -192,6 +202,9 @@ public sealed record DestinationMetrics
     /// <summary>Garbage collections in the destination's process from the resume until fully resident, and their pauses.</summary>
     public int GcCollections { get; init; }
     public double GcPauseMs { get; init; }
+
+    /// <summary>The runtime's suspensions of the destination's process from the resume to this report (the final report's window includes 0.5 s after completion).</summary>
+    public RuntimeSuspensionReport? RuntimeSuspensions { get; init; }
     public long PrefetchHits { get; init; }
     public PrefetchDistance[]? PrefetchByDistance { get; init; }
     public double RestoreMs { get; init; }

@@ -1,0 +1,54 @@
+using System.Diagnostics;
+using Ferry.Migration.Metrics;
+using Xunit;
+
+namespace Ferry.Migration.Tests;
+
+/// <summary>The record of the runtime's stop-the-world pauses that migration reports carry.</summary>
+public sealed class RuntimeSuspensionsTests
+{
+    [Fact]
+    public async Task A_forced_collection_is_recorded_as_a_gc_suspension()
+    {
+        RuntimeSuspensions listener = RuntimeSuspensions.Process;
+        long from = Stopwatch.GetTimestamp();
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true);
+        long to = Stopwatch.GetTimestamp();
+
+        // The runtime hands its events to an in-process listener asynchronously.
+        RuntimeSuspensionReport seen = listener.Summarize(from - Stopwatch.Frequency, to + Stopwatch.Frequency);
+        for (int i = 0; i < 100 && seen.GcCount == 0; i++)
+        {
+            await Task.Delay(50);
+            seen = listener.Summarize(from - Stopwatch.Frequency, to + Stopwatch.Frequency);
+        }
+
+        Assert.True(seen.GcCount >= 1, $"a blocking gen2 collection stops every thread: {seen}");
+        Assert.True(seen.GcMs > 0 && seen.GcMs <= seen.TotalMs && seen.MaxMs <= seen.TotalMs, seen.ToString());
+    }
+
+    [Fact]
+    public void A_window_counts_only_what_overlaps_it_clipped_to_its_ends()
+    {
+        RuntimeSuspensions listener = RuntimeSuspensions.Process;
+        long f = Stopwatch.Frequency / 1000;   // ticks per ms
+        long t0 = Stopwatch.GetTimestamp() + (3600 * Stopwatch.Frequency);   // an hour ahead: nothing real is there
+        listener.Record(t0, t0 + (10 * f), reason: 1);            // a GC, 10 ms
+        listener.Record(t0 + (20 * f), t0 + (24 * f), reason: 0); // other work, 4 ms
+        listener.Record(t0 + (100 * f), t0 + (110 * f), reason: 9);
+
+        RuntimeSuspensionReport whole = listener.Summarize(t0, t0 + (50 * f));
+        Assert.Equal(2, whole.Count);
+        Assert.Equal(1, whole.GcCount);
+        Assert.Equal(14, whole.TotalMs, 3);
+        Assert.Equal(10, whole.MaxMs, 3);
+        Assert.Equal(10, whole.GcMs, 3);
+
+        RuntimeSuspensionReport clipped = listener.Summarize(t0 + (5 * f), t0 + (22 * f));
+        Assert.Equal(2, clipped.Count);
+        Assert.Equal(7, clipped.TotalMs, 3);   // 5 of the GC, 2 of the other
+        Assert.Equal(5, clipped.GcMs, 3);
+
+        Assert.Equal(0, listener.Summarize(t0 + (30 * f), t0 + (90 * f)).Count);
+    }
+}
