@@ -103,6 +103,26 @@ public sealed class BenchPlotsTests : IDisposable
         Assert.All(files, f => AssertPng(f, BenchPlots.BarWidth, BenchPlots.BarHeight));
     }
 
+    [Fact]
+    public async Task Replot_draws_an_earlier_runs_plots_from_its_results_json()
+    {
+        BenchResults results = Synthetic();
+        Directory.CreateDirectory(_dir);
+        string json = Path.Combine(_dir, "results.json");
+        await File.WriteAllTextAsync(json, System.Text.Json.JsonSerializer.Serialize(results, BenchResults.Json));
+
+        BenchResults read = await BenchCommand.ReadResultsAsync(json, CancellationToken.None);
+        string[] again = [.. BenchCommand.Replot(read, Path.Combine(_dir, "again")).Select(Path.GetFileName).Order(StringComparer.Ordinal)!];
+
+        string[] first = [.. BenchPlots.Write(results, Path.Combine(_dir, "first")).Select(Path.GetFileName).Order(StringComparer.Ordinal)!];
+        Assert.Equal(first, again);
+        Assert.Contains("guest-speed-kvstore.png", again);
+
+        await File.WriteAllTextAsync(json, "{ not json");
+        CliException e = await Assert.ThrowsAsync<CliException>(() => BenchCommand.ReadResultsAsync(json, CancellationToken.None));
+        Assert.Contains("not a readable results.json", e.Message);
+    }
+
     private static void AssertPng(string path, int width, int height)
     {
         Assert.True(File.Exists(path), path);

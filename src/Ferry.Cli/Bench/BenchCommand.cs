@@ -56,12 +56,22 @@ internal static class BenchCommand
         };
         link.AcceptOnlyFromAmong("shaper", "netns");
         var channels = new Option<int>("--channels") { Description = "connections for Ferry's bulk pages, 1..8 (as QEMU's multifd channels)", DefaultValueFactory = _ => 1 };
+        var replot = new Option<string?>("--replot") { Description = "run nothing: draw the plots (into --out) and print the table again from an earlier run's results.json" };
         var cmd = new Command("bench", "Compare pre-copy, post-copy and hybrid (and QEMU's own) on real migrations between two local host agents")
         {
-            quick, output, workloads, strategies, repeat, bandwidth, memory, downtime, link, channels,
+            quick, output, workloads, strategies, repeat, bandwidth, memory, downtime, link, channels, replot,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
+            if (p.GetValue(replot) is string earlier)
+            {
+                BenchResults old = await ReadResultsAsync(earlier, ct);
+                IReadOnlyList<string> drawn = Replot(old, p.GetValue(output)!);
+                AnsiConsole.Write(Table(old, [.. old.Runs.Select(r => r.Strategy).Distinct()]));
+                AnsiConsole.MarkupLine($"drew {drawn.Count} plots in {Markup.Escape(p.GetValue(output)!)} from {Markup.Escape(earlier)}");
+                return 0;
+            }
+
             bool isQuick = p.GetValue(quick);
             var settings = new Settings(
                 isQuick,
@@ -90,6 +100,27 @@ internal static class BenchCommand
             return await RunAsync(settings, ct);
         }));
         return cmd;
+    }
+
+    /// <summary>Reads an earlier run's results.json; a missing or malformed file is the user's error, in one line.</summary>
+    internal static async Task<BenchResults> ReadResultsAsync(string path, CancellationToken ct)
+    {
+        try
+        {
+            await using FileStream file = File.OpenRead(path);
+            return await JsonSerializer.DeserializeAsync<BenchResults>(file, BenchResults.Json, ct) ?? throw new JsonException("null");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or NotSupportedException)
+        {
+            throw new CliException($"--replot: {path} is not a readable results.json of ferry bench ({e.Message})");
+        }
+    }
+
+    /// <summary>The plots of an earlier run, drawn again into <paramref name="directory"/> (after a change to how they are drawn).</summary>
+    internal static IReadOnlyList<string> Replot(BenchResults results, string directory)
+    {
+        Directory.CreateDirectory(directory);
+        return BenchPlots.Write(results, directory);
     }
 
     private static bool Selected(string? list, string name)

@@ -183,9 +183,12 @@ public static class BenchPlots
 
         VerticalLine pause = plot.Add.VerticalLine(0, 1, FailColour.WithAlpha(0.6));
         pause.LinePattern = LinePattern.Dashed;
-        plot.Axes.SetLimitsX(xMin, xMax);
+        // A pre-copy that ran for tens of seconds would squeeze everything after the pause into a
+        // sliver: before the pause, show at most twice what follows it (and at least a second).
+        double shownBefore = Math.Min(-xMin, Math.Max(2 * xMax, 1000));
+        plot.Axes.SetLimitsX(-shownBefore, xMax);
         plot.Axes.SetLimitsY(0, yMax > 0 ? yMax * 1.15 : 1);
-        plot.XLabel("ms from the pause", 14);
+        plot.XLabel(shownBefore < -xMin ? $"ms from the pause (from {-shownBefore:N0} ms; the longest live phase began at {xMin:N0})" : "ms from the pause", 14);
         plot.YLabel("guest MIPS", 14);
         plot.Title($"Guest speed through the move: {workload} · link {Bandwidth(results.BandwidthBitsPerSecond)}", 16);
         plot.ShowLegend(Alignment.LowerRight);
