@@ -176,6 +176,69 @@ public sealed class MechanismTests
         Assert.Equal(new[] { 21, 19, 22, 23, 24, 40, 2, 0, 1, 3 }, Drain(q, 10));
     }
 
+    [Fact]
+    public void PushQueue_in_a_forward_sweep_reads_ahead_only_and_on_to_the_end_before_anything_behind()
+    {
+        const int n = 512;
+        var q = new PushQueue(Pending(n), PushOrder.FaultNeighbourhoodThenRecency, 8);
+        q.SetRecency([5, 50]);   // what the guest touched before the pause: behind the sweep
+        foreach (int fault in new[] { 100, 109, 120 })   // each a little ahead of the last (not one stride)
+        {
+            Assert.True(q.TryClaim(fault));
+            q.NoteFault(fault);
+        }
+
+        List<int> order = Drain(q);
+        Assert.True(q.InSweep);
+        Assert.Equal(n - 3, order.Count);
+        int end = order.IndexOf(n - 1);
+        // Up to the end of RAM: only pages ahead of the pivots (none of the expansion's pages
+        // behind them: 119, 118, 108, 107, 99, 98), then the recency order and the rest.
+        Assert.All(order.Take(end + 1), p => Assert.True(p is > 100 and not (108 or 118 or 119), $"page {p} is behind the sweep"));
+        Assert.Equal([121, 122, 123, 124, 125, 126, 127], order.Take(7));
+        Assert.Equal(Enumerable.Range(128, n - 128), order.Skip(end - (n - 129)).Take(n - 128));
+        Assert.Equal([5, 50], order.Skip(end + 1).Take(2));
+
+        // Scattered faults are no sweep: their neighbourhoods go both ways.
+        var scattered = new PushQueue(Pending(n), PushOrder.FaultNeighbourhood, 8);
+        foreach (int fault in new[] { 300, 100, 400 })
+        {
+            Assert.True(scattered.TryClaim(fault));
+            scattered.NoteFault(fault);
+        }
+
+        Assert.Equal([401, 399], Drain(scattered, 2));
+        Assert.False(scattered.InSweep);
+    }
+
+    [Fact]
+    public void PushQueue_sweep_that_wraps_round_reads_ahead_from_its_new_start()
+    {
+        const int n = 512;
+        var q = new PushQueue(Pending(n), PushOrder.FaultNeighbourhood, 8);
+        foreach (int fault in new[] { 300, 310, 321 })
+        {
+            Assert.True(q.TryClaim(fault));
+            q.NoteFault(fault);
+        }
+
+        Assert.True(q.Next() > 300 && q.InSweep);
+        foreach (int fault in new[] { 20, 30, 41 })   // the guest's next pass starts low
+        {
+            Assert.True(q.TryClaim(fault));
+            q.NoteFault(fault);
+        }
+
+        List<int> rest = Drain(q);
+        Assert.True(q.InSweep);
+        // The new pivots' pages ahead first, the old sweep's pivots' rest after them, and the
+        // read-ahead on from the newest fault, before anything behind the new pass.
+        Assert.All(rest.Take(12), p => Assert.True(p is > 20 and < 100, $"page {p}: the push should follow the new pass"));
+        Assert.True(rest.IndexOf(49) < rest.IndexOf(511), "the read-ahead continues from the new pass, not from the old one's cursor");
+        Assert.True(rest.IndexOf(49) < rest.IndexOf(0));
+        Assert.True(rest.IndexOf(99) < rest.IndexOf(19));
+    }
+
     [Theory]
     [InlineData(PushOrder.Linear)]
     [InlineData(PushOrder.FaultNeighbourhood)]

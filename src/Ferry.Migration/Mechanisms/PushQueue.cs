@@ -20,7 +20,9 @@ namespace Ferry.Migration.Mechanisms;
 /// it expands follows how often faults land in a recent pivot's neighbourhood (a running rate):
 /// a guest that runs through memory gets all of it, one that scatters its faults (whose
 /// neighbours are no likelier to be touched than any page) gets ±1 and the recency order
-/// sooner, which holds what it does touch often.</para>
+/// sooner, which holds what it does touch often. A forward sweep (<see cref="SweepFaults"/>
+/// faults in a row, each a little ahead of the last) reads ahead only, and on from the newest
+/// fault ascending.</para>
 /// </summary>
 public sealed class PushQueue
 {
@@ -45,12 +47,27 @@ public sealed class PushQueue
     private double _runRate = 1; // share of recent faults that landed in a pivot's neighbourhood
     private int _f1 = -1, _f2 = -1; // the two faults before the last, for strides
     private int _stride, _strideFrom, _strideStep;
+    private int _runAhead;          // consecutive faults each a little ahead of the one before (a forward sweep)
+    private int _sweepCursor = -1;  // in a sweep: where the ascending read-ahead continues
 
     /// <summary>Recent faults whose neighbourhoods the push serves.</summary>
     public const int Pivots = 8;
 
     /// <summary>Steps a detected stride is followed ahead of the last fault.</summary>
     public const int StridePages = 16;
+
+    /// <summary>
+    /// Consecutive faults, each ahead of the one before by at most twice the neighbourhood, that
+    /// make a forward sweep: the guest runs up through memory (verify's passes, dirty's rewrites).
+    /// In a sweep the push reads ahead only (a page behind the guest is touched again only on its
+    /// next pass) and, once the pivots are served, goes on ascending from the newest fault instead
+    /// of turning to the recency order, as a kernel's sequential read-ahead does and as QEMU's
+    /// post-copy continues from the page last requested.
+    /// </summary>
+    public const int SweepFaults = 3;
+
+    /// <summary>Whether the recent faults make a forward sweep (push thread).</summary>
+    public bool InSweep => _runAhead >= SweepFaults - 1;
 
     public PushQueue(PageBitmap pending, PushOrder order, int neighbourhoodPages)
     {
@@ -185,6 +202,17 @@ public sealed class PushQueue
             _strideStep = 0;
         }
 
+        int ahead = _f1 < 0 ? 0 : fault - _f1;
+        _runAhead = ahead > 0 && ahead <= 2 * Math.Max(1, _neighbourhood) ? _runAhead + 1 : 0;
+        if (_runAhead == SweepFaults - 1)
+        {
+            _sweepCursor = fault + 1;   // a sweep begins (again: a guest that wrapped round starts low)
+        }
+        else if (_runAhead > SweepFaults)
+        {
+            _sweepCursor = Math.Max(_sweepCursor, fault + 1);
+        }
+
         _f2 = _f1;
         _f1 = fault;
         _newest = (_newest + 1) % Pivots;
@@ -211,16 +239,35 @@ public sealed class PushQueue
 
         _stride = 0;
         int expansion = Expansion;
+        bool sweep = InSweep;
         for (int age = 0; age < _pivotCount; age++)
         {
             int i = ((_newest - age) % Pivots + Pivots) % Pivots;
             while (_pivotStep[i] < expansion)
             {
-                int page = _pivot[i] + _offsets[_pivotStep[i]++];
-                if ((uint)page < (uint)_pageCount && TryClaim(page))
+                int offset = _offsets[_pivotStep[i]++];
+                int page = _pivot[i] + offset;
+                if ((offset > 0 || !sweep) && (uint)page < (uint)_pageCount && TryClaim(page))
                 {
                     return page;
                 }
+            }
+        }
+
+        // A sweep: read ahead, ascending from the newest fault, until the sweep ends.
+        while (sweep && _sweepCursor >= 0 && _sweepCursor < _pageCount)
+        {
+            int next = _pending.NextSet(_sweepCursor);
+            if (next < 0)
+            {
+                _sweepCursor = _pageCount;
+                break;
+            }
+
+            _sweepCursor = next + 1;
+            if (TryClaim(next))
+            {
+                return next;
             }
         }
 
