@@ -25,6 +25,7 @@ public sealed class RuntimeSuspensionsTests
 
         Assert.True(seen.GcCount >= 1, $"a blocking gen2 collection stops every thread: {seen}");
         Assert.True(seen.GcMs > 0 && seen.GcMs <= seen.TotalMs && seen.MaxMs <= seen.TotalMs, seen.ToString());
+        Assert.True(seen.FullGcCount >= 1, $"the collection was of generation 2: {seen}");
     }
 
     [Fact]
@@ -33,7 +34,7 @@ public sealed class RuntimeSuspensionsTests
         RuntimeSuspensions listener = RuntimeSuspensions.Process;
         long f = Stopwatch.Frequency / 1000;   // ticks per ms
         long t0 = Stopwatch.GetTimestamp() + (3600 * Stopwatch.Frequency);   // an hour ahead: nothing real is there
-        listener.Record(t0, t0 + (10 * f), reason: 1);            // a GC, 10 ms
+        listener.Record(t0, t0 + (10 * f), reason: 1, generation: 2);   // a full GC, 10 ms
         listener.Record(t0 + (20 * f), t0 + (24 * f), reason: 0); // other work, 4 ms
         listener.Record(t0 + (100 * f), t0 + (110 * f), reason: 9);
 
@@ -43,6 +44,7 @@ public sealed class RuntimeSuspensionsTests
         Assert.Equal(14, whole.TotalMs, 3);
         Assert.Equal(10, whole.MaxMs, 3);
         Assert.Equal(10, whole.GcMs, 3);
+        Assert.Equal(1, whole.FullGcCount);
 
         RuntimeSuspensionReport clipped = listener.Summarize(t0 + (5 * f), t0 + (22 * f));
         Assert.Equal(2, clipped.Count);

@@ -466,7 +466,7 @@ public sealed unsafe partial class Hart
         DecodedInsn[]? code = _codePages[page];
         if (code is null)
         {
-            code = new DecodedInsn[GuestMemory.PageSize / 2];
+            code = DecodedPagePool.Rent();
             _codePages[page] = code;
             _isCode.Set(page);
             FlushWritableFor(page);

@@ -807,10 +807,19 @@ public sealed unsafe partial class Hart : ITranslationCache, IDisposable
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void ThrowUnhandled(Op op) => throw new InvalidOperationException($"decoded operation {op} has no executor");
 
+    /// <summary>Stops the translation worker and frees the TLB; the decoded pages go back to <see cref="DecodedPagePool"/>. The hart must not be running.</summary>
     public void Dispose()
     {
         _worker?.Dispose();
         _ram.RemoveTranslationCache(this);
         FreeTlb();
+        for (int page = 0; page < _codePages.Length; page++)
+        {
+            if (_codePages[page] is DecodedInsn[] code)
+            {
+                _codePages[page] = null;
+                DecodedPagePool.Return(code);
+            }
+        }
     }
 }

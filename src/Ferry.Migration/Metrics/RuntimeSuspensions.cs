@@ -22,6 +22,7 @@ public sealed class RuntimeSuspensions : EventListener
 {
     private const string RuntimeProvider = "Microsoft-Windows-DotNETRuntime";
     private const int SuspendBegin = 9;   // GCSuspendEEBegin_V1: Reason, Count, ClrInstanceID
+    private const int GcStart = 1;        // GCStart_V2: Count, Depth, Reason, Type, ...
     private const int RestartEnd = 3;     // GCRestartEEEnd_V1
     private const EventKeywords GcKeyword = (EventKeywords)0x1;
 
@@ -35,9 +36,11 @@ public sealed class RuntimeSuspensions : EventListener
     private readonly long[] _begin = new long[Capacity];
     private readonly long[] _end = new long[Capacity];
     private readonly int[] _reason = new int[Capacity];
+    private readonly int[] _generation = new int[Capacity];
     private long _count;
     private long _openBegin = -1;
     private int _openReason;
+    private int _openGeneration = -1;
 
     private RuntimeSuspensions()
     {
@@ -55,7 +58,7 @@ public sealed class RuntimeSuspensions : EventListener
     /// <summary>Suspensions that overlap the window [<paramref name="from"/>, <paramref name="to"/>] (Stopwatch timestamps), clipped to it.</summary>
     public RuntimeSuspensionReport Summarize(long from, long to)
     {
-        long count = 0, gcCount = 0;
+        long count = 0, gcCount = 0, fullCount = 0;
         double totalMs = 0, maxMs = 0, gcMs = 0;
         lock (_gate)
         {
@@ -77,15 +80,16 @@ public sealed class RuntimeSuspensions : EventListener
                 {
                     gcCount++;
                     gcMs += ms;
+                    fullCount += _generation[slot] >= 2 ? 1 : 0;
                 }
             }
         }
 
-        return new RuntimeSuspensionReport(count, totalMs, maxMs, gcCount, gcMs);
+        return new RuntimeSuspensionReport(count, totalMs, maxMs, gcCount, gcMs) { FullGcCount = fullCount };
     }
 
-    /// <summary>Records one suspension (the listener's path; also how tests feed it).</summary>
-    internal void Record(long begin, long end, int reason)
+    /// <summary>Records one suspension (the listener's path; also how tests feed it); <paramref name="generation"/>: the collection's, -1 for none.</summary>
+    internal void Record(long begin, long end, int reason, int generation = -1)
     {
         lock (_gate)
         {
@@ -93,6 +97,7 @@ public sealed class RuntimeSuspensions : EventListener
             _begin[slot] = begin;
             _end[slot] = end;
             _reason[slot] = reason;
+            _generation[slot] = generation;
             _count++;
         }
     }
@@ -111,14 +116,21 @@ public sealed class RuntimeSuspensions : EventListener
         {
             case SuspendBegin:
                 _openBegin = ToTimestamp(e.TimeStamp);
-                _openReason = e.Payload is { Count: > 0 } payload && payload[0] is IConvertible reason ? reason.ToInt32(null) : 0;
+                _openReason = Field(e, 0);
+                _openGeneration = -1;
+                break;
+            case GcStart:
+                _openGeneration = Math.Max(_openGeneration, Field(e, 1));
                 break;
             case RestartEnd when _openBegin >= 0:
-                Record(_openBegin, Math.Max(_openBegin, ToTimestamp(e.TimeStamp)), _openReason);
+                Record(_openBegin, Math.Max(_openBegin, ToTimestamp(e.TimeStamp)), _openReason, _openGeneration);
                 _openBegin = -1;
                 break;
         }
     }
+
+    private static int Field(EventWrittenEventArgs e, int index)
+        => e.Payload is { } payload && payload.Count > index && payload[index] is IConvertible value ? value.ToInt32(null) : -1;
 
     // The events carry wall-clock times; the migration's clocks are Stopwatch timestamps.
     private static long ToTimestamp(DateTime utc)
@@ -134,4 +146,8 @@ public sealed class RuntimeSuspensions : EventListener
 /// and longest, and how many of them (and how long) were garbage collections; the rest are the
 /// runtime's other stop-the-world work (tiered compilation, code patching).
 /// </summary>
-public sealed record RuntimeSuspensionReport(long Count, double TotalMs, double MaxMs, long GcCount, double GcMs);
+public sealed record RuntimeSuspensionReport(long Count, double TotalMs, double MaxMs, long GcCount, double GcMs)
+{
+    /// <summary>Of the garbage collections, those of generation 2 (full collections).</summary>
+    public long FullGcCount { get; init; }
+}

@@ -42,6 +42,32 @@ public sealed class DeterminismTests
         Assert.NotEqual(a.Digest, RunTo(Image(guest), n).Digest);
     }
 
+    [Fact]
+    public void A_hart_running_on_decoded_pages_another_hart_gave_back_computes_the_same()
+    {
+        // kvstore, then idle (other code at the same addresses), each machine disposed: the third
+        // run takes decoded-page arrays the others gave back (DecodedPagePool, shared with the
+        // tests running beside it), and must reach the first run's state exactly. (That a page
+        // given back is cleared is the next test's.)
+        var first = RunTo(Kvstore(), 3_000_000);
+        var other = RunTo(Idle(), 30_000);
+        var again = RunTo(Kvstore(), 3_000_000);
+        Assert.Equal(first.Digest, again.Digest);
+        Assert.Equal(first.Console, again.Console);
+        Assert.NotEqual(first.Digest, other.Digest);
+    }
+
+    [Fact]
+    public void A_decoded_page_given_back_is_cleared()
+    {
+        var page = new Ferry.Machine.Cpu.DecodedInsn[Ferry.Machine.Cpu.DecodedPagePool.Slots];
+        page[7].Op = Ferry.Machine.Cpu.Op.Add;
+        page[2047].Imm = 42;
+        Ferry.Machine.Cpu.DecodedPagePool.Return(page);
+        Assert.All(page, d => Assert.Equal(default, d));
+        Assert.Equal(Ferry.Machine.Cpu.DecodedPagePool.Slots, Ferry.Machine.Cpu.DecodedPagePool.Rent().Length);
+    }
+
     [Theory]
     [MemberData(nameof(Points))]
     public void SnapshotRestore_ContinuesExactlyLikeAnUninterruptedRun(string guest, ulong n, ulong m)
