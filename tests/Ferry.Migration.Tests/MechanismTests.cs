@@ -212,6 +212,25 @@ public sealed class MechanismTests
     }
 
     [Fact]
+    public void PushQueue_sweep_moves_its_read_ahead_to_each_newer_fault()
+    {
+        const int n = 1024;
+        var q = new PushQueue(Pending(n), PushOrder.FaultNeighbourhood, 8);
+        foreach (int fault in new[] { 100, 109, 120 })
+        {
+            Assert.True(q.TryClaim(fault));
+            q.NoteFault(fault);
+        }
+
+        List<int> first = Drain(q, 25);   // the pivots' pages ahead, then the read-ahead from 121 on
+        Assert.True(q.InSweep && first.Max() < 135, string.Join(",", first));
+        Assert.True(q.TryClaim(135));   // the guest ran ahead of the read-ahead and faulted there
+        q.NoteFault(135);
+        List<int> next = Drain(q, 20);
+        Assert.All(next, p => Assert.True(p > 135, $"page {p}: after a newer fault the read-ahead goes on from it"));
+    }
+
+    [Fact]
     public void PushQueue_sweep_that_wraps_round_reads_ahead_from_its_new_start()
     {
         const int n = 512;

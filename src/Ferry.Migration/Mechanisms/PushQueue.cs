@@ -208,7 +208,7 @@ public sealed class PushQueue
         {
             _sweepCursor = fault + 1;   // a sweep begins (again: a guest that wrapped round starts low)
         }
-        else if (_runAhead > SweepFaults)
+        else if (_runAhead >= SweepFaults)
         {
             _sweepCursor = Math.Max(_sweepCursor, fault + 1);
         }
