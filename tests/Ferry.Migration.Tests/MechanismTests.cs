@@ -696,6 +696,30 @@ public sealed class MechanismTests
     }
 
     [Fact]
+    public void LinkShaper_bulk_turn_comes_after_the_windows_and_replies_booked_before_it()
+    {
+        const long rate = 1_000_000_000;
+        var shaper = new LinkShaper(rate);
+        long now = Stopwatch.GetTimestamp() + Stopwatch.Frequency; // long after the link went idle
+        long Ticks(int bytes) => (long)(bytes / (rate / 8.0 / Stopwatch.Frequency));
+
+        // An idle link: a bulk batch could start at once (with its burst credit).
+        Assert.True(shaper.BulkTurn(now) <= now);
+
+        // Windows booked for 2 ms of link time, then a fault reply: the bulk's turn is after both,
+        // and asking for it books nothing.
+        long idle = shaper.BulkTurn(now);
+        _ = shaper.Book(250_000, LinkClass.Prefetch, now);
+        _ = shaper.Book(4096, LinkClass.Urgent, now);
+        long turn = shaper.BulkTurn(now);
+        Assert.InRange(turn, idle + Ticks(250_000 + 4096) - 8, idle + Ticks(250_000 + 4096) + 8);
+        Assert.Equal(turn, shaper.BulkTurn(now));
+
+        // An unlimited link never waits.
+        LinkShaper.None.WaitForBulkTurn(CancellationToken.None);
+    }
+
+    [Fact]
     public void LinkShaper_puts_prefetch_behind_every_fault_reply_and_ahead_of_bulk()
     {
         const long rate = 1_000_000_000;

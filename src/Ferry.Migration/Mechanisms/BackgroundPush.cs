@@ -9,7 +9,8 @@ namespace Ferry.Migration.Mechanisms;
 /// Before each batch it sends what is pending of the network faults' locality windows (hybrid),
 /// in frames of the prefetch class that name no fault; then the push queue's order. It books
 /// one small batch at a time on the link, so it never holds more than one batch of link time
-/// (<see cref="BatchPages"/> pages: 0.5 ms at 1 Gbit/s) ahead of a window; stops early when told to.
+/// (<see cref="BatchPages"/> pages: 0.5 ms at 1 Gbit/s) ahead of a window, and it claims a
+/// batch's pages only once the link could start it; stops early when told to.
 /// </summary>
 public static class BackgroundPush
 {
@@ -42,6 +43,18 @@ public static class BackgroundPush
                 }
 
                 prefetch.Flush(LinkClass.Prefetch);
+                if (push.Count == 0)
+                {
+                    // A batch's pages are claimed only when the link can take the batch: claimed
+                    // earlier, they would wait behind every window booked meanwhile (prefetch goes
+                    // first), and a guest that faults on one waits with them.
+                    push.WaitForBulkTurn();
+                    if (queue.HasWindows)
+                    {
+                        continue;
+                    }
+                }
+
                 int next = queue.Next();
                 if (next < 0)
                 {

@@ -128,6 +128,9 @@ public sealed class PageSender : IPageStream
 
     public int Count => _batch.Count;
 
+    /// <summary>Waits until a bulk batch could start on the link now (see <see cref="LinkShaper.WaitForBulkTurn"/>).</summary>
+    public void WaitForBulkTurn() => _channel.WaitForBulkTurn();
+
     /// <summary>Sends the batch in <paramref name="linkClass"/> from the calling thread.</summary>
     public void Flush(LinkClass linkClass)
     {

@@ -155,6 +155,9 @@ public sealed class PushQueue
         }
     }
 
+    /// <summary>Whether a locality window may still have pages to send (push thread).</summary>
+    public bool HasWindows => _window.Next < _window.End || !_windows.IsEmpty;
+
     /// <summary>Next page of a queued locality window (already claimed), or -1 when no window has one pending.</summary>
     public int NextPrefetch()
     {

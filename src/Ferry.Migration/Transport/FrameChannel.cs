@@ -118,6 +118,9 @@ public sealed class FrameChannel : IAsyncDisposable
         }
     }
 
+    /// <summary>Waits until bulk traffic could start on the link now (<see cref="LinkShaper.WaitForBulkTurn"/>).</summary>
+    public void WaitForBulkTurn() => _shaper.WaitForBulkTurn(CancellationToken.None);
+
     /// <summary>
     /// Blocking send on the calling thread, in class <paramref name="linkClass"/> (waiting until
     /// the frame has crossed the emulated link when <paramref name="untilSent"/>). With a

@@ -97,6 +97,41 @@ public sealed class LinkShaper
     }
 
     /// <summary>
+    /// Waits until the bulk class could start now, without booking anything: its schedule, which
+    /// every urgent and prefetch frame booked since pushed back, has caught up with the clock. A
+    /// bulk sender that chooses its pages only then never holds pages claimed for a slot
+    /// milliseconds away, behind windows booked after them, while the guest faults on them.
+    /// </summary>
+    public void WaitForBulkTurn(CancellationToken cancellation)
+    {
+        if (Unlimited)
+        {
+            return;
+        }
+
+        while (true)
+        {
+            long now = Stopwatch.GetTimestamp();
+            long turn = BulkTurn(now);
+            if (turn <= now)
+            {
+                return;
+            }
+
+            WaitUntil(turn, precise: false, cancellation);
+        }
+    }
+
+    /// <summary>When bulk traffic booked at <paramref name="now"/> would start (nothing is booked).</summary>
+    internal long BulkTurn(long now)
+    {
+        lock (_lock)
+        {
+            return Math.Max(_virtualTime, now - _burstTicks);
+        }
+    }
+
+    /// <summary>
     /// Waits until <paramref name="timestamp"/>. Imprecise waits (bulk and prefetch pacing, whose
     /// absolute schedule repays a late wake-up) only sleep. Precise ones (a fault reply's own
     /// transmission time, tens of microseconds) sleep while more than 100 µs remain and spin
