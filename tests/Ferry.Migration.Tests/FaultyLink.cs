@@ -30,6 +30,9 @@ internal sealed record LinkFault(LinkFaultKind Kind)
 
     public PagePhase? Phase { get; init; }
 
+    /// <summary>A second phase that matches too (the post-copy phase's pages go as Push or as windows, FaultReply).</summary>
+    public PagePhase? OrPhase { get; init; }
+
     /// <summary>Fires at this matching frame (1 = the first).</summary>
     public int Frame { get; init; } = 1;
 
@@ -108,7 +111,7 @@ internal sealed class FaultyLink(Stream inner, LinkFault fault) : Stream
                     int n = (int)Math.Min(_payloadLeft, buffer.Length - i);
                     if (_payloadIsMatch && _payloadOffset == 0)
                     {
-                        if (fault.Phase is PagePhase p && buffer[i] != (byte)p)
+                        if (fault.Phase is PagePhase p && buffer[i] != (byte)p && !(fault.OrPhase is PagePhase q && buffer[i] == (byte)q))
                         {
                             _payloadIsMatch = false;
                         }
