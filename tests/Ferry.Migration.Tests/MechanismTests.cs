@@ -176,17 +176,23 @@ public sealed class MechanismTests
         Assert.Equal(new[] { 21, 19, 22, 23, 24, 40, 2, 0, 1, 3 }, Drain(q, 10));
     }
 
+    /// <summary>As the fault server does: each page claimed for its fault reply, then reported to the push.</summary>
+    private static void Fault(PushQueue q, params int[] pages)
+    {
+        foreach (int page in pages)
+        {
+            Assert.True(q.TryClaim(page));
+            q.NoteFault(page);
+        }
+    }
+
     [Fact]
     public void PushQueue_in_a_forward_sweep_reads_ahead_only_and_on_to_the_end_before_anything_behind()
     {
         const int n = 512;
         var q = new PushQueue(Pending(n), PushOrder.FaultNeighbourhoodThenRecency, 8);
         q.SetRecency([5, 50]);   // what the guest touched before the pause: behind the sweep
-        foreach (int fault in new[] { 100, 109, 120 })   // each a little ahead of the last (not one stride)
-        {
-            Assert.True(q.TryClaim(fault));
-            q.NoteFault(fault);
-        }
+        Fault(q, 100, 109, 120);   // each a little ahead of the last (not one stride)
 
         List<int> order = Drain(q);
         Assert.True(q.InSweep);
@@ -201,11 +207,7 @@ public sealed class MechanismTests
 
         // Scattered faults are no sweep: their neighbourhoods go both ways.
         var scattered = new PushQueue(Pending(n), PushOrder.FaultNeighbourhood, 8);
-        foreach (int fault in new[] { 300, 100, 400 })
-        {
-            Assert.True(scattered.TryClaim(fault));
-            scattered.NoteFault(fault);
-        }
+        Fault(scattered, 300, 100, 400);
 
         Assert.Equal([401, 399], Drain(scattered, 2));
         Assert.False(scattered.InSweep);
@@ -216,16 +218,11 @@ public sealed class MechanismTests
     {
         const int n = 1024;
         var q = new PushQueue(Pending(n), PushOrder.FaultNeighbourhood, 8);
-        foreach (int fault in new[] { 100, 109, 120 })
-        {
-            Assert.True(q.TryClaim(fault));
-            q.NoteFault(fault);
-        }
+        Fault(q, 100, 109, 120);
 
         List<int> first = Drain(q, 25);   // the pivots' pages ahead, then the read-ahead from 121 on
         Assert.True(q.InSweep && first.Max() < 135, string.Join(",", first));
-        Assert.True(q.TryClaim(135));   // the guest ran ahead of the read-ahead and faulted there
-        q.NoteFault(135);
+        Fault(q, 135);   // the guest ran ahead of the read-ahead and faulted there
         List<int> next = Drain(q, 20);
         Assert.All(next, p => Assert.True(p > 135, $"page {p}: after a newer fault the read-ahead goes on from it"));
     }
@@ -235,18 +232,10 @@ public sealed class MechanismTests
     {
         const int n = 512;
         var q = new PushQueue(Pending(n), PushOrder.FaultNeighbourhood, 8);
-        foreach (int fault in new[] { 300, 310, 321 })
-        {
-            Assert.True(q.TryClaim(fault));
-            q.NoteFault(fault);
-        }
+        Fault(q, 300, 310, 321);
 
         Assert.True(q.Next() > 300 && q.InSweep);
-        foreach (int fault in new[] { 20, 30, 41 })   // the guest's next pass starts low
-        {
-            Assert.True(q.TryClaim(fault));
-            q.NoteFault(fault);
-        }
+        Fault(q, 20, 30, 41);   // the guest's next pass starts low
 
         List<int> rest = Drain(q);
         Assert.True(q.InSweep);

@@ -22,9 +22,6 @@ public static class DecodedPagePool
     private static readonly ConcurrentStack<DecodedInsn[]> Free = new();
     private static int _count;
 
-    /// <summary>Arrays waiting to be taken.</summary>
-    public static int Count => Volatile.Read(ref _count);
-
     /// <summary>A cleared array (every slot undecoded): a pooled one, or a new one.</summary>
     public static DecodedInsn[] Rent()
     {

@@ -61,8 +61,9 @@ public sealed class PushQueue
     /// make a forward sweep: the guest runs up through memory (verify's passes, dirty's rewrites).
     /// In a sweep the push reads ahead only (a page behind the guest is touched again only on its
     /// next pass) and, once the pivots are served, goes on ascending from the newest fault instead
-    /// of turning to the recency order, as a kernel's sequential read-ahead does and as QEMU's
-    /// post-copy continues from the page last requested.
+    /// of turning to the recency order, as a kernel's sequential read-ahead does, and as QEMU's
+    /// post-copy moves its background search to the page last requested (migration/ram.c,
+    /// get_queued_page, on its single channel).
     /// </summary>
     public const int SweepFaults = 3;
 

@@ -49,11 +49,8 @@ public sealed class RuntimeSuspensions : EventListener
     /// <summary>The process's listener, started on first use (a host agent starts it at once).</summary>
     public static RuntimeSuspensions Process => Instance.Value;
 
-    /// <summary>Suspensions recorded since the listener started (including those the ring has forgotten).</summary>
-    public long Recorded => Volatile.Read(ref _count);
-
     /// <summary>The runtime's reasons that are a garbage collection (SUSPEND_FOR_GC, SUSPEND_FOR_GC_PREP).</summary>
-    public static bool IsGc(int reason) => reason is 1 or 6;
+    private static bool IsGc(int reason) => reason is 1 or 6;
 
     /// <summary>Suspensions that overlap the window [<paramref name="from"/>, <paramref name="to"/>] (Stopwatch timestamps), clipped to it.</summary>
     public RuntimeSuspensionReport Summarize(long from, long to)
