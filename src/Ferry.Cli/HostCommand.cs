@@ -16,10 +16,19 @@ internal static class HostCommand
         var secret = Common.SecretOption();
         var name = new Option<string?>("--name") { Description = "this host's name in statuses and reports" };
         var noWarmUp = new Option<bool>("--no-warm-up") { Description = "skip the start-up warm-up (a self-migration per strategy and a Linux boot in a scratch machine) that has the JIT compile the migration's and the machine's code before a real VM depends on it" };
+        var warmUpRounds = new Option<int>("--warm-up-rounds")
+        {
+            Description = "after the first warm-up migrations, run them this many more times (about 2 s each) so the runtime's tiering compiles the migration's hot paths optimized before a real move depends on them",
+            DefaultValueFactory = _ => HostOptions.DefaultWarmUpTieringRounds,
+        };
         var faultPriority = new Option<int>("--fault-priority")
         {
             Description = "SO_PRIORITY of fault-connection packets, for the host's qdisc (6: interactive band; an htb class id major<<16|minor: that class; above 6 needs CAP_NET_ADMIN)",
             DefaultValueFactory = _ => 6,
+        };
+        var noRealtime = new Option<bool>("--no-realtime")
+        {
+            Description = "never run the fault path's threads (the source's fault server, the destination's fault-reply receiver) SCHED_FIFO (by default they do where this process may: root, CAP_SYS_NICE or RLIMIT_RTPRIO; otherwise they get a short EEVDF slice)",
         };
         var handshake = new Option<string>("--handshake-timeout") { Description = "how long a migration connection may take to send its Hello", DefaultValueFactory = _ => "5s" };
         var maxPending = new Option<int>("--max-pending-connections") { Description = "migration connections not yet past their Hello at once (more are closed)", DefaultValueFactory = _ => 64 };
@@ -32,7 +41,7 @@ internal static class HostCommand
         var stateDir = new Option<string?>("--state-dir") { Description = "keep the pages an outgoing post-copy migration still owes after its switchover here (fsync'd), so that this host restarted on the same directory serves them after a crash" };
         var cmd = new Command("host", "Run a host agent: runs VMs, serves the control API, accepts incoming migrations")
         {
-            listen, api, secret, name, noWarmUp, faultPriority, handshake, maxPending, maxIncoming, maxIncomingMemory, maxRequest, advertise, peerTimeout, reconnectWindow, stateDir,
+            listen, api, secret, name, noWarmUp, warmUpRounds, faultPriority, noRealtime, handshake, maxPending, maxIncoming, maxIncomingMemory, maxRequest, advertise, peerTimeout, reconnectWindow, stateDir,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
@@ -54,6 +63,7 @@ internal static class HostCommand
             {
                 throw new CliException(e.Message);
             }
+            Ferry.Migration.Transport.DedicatedThread.RealtimeFaultPath = !p.GetValue(noRealtime);
             ApiCredentials credentials = secret.Resolve(p);
             string apiUrl = ApiUrl(p.GetValue(api), data, credentials.Tls is not null);
             var options = new HostOptions
@@ -64,6 +74,7 @@ internal static class HostCommand
                 Tls = credentials.Tls,
                 Name = p.GetValue(name) ?? $"{Environment.MachineName}:{data.Port}",
                 WarmUpImage = p.GetValue(noWarmUp) ? null : GuestCatalog.Resolve("dirty", "size_mib=2"),
+                WarmUpTieringRounds = p.GetValue(warmUpRounds) is int rounds and >= 0 and <= 20 ? rounds : throw new CliException($"--warm-up-rounds must be between 0 and 20, not {p.GetValue(warmUpRounds)}"),
                 WarmUpLinux = p.GetValue(noWarmUp) ? null : GuestCatalog.ResolveLinux(null, null, null, null, "workload=idle"),
                 FaultSocketPriority = p.GetValue(faultPriority),
                 HandshakeTimeout = Common.ParseDuration(p.GetValue(handshake)!),

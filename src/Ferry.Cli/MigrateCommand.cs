@@ -195,6 +195,12 @@ internal static class MigrateCommand
             Row("runtime stops", $"source in the pause {R(rt.SourcePause)}; destination after resume {R(rt.Destination)}");
         }
 
+        if (r.Runtime is { SourceJit: { } sj } rj)
+        {
+            Row("JIT", $"source during the move {sj.Methods:N0} methods ({sj.Ms:0.0} ms); destination until resident "
+                + (rj.DestinationJit is { } dj ? $"{dj.Methods:N0} methods ({dj.Ms:0.0} ms)" : "not measured"));
+        }
+
         if (r.WorkingSet is { } ws)
         {
             Row("working set", $"{ws.Pages:N0} pages ({Mib(ws.Bytes)}){(ws.BudgetPages is long b ? $", at most {b:N0} in the {r.Options.DowntimeLimitMs:0.#} ms budget" : "")}, prefetch hits {r.Prefetch.Hits:N0}, waste {r.Prefetch.Waste:N0}");

@@ -33,6 +33,16 @@ public sealed record HostOptions
     public Ferry.Machine.Board.GuestImage? WarmUpImage { get; init; }
 
     /// <summary>
+    /// With <see cref="WarmUpImage"/>: how many more times its migrations run, each after the
+    /// runtime's delay for background compilation, so that the hot paths a first round left at
+    /// the JIT's quick tiers are compiled optimized before a real move (<c>--warm-up-rounds</c>).
+    /// </summary>
+    public int WarmUpTieringRounds { get; init; } = DefaultWarmUpTieringRounds;
+
+    /// <summary>Measured on this project's 2-core machines: docs/performance.md, "The runtime's tiering, during a host's first move".</summary>
+    public const int DefaultWarmUpTieringRounds = 2;
+
+    /// <summary>
     /// A Linux to boot once in a scratch machine before the host reports ready
     /// (<see cref="Ferry.Machine.Board.LinuxWarmUp"/>), so that the host's first Linux VM, often
     /// one that just arrived, does not run its first milliseconds in code the JIT has not compiled

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Ferry.Machine.Memory;
 using Ferry.Machine.State;
@@ -30,9 +31,13 @@ public sealed class DestinationMigration
     private int _faultPathReady; // set once the pager is in place: fault replies are accepted from then on
     private int _absentRemaining;
     private long _resumeAt, _residentAt;
+    private ulong _instretAtResume, _instretAtResident;
+    private FaultPathScheduling _faultThreadScheduling;
     private int _gcAtResume, _gcAtResident;
     private volatile bool _guestAnnounceDeferred;
     private TimeSpan _gcPauseAtResume, _gcPauseAtResident;
+    private JitMark _jitAtResume;
+    private JitActivity? _jitPostCopy;
     private readonly TaskCompletionSource _resident = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<FrameChannel> _owned = [];
     private readonly List<FrameChannel> _current = []; // the connections in use (guarded by _owned)
@@ -79,6 +84,7 @@ public sealed class DestinationMigration
         var liveness = new PeerLiveness(TimeSpan.FromMilliseconds(_hello.PeerTimeoutMs), "source");
         liveness.Watch(main);
         _liveness = liveness;
+        using IDisposable gcQuiet = GcQuiet.Enter(); // (from before the VM runs here to the final report: no collection while the VM's clients wait)
         try
         {
             FrameChannel fault = await _faultChannel.WaitAsync(TimeSpan.FromMilliseconds(_hello.PeerTimeoutMs), ct).ConfigureAwait(false);
@@ -91,7 +97,7 @@ public sealed class DestinationMigration
             // the pause: the receiver blocks on the fault connection until replies come (or the
             // connection closes when the migration ends).
             fault.EnterKernelBlockingMode();
-            Task faultReceiver = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(fault), latencySensitive: true);
+            Task faultReceiver = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(fault));
             _ = faultReceiver.ContinueWith(t => StopIfPagesAreMissing(t, main), TaskScheduler.Default);
 
             // The switchover's code runs once now, on the VM's own fresh state (a no-op restore), so
@@ -193,10 +199,12 @@ public sealed class DestinationMigration
             double restoreMs = Stopwatch.GetElapsedTime(restoreStart).TotalMilliseconds;
             _gcAtResume = GC.CollectionCount(0);
             _gcPauseAtResume = GC.GetTotalPauseDuration();
+            _jitAtResume = JitActivity.Mark();
             // Network cards: the held frames, and the host's RARP (the network learns the new port);
             // the guest's own ARPs once its memory is all here (their code is cold: faults the clients would wait behind).
             _guestAnnounceDeferred = _absentRemaining != 0;
             _vm.Machine.AnnounceAfterMove(guestToo: !_guestAnnounceDeferred);
+            _instretAtResume = _vm.Machine.Hart.InstructionsRetired;
             _vm.Start();
             _started = true;
             _resumeAt = Stopwatch.GetTimestamp();
@@ -401,7 +409,7 @@ public sealed class DestinationMigration
                 SetCurrent(newMain, newFault);
                 liveness.Watch(newFault);
                 newFault.EnterKernelBlockingMode();
-                Task receiver = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(newFault), latencySensitive: true);
+                Task receiver = DedicatedThread.Start("ferry-fault-replies", DedicatedThread.FaultPathNice, () => ReceiveFaultReplies(newFault));
                 _ = receiver.ContinueWith(t => StopIfPagesAreMissing(t, newMain), TaskScheduler.Default);
                 _pager?.Attach(newFault);
                 _pager?.Reissue();
@@ -476,6 +484,7 @@ public sealed class DestinationMigration
     public int Interruptions => _interruptions;
 
     /// <summary>The post-copy phase's main connection: pushed pages until Complete (blocking, on the push receiver's thread).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a receiver's whole life: compiled optimized up front, never on stack replacement mid-move
     private Complete ReceivePush(FrameChannel main, byte[] scratch)
     {
         while (true)
@@ -550,6 +559,7 @@ public sealed class DestinationMigration
     /// ChannelSync, then, once the switchover has marked the absent pages, pushed pages until the
     /// connection closes.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a receiver's whole life: compiled optimized up front, never on stack replacement mid-move
     private void ReceiveBulk(FrameChannel channel, TaskCompletionSource synced, CancellationToken ct)
     {
         byte[] scratch = new byte[GuestMemory.PageSize];
@@ -600,8 +610,10 @@ public sealed class DestinationMigration
     /// Fault replies and locality windows on the fault connection (blocking, on a thread of its
     /// own, from the start of the migration until the connection closes).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a receiver's whole life: compiled optimized up front, never on stack replacement mid-move
     private void ReceiveFaultReplies(FrameChannel fault)
     {
+        _faultThreadScheduling = DedicatedThread.Prioritize(DedicatedThread.CurrentThreadId);
         byte[] scratch = new byte[GuestMemory.PageSize];
         while (true)
         {
@@ -698,6 +710,16 @@ public sealed class DestinationMigration
         }
     }
 
+    /// <summary>
+    /// The guest's speed from the resume to the last absent page's arrival, from the instruction
+    /// counts at both ends (the host samples its VMs every 50 ms, which a post-copy phase of
+    /// 60 ms may not see twice); null where nothing was absent at the resume.
+    /// </summary>
+    private double? IpsWhileAbsent()
+        => _resumeAt != 0 && _residentAt > _resumeAt
+            ? (_instretAtResident - _instretAtResume) / ((double)(_residentAt - _resumeAt) / Stopwatch.Frequency)
+            : null;
+
     private void MarkResident()
     {
         if (_guestAnnounceDeferred)
@@ -707,9 +729,11 @@ public sealed class DestinationMigration
             _ = machine.AtSafePointAsync(machine.AskGuestsToAnnounce).ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
         }
 
+        _instretAtResident = _vm.Machine.Hart.InstructionsRetired; // (the hart's thread writes it: an aligned 64-bit read)
         _residentAt = Stopwatch.GetTimestamp();
         _gcAtResident = GC.CollectionCount(0);
         _gcPauseAtResident = GC.GetTotalPauseDuration();
+        _jitPostCopy = _resumeAt != 0 ? JitActivity.Since(_jitAtResume) : new JitActivity(0, 0); // (resident at the resume: an empty window)
         _resident.TrySetResult();
     }
 
@@ -776,16 +800,18 @@ public sealed class DestinationMigration
             Faults = _pager?.Faults ?? 0,
             Requests = _pager?.RequestsSent ?? 0,
             InFlightRequests = _pager?.InFlightRequests ?? 0,
+            FaultThread = _pager is null ? null : _faultThreadScheduling,
             StallsMs = _pager?.Stalls() ?? [],
             FaultStages = _pager?.Stages.Summary(),
             GcCollections = _residentAt != 0 && _resumeAt != 0 ? _gcAtResident - _gcAtResume : 0,
             GcPauseMs = _residentAt != 0 && _resumeAt != 0 ? (_gcPauseAtResident - _gcPauseAtResume).TotalMilliseconds : 0,
             RuntimeSuspensions = _resumeAt != 0 ? RuntimeSuspensions.Process.Summarize(_resumeAt, Stopwatch.GetTimestamp()) : null,
+            Jit = _jitPostCopy,
             PrefetchHits = prefetchHits,
             PrefetchByDistance = byDistance,
             RestoreMs = restoreMs,
             TimeToFullyResidentMs = residentMs,
-            IpsDuring = _residentAt != 0 ? _vm.Rate.Rate(_resumeAt, _residentAt) : null,
+            IpsDuring = IpsWhileAbsent(),
             IpsAfter = ipsAfter,
             Timeline = timeline,
         };

@@ -144,6 +144,7 @@ public sealed class SourceMigration
         finally
         {
             run.StopSampling();
+            run.LeaveGcQuiet();
 
             // Auto-converge never outlives its migration: a VM that stays here runs at full speed.
             // (The pause lifted it already when the migration got that far, so a VM that left is not touched.)
@@ -169,6 +170,8 @@ public sealed class SourceMigration
         /// <summary>The strategy: what is sent live and in the pause, and the knobs that depend on it.</summary>
         private readonly StrategyPolicy _policy = StrategyPolicy.For(owner._options.Strategy);
         private readonly long _start = Stopwatch.GetTimestamp();
+        private readonly JitMark _jitAtStart = JitActivity.Mark();
+        private JitActivity? _jit;
         private readonly DateTimeOffset _startedAt = DateTimeOffset.UtcNow;
         private readonly List<TimelinePoint> _timeline = [];
         private readonly CancellationTokenSource _sampling = new();
@@ -183,6 +186,7 @@ public sealed class SourceMigration
         private PushQueue? _queue;
         private PageBitmap? _queueFrom;
         private Task<(MessageType Type, byte[] Payload)>? _mainReceive;
+        private IDisposable? _gcQuiet;
         private PageFile? _pageFile;
         private PageFileReport? _pageFileReport;
         private double _pageFileLiveMs;
@@ -214,6 +218,9 @@ public sealed class SourceMigration
         public bool StateSent { get; private set; }
 
         public bool DestinationStopped { get; private set; }
+
+        /// <summary>Ends the pause's no-GC window if a failure left it open (idempotent).</summary>
+        public void LeaveGcQuiet() => _gcQuiet?.Dispose();
 
         private IMigrationSource Vm => owner._vm;
 
@@ -293,6 +300,7 @@ public sealed class SourceMigration
             owner.Progress.Phase = SourcePhase.Switchover;
             var switchover = new Switchover(_context, estimator, _faultServer);
             _switchover = switchover;
+            _gcQuiet = GcQuiet.Enter(); // (while the VM still runs: starting the region may collect first)
             await switchover.PauseAsync(_pageFile, _pageFileLiveMs, ct).ConfigureAwait(false);
             _pageFileReport = switchover.PageFileReport;
             owner._pastPointOfNoReturn = true;
@@ -317,6 +325,8 @@ public sealed class SourceMigration
             {
                 lost = e; // the destination may or may not have resumed: it says so when it is reached again
             }
+
+            _gcQuiet.Dispose(); // the pause is over
 
             // Post-copy phase: the destination runs; push what it still lacks, while faults are
             // served. A lost or silent destination pauses the migration here (the VM stays paused,
@@ -343,9 +353,7 @@ public sealed class SourceMigration
                 }
             }
 
-            _end = Stopwatch.GetTimestamp();
-            owner.Progress.Phase = SourcePhase.Completed;
-            StopSampling();
+            Ended();
 
             // The destination's last word: the guest's speed after the migration (best effort).
             try
@@ -387,9 +395,7 @@ public sealed class SourceMigration
                 }
             }
 
-            _end = Stopwatch.GetTimestamp();
-            owner.Progress.Phase = SourcePhase.Completed;
-            StopSampling();
+            Ended();
             await CloseAsync().ConfigureAwait(false);
             await faultTask.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None)
                 .ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
@@ -706,6 +712,15 @@ public sealed class SourceMigration
 
         public void StopSampling() => _sampling.Cancel();
 
+        /// <summary>The move is over (completed): its end time, the JIT's work during it, the phase, no more samples.</summary>
+        private void Ended()
+        {
+            _end = Stopwatch.GetTimestamp();
+            _jit = JitActivity.Since(_jitAtStart);
+            owner.Progress.Phase = SourcePhase.Completed;
+            StopSampling();
+        }
+
         private async Task SampleAsync(CancellationToken ct)
         {
             using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(25));
@@ -826,6 +841,9 @@ public sealed class SourceMigration
                 {
                     InFlightRequests = d.InFlightRequests,
                     AlreadyOnItsWay = _faultServer?.AlreadyOnItsWay ?? 0,
+                    RescuedFromPush = _faultServer?.RescuedFromPush ?? 0,
+                    SourceThread = _faultServer?.Scheduling,
+                    DestinationThread = d.FaultThread,
                     Stages = d.FaultStages,
                     DestinationGcCollections = d.GcCollections,
                     DestinationGcPauseMs = d.GcPauseMs,
@@ -838,12 +856,19 @@ public sealed class SourceMigration
                 Decisions = _context?.Decisions ?? [],
                 Throttle = _context?.Throttle ?? [],
                 Guest = new GuestReport(ipsBefore, ipsDuring, d.IpsAfter,
-                    ipsBefore is > 100_000 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _switchover?.InstructionsAtPause ?? 0),
+                    ipsBefore is > 100_000 && ipsDuring is not null ? 1 - (ipsDuring.Value / ipsBefore.Value) : null, _switchover?.InstructionsAtPause ?? 0)
+                {
+                    IpsPostCopy = d.IpsDuring,
+                },
                 ThroughputBitsPerSecond = total > 0 ? c.TotalPageBytes * 8 / (total / 1000) : 0,
                 Timeline = new TimelineReport(Ms(pauseAt), resumeMs, points),
                 Liveness = LivenessSummary(),
                 PageFile = _pageFileReport,
-                Runtime = new RuntimeReport(pauseAt != 0 && _resumedReceivedAt != 0 ? RuntimeSuspensions.Process.Summarize(pauseAt, _resumedReceivedAt) : null, d.RuntimeSuspensions),
+                Runtime = new RuntimeReport(pauseAt != 0 && _resumedReceivedAt != 0 ? RuntimeSuspensions.Process.Summarize(pauseAt, _resumedReceivedAt) : null, d.RuntimeSuspensions)
+                {
+                    SourceJit = _jit ?? JitActivity.Since(_jitAtStart), // (a failed move: until now)
+                    DestinationJit = d.Jit,
+                },
                 Switchover = _resumeAt == 0 || _switchover is not Switchover s ? null : new SwitchoverReport(
                     Ms(s.SelectedAt) - Ms(pauseAt), Ms(s.PausePagesSentAt) - Ms(s.SelectedAt), c.Bytes(PagePhase.Pause),
                     Ms(s.BundleSentAt) - Ms(s.PausePagesSentAt), s.BundleBytes, _handshakeRttMs, _destinationSwitchMs,

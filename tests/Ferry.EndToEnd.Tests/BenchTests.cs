@@ -27,6 +27,9 @@ public sealed class BenchTests
             }
 
             Assert.Equal(workloads, results.Workloads.Select(w => w.Name));
+            // One unmeasured move per Ferry strategy ran first, and none of them is among the runs.
+            Assert.Equal(5, results.WarmUpMoves);
+            Assert.DoesNotContain(results.Runs, r => r.Report?.Vm.StartsWith("warm-up", StringComparison.Ordinal) == true);
             foreach (string w in workloads)
             {
                 foreach (string s in strategies)

@@ -132,6 +132,12 @@ internal sealed class HostProcess : IAsyncDisposable
         }
 
         args.AddRange(extra);
+        if (!extra.Contains("--warm-up-rounds") && !extra.Contains("--no-warm-up"))
+        {
+            // The first warm-up round only: the tiering rounds cost about 2 s each (the shared
+            // TwoHosts run the product's default).
+            args.AddRange(["--warm-up-rounds", "0"]);
+        }
 
         var process = Process.Start(Ferry.StartInfo([.. args]))!;
         var log = new StringBuilder();
@@ -194,11 +200,14 @@ public sealed class TwoHosts : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Task<HostProcess> a = HostProcess.StartAsync("A");
-        Task<HostProcess> b = HostProcess.StartAsync("B");
+        Task<HostProcess> a = HostProcess.StartAsync("A", null, "--warm-up-rounds", DefaultWarmUpRounds);
+        Task<HostProcess> b = HostProcess.StartAsync("B", null, "--warm-up-rounds", DefaultWarmUpRounds);
         A = await a;
         B = await b;
     }
+
+    /// <summary><c>ferry host</c>'s default (HostOptions.DefaultWarmUpTieringRounds), as a user runs it.</summary>
+    internal const string DefaultWarmUpRounds = "2";
 
     public async Task DisposeAsync()
     {

@@ -69,6 +69,8 @@ public sealed class MigrationEndToEndTests(TwoHosts hosts)
         Assert.Equal(strategy, StrategyPolicy.NameOf(report.Strategy));
         Assert.True(report.Guest.InstructionsAtPause < stopAt, $"the VM had already stopped ({report.Guest.InstructionsAtPause}) when it was migrated");
         Assert.True(report.BytesOnWire > 0);
+        // Each process's JIT while it moved, the destination's carried in its metrics.
+        Assert.True(report.Runtime is { SourceJit.Methods: >= 0, DestinationJit.Methods: >= 0 }, "the report lacks a side's JIT activity");
 
         // At B it runs on to N and stops there.
         VmStatus atB = await Api.WaitAsync(hosts.B.Api, name, s => s.State != VmState.Running && s.State != VmState.Incoming && s.Digest is not null, Long);
@@ -92,6 +94,21 @@ public sealed class MigrationEndToEndTests(TwoHosts hosts)
 
         (exit, _, stderr) = await Ferry.RunTextAsync(Long, "vm", "rm", name, "--host", hosts.B.Api);
         Assert.True(exit == 0, stderr);
+    }
+
+    /// <summary>
+    /// A host started as a user starts it runs its warm-up migrations again for the runtime's
+    /// tiering before it reports ready, and says what each round compiled; a count out of range is
+    /// refused with one line.
+    /// </summary>
+    [Fact]
+    public async Task A_host_runs_its_tiering_rounds_before_it_is_ready_and_refuses_a_bad_count()
+    {
+        Assert.Contains($"warm-up: {TwoHosts.DefaultWarmUpRounds} more rounds for the runtime's tiering", hosts.A.Log, StringComparison.Ordinal);
+        (int exit, _, string stderr) = await Ferry.RunTextAsync(Long, "host", "--listen", "127.0.0.1:0", "--warm-up-rounds", "21");
+        Assert.Equal(125, exit);
+        Assert.Contains("--warm-up-rounds must be between 0 and 20, not 21", stderr, StringComparison.Ordinal);
+        Assert.Single(stderr.Trim().Split('\n'));
     }
 
     private static async Task<(string Digest, byte[] Console)> ReferenceAsync(string guest, string config, ulong stopAt)

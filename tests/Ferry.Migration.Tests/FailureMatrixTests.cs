@@ -136,8 +136,12 @@ public class FailureMatrixTests(ITestOutputHelper output)
     [Fact]
     public async Task A_second_failure_during_recovery_is_survived_the_same_way()
     {
+        // The second cut is on the recovery's own traffic: its Complete. (It was at the second push
+        // frame after the reconnection; since the vCPU spins on its pages and the fault threads run
+        // real-time, the guest often fetched every page it lacked through the fault connection while
+        // the main one stalled, and no push frame was left to cut.)
         Case c = await RunAsync(StrategyKind.PostCopy, ConnectionRole.Main,
-            [LinkFault.StallAt(MessageType.Pages, PagePhase.Push, 40), LinkFault.CutAt(MessageType.Pages, PagePhase.Push, 2)]);
+            [LinkFault.StallAt(MessageType.Pages, PagePhase.Push, 40), LinkFault.CutAt(MessageType.Complete)]);
         Assert.True(c.Report.Outcome == MigrationOutcome.Completed, c.Report.Error);
         Assert.Equal(VmLocation.Destination, c.Report.VmLocation);
         Assert.True(c.Links.Skip(1).Any(l => l.Fired), "the reconnected link failed too");
@@ -226,6 +230,14 @@ public class FailureMatrixTests(ITestOutputHelper output)
         Assert.Equal(attempts, mains);
         Assert.Equal(SourcePhase.Recovering, migration.Progress.Phase);
         Assert.False(source.Runner.IsRunning, "the destination runs the VM: never both");
+
+        // The operator is told once the last attempt has given up (on a loaded machine that can
+        // come after the window's end plus a deadline: CI saw the detail still naming the silence).
+        for (int i = 0; i < 200 && migration.Progress.Detail?.Contains("ferry migrate --resume") != true; i++)
+        {
+            await Task.Delay(50);
+        }
+
         Assert.Contains("ferry migrate --resume", migration.Progress.Detail);
 
         Volatile.Write(ref reachable, true);

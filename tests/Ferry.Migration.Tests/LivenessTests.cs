@@ -151,6 +151,65 @@ public class LivenessTests
         b.Dispose();
     }
 
+    /// <summary>
+    /// A reader that is late (its continuation waits for a starved thread pool: measured up to
+    /// 600 ms in a test process whose runner holds two of the machine's two pool threads) must
+    /// not make a live peer look dead: heartbeats that arrived and wait unread count. Here the
+    /// watching end never reads at all, over a real loopback connection and the in-memory pair.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Heartbeats_waiting_unread_keep_the_peer_alive_but_stale_bytes_do_not(bool tcp)
+    {
+        (Stream a, Stream b, IDisposable? listener) = tcp ? LoopbackPair() : InMemoryPair();
+        using (listener)
+        {
+            await using var left = new FrameChannel(a);
+            await using var right = new FrameChannel(b);
+            var deadline = TimeSpan.FromMilliseconds(600);
+            using var leftWatch = new PeerLiveness(deadline, "right");
+            var rightWatch = new PeerLiveness(deadline, "left");
+            leftWatch.Watch(left);
+            rightWatch.Watch(right);
+            Task drainRight = DedicatedThread.Start("drain-right", 0, () => Drain(right));
+
+            // The left end never reads; the right end's heartbeats pile up in its receive queue.
+            await Task.Delay(deadline * 3);
+            Assert.False(leftWatch.Dead.IsCompleted, "heartbeats that waited unread did not count: a live peer was declared dead");
+            Assert.True(left.DataAvailable, "the heartbeats wait unread");
+
+            // The right end falls silent (its watch, which sends its heartbeats, stops): what waits
+            // unread is stale now and must not keep it alive.
+            rightWatch.Dispose();
+            Assert.Equal(leftWatch.Dead, await Task.WhenAny(leftWatch.Dead, Task.Delay(deadline * 4)));
+            Assert.Contains("the right was silent", await leftWatch.Dead);
+            right.Abort("test over");
+            await drainRight.WaitAsync(TimeSpan.FromSeconds(10));
+        }
+    }
+
+    private static (Stream A, Stream B, IDisposable? Listener) InMemoryPair()
+    {
+        (Stream a, Stream b) = InMemoryTransport.CreatePair();
+        return (a, b, null);
+    }
+
+    private static (Stream A, Stream B, IDisposable? Listener) LoopbackPair()
+    {
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var client = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        client.Connect((System.Net.IPEndPoint)listener.LocalEndpoint);
+        System.Net.Sockets.Socket server = listener.AcceptSocket();
+        return (new SocketConnectionStream(client), new SocketConnectionStream(server), new ListenerStop(listener));
+    }
+
+    private sealed class ListenerStop(System.Net.Sockets.TcpListener listener) : IDisposable
+    {
+        public void Dispose() => listener.Stop();
+    }
+
     [Fact]
     public async Task Stopping_a_watch_twice_after_its_loop_ended_is_harmless()
     {

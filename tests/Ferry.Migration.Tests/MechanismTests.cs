@@ -938,15 +938,8 @@ public sealed class MechanismTests
     public async Task FaultServer_sends_the_faulted_page_first_then_its_window_and_never_a_page_twice()
     {
         const int pageCount = 64;
-        using var memory = new GuestMemory(pageCount * PageSize);
-        for (int p = 0; p < pageCount; p++)
-        {
-            memory.WritePhysical(memory.BaseAddress + (ulong)(p * PageSize), BitConverter.GetBytes(p + 1));
-        }
-
-        var pending = new PageBitmap(pageCount);
-        pending.SetAll();
-        var queue = new PushQueue(pending, PushOrder.Linear, 0);
+        using GuestMemory memory = NumberedMemory(pageCount);
+        var queue = new PushQueue(Pending(pageCount), PushOrder.Linear, 0);
         Assert.True(queue.TryClaim(40)); // the push has it: on its way
         Assert.True(queue.TryClaim(12)); // one of the coming window's pages, claimed by the push
 
@@ -960,17 +953,192 @@ public sealed class MechanismTests
         using var stop = new CancellationTokenSource();
         Task running = server.RunAsync(stop.Token);
 
+        // A fault alone: its page, then its whole window (nothing else waits).
         byte[] request = new byte[PageRequest.Size];
-        foreach (PageRequest r in new[] { new PageRequest(10, 8, 8), new PageRequest(40, 40, 1), new PageRequest(41, 41, 1) })
+        new PageRequest(10, 8, 8).Encode(request);
+        await destinationSide.SendAsync(MessageType.PageRequest, request, Timeout);
+        List<(uint Fault, FaultTiming Timing, int[] Pages)> frames = await ReceiveFaultFrames(destinationSide, pageCount, until: f => f.Sum(x => x.Pages.Length) == 7);
+
+        // The faulted page alone in the first frame, stamped with its time at the source (at
+        // least its 33 µs on a 1 Gbit/s link); its window behind it in frames of at most four
+        // pages that name no fault (but 12, which the push has).
+        Assert.Equal(10u, frames[0].Fault);
+        Assert.Equal(new[] { 10 }, frames[0].Pages);
+        Assert.True(frames[0].Timing.LinkNs >= 30_000, $"link {frames[0].Timing.LinkNs} ns");
+        List<(uint Fault, FaultTiming Timing, int[] Pages)> windows = [.. frames.Skip(1)];
+        Assert.All(windows, f => Assert.Equal(PageBatchWriter.NoFault, f.Fault));
+        Assert.All(windows, f => Assert.InRange(f.Pages.Length, 1, FaultServer.PrefetchFramePages));
+        Assert.Equal(new[] { 8, 9, 11, 13, 14, 15 }, windows.SelectMany(f => f.Pages));
+
+        // Then nothing for 40, on its way by the push; 41 at once.
+        foreach (PageRequest r in new[] { new PageRequest(40, 40, 1), new PageRequest(41, 41, 1) })
         {
             r.Encode(request);
             await destinationSide.SendAsync(MessageType.PageRequest, request, Timeout);
         }
 
-        var frames = new List<(uint Fault, FaultTiming Timing, int[] Pages)>();
-        while (frames.Count == 0 || frames[^1].Fault != 41)
+        frames = await ReceiveFaultFrames(destinationSide, pageCount, until: f => f[^1].Fault == 41);
+        Assert.Equal(new[] { 41 }, Assert.Single(frames).Pages);
+        Assert.Equal(3, server.Requests);
+        Assert.Equal(1, server.AlreadyOnItsWay);
+        Assert.Equal(pageCount - 10, queue.Remaining); // 40 and 12 by the push; 10, its six window pages and 41 here
+
+        stop.Cancel();
+        await destinationSide.DisposeAsync(); // the connection closes: the server's thread ends
+        await Assert.ThrowsAnyAsync<Exception>(() => running.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task FaultServer_leaves_a_window_to_the_push_when_another_request_waits()
+    {
+        // The next fault stalls a vCPU; the window is a guess: a request already waiting cuts the
+        // window short, and its pages go to the push queue's windows, first in its order.
+        const int pageCount = 64;
+        using GuestMemory memory = NumberedMemory(pageCount);
+        var queue = new PushQueue(Pending(pageCount), PushOrder.Linear, 0);
+        // Both requests wait before the server reads the first.
+        (FrameChannel sourceSide, FrameChannel destinationSide, FaultServer server) = await WaitingRequests(memory, queue, new PageRequest(20, 16, 8), new PageRequest(41, 41, 1));
+        await using var _ = sourceSide;
+        await using var __ = destinationSide;
+
+        using var stop = new CancellationTokenSource();
+        Task running = server.RunAsync(stop.Token);
+        List<(uint Fault, FaultTiming Timing, int[] Pages)> frames = await ReceiveFaultFrames(destinationSide, pageCount, until: f => f[^1].Fault == 41);
+        Assert.Equal(new[] { (20u, 20), (41u, 41) }, frames.Select(f => (f.Fault, Assert.Single(f.Pages))));
+        Assert.True(queue.HasWindows);
+        Assert.Equal(new[] { 16, 17, 18, 19, 21, 22, 23 }, Enumerable.Range(0, 8).Select(_ => queue.NextPrefetch()).TakeWhile(p => p >= 0));
+
+        stop.Cancel();
+        await destinationSide.DisposeAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => running.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task FaultServer_sends_a_page_the_push_holds_unwritten_but_not_one_it_wrote()
+    {
+        // The push claims a batch, then may wait for the link or for a core (it runs below the
+        // fault path) before writing it: a fault on one of those pages must not wait with it.
+        const int pageCount = 64;
+        using GuestMemory memory = NumberedMemory(pageCount);
+        long now = 1;
+        var queue = new PushQueue(Pending(pageCount), PushOrder.Linear, 0, () => now);
+        Assert.Equal(new[] { 0, 1 }, Enumerable.Range(0, 2).Select(_ => queue.Next()));
+        queue.Written([0, 1]);   // 0 and 1 are on the link
+        Assert.Equal(new[] { 2, 3 }, Enumerable.Range(0, 2).Select(_ => queue.Next()));
+        now += Stopwatch.Frequency / 1000;   // 2 and 3 held for a millisecond: the push is stuck
+
+        (FrameChannel sourceSide, FrameChannel destinationSide, FaultServer server) = await WaitingRequests(memory, queue,
+            [.. new uint[] { 2, 0, 2, 3 }.Select(page => new PageRequest(page, page, 1))]);
+        await using var _ = sourceSide;
+        await using var __ = destinationSide;
+
+        using var stop = new CancellationTokenSource();
+        Task running = server.RunAsync(stop.Token);
+        List<(uint Fault, FaultTiming Timing, int[] Pages)> frames = await ReceiveFaultFrames(destinationSide, pageCount, until: f => f[^1].Fault == 3);
+        Assert.Equal(new[] { (2u, 2), (3u, 3) }, frames.Select(f => (f.Fault, Assert.Single(f.Pages))));
+        Assert.Equal(2, server.RescuedFromPush);       // each held page once
+        Assert.Equal(2, server.AlreadyOnItsWay);       // page 0 (written) and page 2's second request
+        Assert.False(queue.TryRescue(1));
+
+        stop.Cancel();
+        await destinationSide.DisposeAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => running.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task FaultServer_leaves_a_window_to_the_push_rather_than_wait_for_the_link()
+    {
+        // Windows already booked 0.5 s ahead on the link: the fault server would sleep in its next
+        // window frame, and every request behind it with it. It sends the faulted page (urgent,
+        // ahead of them) and leaves the window to the push.
+        const int pageCount = 64;
+        using GuestMemory memory = NumberedMemory(pageCount);
+        var queue = new PushQueue(Pending(pageCount), PushOrder.Linear, 0);
+        var link = new LinkShaper(1_000_000_000);
+        link.Book(62_500_000, LinkClass.Prefetch, Stopwatch.GetTimestamp());
+        Assert.True(link.PrefetchWouldWait(Stopwatch.GetTimestamp()));
+        (FrameChannel sourceSide, FrameChannel destinationSide, FaultServer server) = await WaitingRequests(memory, queue, link, new PageRequest(20, 16, 8));
+        await using var _ = sourceSide;
+        await using var __ = destinationSide;
+
+        using var stop = new CancellationTokenSource();
+        Task running = server.RunAsync(stop.Token);
+        List<(uint Fault, FaultTiming Timing, int[] Pages)> frames = await ReceiveFaultFrames(destinationSide, pageCount, until: f => f[^1].Fault == 20);
+        Assert.Equal(new[] { (20u, 20) }, frames.Select(f => (f.Fault, Assert.Single(f.Pages))));
+        for (int i = 0; i < 200 && !queue.HasWindows; i++)
         {
-            (MessageType type, ReadOnlyMemory<byte> payload) = await destinationSide.ReceiveAsync(Timeout);
+            await Task.Delay(10);   // (the reply goes before the window is looked at)
+        }
+
+        Assert.Equal(new[] { 16, 17, 18, 19, 21, 22, 23 }, Enumerable.Range(0, 8).Select(_ => queue.NextPrefetch()).TakeWhile(p => p >= 0));
+
+        stop.Cancel();
+        await destinationSide.DisposeAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => running.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public void PushQueue_a_page_is_rescued_only_while_the_push_has_held_it_unwritten_for_a_while()
+    {
+        long now = 1;
+        long tick = (long)(PushQueue.RescueAfter.TotalSeconds * Stopwatch.Frequency);
+        var queue = new PushQueue(Pending(8), PushOrder.Linear, 0, () => now);
+        Assert.True(queue.TryClaim(5));        // the fault server's own claim: not the push's
+        now += 2 * tick;
+        Assert.False(queue.TryRescue(5));
+        Assert.False(queue.TryRescue(6));      // still pending: nobody holds it
+        Assert.Equal(0, queue.Next());
+        Assert.Equal(1, queue.Next());
+        now += tick / 2;
+        Assert.False(queue.TryRescue(1));      // a batch being filled: the push writes it in a moment
+        now += tick;
+        Assert.True(queue.TryRescue(1));       // held too long: the push is stuck
+        Assert.False(queue.TryRescue(1));      // once
+        queue.Written([0, 1]);
+        now += 2 * tick;
+        Assert.False(queue.TryRescue(0));      // written: on the link
+    }
+
+    /// <summary>A fault server (not yet running) over an in-memory pair at 1 Gbit/s, with <paramref name="requests"/> already waiting for it.</summary>
+    private static Task<(FrameChannel Source, FrameChannel Destination, FaultServer Server)> WaitingRequests(GuestMemory memory, PushQueue queue, params PageRequest[] requests)
+        => WaitingRequests(memory, queue, new LinkShaper(1_000_000_000), requests);
+
+    private static async Task<(FrameChannel Source, FrameChannel Destination, FaultServer Server)> WaitingRequests(GuestMemory memory, PushQueue queue, LinkShaper link, params PageRequest[] requests)
+    {
+        (Stream a, Stream b) = InMemoryTransport.CreatePair();
+        var sourceSide = new FrameChannel(a, link, urgent: true);
+        var destinationSide = new FrameChannel(b);
+        var server = new FaultServer(sourceSide, memory, new SourceBooks(memory.PageCount), compress: false);
+        server.Start(queue);
+        byte[] request = new byte[PageRequest.Size];
+        foreach (PageRequest r in requests)
+        {
+            r.Encode(request);
+            await destinationSide.SendAsync(MessageType.PageRequest, request, Timeout);
+        }
+
+        return (sourceSide, destinationSide, server);
+    }
+
+    /// <summary>Memory whose page p begins with p + 1 (a page's content names it).</summary>
+    private static GuestMemory NumberedMemory(int pageCount)
+    {
+        var memory = new GuestMemory((ulong)pageCount * PageSize);
+        for (int p = 0; p < pageCount; p++)
+        {
+            memory.WritePhysical(memory.BaseAddress + (ulong)(p * PageSize), BitConverter.GetBytes(p + 1));
+        }
+
+        return memory;
+    }
+
+    /// <summary>Receives fault-path frames (page, faulted page, timing) until <paramref name="until"/> holds.</summary>
+    private static async Task<List<(uint Fault, FaultTiming Timing, int[] Pages)>> ReceiveFaultFrames(FrameChannel channel, int pageCount, Func<List<(uint Fault, FaultTiming Timing, int[] Pages)>, bool> until)
+    {
+        var frames = new List<(uint Fault, FaultTiming Timing, int[] Pages)>();
+        while (frames.Count == 0 || !until(frames))
+        {
+            (MessageType type, ReadOnlyMemory<byte> payload) = await channel.ReceiveAsync(Timeout);
             Assert.Equal(MessageType.Pages, type);
             var pages = new List<int>();
             (PagePhase phase, uint fault, _) = PageBatchReader.Read(payload.Span, pageCount, new byte[PageSize], (page, _, content) =>
@@ -982,26 +1150,7 @@ public sealed class MechanismTests
             frames.Add((fault, PageBatchReader.Timing(payload.Span), [.. pages]));
         }
 
-        // The faulted page alone in the first frame, stamped with its time at the source (at
-        // least its 33 µs on a 1 Gbit/s link); its window behind it in frames of at most four
-        // pages that name no fault (but 12, which the push has); nothing for 40, on its way by
-        // the push; 41 at once.
-        Assert.Equal(10u, frames[0].Fault);
-        Assert.Equal(new[] { 10 }, frames[0].Pages);
-        Assert.True(frames[0].Timing.LinkNs >= 30_000, $"link {frames[0].Timing.LinkNs} ns");
-        List<(uint Fault, FaultTiming Timing, int[] Pages)> windows = [.. frames.Skip(1).SkipLast(1)];
-        Assert.All(windows, f => Assert.Equal(PageBatchWriter.NoFault, f.Fault));
-        Assert.All(windows, f => Assert.InRange(f.Pages.Length, 1, FaultServer.PrefetchFramePages));
-        Assert.Equal(new[] { 8, 9, 11, 13, 14, 15 }, windows.SelectMany(f => f.Pages));
-        Assert.Equal(new[] { 41 }, frames[^1].Pages);
-        Assert.DoesNotContain(frames, f => f.Pages.Contains(40) || f.Pages.Contains(12));
-        Assert.Equal(3, server.Requests);
-        Assert.Equal(1, server.AlreadyOnItsWay);
-        Assert.Equal(pageCount - 10, queue.Remaining); // 40 and 12 by the push; 10, its six window pages and 41 here
-
-        stop.Cancel();
-        await destinationSide.DisposeAsync(); // the connection closes: the server's thread ends
-        await Assert.ThrowsAnyAsync<Exception>(() => running.WaitAsync(TimeSpan.FromSeconds(10)));
+        return frames;
     }
 
     [Fact]
@@ -1106,6 +1255,48 @@ public sealed class MechanismTests
         Assert.Equal(1, stages.Resume.Count);
     }
 
+    [Fact]
+    public async Task The_fault_path_threads_run_real_time_only_where_allowed_and_not_when_turned_off()
+    {
+        bool allowed = ProbeRealtime();
+        (FaultPathScheduling Got, int Policy) on = await PrioritizedThread();
+        Assert.Equal(allowed, on.Got == FaultPathScheduling.Realtime);
+        Assert.Equal(allowed ? 1 : 0, on.Policy);
+
+        DedicatedThread.RealtimeFaultPath = false;   // ferry host --no-realtime
+        try
+        {
+            (FaultPathScheduling Got, int Policy) off = await PrioritizedThread();
+            Assert.NotEqual(FaultPathScheduling.Realtime, off.Got);
+            Assert.Equal(0, off.Policy);
+        }
+        finally
+        {
+            DedicatedThread.RealtimeFaultPath = true;
+        }
+
+        static async Task<(FaultPathScheduling, int)> PrioritizedThread()
+        {
+            (FaultPathScheduling, int) seen = default;
+            await DedicatedThread.Start("fault-path", 0, () =>
+            {
+                int tid = DedicatedThread.CurrentThreadId;
+                seen = (DedicatedThread.Prioritize(tid), DedicatedThread.SchedulerPolicy(tid));
+            });
+            return seen;
+        }
+    }
+
+    /// <summary>Whether a thread of this process may take SCHED_FIFO (tried on a scratch thread).</summary>
+    private static bool ProbeRealtime()
+    {
+        bool allowed = false;
+        var t = new Thread(() => allowed = DedicatedThread.SetRealtime(DedicatedThread.CurrentThreadId));
+        t.Start();
+        t.Join();
+        return allowed;
+    }
+
     /// <summary>The pause's deadline: pages chosen for it go only while it lasts; the rest stay owed (cleared from the set, for the push).</summary>
     [Fact]
     public async Task SendUntil_sends_only_before_the_deadline_and_leaves_the_rest_owed()
@@ -1127,6 +1318,40 @@ public sealed class MechanismTests
         Assert.Equal(0, await sender.SendUntilAsync(pages, PagePhase.Pause, long.MaxValue, CancellationToken.None));
         Assert.Equal(memory.PageCount, pages.PopCount());
         Assert.Equal(memory.PageCount, books.Counters.TotalPages);
+    }
+
+    /// <summary>
+    /// On an emulated link the pause's deadline binds the link, not the clock: pages go only
+    /// while they would have crossed by the deadline. (Checked against the clock alone, a whole
+    /// 32-page batch was filled in microseconds and booked after it: at 100 Mbit/s, 10.7 ms of
+    /// link time for a 5 ms budget.)
+    /// </summary>
+    [Fact]
+    public async Task SendUntil_stops_where_the_link_would_pass_the_deadline()
+    {
+        using GuestMemory memory = NumberedMemory(256); // no zero pages: each goes whole
+        (Stream a, Stream b) = InMemoryTransport.CreatePair();
+        var shaper = new LinkShaper(100_000_000, burst: TimeSpan.Zero); // a page: 0.33 ms; no credit for the idle link before
+        await using var tx = new FrameChannel(a, shaper);
+        await using var rx = new FrameChannel(b);
+        var books = new SourceBooks(memory.PageCount);
+        var sender = new PageSender(tx, memory, books, 32, compress: false);
+        var pages = new PageBitmap(memory.PageCount);
+        pages.SetAll();
+        Task drain = Task.Run(() => LivenessTests.Drain(rx));
+
+        long start = Stopwatch.GetTimestamp();
+        long deadline = start + Stopwatch.Frequency / 200; // 5 ms
+        int left = await sender.SendUntilAsync(pages, PagePhase.Pause, deadline, CancellationToken.None);
+        long linkDone = shaper.BulkDoneAt(Stopwatch.GetTimestamp(), 0);
+        int sent = pages.PopCount();
+        Assert.Equal(memory.PageCount, sent + left);
+        Assert.Equal(sent, books.Counters.TotalPages);
+        Assert.InRange(sent, 1, 15); // 5 ms / 0.33 ms
+        Assert.True(linkDone <= deadline + Stopwatch.Frequency / 10_000, $"the link is busy until {(linkDone - deadline) * 1000.0 / Stopwatch.Frequency:0.00} ms past the deadline");
+        tx.Abort("test over");
+        rx.Abort("test over");
+        await drain.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
     /// <summary>A delta applied to the receiver's copy gives the new page exactly, whatever changed; too many changes give no delta.</summary>

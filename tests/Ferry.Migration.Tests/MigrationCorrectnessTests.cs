@@ -78,6 +78,17 @@ public class MigrationCorrectnessTests
             Assert.Equal(strategy == StrategyKind.Auto, report.Decisions.Count > 0);
             Assert.NotNull(report.Runtime?.SourcePause);   // the runtime's stops, measured at both ends
             Assert.NotNull(report.Runtime.Destination);
+
+            // The guest's speed in the post-copy phase, from the counts at its ends: a phase of any
+            // length has one (the host's 10-50 ms samples miss short ones); none without absent pages.
+            if (report.PagesArrived.Fault + report.PagesArrived.Prefetch + report.PagesArrived.Push > 0)
+            {
+                Assert.True(report.Guest.IpsPostCopy is >= 0, $"post-copy phase of {report.TimeToFullyResidentMs} ms, speed {report.Guest.IpsPostCopy}");
+            }
+            else
+            {
+                Assert.Null(report.Guest.IpsPostCopy);
+            }
             RunOutcome outcome = await destination.Runner.WaitAsync().WaitAsync(TimeSpan.FromSeconds(60));
             Assert.Equal(RunOutcome.InstructionLimit, outcome);
             Assert.Equal(stopAt, destination.Machine.Hart.InstructionsRetired);

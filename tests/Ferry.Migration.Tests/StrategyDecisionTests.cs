@@ -17,6 +17,14 @@ public class StrategyDecisionTests
 {
     internal const ulong Memory = 32UL << 20;
 
+    /// <summary>
+    /// Where these tests' guests stop: far enough that they still run, dirty and fault when the
+    /// move ends. A translated guest retires over a billion instructions a second, and one that
+    /// halts during pre-copy dirties nothing more (its rounds converge); the destination is not
+    /// run to it.
+    /// </summary>
+    internal const ulong FarStop = 40_000_000_000;
+
     [Fact]
     public async Task Precopy_on_a_quiet_guest_converges_and_resumes_with_every_page_present()
     {
@@ -39,13 +47,14 @@ public class StrategyDecisionTests
     [Fact]
     public async Task Precopy_stops_iterating_after_max_rounds_when_the_guest_outruns_the_link()
     {
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 4_000_000_000,
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, FarStop,
             new MigrationOptions { Strategy = StrategyKind.PreCopy, DowntimeLimit = TimeSpan.FromMilliseconds(1), MaxRounds = 3, BandwidthBitsPerSecond = 400_000_000 });
         using (source)
         using (destination)
         {
             Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
-            Assert.Equal(3, r.PrecopyRounds);
+            Assert.True(r.PrecopyRounds == 3, $"{r.PrecopyRounds} rounds, paused at instruction {r.Guest.InstructionsAtPause:N0}: "
+                + string.Join("; ", r.Rounds.Select(x => $"{x.Round}: {x.Pages} pages, {x.DirtiedPages} dirtied")));
             Assert.True(r.Rounds[^1].ExpectedDowntimeMs > 1, "the last round still did not fit the limit");
             Assert.True(r.Pages.Resent > 0, "dirtied pages were sent again");
             Assert.True(r.Bytes.Pause > 0, "the rest went in the pause (stop-and-copy)");
@@ -56,7 +65,7 @@ public class StrategyDecisionTests
     [Fact]
     public async Task Postcopy_sends_nothing_ahead_and_every_page_once_by_exact_fault_or_push()
     {
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 40_000_000, 4_000_000_000,
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 40_000_000, FarStop,
             new MigrationOptions { Strategy = StrategyKind.PostCopy, BandwidthBitsPerSecond = 400_000_000 });
         using (source)
         using (destination)
@@ -65,10 +74,13 @@ public class StrategyDecisionTests
             Assert.Equal(0, r.Bytes.Live);
             Assert.Equal(0, r.Pages.Pause);
 
-            Assert.Equal(0, r.Pages.Resent);
-            Assert.Equal(r.Pages.Total, r.PagesArrived.Fault + r.PagesArrived.Push);
+            // Every page once, but for a page the push held unwritten for too long (it lost its
+            // core) that the guest faulted on: the fault path sent it too (PushQueue.TryRescue).
+            long rescued = r.NetworkFaults.RescuedFromPush;
+            Assert.Equal(rescued, r.Pages.Resent);
+            Assert.Equal(r.Pages.Total - rescued, r.PagesArrived.Fault + r.PagesArrived.Push);
             Assert.Equal(0, r.PagesArrived.Prefetch);
-            Assert.Equal(r.Pages.FaultReplies, r.PagesArrived.Fault);
+            Assert.InRange(r.Pages.FaultReplies - r.PagesArrived.Fault, 0, rescued);
             Assert.NotNull(r.NetworkFaults.Stages);
             Assert.Equal(r.NetworkFaults.Count, r.NetworkFaults.Stages!.Total.Count);
             Assert.True(r.NetworkFaults.Count > 0, "the guest ran into absent pages");
@@ -80,7 +92,7 @@ public class StrategyDecisionTests
     [Fact]
     public async Task Hybrid_sends_the_working_set_in_the_pause_and_fetches_a_locality_window_per_fault()
     {
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, 4_000_000_000,
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, FarStop,
             new MigrationOptions { Strategy = StrategyKind.Hybrid, BandwidthBitsPerSecond = 400_000_000, LocalityPages = 16 });
         using (source)
         using (destination)
@@ -104,7 +116,7 @@ public class StrategyDecisionTests
     public async Task Hybrid_working_set_is_capped_by_the_pause_it_may_cost()
     {
         // 400 Mbit/s for 2 ms: 100,000 bytes, 24 pages, of a hot set several times larger.
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, 4_000_000_000,
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, FarStop,
             new MigrationOptions { Strategy = StrategyKind.Hybrid, BandwidthBitsPerSecond = 400_000_000, WorkingSetMaxPause = TimeSpan.FromMilliseconds(2) });
         using (source)
         using (destination)
@@ -124,7 +136,7 @@ public class StrategyDecisionTests
     public async Task Hybrid_working_set_fits_the_downtime_limit()
     {
         // No working-set cap of its own: the downtime limit binds. 400 Mbit/s for 5 ms less the 1 ms reserve: 48 pages.
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, 4_000_000_000,
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, FarStop,
             new MigrationOptions { Strategy = StrategyKind.Hybrid, BandwidthBitsPerSecond = 400_000_000, DowntimeLimit = TimeSpan.FromMilliseconds(5) });
         using (source)
         using (destination)
@@ -159,7 +171,7 @@ public class StrategyDecisionTests
     [Fact]
     public async Task Auto_goes_hybrid_at_once_when_the_guest_dirties_faster_than_pre_copy_could_converge()
     {
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 4_000_000_000,
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, FarStop,
             new MigrationOptions { Strategy = StrategyKind.Auto, BandwidthBitsPerSecond = 400_000_000 });
         using (source)
         using (destination)
@@ -195,7 +207,7 @@ public class StrategyDecisionTests
         // dirty rewrites one word of each of its pages per pass, far faster than the link: whole
         // pages never fit a 20 ms pause, their changed bytes do.
         var options = new MigrationOptions { Strategy = StrategyKind.PreCopy, BandwidthBitsPerSecond = 400_000_000, DowntimeLimit = TimeSpan.FromMilliseconds(20), DeltaCacheBytes = 16L << 20 };
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, 4_000_000_000, options);
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("dirty", "size_mib=4,rate=0", Memory, 5_000_000, FarStop, options);
         using (source)
         using (destination)
         {
@@ -232,7 +244,7 @@ public class StrategyDecisionTests
     [Fact]
     public async Task Hybrid_presend_sends_the_working_set_live_and_only_its_dirtied_part_in_the_pause()
     {
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, 4_000_000_000,
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,report_every=50000", Memory, 60_000_000, FarStop,
             new MigrationOptions { Strategy = StrategyKind.Hybrid, WorkingSetPresend = true, BandwidthBitsPerSecond = 400_000_000 });
         using (source)
         using (destination)
@@ -249,7 +261,7 @@ public class StrategyDecisionTests
     [InlineData(StrategyKind.Hybrid)]
     public async Task A_live_pass_first_leaves_only_what_the_guest_dirtied_meanwhile_for_after_the_resume(StrategyKind strategy)
     {
-        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,put_pct=1,report_every=50000", Memory, 60_000_000, 4_000_000_000,
+        (MigrationReport r, LocalVm source, LocalVm destination) = await Harness.MigrateAsync("kvstore", "table_mib=16,put_pct=1,report_every=50000", Memory, 60_000_000, FarStop,
             new MigrationOptions { Strategy = strategy, LivePasses = 1, BandwidthBitsPerSecond = 400_000_000 });
         using (source)
         using (destination)

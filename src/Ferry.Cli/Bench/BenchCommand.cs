@@ -56,10 +56,14 @@ internal static class BenchCommand
         };
         link.AcceptOnlyFromAmong("shaper", "netns");
         var channels = new Option<int>("--channels") { Description = "connections for Ferry's bulk pages, 1..8 (as QEMU's multifd channels)", DefaultValueFactory = _ => 1 };
+        var firstMoves = new Option<bool>("--first-moves")
+        {
+            Description = "measure the hosts' first moves too: skip the unmeasured move per strategy that otherwise runs first (the hosts' and this client's API paths compiled)",
+        };
         var replot = new Option<string?>("--replot") { Description = "run nothing: draw the plots (into --out) and print the table again from an earlier run's results.json" };
         var cmd = new Command("bench", "Compare pre-copy, post-copy and hybrid (and QEMU's own) on real migrations between two local host agents")
         {
-            quick, output, workloads, strategies, repeat, bandwidth, memory, downtime, link, channels, replot,
+            quick, output, workloads, strategies, repeat, bandwidth, memory, downtime, link, channels, firstMoves, replot,
         };
         cmd.SetAction((ParseResult p, CancellationToken ct) => Cli.GuardAsync(async () =>
         {
@@ -86,7 +90,10 @@ internal static class BenchCommand
                 Common.ParseDuration(p.GetValue(downtime)!),
                 string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
                 p.GetValue(link) == "netns",
-                p.GetValue(channels));
+                p.GetValue(channels))
+            {
+                WarmUpMoves = !p.GetValue(firstMoves),
+            };
             if (settings.Channels is < 1 or > Ferry.Migration.Protocol.Hello.MaxChannels)
             {
                 throw new CliException($"--channels must be 1..{Ferry.Migration.Protocol.Hello.MaxChannels}, not {settings.Channels}");
@@ -136,6 +143,9 @@ internal static class BenchCommand
         public long OwnLimiter => KernelLink ? 0 : Bandwidth;
 
         public TimeSpan WarmUp => Quick ? TimeSpan.FromSeconds(1.5) : TimeSpan.FromSeconds(4);
+
+        /// <summary>One unmeasured move per strategy before the measured ones (<c>--first-moves</c> turns it off).</summary>
+        public bool WarmUpMoves { get; init; } = true;
 
         /// <summary>How long a QEMU migration may try before it counts as not converging.</summary>
         public TimeSpan QemuTimeout => Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60);
@@ -214,6 +224,7 @@ internal static class BenchCommand
         using var hostA = new HostClient(a.Api, null);
         using var hostB = new HostClient(b.Api, null);
 
+        int warmUpMoves = s.WarmUpMoves ? await WarmUpMovesAsync(s, hostA, hostB, strategies, ct) : 0;
         var runs = new List<BenchRun>();
         int total = s.Workloads.Count * strategies.Length * s.Repeat;
         await AnsiConsole.Progress()
@@ -269,6 +280,7 @@ internal static class BenchCommand
             Repeat = s.Repeat,
             Workloads = [.. s.Workloads.Select(w => new WorkloadInfo(w.Name, w.Guest, w.Config, w.Description))],
             Runs = runs,
+            WarmUpMoves = warmUpMoves,
         };
         string json = Path.Combine(s.Output, "results.json");
         await File.WriteAllTextAsync(json, JsonSerializer.Serialize(results, BenchResults.Json), CancellationToken.None);
@@ -321,6 +333,49 @@ internal static class BenchCommand
         }
     }
 
+    /// <summary>
+    /// One unmeasured move of a small VM per Ferry strategy of the run, from A to B, as a
+    /// benchmark's warm-up iterations: a host's warm-up migrations run in-process, so a host's first
+    /// move through its API still compiles the API's paths (the request, the incoming migration's
+    /// slot, the statuses), and so does this client's polling, beside the measured move (a host's
+    /// first move is measured with <c>--first-moves</c>, and each report's <c>runtime.sourceJit</c>
+    /// and <c>destinationJit</c> say what the JIT compiled in it). Returns how many moves ran.
+    /// </summary>
+    private static async Task<int> WarmUpMovesAsync(Settings s, HostClient a, HostClient b, string[] strategies, CancellationToken ct)
+    {
+        string[] ferry = [.. strategies.Where(x => !x.StartsWith("qemu-", StringComparison.Ordinal))];
+        if (ferry.Length == 0)
+        {
+            return 0;
+        }
+
+        AnsiConsole.MarkupLine($"[grey]warm-up: one unmeasured move per strategy ({ferry.Length}; --first-moves skips them) ...[/]");
+        GuestImage image = GuestCatalog.Resolve("dirty", "size_mib=8,rate=4"); // slow enough that pre-copy converges
+        int moved = 0;
+        foreach (string strategy in ferry)
+        {
+            string name = $"warm-up-{strategy}";
+            try
+            {
+                await a.StartVmAsync(new StartVmRequest { Name = name, Image = Convert.ToBase64String(image.Bytes), MemoryBytes = 32UL << 20 }, ct);
+                await Task.Delay(TimeSpan.FromMilliseconds(300), ct);
+                MigrationReport r = await MigrationDriver.RunAsync(a, b, name, Request(s, strategy), null, ct);
+                moved += r.Outcome == MigrationOutcome.Completed ? 1 : 0;
+            }
+            catch (CliException e)
+            {
+                AnsiConsole.MarkupLine($"[yellow]warm-up move ({Markup.Escape(strategy)}) failed: {Markup.Escape(e.Message)}[/]");
+            }
+            finally
+            {
+                await TryRemoveAsync(b, name);
+                await TryRemoveAsync(a, name);
+            }
+        }
+
+        return moved;
+    }
+
     /// <summary>The migration a bench strategy names, as a host agent is asked for it.</summary>
     private static MigrateRequest Request(Settings s, string strategy) => new()
     {
@@ -362,6 +417,7 @@ internal static class BenchCommand
             FaultStallP50Ms = !faults ? null : r.NetworkFaults.StallP50Ms,
             StallPerFaultMs = !faults || r.NetworkFaults.Count == 0 ? null : r.NetworkFaults.StallTotalMs / r.NetworkFaults.Count,
             GuestMipsDuring = r.Guest.IpsDuring / 1e6,
+            GuestMipsPostCopy = r.Guest.IpsPostCopy / 1e6,
             Slowdown = r.Guest.SlowdownDuring,
             TimeToFullyResidentMs = !faults ? null : r.TimeToFullyResidentMs,
             Rounds = !faults ? r.PrecopyRounds : null,

@@ -26,6 +26,9 @@ public sealed record BenchResults
     /// <summary>One entry per migration (Ferry's and QEMU's), in the order they ran.</summary>
     public required List<BenchRun> Runs { get; init; }
 
+    /// <summary>Unmeasured moves that ran first, one per Ferry strategy (0 with <c>--first-moves</c>).</summary>
+    public int WarmUpMoves { get; init; }
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
@@ -86,6 +89,9 @@ public sealed record BenchRun
 
     /// <summary>The guest's speed during the move, million instructions per second (QEMU: from its console progress after the resume).</summary>
     public double? GuestMipsDuring { get; init; }
+
+    /// <summary>Ferry: the guest's speed at the destination from its resume until fully resident (the post-copy phase), MIPS.</summary>
+    public double? GuestMipsPostCopy { get; init; }
 
     /// <summary>
     /// 1 - (guest speed during the migration) / (before it). Ferry: instructions retired (live

@@ -6,7 +6,9 @@ namespace Ferry.Machine.Memory;
 /// <summary>
 /// One bit per guest page. Setting and clearing are atomic (Interlocked on the word), so a hart
 /// thread, a device and a migration thread may all touch the same bitmap; the iteration and
-/// copy helpers read words one at a time and are consistent per word only.
+/// copy helpers read words one at a time and are consistent per word only. The loops over the
+/// whole map are compiled optimized at once (AggressiveOptimization): several run once per move,
+/// in its pause, where a tier-0 loop's on-stack replacement would be compiled.
 /// </summary>
 public sealed class PageBitmap
 {
@@ -56,6 +58,7 @@ public sealed class PageBitmap
     public void ClearAll() => Array.Clear(_words);
 
     /// <summary>Atomically moves every set bit into <paramref name="destination"/> (OR) and clears it here.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void DrainInto(PageBitmap destination)
     {
         if (destination.BitCount != BitCount)
@@ -72,6 +75,7 @@ public sealed class PageBitmap
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void CopyFrom(PageBitmap source)
     {
         if (source.BitCount != BitCount)
@@ -86,6 +90,7 @@ public sealed class PageBitmap
     }
 
     /// <summary>this &= ~other.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void AndNot(PageBitmap other)
     {
         for (int i = 0; i < _words.Length; i++)
@@ -95,6 +100,7 @@ public sealed class PageBitmap
     }
 
     /// <summary>this |= other.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Or(PageBitmap other)
     {
         for (int i = 0; i < _words.Length; i++)
@@ -103,6 +109,7 @@ public sealed class PageBitmap
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int PopCount()
     {
         int n = 0;
@@ -115,6 +122,7 @@ public sealed class PageBitmap
     }
 
     /// <summary>Index of the first set bit at or after <paramref name="from"/>, or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int NextSet(int from)
     {
         if (from >= BitCount)

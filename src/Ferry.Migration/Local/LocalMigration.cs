@@ -1,4 +1,5 @@
 using Ferry.Machine.Board;
+using Ferry.Machine.Cpu;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Strategies;
@@ -94,13 +95,18 @@ public static class LocalMigration
     /// code of every phase is compiled before a real migration's downtime depends on it. With
     /// <paramref name="tls"/>, over TLS too (the fault path's records then are, as well); a
     /// certificate not issued for "localhost" fails that handshake, which costs only the warm-up.
+    /// Returns how many translations of the guest's code its VMs compiled (each a method for the
+    /// JIT, as a new VM's always are; not the migration's code).
     /// </summary>
-    public static async Task WarmUpAsync(GuestImage image, TlsSettings? tls = null, CancellationToken cancellation = default)
+    public static async Task<long> WarmUpAsync(GuestImage image, TlsSettings? tls = null, MigrationTransport? network = null, CancellationToken cancellation = default)
     {
-        LocalMigrationHooks? hooks = tls is null ? null : new LocalMigrationHooks
+        long translations = 0;
+        LocalMigrationHooks? hooks = tls is null && network is null ? null : new LocalMigrationHooks
         {
-            SourceTransport = t => new TlsTransport(t, tls),
-            DestinationTransport = t => new TlsTransport(t, tls),
+            Network = network,
+            ListenAt = network is null ? null : "127.0.0.1:0",
+            SourceTransport = tls is null ? null : t => new TlsTransport(t, tls),
+            DestinationTransport = tls is null ? null : t => new TlsTransport(t, tls),
         };
         foreach (StrategyKind strategy in StrategyPolicy.All.Where(k => StrategyPolicy.For(k).WarmUp).Order())
         {
@@ -110,8 +116,13 @@ public static class LocalMigration
             source.Start();
             await Task.Delay(30, cancellation).ConfigureAwait(false);
             (_, LocalVm? destination) = await RunAsync(source, new MigrationOptions { Strategy = strategy, LocalityPages = 4 }, hooks, cancellation).ConfigureAwait(false);
+            translations += Compiled(source.Machine.Hart.TranslationStatistics) + (destination is null ? 0 : Compiled(destination.Machine.Hart.TranslationStatistics));
             destination?.Dispose();
         }
+
+        return translations;
+
+        static long Compiled(TranslationStatistics t) => t.Blocks + t.Promoted;
     }
 }
 

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
 
@@ -10,7 +11,9 @@ namespace Ferry.Migration.Mechanisms;
 /// in frames of the prefetch class that name no fault; then the push queue's order. It books
 /// one small batch at a time on the link, so it never holds more than one batch of link time
 /// (<see cref="BatchPages"/> pages: 0.5 ms at 1 Gbit/s) ahead of a window, and it claims a
-/// batch's pages only once the link could start it; stops early when told to.
+/// batch's pages, and a window frame's, only once the link could start it (a page it holds
+/// unwritten is one a fault waits for, or one the fault path takes and sends twice,
+/// <see cref="PushQueue.TryRescue"/>); stops early when told to.
 /// </summary>
 public static class BackgroundPush
 {
@@ -27,46 +30,83 @@ public static class BackgroundPush
     /// <param name="push">Sends Push batches on the main connection.</param>
     /// <param name="prefetch">Sends locality windows on the main connection (FaultReply frames naming no fault).</param>
     public static Task RunAsync(PageSender push, PageSender prefetch, PushQueue queue, Func<bool> stop)
-        => DedicatedThread.Start("ferry-push", DedicatedThread.BulkNice, () =>
+        => DedicatedThread.Start("ferry-push", DedicatedThread.BulkNice, () => Run(push, prefetch, queue, stop));
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // the push's whole life: compiled optimized up front, never on stack replacement mid-move
+    private static void Run(PageSender push, PageSender prefetch, PushQueue queue, Func<bool> stop)
+    {
+        // The pages of each batch being filled: held unwritten, a faulted one is the fault path's to send (PushQueue.TryRescue).
+        var pushed = new Held(queue);
+        var windowed = new Held(queue);
+        push.Begin(PagePhase.Push, PageBatchWriter.NoFault, LinkClass.Bulk);
+        prefetch.Begin(PagePhase.FaultReply, PageBatchWriter.NoFault, LinkClass.Prefetch);
+        while (!stop())
         {
-            push.Begin(PagePhase.Push, PageBatchWriter.NoFault, LinkClass.Bulk);
-            prefetch.Begin(PagePhase.FaultReply, PageBatchWriter.NoFault, LinkClass.Prefetch);
-            while (!stop())
+            // Windows first, each page claimed as it goes (the fault path may have sent it),
+            // and each frame's pages only when the link can take the frame: a page held
+            // meanwhile is one the fault path would have to send again.
+            while (queue.HasWindows)
             {
-                // Windows first, each page claimed as it goes (the fault path may have sent it).
-                for (int page = queue.NextPrefetch(); page >= 0; page = queue.NextPrefetch())
+                if (prefetch.Count == 0)
                 {
-                    if (prefetch.Add(page))
-                    {
-                        prefetch.Flush(LinkClass.Prefetch);
-                    }
+                    prefetch.WaitForPrefetchTurn();
                 }
 
-                prefetch.Flush(LinkClass.Prefetch);
-                if (push.Count == 0)
-                {
-                    // A batch's pages are claimed only when the link can take the batch: claimed
-                    // earlier, they would wait behind every window booked meanwhile (prefetch goes
-                    // first), and a guest that faults on one waits with them.
-                    push.WaitForBulkTurn();
-                    if (queue.HasWindows)
-                    {
-                        continue;
-                    }
-                }
-
-                int next = queue.Next();
-                if (next < 0)
+                int page = queue.NextPrefetch();
+                if (page < 0)
                 {
                     break;
                 }
 
-                if (push.Add(next))
+                windowed.Add(page);
+                if (prefetch.Add(page))
                 {
-                    push.Flush(LinkClass.Bulk);
+                    windowed.Flush(prefetch, LinkClass.Prefetch);
                 }
             }
 
-            push.Flush(LinkClass.Bulk);
-        });
+            windowed.Flush(prefetch, LinkClass.Prefetch);
+            if (push.Count == 0)
+            {
+                // A batch's pages are claimed only when the link can take the batch: claimed
+                // earlier, they would wait behind every window booked meanwhile (prefetch goes
+                // first), and a guest that faults on one waits with them.
+                push.WaitForBulkTurn();
+                if (queue.HasWindows)
+                {
+                    continue;
+                }
+            }
+
+            int next = queue.Next();
+            if (next < 0)
+            {
+                break;
+            }
+
+            pushed.Add(next);
+            if (push.Add(next))
+            {
+                pushed.Flush(push, LinkClass.Bulk);
+            }
+        }
+
+        pushed.Flush(push, LinkClass.Bulk);
+    }
+
+    /// <summary>The pages of one batch in the filling, released to the queue as written once the batch is sent.</summary>
+    private sealed class Held(PushQueue queue)
+    {
+        private readonly int[] _pages = new int[BatchPages];
+        private int _count;
+
+        public void Add(int page) => _pages[_count++] = page;
+
+        public void Flush(PageSender sender, LinkClass linkClass)
+        {
+            sender.Flush(linkClass);
+            queue.Written(_pages.AsSpan(0, _count));
+            _count = 0;
+        }
+    }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Ferry.Machine.Memory;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
@@ -11,11 +12,15 @@ namespace Ferry.Migration.Mechanisms;
 /// urgent traffic (ahead of everything on the link), stamped with its time here. Then the
 /// request's locality window follows on the same connection, right behind its page (a guest
 /// that runs on through memory needs it next), in small frames of the prefetch class that
-/// name no fault, but only while no other request is waiting: the moment one arrives the
-/// window stops, its rest goes to the push queue (sent next on the main connection, ahead of
+/// name no fault, but only while no other request is waiting and the link would take its next
+/// frame at once: the moment one arrives, or the windows already booked would make this
+/// thread wait for the link, the window stops, its rest goes to the push queue (sent next on the main connection, ahead of
 /// the rest of the push), and the new fault is served; so a reply waits behind at most one
-/// small window frame. A faulted page that is no longer pending (claimed by the push or a
-/// window, and on its way) is not sent again: every page crosses once. Sending it again would
+/// small window frame. A faulted page the push has held unwritten for 0.5 ms or more (it lost
+/// its core: it runs below the fault path) is taken from it and sent as the reply
+/// (<see cref="PushQueue.TryRescue"/>); the push's copy arrives second and is dropped. A
+/// faulted page that is on its way (written by the push or a window, or in a batch the push is
+/// filling) is not sent again: every page crosses the link once but for those rescues. Sending it again would
 /// win little (the push books one small batch at a time) and costs much where it matters: a
 /// guest running through memory behind the push would fetch every page of the push's next
 /// batch by fault, each reply pushing that batch back on the link. Tells the push queue where
@@ -35,6 +40,7 @@ public sealed class FaultServer
     private long _requests;
     private long _pagesServed;
     private long _onItsWay;
+    private long _rescued;
 
     public FaultServer(FrameChannel channel, GuestMemory memory, SourceBooks books, bool compress)
     {
@@ -51,6 +57,12 @@ public sealed class FaultServer
     /// <summary>Requests for pages the push or a window had already claimed (left to arrive by that path).</summary>
     public long AlreadyOnItsWay => Interlocked.Read(ref _onItsWay);
 
+    /// <summary>Faulted pages the push had claimed and not yet written, sent as the reply (the push's copy is dropped at the destination).</summary>
+    public long RescuedFromPush => Interlocked.Read(ref _rescued);
+
+    /// <summary>How the request thread is scheduled (<see cref="DedicatedThread.Prioritize"/>), once it runs.</summary>
+    public FaultPathScheduling Scheduling { get; private set; }
+
     /// <summary>Serves requests once the post-copy phase has begun; until then the destination has nothing to fault on.</summary>
     public void Start(PushQueue queue) => Volatile.Write(ref _queue, queue);
 
@@ -61,7 +73,7 @@ public sealed class FaultServer
     public Task RunAsync(CancellationToken cancellation)
     {
         CancellationTokenRegistration stop = cancellation.Register(() => _stopped = true);
-        return DedicatedThread.Start("ferry-fault-server", DedicatedThread.FaultPathNice, RequestLoop, latencySensitive: true)
+        return DedicatedThread.Start("ferry-fault-server", DedicatedThread.FaultPathNice, RequestLoop)
             .ContinueWith(async t =>
             {
                 await stop.DisposeAsync().ConfigureAwait(false);
@@ -84,7 +96,9 @@ public sealed class FaultServer
         int served = 0;
         for (int page = first; page < end; page++)
         {
-            if (_channel.DataAvailable)
+            // Another request waits, or the window's next frame would wait for the link: the
+            // push takes the rest (it may wait; this thread must not, requests come first).
+            if (_channel.DataAvailable || (_prefetch.Count == 0 && _channel.PrefetchWouldWait))
             {
                 queue.EnqueueWindow(page, end, fault);
                 break;
@@ -104,8 +118,10 @@ public sealed class FaultServer
         Interlocked.Add(ref _pagesServed, served);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // the fault path's whole life: compiled optimized up front, never on stack replacement mid-move
     private void RequestLoop()
     {
+        Scheduling = DedicatedThread.Prioritize(DedicatedThread.CurrentThreadId);
         while (!_stopped)
         {
             (MessageType type, ReadOnlyMemory<byte> payload) = _channel.Receive();
@@ -124,9 +140,15 @@ public sealed class FaultServer
             {
                 Reply(fault, arrived);
             }
+            else if (queue.TryRescue(fault))
+            {
+                // Held by the push, not yet written: the reply goes first, on the fault path.
+                Interlocked.Increment(ref _rescued);
+                Reply(fault, arrived);
+            }
             else
             {
-                // Claimed by the push or a window: it arrives by that path.
+                // Written by the push or a window: it arrives by that path.
                 Interlocked.Increment(ref _onItsWay);
             }
 

@@ -1,4 +1,5 @@
 using System.IO.Hashing;
+using System.Runtime.CompilerServices;
 using Ferry.Machine.Memory;
 
 namespace Ferry.Migration.Mechanisms;
@@ -15,6 +16,7 @@ public static class PageHash
         => content.ContainsAnyExcept((byte)0) ? XxHash3.HashToUInt64(content, page) : 0;
 
     /// <summary>Digest of every non-zero page of <paramref name="memory"/> (call with the VM paused).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once per move, in the pause: compiled optimized up front, never on stack replacement there
     public static (ulong Digest, uint NonZeroPages) OfMemory(GuestMemory memory)
     {
         ulong sum = 0;

@@ -128,6 +128,9 @@ public sealed class PageSender : IPageStream
 
     public int Count => _batch.Count;
 
+    /// <summary>Waits until a prefetch frame could start on the link (see <see cref="LinkShaper.WaitForPrefetchTurn"/>).</summary>
+    public void WaitForPrefetchTurn() => _channel.WaitForPrefetchTurn();
+
     /// <summary>Waits until a bulk batch could start on the link now (see <see cref="LinkShaper.WaitForBulkTurn"/>).</summary>
     public void WaitForBulkTurn() => _channel.WaitForBulkTurn();
 
@@ -187,17 +190,23 @@ public sealed class PageSender : IPageStream
     }
 
     /// <summary>
-    /// Sends pages in ascending order until <paramref name="deadline"/> (a <see cref="Stopwatch"/>
-    /// timestamp) has passed; <paramref name="pages"/> is left holding the pages that went (the
-    /// rest are cleared from it: they are still owed). Returns how many were not sent.
+    /// Sends pages in ascending order while each would have crossed the link by
+    /// <paramref name="deadline"/> (a <see cref="Stopwatch"/> timestamp): the clock, and on an
+    /// emulated link the link's schedule with the batch being filled (as if every page went
+    /// whole), since a batch is booked only once full, at most 32 pages (1 ms at 1 Gbit/s)
+    /// after its first page was checked. <paramref name="pages"/> is left holding the pages that
+    /// went (the rest are cleared from it: they are still owed). Returns how many were not sent.
     /// </summary>
     public async ValueTask<int> SendUntilAsync(PageBitmap pages, PagePhase phase, long deadline, CancellationToken cancellation)
     {
         await BeginAsync(phase, PageBatchWriter.NoFault, cancellation).ConfigureAwait(false);
         int left = 0;
+        bool over = false;
         for (int page = pages.NextSet(0); page >= 0; page = pages.NextSet(page + 1))
         {
-            if (Stopwatch.GetTimestamp() >= deadline)
+            over = over || Stopwatch.GetTimestamp() >= deadline
+                || _channel.BulkDoneAt(_batch.Payload.Length + PageBatchWriter.EntryHeaderSize + GuestMemory.PageSize) > deadline;
+            if (over)
             {
                 pages.Clear(page);
                 left++;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Ferry.Machine.Memory;
 using Ferry.Migration.Metrics;
 
@@ -199,6 +200,7 @@ public sealed class PrepageWindow
     /// Over the whole migration so far, per distance with a neighbour requested: requested,
     /// evaluated at their horizon, hit by then, and touched by now (whenever).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // once per move: compiled optimized up front, never on stack replacement mid-move
     public PrefetchDistance[] ByDistance()
     {
         var requested = new long[_sent.Length];

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Ferry.Machine.Memory;
 
 namespace Ferry.Migration.Mechanisms;
@@ -27,6 +28,9 @@ namespace Ferry.Migration.Mechanisms;
 public sealed class PushQueue
 {
     private readonly PageBitmap _pending;
+    private readonly PageBitmap _unsent;
+    private readonly Func<long> _clock;
+    private long _heldSince; // when the push claimed the oldest page it holds unwritten; 0: none
 
     private readonly ConcurrentQueue<int> _faults = new();
     private readonly ConcurrentQueue<(int First, int End, int Skip)> _windows = new();
@@ -70,10 +74,13 @@ public sealed class PushQueue
     /// <summary>Whether the recent faults make a forward sweep (push thread).</summary>
     public bool InSweep => _runAhead >= SweepFaults - 1;
 
-    public PushQueue(PageBitmap pending, PushOrder order, int neighbourhoodPages)
+    /// <param name="clock">Timestamps for how long the push holds its pages (tests); default <see cref="Stopwatch.GetTimestamp"/>.</param>
+    public PushQueue(PageBitmap pending, PushOrder order, int neighbourhoodPages, Func<long>? clock = null)
     {
+        _clock = clock ?? Stopwatch.GetTimestamp;
         _pending = pending;
         _pageCount = pending.BitCount;
+        _unsent = new PageBitmap(_pageCount);
 
         _remaining = pending.PopCount();
         Order = order;
@@ -135,6 +142,64 @@ public sealed class PushQueue
         return true;
     }
 
+    /// <summary>
+    /// The fault server's claim on a page the push claimed but has not written for
+    /// <see cref="RescueAfter"/> or longer: the push lost its core while it held a batch (it runs
+    /// below the guest and the fault path, and on a small host it may wait milliseconds for a
+    /// core), or it sleeps for the link. True once per such page: the fault server then sends it
+    /// itself, and the push's copy, identical (the source is paused), arrives second and is
+    /// dropped by the destination, which fills only absent pages. A page held for less (a batch
+    /// being filled, written within microseconds) is left to the push: a guest that sweeps
+    /// memory right behind the push faults on the pages of every batch it fills, and taking them
+    /// would send each twice (verify's hybrid sent 13 % more bytes when every held page was
+    /// taken). A page the push has written is on the link and is not sent again.
+    /// </summary>
+    public bool TryRescue(int page)
+    {
+        long since = Volatile.Read(ref _heldSince);
+        return since != 0 && _clock() - since >= RescueAfterTicks && _unsent.Clear(page);
+    }
+
+    /// <summary>How long the push must have held its unwritten pages before the fault path takes one.</summary>
+    public static readonly TimeSpan RescueAfter = TimeSpan.FromMicroseconds(500);
+
+    private static readonly long RescueAfterTicks = (long)(RescueAfter.TotalSeconds * Stopwatch.Frequency);
+
+    /// <summary>The push wrote these pages (a batch or a window frame): they are on the link.</summary>
+    public void Written(ReadOnlySpan<int> pages)
+    {
+        foreach (int page in pages)
+        {
+            _unsent.Clear(page);
+        }
+
+        Volatile.Write(ref _heldSince, 0);
+    }
+
+    /// <summary>A claim by the push (its order or a window): held as unsent until <see cref="Written"/>.</summary>
+    private bool ClaimForPush(int page)
+    {
+        if (!_pending.Get(page))
+        {
+            return false;
+        }
+
+        // Marked before the claim, so that the fault server never sees it claimed and not held.
+        _unsent.Set(page);
+        if (TryClaim(page))
+        {
+            if (Volatile.Read(ref _heldSince) == 0)
+            {
+                Volatile.Write(ref _heldSince, _clock());
+            }
+
+            return true;
+        }
+
+        _unsent.Clear(page);
+        return false;
+    }
+
     /// <summary>The fault server reports a fault so the push can serve its neighbourhood next.</summary>
     public void NoteFault(int page)
     {
@@ -167,7 +232,7 @@ public sealed class PushQueue
             while (_window.Next < _window.End)
             {
                 int page = _window.Next++;
-                if (page != _window.Skip && TryClaim(page))
+                if (page != _window.Skip && ClaimForPush(page))
                 {
                     return page;
                 }
@@ -235,7 +300,7 @@ public sealed class PushQueue
                 break;
             }
 
-            if (TryClaim((int)page))
+            if (ClaimForPush((int)page))
             {
                 return (int)page;
             }
@@ -251,7 +316,7 @@ public sealed class PushQueue
             {
                 int offset = _offsets[_pivotStep[i]++];
                 int page = _pivot[i] + offset;
-                if ((offset > 0 || !sweep) && (uint)page < (uint)_pageCount && TryClaim(page))
+                if ((offset > 0 || !sweep) && (uint)page < (uint)_pageCount && ClaimForPush(page))
                 {
                     return page;
                 }
@@ -269,7 +334,7 @@ public sealed class PushQueue
             }
 
             _sweepCursor = next + 1;
-            if (TryClaim(next))
+            if (ClaimForPush(next))
             {
                 return next;
             }
@@ -304,7 +369,7 @@ public sealed class PushQueue
             while (_recencyCursor < _recency.Length)
             {
                 int page = _recency[_recencyCursor++];
-                if (TryClaim(page))
+                if (ClaimForPush(page))
                 {
                     return page;
                 }
@@ -324,7 +389,7 @@ public sealed class PushQueue
             }
 
             _linearCursor = next + 1;
-            if (TryClaim(next))
+            if (ClaimForPush(next))
             {
                 return next;
             }

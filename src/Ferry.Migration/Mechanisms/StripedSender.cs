@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Ferry.Machine.Memory;
 using Ferry.Migration.Protocol;
 using Ferry.Migration.Transport;
@@ -169,6 +170,7 @@ public sealed class StripedSender : IPageStream, IDisposable
         return (_done, _left);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a lane's whole life: compiled optimized up front, never on stack replacement mid-move
     private void RunLane(Lane lane)
     {
         while (true)
@@ -260,15 +262,13 @@ public sealed class StripedSender : IPageStream, IDisposable
                     n = Take(queue, taken, prefetchWindows: true);
                     for (int i = 0; i < n; i++)
                     {
-                        if (prefetch.Add(taken[i]))
-                        {
-                            prefetch.Flush(LinkClass.Prefetch);
-                        }
+                        prefetch.Add(taken[i]);
                     }
+
+                    prefetch.Flush(LinkClass.Prefetch);
+                    queue.Written(taken.AsSpan(0, n));
                 }
                 while (n == taken.Length);
-
-                prefetch.Flush(LinkClass.Prefetch);
             }
 
             int count = Take(queue, taken, prefetchWindows: false);
@@ -278,6 +278,7 @@ public sealed class StripedSender : IPageStream, IDisposable
             }
 
             push.Flush(LinkClass.Bulk);
+            queue.Written(taken.AsSpan(0, count));
             if (count < taken.Length)
             {
                 break; // the queue is empty

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using Ferry.Machine.Board;
 using Ferry.Machine.Memory;
 
@@ -76,6 +77,7 @@ public sealed class WorkingSetEstimator
     /// <see cref="MinInstructionsPerWindow"/> instructions in it (then it goes on into the next).
     /// Safe point only (the machine's AtSafePointAsync, or the VM paused).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a loop over every page, run a few times a move: compiled optimized up front, never on stack replacement mid-move
     public void CloseWindow()
     {
         lock (_lock)
@@ -204,22 +206,42 @@ public sealed class WorkingSetEstimator
         return hits >= minHits ? (hits << 8) | Recency[history] : -1;
     }
 
-    /// <summary>Pages of <paramref name="candidates"/> touched in any recorded window, most recent first (push order).</summary>
+    /// <summary>
+    /// Pages of <paramref name="candidates"/> touched in any recorded window, most recent first
+    /// (push order), ascending within one history. A counting sort on the history's rank (a
+    /// byte): linear, and nothing to compile, right after a resume, while the first faults are
+    /// served (a comparison sort here compiled its generic instantiation then, in a host's first move).
+    /// </summary>
     public int[] ByRecency(PageBitmap candidates)
     {
-        var touched = new List<(int Page, byte History)>();
+        Span<int> next = stackalloc int[257]; // next[r]: where the pages of rank r (0: most recent) go
         lock (_lock)
         {
             foreach (int page in candidates.EnumerateSet())
             {
-                if (_history[page] != 0)
+                byte history = _history[page];
+                if (history != 0)
                 {
-                    touched.Add((page, _history[page]));
+                    next[256 - Recency[history]]++;
                 }
             }
-        }
 
-        touched.Sort((a, b) => a.History != b.History ? Recency[b.History].CompareTo(Recency[a.History]) : a.Page.CompareTo(b.Page));
-        return touched.Select(t => t.Page).ToArray();
+            for (int rank = 1; rank <= 256; rank++)
+            {
+                next[rank] += next[rank - 1];
+            }
+
+            var order = new int[next[256]];
+            foreach (int page in candidates.EnumerateSet())
+            {
+                byte history = _history[page];
+                if (history != 0)
+                {
+                    order[next[255 - Recency[history]]++] = page;
+                }
+            }
+
+            return order;
+        }
     }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Ferry.Migration.Protocol;
+using Ferry.Migration.Transport;
 
 namespace Ferry.Migration.Metrics;
 
@@ -116,7 +117,14 @@ public sealed record SwitchoverReport(double SelectMs, double PausePagesMs, long
     double RoundTripMs, double DestinationMs, double WaitResumedMs, long DevicePages = 0);
 
 /// <summary>Runtime suspensions: the source's during the pause, the destination's from its resume to its final report.</summary>
-public sealed record RuntimeReport(RuntimeSuspensionReport? SourcePause, RuntimeSuspensionReport? Destination);
+public sealed record RuntimeReport(RuntimeSuspensionReport? SourcePause, RuntimeSuspensionReport? Destination)
+{
+    /// <summary>The source process's JIT from the migration's start to its end.</summary>
+    public JitActivity? SourceJit { get; init; }
+
+    /// <summary>The destination process's JIT from the resume until the VM's memory was all there (null: not measured by the peer).</summary>
+    public JitActivity? DestinationJit { get; init; }
+}
 
 public sealed record BytesReport(long Live, long Pause, long Push, long FaultReplies, long Control, long Total);
 
@@ -130,13 +138,22 @@ public sealed record RoundReport(int Round, long Pages, long Bytes, double Durat
 /// Network faults: stalls of the guest on absent pages. <see cref="Requests"/> asked for a page
 /// and its window; <see cref="InFlightRequests"/> asked again for a page already on its way
 /// (requested in an earlier window); <see cref="AlreadyOnItsWay"/> requests the source found
-/// claimed by the push or a window (the page arrived by that path). <see cref="Stages"/> says where the stall time went (null from older peers).
+/// claimed and written by the push or a window (the page arrived by that path);
+/// <see cref="RescuedFromPush"/> requests for pages the push held unwritten, which the fault
+/// path sent at once (sent twice: the push's copy is dropped). <see cref="Stages"/> says where the stall time went (null from older peers).
 /// </summary>
 public sealed record FaultReport(long Count, long Requests, double StallTotalMs, double StallP50Ms, double StallP99Ms, double StallMaxMs)
 {
     public long InFlightRequests { get; init; }
 
     public long AlreadyOnItsWay { get; init; }
+
+    public long RescuedFromPush { get; init; }
+
+    /// <summary>How the fault path's threads ran: the source's request thread, and the destination's reply receiver (null from older peers).</summary>
+    public FaultPathScheduling? SourceThread { get; init; }
+
+    public FaultPathScheduling? DestinationThread { get; init; }
 
     public FaultStagesReport? Stages { get; init; }
 
@@ -177,7 +194,15 @@ public sealed record ThrottleStep(double AtMs, int Round, double Percent);
 /// </summary>
 public sealed record StrategyDecision(double AtMs, StrategyKind Choice, string Reason, double? DirtyPagesPerSecond, double? LinkPagesPerSecond, int? Round);
 
-public sealed record GuestReport(double? IpsBefore, double? IpsDuring, double? IpsAfter, double? SlowdownDuring, ulong InstructionsAtPause);
+public sealed record GuestReport(double? IpsBefore, double? IpsDuring, double? IpsAfter, double? SlowdownDuring, ulong InstructionsAtPause)
+{
+    /// <summary>
+    /// The guest's speed at the destination from its resume until its last absent page arrived
+    /// (the post-copy phase), from the instruction counts at both ends; null where no page was
+    /// absent at the resume. <see cref="IpsDuring"/> weighs it with the live phase's.
+    /// </summary>
+    public double? IpsPostCopy { get; init; }
+}
 
 /// <summary>Samples every ~25 ms, on the source's clock (ms since the migration started).</summary>
 public sealed record TimelineReport(double PauseAtMs, double ResumeAtMs, List<TimelinePoint> Points);
@@ -196,6 +221,7 @@ public sealed record DestinationMetrics
     public long Faults { get; init; }
     public long Requests { get; init; }
     public long InFlightRequests { get; init; }
+    public FaultPathScheduling? FaultThread { get; init; }
     public double[] StallsMs { get; init; } = [];
     public FaultStagesReport? FaultStages { get; init; }
 
@@ -205,6 +231,9 @@ public sealed record DestinationMetrics
 
     /// <summary>The runtime's suspensions of the destination's process from the resume to this report (the final report's window includes 0.5 s after completion).</summary>
     public RuntimeSuspensionReport? RuntimeSuspensions { get; init; }
+
+    /// <summary>The JIT's work in the destination's process from the resume until fully resident.</summary>
+    public JitActivity? Jit { get; init; }
     public long PrefetchHits { get; init; }
     public PrefetchDistance[]? PrefetchByDistance { get; init; }
     public double RestoreMs { get; init; }

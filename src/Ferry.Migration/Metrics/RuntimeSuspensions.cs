@@ -148,3 +148,26 @@ public sealed record RuntimeSuspensionReport(long Count, double TotalMs, double 
     /// <summary>Of the garbage collections, those of generation 2 (full collections).</summary>
     public long FullGcCount { get; init; }
 }
+
+/// <summary>
+/// The JIT's work in one process over a window (<see cref="System.Runtime.JitInfo"/>, every
+/// thread): methods compiled and the time spent compiling them. A host whose migration code is
+/// still being compiled (or tiered up, or compiled on stack replacement) during a move spends
+/// that CPU beside the guest, the push and the fault path, and a thread that compiles on its
+/// own path stalls for it.
+/// </summary>
+public sealed record JitActivity(long Methods, double Ms)
+{
+    /// <summary>The process's counters now, to pass to <see cref="Since"/> later.</summary>
+    public static JitMark Mark() => new(System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime());
+
+    /// <summary>What the JIT did since <paramref name="start"/>.</summary>
+    public static JitActivity Since(JitMark start)
+    {
+        JitMark now = Mark();
+        return new(now.Methods - start.Methods, (now.Time - start.Time).TotalMilliseconds);
+    }
+}
+
+/// <summary>The JIT's counters at one moment (<see cref="JitActivity.Mark"/>).</summary>
+public readonly record struct JitMark(long Methods, TimeSpan Time);

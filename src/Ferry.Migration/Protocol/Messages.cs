@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Ferry.Machine.Board;
 
 namespace Ferry.Migration.Protocol;
@@ -225,6 +226,12 @@ public static class ReasonMessage
 /// </summary>
 public sealed record StateBundle(byte[] MachineState, ulong[]? AbsentPages, ulong SentDigest, uint SentPages)
 {
+    // Both run once per move, in the pause, with a loop over the absent map: compiled optimized at
+    // once. At tier 0 their loops carried .NET's on-stack replacement, whose counters add up across
+    // calls, so the optimized loop was compiled in some later move's pause (the tenth move of a
+    // bench: 2.4 ms more state building at the source, 3.8 ms at the destination). PageBitmap's
+    // loops are marked for the same reason.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public byte[] Encode()
     {
         int bitmapBytes = AbsentPages is null ? 0 : AbsentPages.Length * 8;
@@ -253,6 +260,7 @@ public sealed record StateBundle(byte[] MachineState, ulong[]? AbsentPages, ulon
     /// later check covers them: one wrong byte would run at the destination), then the absent
     /// map against the receiver's page count.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static StateBundle Decode(ReadOnlySpan<byte> payload, int pageCount)
     {
         if (payload.Length < 8 || System.IO.Hashing.Crc64.HashToUInt64(payload[..^8]) != System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(payload[^8..]))

@@ -118,6 +118,15 @@ public sealed class FrameChannel : IAsyncDisposable
         }
     }
 
+    /// <summary>Waits until a prefetch frame could go on the link (<see cref="LinkShaper.WaitForPrefetchTurn"/>).</summary>
+    public void WaitForPrefetchTurn() => _shaper.WaitForPrefetchTurn(CancellationToken.None);
+
+    /// <summary>Whether a prefetch frame sent now would wait for the link (<see cref="LinkShaper.PrefetchWouldWait"/>).</summary>
+    public bool PrefetchWouldWait => _shaper.PrefetchWouldWait(Stopwatch.GetTimestamp());
+
+    /// <summary>When a bulk frame of <paramref name="payloadBytes"/> sent now would have crossed the emulated link (<see cref="LinkShaper.BulkDoneAt"/>).</summary>
+    public long BulkDoneAt(int payloadBytes) => _shaper.BulkDoneAt(Stopwatch.GetTimestamp(), HeaderSize + payloadBytes);
+
     /// <summary>Waits until bulk traffic could start on the link now (<see cref="LinkShaper.WaitForBulkTurn"/>).</summary>
     public void WaitForBulkTurn() => _shaper.WaitForBulkTurn(CancellationToken.None);
 
@@ -175,8 +184,28 @@ public sealed class FrameChannel : IAsyncDisposable
         }
     }
 
-    /// <summary>How long since a byte last arrived on this connection.</summary>
+    /// <summary>How long since a byte last arrived on this connection (read, or seen waiting by <see cref="NoteWaitingBytes"/>).</summary>
     public TimeSpan SilentFor => Stopwatch.GetElapsedTime(Volatile.Read(ref _lastReceived));
+
+    private int _waitingAtLastNote;
+
+    /// <summary>
+    /// Counts bytes that arrived but wait unread as a sign of life: if the transport holds more
+    /// unread bytes than at the last call, the peer sent since, so the silence ends now. A reader
+    /// that is late (its continuation waits for a starved thread pool, its thread for a core)
+    /// must not make a live peer look dead; a peer that sends nothing still does, since stale
+    /// unread bytes do not grow. Called by <see cref="PeerLiveness"/>'s checker only (one thread).
+    /// </summary>
+    public void NoteWaitingBytes()
+    {
+        int waiting = (_stream as IConnectionControl)?.Available ?? 0;
+        if (waiting > _waitingAtLastNote)
+        {
+            Volatile.Write(ref _lastReceived, Stopwatch.GetTimestamp());
+        }
+
+        _waitingAtLastNote = waiting;
+    }
 
     /// <summary>How long since a frame last left on this connection.</summary>
     public TimeSpan IdleFor => Stopwatch.GetElapsedTime(Volatile.Read(ref _lastSent));

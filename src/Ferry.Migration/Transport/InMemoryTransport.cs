@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 
 namespace Ferry.Migration.Transport;
@@ -82,13 +83,37 @@ public sealed class InMemoryTransport : MigrationTransport
         var options = new PipeOptions(pauseWriterThreshold: 16 << 20, resumeWriterThreshold: 8 << 20, minimumSegmentSize: 64 << 10, useSynchronizationContext: false);
         var aToB = new Pipe(options);
         var bToA = new Pipe(options);
-        return (new DuplexPipeStream(bToA.Reader, aToB.Writer), new DuplexPipeStream(aToB.Reader, bToA.Writer));
+        var aToBCount = new PipeCount();
+        var bToACount = new PipeCount();
+        return (new DuplexPipeStream(bToA.Reader, bToACount, aToB.Writer, aToBCount), new DuplexPipeStream(aToB.Reader, aToBCount, bToA.Writer, bToACount));
     }
 
-    private sealed class DuplexPipeStream(PipeReader reader, PipeWriter writer) : Stream
+    /// <summary>Bytes written into one pipe and read out of it: the unread rest is what a socket's receive queue would hold.</summary>
+    private sealed class PipeCount
+    {
+        public long Written;
+        public long Read;
+    }
+
+    /// <summary>
+    /// One end: reads one pipe, writes the other. As a socket does, it tells how many bytes
+    /// arrived and wait unread (<see cref="IConnectionControl.Available"/>); it has no kernel
+    /// mode or buffers to set.
+    /// </summary>
+    private sealed class DuplexPipeStream(PipeReader reader, PipeCount inbound, PipeWriter writer, PipeCount outbound) : Stream, IConnectionControl
     {
         private readonly Stream _read = reader.AsStream();
         private readonly Stream _write = writer.AsStream();
+
+        public int Available => (int)Math.Clamp(Interlocked.Read(ref inbound.Written) - Interlocked.Read(ref inbound.Read), 0, int.MaxValue);
+
+        public void EnterKernelBlockingMode()
+        {
+        }
+
+        public void LimitKernelBuffers(int send, int receive)
+        {
+        }
 
         public override bool CanRead => true;
 
@@ -104,13 +129,30 @@ public sealed class InMemoryTransport : MigrationTransport
 
         public override Task FlushAsync(CancellationToken cancellationToken) => _write.FlushAsync(cancellationToken);
 
-        public override int Read(byte[] buffer, int offset, int count) => _read.Read(buffer, offset, count);
+        public override int Read(byte[] buffer, int offset, int count) => Counted(_read.Read(buffer, offset, count));
 
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => _read.ReadAsync(buffer, cancellationToken);
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // (pooled: a steady stream of frames allocates nothing)
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+            => Counted(await _read.ReadAsync(buffer, cancellationToken).ConfigureAwait(false));
 
-        public override void Write(byte[] buffer, int offset, int count) => _write.Write(buffer, offset, count);
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            _write.Write(buffer, offset, count);
+            Interlocked.Add(ref outbound.Written, count);
+        }
 
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => _write.WriteAsync(buffer, cancellationToken);
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await _write.WriteAsync(buffer, cancellationToken).ConfigureAwait(false);
+            Interlocked.Add(ref outbound.Written, buffer.Length);
+        }
+
+        private int Counted(int read)
+        {
+            Interlocked.Add(ref inbound.Read, read);
+            return read;
+        }
 
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 

@@ -67,7 +67,7 @@ public sealed class LinkShaper
 
         long now = Stopwatch.GetTimestamp();
         long waitTicks = Book(bytes, linkClass, now) - now;
-        return waitTicks > Stopwatch.Frequency / 2000 ? WaitAsync(waitTicks, cancellation) : ValueTask.CompletedTask;
+        return waitTicks > SlackTicks ? WaitAsync(waitTicks, cancellation) : ValueTask.CompletedTask;
     }
 
     /// <summary>
@@ -87,7 +87,7 @@ public sealed class LinkShaper
         long now = Stopwatch.GetTimestamp();
         long start = Book(bytes, linkClass, now);
         long until = untilSent ? start + (long)(bytes / _bytesPerTick) : start;
-        if (until - now <= (untilSent ? 0 : Stopwatch.Frequency / 2000))
+        if (until - now <= (untilSent ? 0 : SlackTicks))
         {
             return 0;
         }
@@ -121,6 +121,60 @@ public sealed class LinkShaper
             WaitUntil(turn, precise: false, cancellation);
         }
     }
+
+    /// <summary>
+    /// When <paramref name="bytes"/> of bulk traffic booked at <paramref name="now"/> would have
+    /// crossed the link, behind everything booked before (nothing is booked); <paramref name="now"/>
+    /// on an unlimited link. What a deadline on the link, such as the pause budget, is checked against:
+    /// the clock alone misses the batches already scheduled ahead of it.
+    /// </summary>
+    public long BulkDoneAt(long now, long bytes) => Unlimited ? now : BulkTurn(now) + (long)(bytes / _bytesPerTick);
+
+    /// <summary>
+    /// Waits until a prefetch frame could start on the link within half a millisecond (as
+    /// <see cref="Acquire"/> lets it), without booking anything: a sender that claims a window's
+    /// pages only then does not hold them while windows booked before them go out.
+    /// </summary>
+    public void WaitForPrefetchTurn(CancellationToken cancellation)
+    {
+        while (!Unlimited)
+        {
+            long turn = PrefetchTurn() - SlackTicks;
+            if (turn <= Stopwatch.GetTimestamp())
+            {
+                return;
+            }
+
+            WaitUntil(turn, precise: false, cancellation);
+        }
+    }
+
+    /// <summary>
+    /// Whether a prefetch frame booked at <paramref name="now"/> would have to wait (more than the
+    /// half millisecond <see cref="Acquire"/> lets pass) behind the urgent and prefetch traffic
+    /// booked before it; nothing is booked.
+    /// </summary>
+    public bool PrefetchWouldWait(long now)
+    {
+        if (Unlimited)
+        {
+            return false;
+        }
+
+        return PrefetchTurn() - now > SlackTicks;
+    }
+
+    /// <summary>When prefetch traffic booked now would start: after every urgent and prefetch frame booked before it.</summary>
+    private long PrefetchTurn()
+    {
+        lock (_lock)
+        {
+            return Math.Max(_urgentTime, _prefetchTime);
+        }
+    }
+
+    /// <summary>How late a sender may start and still not wait (half a millisecond): shorter waits are not worth a sleep.</summary>
+    private static readonly long SlackTicks = Stopwatch.Frequency / 2000;
 
     /// <summary>When bulk traffic booked at <paramref name="now"/> would start (nothing is booked).</summary>
     internal long BulkTurn(long now)

@@ -86,13 +86,22 @@ public sealed class MigrationListener : IAsyncDisposable
     {
         FrameChannel channel;
         Hello hello;
+        Task<Stream> open = connection.OpenAsync(stopping);
         try
         {
-            channel = new FrameChannel(await connection.OpenAsync(stopping).WaitAsync(_handshakeTimeout, stopping).ConfigureAwait(false));
+            channel = new FrameChannel(await open.WaitAsync(_handshakeTimeout, stopping).ConfigureAwait(false));
         }
         catch (Exception e)
         {
             Interlocked.Decrement(ref _pending);
+            if (e is OperationCanceledException)
+            {
+                // Stopping while the handshake refuses its peer (an in-process pair torn down once
+                // the source has read the refusal): the refusal's reason, not the stop, is the news.
+                await Task.WhenAny(open, Task.Delay(200, CancellationToken.None)).ConfigureAwait(false);
+                e = open.IsFaulted ? open.Exception!.GetBaseException() : e;
+            }
+
             _log($"refused a migration connection from {connection.Peer}: {(e is TimeoutException ? "no transport handshake within the deadline" : e.Message)}");
             await connection.Stream.DisposeAsync().ConfigureAwait(false);
             return;

@@ -12,7 +12,11 @@ namespace Ferry.Migration.Transport;
 /// no allocation and no wake-up (an idle fault connection sees one heartbeat per interval).</para>
 /// <para>The watch runs on two threads of its own, not on the thread pool: a host whose pool is
 /// starved (a busy machine, many migrations at once) must neither miss its own heartbeats, and
-/// be declared dead by a healthy peer, nor notice a dead peer late. One thread checks the
+/// be declared dead by a healthy peer, nor notice a dead peer late. Nor may it declare a live
+/// peer dead because its own reader is late: bytes that arrived and wait unread count as a sign
+/// of life (<see cref="FrameChannel.NoteWaitingBytes"/>). (Measured: in a test process whose
+/// runner holds two of a 2-core machine's pool threads, the async receive that consumes the
+/// heartbeats waited up to 600 ms for a pool thread while they sat in the connection.) One thread checks the
 /// silences and never blocks; the other sends the heartbeats, since a send into a stalled peer's
 /// full window blocks until the check aborts the connection.</para>
 /// </summary>
@@ -97,6 +101,7 @@ public sealed class PeerLiveness : IDisposable
 
             foreach (FrameChannel c in channels)
             {
+                c.NoteWaitingBytes();
                 TimeSpan silent = c.SilentFor;
                 if (silent >= Deadline - tick)
                 {

@@ -248,6 +248,33 @@ public sealed class PageFactsTests : IDisposable
         Assert.True(Memory.Populated.Get(P(PageC)));
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AbsentPage_WaiterSpinsFirstThenBlocks(bool spinLong)
+    {
+        // A waiter spins for AbsentSpin (the page usually comes back in tens of microseconds),
+        // then blocks. Seen from outside: running while it spins, blocked after.
+        using var memory = new GuestMemory(16 * GuestMemory.PageSize);
+        memory.AbsentSpin = spinLong ? TimeSpan.FromSeconds(30) : TimeSpan.Zero;
+        var pager = new DelayedPager(memory, PageContent(7), TimeSpan.Zero, install: false);
+        memory.AbsentPageHandler = pager;
+        memory.Absent.Set(3);
+        var waiter = new Thread(() => memory.WaitUntilPresent(3, CancellationToken.None));
+        waiter.Start();
+        while (pager.Needed.IsEmpty)
+        {
+            Thread.Sleep(1);
+        }
+
+        Thread.Sleep(100);
+        System.Threading.ThreadState seen = waiter.ThreadState;
+        Assert.True(memory.InstallPage(3, PageContent(7)));
+        Assert.True(waiter.Join(TimeSpan.FromSeconds(10)), "the waiter saw its page");
+        Assert.Equal(spinLong ? System.Threading.ThreadState.Running : System.Threading.ThreadState.WaitSleepJoin, seen);
+        Assert.Single(pager.Stalls);
+    }
+
     [Fact]
     public void AbsentCodePage_BlocksTheFetch()
     {
