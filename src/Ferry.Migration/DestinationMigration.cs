@@ -362,6 +362,12 @@ public sealed class DestinationMigration
     {
         while (true)
         {
+            // The slot a reconnecting source's connections go to exists before the phase says
+            // Paused: a source that reconnects at once (while the old receivers drain) hands
+            // them to this wait, not to the slot of an earlier attempt that nothing awaits.
+            var reconnect = new TaskCompletionSource<(FrameChannel, Task<FrameChannel>)>(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref _reconnect, reconnect);
+
             // Both connections of the failed attempt end, and their receivers with them, before
             // the pages still absent are counted: nothing of the old attempt lands after that.
             Phase = DestinationPhase.Paused;
@@ -383,8 +389,6 @@ public sealed class DestinationMigration
             SourceLost?.Invoke(missing, reason);
             _vm.WaitingOnNetwork($"waiting for the source: {missing} pages not yet here ({reason}); the VM keeps running until it needs one");
 
-            var reconnect = new TaskCompletionSource<(FrameChannel, Task<FrameChannel>)>(TaskCreationOptions.RunContinuationsAsynchronously);
-            Volatile.Write(ref _reconnect, reconnect);
             (FrameChannel newMain, Task<FrameChannel> newFaultTask) = await reconnect.Task.WaitAsync(ct).ConfigureAwait(false);
             var liveness = new PeerLiveness(TimeSpan.FromMilliseconds(_hello.PeerTimeoutMs), "source");
             liveness.Watch(newMain);

@@ -46,7 +46,7 @@ internal static class Api
 
             if (DateTime.UtcNow > deadline)
             {
-                throw new TimeoutException($"migration {id} still {s.Phase} after {timeout}");
+                throw new TimeoutException($"migration {id} still {s.Phase} after {timeout}" + (s.Detail is null ? "" : $": {s.Detail}") + $" (recoveries {s.Recoveries}, peer silent {s.PeerSilentMs:0} ms, round {s.Round}, {s.PagesRemaining} of {s.PagesTotal} pages left)");
             }
 
             await Task.Delay(100);

@@ -85,7 +85,16 @@ public sealed class FaultProxyEndToEndTests(ITestOutputHelper output)
         await Task.WhenAll(names.Select(n => VerifyMigrations.StartVmAsync(a, n, VerifyMigrations.Guest, config, stopAt, memory)));
 
         string[] ids = await Task.WhenAll(names.Select((n, i) => VerifyMigrations.MigrateAsync(a, b, n, strategies[i], "200Mbit", memory, downtimeLimitMs: 20)));
-        MigrationStatus[] done = await Task.WhenAll(ids.Select(id => Api.WaitMigrationAsync(a.Api, id, VerifyMigrations.Long)));
+        MigrationStatus[] done;
+        try
+        {
+            done = await Task.WhenAll(ids.Select(id => Api.WaitMigrationAsync(a.Api, id, VerifyMigrations.Long)));
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message}\nA: {a.Log}\nB: {b.Log}", e);
+        }
+
         for (int i = 0; i < names.Length; i++)
         {
             output.WriteLine($"{names[i]}: {done[i].Phase}, downtime {done[i].Report?.DowntimeMs:0.0} ms, total {done[i].Report?.TotalTimeMs:0} ms {done[i].Report?.Error}");
