@@ -437,7 +437,8 @@ public sealed class DestinationMigration
     /// noticed yet; then, once the migration has paused, it takes the new ones (it sends
     /// ResumeState on <paramref name="main"/> itself): <see cref="ResumeStatus.RunningHere"/>.
     /// <see cref="ResumeStatus.NotResumed"/> if the VM does not run here (never resumed, or
-    /// discarded); null if the migration did not settle within two deadlines or has completed.
+    /// discarded); <see cref="ResumeStatus.Completed"/> if every page is here and verified (the
+    /// source lost the Verified frame with the link); null if the migration did not settle within two deadlines.
     /// </summary>
     public async Task<ResumeStatus?> AcceptResumeAsync(FrameChannel main, Task<FrameChannel> fault, CancellationToken ct)
     {
@@ -449,7 +450,7 @@ public sealed class DestinationMigration
                 case DestinationPhase.Failed:
                     return ResumeStatus.NotResumed;
                 case DestinationPhase.Completed:
-                    return null;
+                    return ResumeStatus.Completed; // (verified: the source's verdict was lost with the link)
                 case DestinationPhase.Paused:
                     if (Volatile.Read(ref _reconnect).TrySetResult((main, fault)))
                     {

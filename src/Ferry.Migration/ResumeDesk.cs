@@ -62,13 +62,13 @@ public sealed class ResumeDesk
         }
 
         _faults.TryRemove(key, out _);
-        if (status == ResumeStatus.NotResumed)
+        if (status is ResumeStatus.NotResumed or ResumeStatus.Completed)
         {
-            await channel.SendAsync(MessageType.ResumeState, new ResumeState(ResumeStatus.NotResumed, null).Encode(), ct).ConfigureAwait(false);
+            await channel.SendAsync(MessageType.ResumeState, new ResumeState(status.Value, null).Encode(), ct).ConfigureAwait(false);
         }
         else
         {
-            await channel.SendAsync(MessageType.Failed, ReasonMessage.Encode("the migration cannot be resumed now (it has completed, or did not settle)"), ct).ConfigureAwait(false);
+            await channel.SendAsync(MessageType.Failed, ReasonMessage.Encode("the migration cannot be resumed now (it did not settle)"), ct).ConfigureAwait(false);
         }
 
         return false;

@@ -333,11 +333,19 @@ public sealed class SourceMigration
             // its memory and this record kept) until a reconnection tells what is still absent.
             Task<(ulong Digest, uint Pages)> digest = switchover.DigestAtPause ?? Task.Run(() => PageHash.OfMemory(memory), CancellationToken.None);
             bool first = true;
+            bool completedThere = false;
             while (true)
             {
                 if (lost is not null)
                 {
-                    faultTask = await RecoverAsync(lost, faultTask, ct).ConfigureAwait(false);
+                    Task? recovered = await RecoverAsync(lost, faultTask, ct).ConfigureAwait(false);
+                    if (recovered is null)
+                    {
+                        completedThere = true;
+                        break;
+                    }
+
+                    faultTask = recovered;
                     lost = null;
                     first = false;
                 }
@@ -355,15 +363,19 @@ public sealed class SourceMigration
 
             Ended();
 
-            // The destination's last word: the guest's speed after the migration (best effort).
-            try
+            // The destination's last word: the guest's speed after the migration (best effort;
+            // none when the destination had completed before a reconnection).
+            if (!completedThere)
             {
-                ReadOnlyMemory<byte> report = await _main!.ExpectAsync(MessageType.Report, CancellationToken.None)
-                    .AsTask().WaitAsync(TimeSpan.FromSeconds(3), CancellationToken.None).ConfigureAwait(false);
-                _destination = ParseMetrics(report.ToArray()) ?? _destination;
-            }
-            catch (Exception e) when (e is TimeoutException or ProtocolException or IOException)
-            {
+                try
+                {
+                    ReadOnlyMemory<byte> report = await _main!.ExpectAsync(MessageType.Report, CancellationToken.None)
+                        .AsTask().WaitAsync(TimeSpan.FromSeconds(3), CancellationToken.None).ConfigureAwait(false);
+                    _destination = ParseMetrics(report.ToArray()) ?? _destination;
+                }
+                catch (Exception e) when (e is TimeoutException or ProtocolException or IOException)
+                {
+                }
             }
 
             faultStop.Cancel();
@@ -380,9 +392,9 @@ public sealed class SourceMigration
             _pausedFromFile = true;
             StateSent = true;
             _ = SampleAsync(_sampling.Token);
-            Task faultTask = await RecoverAsync(new IOException("the source agent restarted"), Task.CompletedTask, ct).ConfigureAwait(false);
+            Task? faultTask = await RecoverAsync(new IOException("the source agent restarted"), Task.CompletedTask, ct).ConfigureAwait(false);
             Task<(ulong Digest, uint Pages)> digest = Task.FromResult((file.MemoryDigest, file.NonZeroPages));
-            while (true)
+            while (faultTask is not null) // (null: the destination had completed the migration)
             {
                 try
                 {
@@ -394,6 +406,8 @@ public sealed class SourceMigration
                     faultTask = await RecoverAsync(e, faultTask, ct).ConfigureAwait(false);
                 }
             }
+
+            faultTask ??= Task.CompletedTask;
 
             Ended();
             await CloseAsync().ConfigureAwait(false);
@@ -428,10 +442,12 @@ public sealed class SourceMigration
         /// (automatically every half deadline for <see cref="MigrationOptions.ReconnectWindow"/>, then
         /// when <see cref="SourceMigration.Resume"/> is called), learns from the destination which
         /// pages it still lacks, and rebuilds the push and the fault path on the new connections.
-        /// Returns the new fault server's task. A destination that never resumed the VM (or
-        /// stopped its copy) gives it back: that throws with <see cref="DestinationStopped"/> set.
+        /// Returns the new fault server's task, or null if the destination has completed the
+        /// migration (it verified every page; the Verified frame was lost with the link). A
+        /// destination that never resumed the VM (or stopped its copy) gives it back: that throws
+        /// with <see cref="DestinationStopped"/> set.
         /// </summary>
-        private async Task<Task> RecoverAsync(Exception cause, Task oldFaultTask, CancellationToken ct)
+        private async Task<Task?> RecoverAsync(Exception cause, Task oldFaultTask, CancellationToken ct)
         {
             MigrationProgress progress = owner.Progress;
             progress.Phase = SourcePhase.Recovering;
@@ -471,6 +487,24 @@ public sealed class SourceMigration
                     {
                         DestinationStopped = true;
                         throw new MigrationPeerException("the destination did not run the VM (it never resumed it, or stopped its copy)");
+                    }
+
+                    if (state.Status == ResumeStatus.Completed)
+                    {
+                        // The destination verified every page before the link failed (its Verified
+                        // was lost with it): the migration is complete; nothing is left to send.
+                        if (_resumeAt == 0)
+                        {
+                            _resumedReceivedAt = Stopwatch.GetTimestamp();
+                            _resumeAt = _resumedReceivedAt;
+                            _downtimeMethod = "recovered";
+                        }
+
+                        interruption.RecoveredAfterMs = Stopwatch.GetElapsedTime(lostAt).TotalMilliseconds;
+                        interruption.Attempts = attempts;
+                        progress.Recoveries++;
+                        progress.Detail = null;
+                        return null;
                     }
 
                     var absent = new PageBitmap(Vm.Machine.Memory.PageCount);

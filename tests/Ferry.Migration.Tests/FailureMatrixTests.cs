@@ -151,6 +151,26 @@ public class FailureMatrixTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_verdict_lost_with_the_link_is_learned_on_reconnection_and_the_migration_completes()
+    {
+        // The main connection goes dead right after the source's Complete: the destination
+        // verifies every page, says Verified and keeps the VM, but the source never hears it. The
+        // source finds the silence, reconnects, and the destination answers that the migration is
+        // complete. (Before, the destination refused to resume a completed migration and the
+        // source kept reconnecting, its copy paused, until an operator stepped in.)
+        Case c = await RunAsync(StrategyKind.PostCopy, ConnectionRole.Main,
+            [new LinkFault(LinkFaultKind.Stall) { Type = MessageType.Complete, AfterTheFrame = true }]);
+        Assert.True(c.Links[0].Fired, "the fault must have fired");
+        Assert.True(c.Report.Outcome == MigrationOutcome.Completed, c.Report.Error);
+        Assert.Equal(VmLocation.Destination, c.Report.VmLocation);
+        Interruption i = Assert.Single(c.Report.Liveness!.Interruptions);
+        Assert.NotNull(i.RecoveredAfterMs);
+        Assert.Equal(0, i.PagesResent);
+        Assert.Null(c.Destination!.AbortReason);
+        Assert.True(c.DigestOk, "the VM reaches the unmigrated digest at the destination");
+    }
+
+    [Fact]
     public async Task A_live_phase_much_longer_than_the_deadline_is_no_stall()
     {
         // Pre-copy rounds for 3 s (the guest dirties faster than the link carries) with a 600 ms

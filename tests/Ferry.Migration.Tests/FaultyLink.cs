@@ -41,6 +41,9 @@ internal sealed record LinkFault(LinkFaultKind Kind)
 
     public TimeSpan Delay { get; init; }
 
+    /// <summary>A stall or cut that comes right after the frame that fires it: that frame still crosses (nothing after it does, either way).</summary>
+    public bool AfterTheFrame { get; init; }
+
     public static LinkFault CutAt(MessageType type, PagePhase? phase = null, int frame = 1) => new(LinkFaultKind.Cut) { Type = type, Phase = phase, Frame = frame };
 
     public static LinkFault StallAt(MessageType type, PagePhase? phase = null, int frame = 1) => new(LinkFaultKind.Stall) { Type = type, Phase = phase, Frame = frame };
@@ -61,6 +64,7 @@ internal sealed class FaultyLink(Stream inner, LinkFault fault) : Stream
     private int _matches;
     private long _firedAt;
     private long _releaseAt;
+    private bool _fireAfterWrite;
 
     // Frame parsing of what the source writes: bytes still to skip of the current payload, and
     // the header being assembled.
@@ -115,7 +119,11 @@ internal sealed class FaultyLink(Stream inner, LinkFault fault) : Stream
                         {
                             _payloadIsMatch = false;
                         }
-                        else if (++_matches == fault.Frame)
+                        else if (++_matches == fault.Frame && fault.AfterTheFrame)
+                        {
+                            _fireAfterWrite = true; // (the frame's payload may come in later writes: see below)
+                        }
+                        else if (_matches == fault.Frame)
                         {
                             if (fault.Kind == LinkFaultKind.Corrupt)
                             {
@@ -143,7 +151,14 @@ internal sealed class FaultyLink(Stream inner, LinkFault fault) : Stream
                     _payloadIsMatch = fault.Type is MessageType t && _header[0] == (byte)t;
                     if (_payloadIsMatch && _payloadLeft == 0 && ++_matches == fault.Frame)
                     {
-                        Fire();
+                        if (fault.AfterTheFrame)
+                        {
+                            _fireAfterWrite = true;
+                        }
+                        else
+                        {
+                            Fire();
+                        }
                     }
                 }
             }
@@ -197,13 +212,21 @@ internal sealed class FaultyLink(Stream inner, LinkFault fault) : Stream
         await HoldAsync(cancellationToken).ConfigureAwait(false);
         Inspect(buffer.Span, out byte[]? copy);
         ReadOnlyMemory<byte> data = copy ?? buffer;
-        if (Fired && fault.Kind is LinkFaultKind.Stall or LinkFaultKind.Cut)
+        if (Fired && fault.Kind is LinkFaultKind.Stall or LinkFaultKind.Cut && !fault.AfterTheFrame)
         {
             // The frame that fired the trigger does not cross.
             await HoldAsync(cancellationToken).ConfigureAwait(false);
         }
 
         await inner.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+        lock (_lock)
+        {
+            if (_fireAfterWrite && _payloadLeft == 0 && _headerFill == 0)
+            {
+                _fireAfterWrite = false;
+                Fire(); // the whole frame crossed; nothing after it will
+            }
+        }
     }
 
     public override void Write(ReadOnlySpan<byte> buffer) => WriteAsync(buffer.ToArray()).AsTask().GetAwaiter().GetResult();

@@ -59,6 +59,10 @@ public class LivenessTests
         Assert.Equal(ResumeStatus.RunningHere, d.Status);
         Assert.Equal(map, d.AbsentPages);
         Assert.Null(ResumeState.Decode(new ResumeState(ResumeStatus.NotResumed, null).Encode(), pages).AbsentPages);
+        ResumeState completed = ResumeState.Decode(new ResumeState(ResumeStatus.Completed, null).Encode(), pages);
+        Assert.Equal(ResumeStatus.Completed, completed.Status);
+        Assert.Null(completed.AbsentPages);
+        Assert.Contains("expected 0", Assert.Throws<ProtocolException>(() => ResumeState.Decode(new ResumeState(ResumeStatus.Completed, map).Encode(), pages)).Message);
 
         Assert.Contains("resume map has 2 words, expected 1", Assert.Throws<ProtocolException>(() => ResumeState.Decode(new ResumeState(ResumeStatus.RunningHere, map).Encode(), 64)).Message);
         Assert.Contains("beyond the end of RAM", Assert.Throws<ProtocolException>(() => ResumeState.Decode(new ResumeState(ResumeStatus.RunningHere, [0, 1UL << 36]).Encode(), pages)).Message);

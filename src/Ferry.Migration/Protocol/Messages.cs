@@ -313,6 +313,12 @@ public enum ResumeStatus : byte
 
     /// <summary>The destination never resumed the VM (it failed before) and discarded its copy: the source owns it.</summary>
     NotResumed = 2,
+
+    /// <summary>
+    /// The destination has every page, verified them against the source's Complete and keeps the
+    /// VM: the migration is complete (its Verified was lost with the link). Nothing follows.
+    /// </summary>
+    Completed = 3,
 }
 
 /// <summary>
@@ -342,7 +348,7 @@ public sealed record ResumeState(ResumeStatus Status, ulong[]? AbsentPages)
     {
         var r = new WireReader(payload);
         byte status = r.U8();
-        if (status is not ((byte)ResumeStatus.RunningHere or (byte)ResumeStatus.NotResumed))
+        if (status is not ((byte)ResumeStatus.RunningHere or (byte)ResumeStatus.NotResumed or (byte)ResumeStatus.Completed))
         {
             throw new ProtocolException($"unknown resume status {status}");
         }
