@@ -66,4 +66,31 @@ public sealed class AutoSwitchTests
             Assert.True(after < before / 2, $"the throttle slowed the dirtying: {before:0} pages/s before its first step, {after:0} at {r.Throttle[^1].Percent} %");
         }
     }
+    [Fact]
+    public async Task Auto_watches_window_after_window_and_goes_hybrid_when_a_later_one_sees_the_guest_dirty()
+    {
+        // In real time, every 200 ms the guest writes 4,096 pages at once and sleeps between:
+        // the watch's window (about 17 ms for 16 MiB at 400 Mbit/s) mostly sees a quiet guest.
+        // One window used to decide pre-copy then, and only pre-copy's shrink check, after round
+        // 0 and round 1, turned it hybrid. Now the watch goes on through round 0 (about 20
+        // windows here) and a window with a beat in it decides, before any round.
+        var machine = new Ferry.Machine.Board.VirtMachine(new Ferry.Machine.Board.MachineConfig { MemorySize = 64UL << 20, Icount = false, IdleSleep = true });
+        machine.Load(Ferry.Machine.Board.GuestImage.Load(Harness.GuestPath("idle")).WithConfig(Ferry.Machine.Board.GuestImage.ParseConfig("interval_ms=200,pages=4096")));
+        using var source = new LocalVm("beats", machine, StrategyDecisionTests.FarStop, TimeSpan.FromMilliseconds(50));
+        source.Start();
+        while (!System.Text.Encoding.ASCII.GetString(machine.Console.Read(0).Bytes).Contains("beat 2", StringComparison.Ordinal) && source.Runner.IsRunning)
+        {
+            await Task.Delay(5); // two beats: every page the beats write is populated
+        }
+
+        (MigrationReport r, LocalVm? destination) = await LocalMigration.RunAsync(source,
+            new MigrationOptions { Strategy = StrategyKind.Auto, BandwidthBitsPerSecond = 400_000_000 }).WaitAsync(TimeSpan.FromMinutes(2));
+        using (destination)
+        {
+            Assert.True(r.Outcome == MigrationOutcome.Completed, r.Error);
+            string decisions = string.Join("; ", r.Decisions.Select(d => $"{d.Choice} at {d.AtMs:0} ms, round {d.Round}: {d.Reason}"));
+            StrategyDecision d = Assert.Single(r.Decisions);
+            Assert.True(d.Choice == StrategyKind.Hybrid && r.PrecopyRounds == 0, $"{r.PrecopyRounds} pre-copy rounds; decisions: {decisions}");
+        }
+    }
 }
