@@ -1182,14 +1182,24 @@ public sealed class MechanismTests
         byte[] scratch = new byte[PageSize];
         var visitor = new CountingVisitor();
         PageBatchReader.Read(payload, 64, scratch, ref visitor); // warm
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 100; i++)
+
+        // The runtime may allocate on this thread while it tiers the reader up (CI once counted
+        // 4,040 bytes in a round), so the check is that some round of 100 batches allocates
+        // nothing; a reader that allocated per batch would allocate in every round.
+        var rounds = new List<long>();
+        for (int round = 0; round < 5 && (rounds.Count == 0 || rounds[^1] != 0); round++)
         {
-            PageBatchReader.Read(payload, 64, scratch, ref visitor);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 100; i++)
+            {
+                PageBatchReader.Read(payload, 64, scratch, ref visitor);
+            }
+
+            rounds.Add(GC.GetAllocatedBytesForCurrentThread() - before);
         }
 
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
-        Assert.Equal(101 * 16, visitor.Pages);
+        Assert.True(rounds[^1] == 0, $"bytes allocated by each round of 100 batches: {string.Join(", ", rounds)}");
+        Assert.Equal((1 + (100 * rounds.Count)) * 16, visitor.Pages);
     }
 
     private struct CountingVisitor : IPageVisitor
