@@ -493,17 +493,7 @@ public sealed class SourceMigration
                     {
                         // The destination verified every page before the link failed (its Verified
                         // was lost with it): the migration is complete; nothing is left to send.
-                        if (_resumeAt == 0)
-                        {
-                            _resumedReceivedAt = Stopwatch.GetTimestamp();
-                            _resumeAt = _resumedReceivedAt;
-                            _downtimeMethod = "recovered";
-                        }
-
-                        interruption.RecoveredAfterMs = Stopwatch.GetElapsedTime(lostAt).TotalMilliseconds;
-                        interruption.Attempts = attempts;
-                        progress.Recoveries++;
-                        progress.Detail = null;
+                        Recovered(0);
                         return null;
                     }
 
@@ -515,25 +505,13 @@ public sealed class SourceMigration
                         DestinationStopped = false;
                         throw new InvalidOperationException("the destination lacks pages that the page file does not hold: it cannot be served from here");
                     }
-                    if (_resumeAt == 0)
-                    {
-                        // Resumed was lost with the link: the VM resumed there some time before this.
-                        _resumedReceivedAt = Stopwatch.GetTimestamp();
-                        _resumeAt = _resumedReceivedAt;
-                        _downtimeMethod = "recovered";
-                    }
-
                     _queue = new PushQueue(absent, _policy.PushOrderFor(Options), Options.FaultNeighbourhoodPages);
                     _queueFrom = absent;
                     _faultServer = new FaultServer(_fault!, Vm.Machine.Memory, _books!, Options.Compress);
                     _fault!.EnterKernelBlockingMode();
                     _faultServer.Start(_queue);
                     Task faultTask = WatchFaultServer(_faultServer.RunAsync(CancellationToken.None));
-                    interruption.RecoveredAfterMs = Stopwatch.GetElapsedTime(lostAt).TotalMilliseconds;
-                    interruption.PagesResent = absent.PopCount();
-                    interruption.Attempts = attempts;
-                    progress.Recoveries++;
-                    progress.Detail = null;
+                    Recovered(absent.PopCount());
                     return faultTask;
                 }
                 catch (Exception e) when (!ct.IsCancellationRequested && !DestinationStopped && (LinkFailure.Is(e) || e is TimeoutException or MigrationPeerException))
@@ -543,6 +521,23 @@ public sealed class SourceMigration
                     _liveness?.Dispose();
                     await CloseAsync().ConfigureAwait(false);
                 }
+            }
+
+            void Recovered(int pagesResent)
+            {
+                if (_resumeAt == 0)
+                {
+                    // Resumed was lost with the link: the VM resumed there some time before this.
+                    _resumedReceivedAt = Stopwatch.GetTimestamp();
+                    _resumeAt = _resumedReceivedAt;
+                    _downtimeMethod = "recovered";
+                }
+
+                interruption.RecoveredAfterMs = Stopwatch.GetElapsedTime(lostAt).TotalMilliseconds;
+                interruption.PagesResent = pagesResent;
+                interruption.Attempts = attempts;
+                progress.Recoveries++;
+                progress.Detail = null;
             }
         }
 

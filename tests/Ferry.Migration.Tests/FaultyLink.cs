@@ -101,6 +101,19 @@ internal sealed class FaultyLink(Stream inner, LinkFault fault) : Stream
         }
     }
 
+    /// <summary>The matching frame was seen: fire now, or once the whole frame has crossed (<see cref="LinkFault.AfterTheFrame"/>; its payload may come in later writes).</summary>
+    private void Trigger()
+    {
+        if (fault.AfterTheFrame)
+        {
+            _fireAfterWrite = true;
+        }
+        else
+        {
+            Fire();
+        }
+    }
+
     /// <summary>Counts frames in what the source writes; returns the buffer as it must go out (corrupted if so).</summary>
     private void Inspect(ReadOnlySpan<byte> buffer, out byte[]? copy)
     {
@@ -119,11 +132,7 @@ internal sealed class FaultyLink(Stream inner, LinkFault fault) : Stream
                         {
                             _payloadIsMatch = false;
                         }
-                        else if (++_matches == fault.Frame && fault.AfterTheFrame)
-                        {
-                            _fireAfterWrite = true; // (the frame's payload may come in later writes: see below)
-                        }
-                        else if (_matches == fault.Frame)
+                        else if (++_matches == fault.Frame)
                         {
                             if (fault.Kind == LinkFaultKind.Corrupt)
                             {
@@ -132,7 +141,7 @@ internal sealed class FaultyLink(Stream inner, LinkFault fault) : Stream
                                 copy[i + Math.Min(n - 1, 100)] ^= 0x5A;
                             }
 
-                            Fire();
+                            Trigger();
                         }
                     }
 
@@ -151,14 +160,7 @@ internal sealed class FaultyLink(Stream inner, LinkFault fault) : Stream
                     _payloadIsMatch = fault.Type is MessageType t && _header[0] == (byte)t;
                     if (_payloadIsMatch && _payloadLeft == 0 && ++_matches == fault.Frame)
                     {
-                        if (fault.AfterTheFrame)
-                        {
-                            _fireAfterWrite = true;
-                        }
-                        else
-                        {
-                            Fire();
-                        }
+                        Trigger();
                     }
                 }
             }
@@ -212,7 +214,7 @@ internal sealed class FaultyLink(Stream inner, LinkFault fault) : Stream
         await HoldAsync(cancellationToken).ConfigureAwait(false);
         Inspect(buffer.Span, out byte[]? copy);
         ReadOnlyMemory<byte> data = copy ?? buffer;
-        if (Fired && fault.Kind is LinkFaultKind.Stall or LinkFaultKind.Cut && !fault.AfterTheFrame)
+        if (Fired && fault.Kind is LinkFaultKind.Stall or LinkFaultKind.Cut)
         {
             // The frame that fired the trigger does not cross.
             await HoldAsync(cancellationToken).ConfigureAwait(false);

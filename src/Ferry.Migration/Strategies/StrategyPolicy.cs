@@ -323,10 +323,10 @@ internal sealed class AutoPolicy : StrategyPolicy
         long watchStart = System.Diagnostics.Stopwatch.GetTimestamp();
         double highest = 0;
         int windows = 0;
+        PageBitmap head = context.Undelivered();
         while (true)
         {
             long start = System.Diagnostics.Stopwatch.GetTimestamp();
-            PageBitmap head = context.Undelivered();
             await context.Sender.SendUntilAsync(head, PagePhase.Live, start + (long)(sample.TotalSeconds * System.Diagnostics.Stopwatch.Frequency), cancellation).ConfigureAwait(false);
             context.MarkDelivered(head);
             int dirtied = (await context.CollectDirtyAsync().ConfigureAwait(false)).PopCount();
@@ -341,7 +341,8 @@ internal sealed class AutoPolicy : StrategyPolicy
             }
 
             // Round 0's rest fits in one more window: pre-copy's rounds take it from here.
-            if (link is not double rate || context.Undelivered().PopCount() <= rate * sample.TotalSeconds)
+            head = context.Undelivered();
+            if (link is not double rate || head.PopCount() <= rate * sample.TotalSeconds)
             {
                 break;
             }
