@@ -821,12 +821,10 @@ public sealed class SourceMigration
                     .Select(p => p with { Faults = 0 }));
                 if (_resumeAt != 0)
                 {
-                    List<TimelinePoint> sourceAfter = _timeline.Where(p => p.Ms > resumeMs).ToList();
                     foreach (TimelinePoint dp in d.Timeline)
                     {
                         double ms = resumeMs + dp.Ms;
-                        long bytes = sourceAfter.LastOrDefault(p => p.Ms <= ms)?.Bytes ?? sourceAfter.FirstOrDefault()?.Bytes ?? 0;
-                        points.Add(new TimelinePoint(ms, bytes, dp.Faults, dp.Instructions));
+                        points.Add(new TimelinePoint(ms, TimelineReport.BytesAt(_timeline, ms), dp.Faults, dp.Instructions));
                     }
                 }
             }

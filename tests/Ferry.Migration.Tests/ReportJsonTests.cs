@@ -34,6 +34,20 @@ public class ReportJsonTests
     };
 
     [Fact]
+    public void The_timeline_takes_the_bytes_between_two_source_samples_linearly()
+    {
+        // Source samples 25 ms apart; the destination's points fall between them.
+        List<TimelinePoint> source = [new(10, 1_000, 0, 0), new(35, 1_000, 0, 0), new(60, 3_500_000, 0, 0), new(85, 6_000_000, 0, 0)];
+        Assert.Equal(1_000, TimelineReport.BytesAt(source, 5));          // before the first: the first's
+        Assert.Equal(1_000, TimelineReport.BytesAt(source, 20));         // nothing sent between 10 and 35
+        Assert.Equal(1_750_500, TimelineReport.BytesAt(source, 47.5));   // half way from 35 to 60
+        Assert.Equal(3_500_000, TimelineReport.BytesAt(source, 60));
+        Assert.Equal(5_000_000, TimelineReport.BytesAt(source, 75));
+        Assert.Equal(6_000_000, TimelineReport.BytesAt(source, 200));    // after the last: the last's
+        Assert.Equal(0, TimelineReport.BytesAt([], 1));
+    }
+
+    [Fact]
     public void Outcomes_keep_their_names() => AssertNames(Outcomes);
 
     [Fact]

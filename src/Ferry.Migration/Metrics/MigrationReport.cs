@@ -205,7 +205,38 @@ public sealed record GuestReport(double? IpsBefore, double? IpsDuring, double? I
 }
 
 /// <summary>Samples every ~25 ms, on the source's clock (ms since the migration started).</summary>
-public sealed record TimelineReport(double PauseAtMs, double ResumeAtMs, List<TimelinePoint> Points);
+public sealed record TimelineReport(double PauseAtMs, double ResumeAtMs, List<TimelinePoint> Points)
+{
+    /// <summary>
+    /// The bytes sent at <paramref name="ms"/>, between the source's samples <paramref name="samples"/>
+    /// (in time order) taken linearly: after the resume the timeline's points are the destination's,
+    /// at moments of its own, and the last source sample before one can be up to a sampling
+    /// interval old (a whole interval of the push would show as no bytes at all). Before the
+    /// first sample, its bytes; after the last, the last's.
+    /// </summary>
+    internal static long BytesAt(IReadOnlyList<TimelinePoint> samples, double ms)
+    {
+        if (samples.Count == 0)
+        {
+            return 0;
+        }
+
+        int after = 0;
+        while (after < samples.Count && samples[after].Ms <= ms)
+        {
+            after++;
+        }
+
+        if (after == 0 || after == samples.Count)
+        {
+            return samples[after == 0 ? 0 : after - 1].Bytes;
+        }
+
+        TimelinePoint a = samples[after - 1], b = samples[after];
+        double share = b.Ms > a.Ms ? (ms - a.Ms) / (b.Ms - a.Ms) : 1;
+        return a.Bytes + (long)Math.Round((b.Bytes - a.Bytes) * share);
+    }
+}
 
 /// <summary>Cumulative counts at a moment: bytes sent, network faults, and the guest's retired instructions (wherever it ran).</summary>
 public sealed record TimelinePoint(double Ms, long Bytes, long Faults, ulong Instructions);
