@@ -180,7 +180,7 @@ internal static class MigrateCommand
             if (r.NetworkFaults.Stages is { Total.Count: > 0 } st)
             {
                 static string S(StageSummary s) => $"{s.P50Ms * 1000:0}/{s.P99Ms * 1000:0}";
-                Row("fault stages", $"µs p50/p99: request {S(st.Request)}, network {S(st.Network)}, source queue {S(st.SourceQueue)}, "
+                Row("fault stages", $"µs p50/p99: request {S(st.Request)}{(st.Send is { } send ? $" (its write {S(send)})" : "")}, network {S(st.Network)}, source queue {S(st.SourceQueue)}, "
                     + $"source link {S(st.SourceLink)}, install {S(st.Install)}, resume {S(st.Resume)}; in flight {st.InFlight.Count:N0} ({S(st.InFlight)}); "
                     + $"destination GC {r.NetworkFaults.DestinationGcCollections} ({r.NetworkFaults.DestinationGcPauseMs:0.0} ms)");
             }

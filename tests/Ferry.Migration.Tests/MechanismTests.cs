@@ -914,24 +914,31 @@ public sealed class MechanismTests
         // blocked at 0; request written at 10 µs; reply received at 110 µs, of which the source
         // held it 5 µs (queue) + 40 µs (link); installed at 120 µs; hart runs at 130 µs.
         long t0 = 1_000_000;
-        recorder.Record(t0, t0 + (10 * us), t0 + (110 * us), new FaultTiming(5_000, 40_000), t0 + (120 * us), t0 + (130 * us));
+        // The write of the request returned at 12 µs.
+        recorder.Record(t0, t0 + (10 * us), t0 + (12 * us), t0 + (110 * us), new FaultTiming(5_000, 40_000), t0 + (120 * us), t0 + (130 * us));
         // A fault on a page already on its way: no reply of its own; installed at 300 µs, resumed at 302 µs.
-        recorder.Record(t0, t0 + (8 * us), 0, default, t0 + (300 * us), t0 + (302 * us));
+        recorder.Record(t0, t0 + (8 * us), t0 + (9 * us), 0, default, t0 + (300 * us), t0 + (302 * us));
+        // The same, but the hart's own write of its request took until 2,000 µs, long after the
+        // page was installed at 50 µs: the stall is the write's, not the wake-up's.
+        recorder.Record(t0, t0 + (8 * us), t0 + (2_000 * us), 0, default, t0 + (50 * us), t0 + (2_001 * us));
         FaultStagesReport r = recorder.Summary();
         static void Near(double expectedUs, double ms) => Assert.InRange(ms * 1000, expectedUs - 0.5, expectedUs + 0.5);
-        Assert.Equal(2, r.Total.Count);
-        Assert.Equal(2, r.Request.Count);
+        Assert.Equal(3, r.Total.Count);
+        Assert.Equal(3, r.Request.Count);
+        Assert.Equal(3, r.Send!.Count);
+        Near(2, r.Send.P50Ms);
+        Near(1_992, r.Send.MaxMs);
         Assert.Equal(1, r.Network.Count);
         Near(100 - 45, r.Network.MaxMs);
         Near(5, r.SourceQueue.MaxMs);
         Near(40, r.SourceLink.MaxMs);
         Near(10, r.Install.MaxMs);
-        Assert.Equal(2, r.Resume.Count);
-        Near(10, r.Resume.MaxMs);
+        Assert.Equal(3, r.Resume.Count);
+        Near(10, r.Resume.MaxMs); // not 1,951: from the write's return
         Near(2, r.Resume.P50Ms);
-        Assert.Equal(1, r.InFlight.Count);
+        Assert.Equal(2, r.InFlight.Count);
         Near(300, r.InFlight.MaxMs);
-        Near(302, r.Total.MaxMs);
+        Near(2_001, r.Total.MaxMs);
     }
 
     [Fact]
@@ -1295,6 +1302,28 @@ public sealed class MechanismTests
             });
             return seen;
         }
+    }
+
+    [Fact]
+    public async Task A_sleeping_vcpu_is_real_time_where_allowed_and_ordinary_again_once_it_runs()
+    {
+        bool allowed = ProbeRealtime();
+        using var memory = new GuestMemory(16 * PageSize);
+        memory.Absent.Set(3);
+        var pager = new RemotePager(memory, 1);
+        (int Asleep, int Awake) policy = default;
+        await DedicatedThread.Start("vcpu", 0, () =>
+        {
+            int tid = DedicatedThread.CurrentThreadId;
+            pager.PageNeeded(3, Stopwatch.GetTimestamp()); // (no fault connection: nothing is sent)
+            pager.Sleeping();
+            policy.Asleep = DedicatedThread.SchedulerPolicy(tid);
+            pager.WaitEnded();
+            policy.Awake = DedicatedThread.SchedulerPolicy(tid);
+        });
+
+        Assert.Equal(allowed ? 1 : 0, policy.Asleep); // SCHED_FIFO while it sleeps, where the process may
+        Assert.Equal(0, policy.Awake);                 // SCHED_OTHER the moment it runs
     }
 
     /// <summary>Whether a thread of this process may take SCHED_FIFO (tried on a scratch thread).</summary>

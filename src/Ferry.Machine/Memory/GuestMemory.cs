@@ -275,15 +275,23 @@ public sealed unsafe class GuestMemory : IDisposable
         IAbsentPageHandler handler = AbsentPageHandler
             ?? throw new InvalidOperationException($"page {page} is absent and no absent-page handler is set");
         long start = Stopwatch.GetTimestamp();
-        handler.PageNeeded(page, start);
+        // A waiter first, then the request: a page that arrives while the request is written
+        // (on its way already) is then reported installed to the handler.
         Interlocked.Increment(ref _waiters);
         try
         {
+            handler.PageNeeded(page, start);
+
             // Spin first (see AbsentSpin).
             long spinUntil = start + _absentSpinTicks;
             while (Absent.Get(page) && Stopwatch.GetTimestamp() < spinUntil)
             {
                 Thread.SpinWait(8);
+            }
+
+            if (Absent.Get(page))
+            {
+                handler.Sleeping();
             }
 
             lock (_presentLock)
@@ -302,6 +310,7 @@ public sealed unsafe class GuestMemory : IDisposable
         finally
         {
             Interlocked.Decrement(ref _waiters);
+            handler.WaitEnded();
         }
 
         handler.StallEnded(page, start, Stopwatch.GetTimestamp());
@@ -406,4 +415,21 @@ public interface IAbsentPageHandler
 
     /// <summary>The page arrived; the hart that blocked at <paramref name="blockedAt"/> runs again at <paramref name="resumedAt"/>.</summary>
     void StallEnded(int page, long blockedAt, long resumedAt);
+
+    /// <summary>
+    /// The calling hart thread, which called <see cref="PageNeeded"/>, has spun for
+    /// <see cref="GuestMemory.AbsentSpin"/> and the page is still absent: it is about to sleep
+    /// until the page is installed.
+    /// </summary>
+    void Sleeping()
+    {
+    }
+
+    /// <summary>
+    /// The calling hart thread, which called <see cref="PageNeeded"/>, waits no more (the page
+    /// arrived, or the wait was cancelled); called before <see cref="StallEnded"/>.
+    /// </summary>
+    void WaitEnded()
+    {
+    }
 }

@@ -39,12 +39,14 @@ public sealed class RemotePager : IAbsentPageHandler
     private long _requests;
     private long _bumps;
     private int _hartThread;
+    private bool _sleepingRealtime; // hart thread only
+    private bool _mayRealtime = true;
 
     // The fault in progress (one hart: at most one at a time). Written by the hart thread and the
     // receivers; guarded by _lock.
     private readonly object _lock = new();
     private int _awaited = -1;
-    private long _blockedAt, _requestSentAt, _replyAt, _installedAt;
+    private long _blockedAt, _requestSentAt, _requestWrittenAt, _replyAt, _installedAt;
     private FaultTiming _timing;
 
     /// <param name="clock">Timestamps for the window's hit horizon (tests); default <see cref="Stopwatch.GetTimestamp"/>.</param>
@@ -130,7 +132,7 @@ public sealed class RemotePager : IAbsentPageHandler
         {
             _awaited = page;
             _blockedAt = blockedAt;
-            _requestSentAt = _replyAt = _installedAt = 0;
+            _requestSentAt = _requestWrittenAt = _replyAt = _installedAt = 0;
             _timing = default;
         }
 
@@ -148,6 +150,19 @@ public sealed class RemotePager : IAbsentPageHandler
         }
 
         Send(request);
+    }
+
+    /// <summary>Makes the calling hart thread real-time where the fault path may be; false where it did not.</summary>
+    private bool RealtimeOnThisThread()
+    {
+        if (!_mayRealtime)
+        {
+            return false;
+        }
+
+        bool realtime = DedicatedThread.RealtimeFaultPath && DedicatedThread.SetRealtime(_hartThread);
+        _mayRealtime = realtime; // refused once (no privilege): never asked again
+        return realtime;
     }
 
     private PageRequest WindowFor(int page)
@@ -204,6 +219,14 @@ public sealed class RemotePager : IAbsentPageHandler
             }
 
             channel.Send(MessageType.PageRequest, _requestBuffer, LinkClass.Urgent);
+            long written = Stopwatch.GetTimestamp();
+            lock (_lock)
+            {
+                if (_awaited == (int)request.FaultPage && _requestSentAt == sending)
+                {
+                    _requestWrittenAt = written;
+                }
+            }
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or ProtocolException or NotSupportedException or InvalidOperationException)
         {
@@ -249,17 +272,38 @@ public sealed class RemotePager : IAbsentPageHandler
                     _prepage.NoteLinkTime(_timing.LinkNs * Stopwatch.Frequency / 1_000_000_000L);
                 }
 
-                _stages.Record(blockedAt, _requestSentAt, _replyAt, _timing, _installedAt, resumedAt);
+                _stages.Record(blockedAt, _requestSentAt, _requestWrittenAt, _replyAt, _timing, _installedAt, resumedAt);
                 _awaited = -1;
             }
             else
             {
-                _stages.Record(blockedAt, 0, 0, default, 0, resumedAt);
+                _stages.Record(blockedAt, 0, 0, 0, default, 0, resumedAt);
             }
         }
     }
 
     public double[] Stalls() => _stages.Totals();
+
+    /// <summary>
+    /// The vCPU sleeps on its page (its spin is over and the page is still absent): while it
+    /// sleeps it is a real-time thread where the fault path may be
+    /// (<see cref="DedicatedThread.RealtimeFaultPath"/>), so that the receiver's wake-up runs it
+    /// at once instead of queueing it behind ordinary threads on a busy core. It is an ordinary
+    /// thread again the moment it runs (<see cref="WaitEnded"/>).
+    /// </summary>
+    public void Sleeping()
+    {
+        _sleepingRealtime = RealtimeOnThisThread();
+    }
+
+    public void WaitEnded()
+    {
+        if (_sleepingRealtime)
+        {
+            _sleepingRealtime = false;
+            DedicatedThread.SetSlice(_hartThread, DedicatedThread.LatencySlice);
+        }
+    }
 
     /// <summary>All pages are in: the vCPU goes back to the scheduler's default slice.</summary>
     public void Finished()

@@ -13,13 +13,17 @@ namespace Ferry.Migration.Metrics;
 /// The source's two stages travel in the reply (<see cref="FaultTiming"/>), so the network's
 /// share is the round trip less the source's time, with no clock common to both hosts. A fault
 /// on a page already on its way gets no reply of its own when the page arrives first by the push
-/// or an earlier window: its time from blocking to installation is <c>inFlight</c>.
+/// or an earlier window: its time from blocking to installation is <c>inFlight</c>. The hart
+/// writes its request itself, so it cannot run before that write returns: <c>send</c> is the
+/// write's own time (inside <c>network</c> when a reply comes), and <c>resume</c> starts at the
+/// later of the installation and the write's return.
 /// Not thread-safe: the remote pager records under its lock.
 /// </summary>
 public sealed class FaultStageRecorder
 {
     private readonly List<double> _total = new(1 << 12);
     private readonly List<double> _request = new(1 << 12);
+    private readonly List<double> _send = new(1 << 12);
     private readonly List<double> _sourceQueue = new(1 << 12);
     private readonly List<double> _sourceLink = new(1 << 12);
     private readonly List<double> _network = new(1 << 12);
@@ -28,7 +32,8 @@ public sealed class FaultStageRecorder
     private readonly List<double> _inFlight = new(1 << 12);
 
     /// <summary>Records one stall from its timestamps (Stopwatch ticks; 0 = that moment did not happen).</summary>
-    public void Record(long blocked, long requestSent, long replyReceived, FaultTiming timing, long installed, long resumed)
+    /// <param name="requestWritten">When the hart's write of its request returned (0: it wrote none, or its time was not taken).</param>
+    public void Record(long blocked, long requestSent, long requestWritten, long replyReceived, FaultTiming timing, long installed, long resumed)
     {
         lock (_total)
         {
@@ -36,6 +41,10 @@ public sealed class FaultStageRecorder
             if (requestSent != 0)
             {
                 _request.Add(Ms(requestSent - blocked));
+                if (requestWritten >= requestSent)
+                {
+                    _send.Add(Ms(requestWritten - requestSent));
+                }
             }
 
             if (replyReceived != 0 && requestSent != 0)
@@ -54,9 +63,10 @@ public sealed class FaultStageRecorder
                 _inFlight.Add(Ms(installed - blocked));
             }
 
-            if (installed != 0 && resumed >= installed)
+            long runnable = Math.Max(installed, requestWritten);
+            if (installed != 0 && resumed >= runnable)
             {
-                _resume.Add(Ms(resumed - installed));
+                _resume.Add(Ms(resumed - runnable));
             }
         }
     }
@@ -76,7 +86,10 @@ public sealed class FaultStageRecorder
         {
             return new FaultStagesReport(
                 StageSummary.Of(_request), StageSummary.Of(_network), StageSummary.Of(_sourceQueue), StageSummary.Of(_sourceLink),
-                StageSummary.Of(_install), StageSummary.Of(_resume), StageSummary.Of(_inFlight), StageSummary.Of(_total));
+                StageSummary.Of(_install), StageSummary.Of(_resume), StageSummary.Of(_inFlight), StageSummary.Of(_total))
+            {
+                Send = StageSummary.Of(_send),
+            };
         }
     }
 
@@ -89,12 +102,17 @@ public sealed class FaultStageRecorder
 /// directions, the kernels and the receivers' wake-ups); <c>sourceQueue</c> request arrived → reply ready (claim, copy,
 /// encode); <c>sourceLink</c> reply ready → on the connection (waiting for the link, the reply's
 /// own transmission time, the send lock); <c>install</c> reply received → page installed;
-/// <c>resume</c> page installed → hart running; <c>inFlight</c> blocked → installed for faults on
-/// pages that arrived by another path; <c>total</c> the whole stall.
+/// <c>resume</c> page installed (and the request's write returned) → hart running; <c>inFlight</c> blocked → installed for faults on
+/// pages that arrived by another path; <c>total</c> the whole stall; <c>send</c> the hart's write
+/// of its request (request handed to the kernel → the write returned).
 /// </summary>
 public sealed record FaultStagesReport(
     StageSummary Request, StageSummary Network, StageSummary SourceQueue, StageSummary SourceLink,
-    StageSummary Install, StageSummary Resume, StageSummary InFlight, StageSummary Total);
+    StageSummary Install, StageSummary Resume, StageSummary InFlight, StageSummary Total)
+{
+    /// <summary>The hart's write of its request (null in a report from before it was measured).</summary>
+    public StageSummary? Send { get; init; }
+}
 
 /// <summary>A stage's distribution in milliseconds.</summary>
 public sealed record StageSummary(long Count, double P50Ms, double P99Ms, double MaxMs, double MeanMs)

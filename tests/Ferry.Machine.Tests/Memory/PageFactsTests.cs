@@ -175,6 +175,98 @@ public sealed class PageFactsTests : IDisposable
         }
     }
 
+    [Fact]
+    public void A_page_installed_while_the_hart_writes_its_request_is_reported_installed_and_the_hart_does_not_sleep()
+    {
+        // The page was on its way: it lands while the hart is still in PageNeeded (writing its
+        // request). The handler must hear of the installation (the stall's stages end there),
+        // and the hart must not announce a sleep it never takes.
+        (bool present, List<string> calls) = WaitLogged(3, CallLog.During.PageNeeded, CancellationToken.None);
+        Assert.True(present);
+        Assert.Equal(["needed 3", "installed 3", "wait ended", "stall ended 3"], calls);
+    }
+
+    [Fact]
+    public void A_hart_whose_spin_ends_before_its_page_announces_its_sleep_and_its_wake_up()
+    {
+        (bool present, List<string> calls) = WaitLogged(5, CallLog.During.Sleeping, CancellationToken.None);
+        Assert.True(present);
+        Assert.Equal(["needed 5", "sleeping", "installed 5", "wait ended", "stall ended 5"], calls);
+    }
+
+    [Fact]
+    public void A_cancelled_wait_still_ends_the_hart_threads_wait()
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(50));
+        (bool present, List<string> calls) = WaitLogged(5, CallLog.During.Never, cancel.Token);
+        Assert.False(present);
+        Assert.Equal(["needed 5", "sleeping", "wait ended"], calls);
+    }
+
+    /// <summary>A hart's wait (no spin) for absent <paramref name="page"/>, and the handler's calls in order.</summary>
+    private static (bool Present, List<string> Calls) WaitLogged(int page, CallLog.During installIn, CancellationToken cancellation)
+    {
+        using var memory = new GuestMemory(16 * (ulong)GuestMemory.PageSize) { AbsentSpin = TimeSpan.Zero };
+        var absent = new PageBitmap(16);
+        absent.Set(page);
+        memory.MarkAbsent(absent);
+        var pager = new CallLog(memory, installIn);
+        memory.AbsentPageHandler = pager;
+        return (memory.WaitUntilPresent(page, cancellation), pager.Calls);
+    }
+
+    /// <summary>Records the handler's calls in order; installs the page at the chosen call (on another thread while the hart sleeps).</summary>
+    private sealed class CallLog(GuestMemory memory, CallLog.During installIn) : IAbsentPageHandler
+    {
+        public enum During
+        {
+            Never,
+            PageNeeded,
+            Sleeping,
+        }
+
+        private int _page;
+
+        public List<string> Calls { get; } = [];
+
+        public void PageNeeded(int page, long blockedAt)
+        {
+            _page = page;
+            Log($"needed {page}");
+            if (installIn == During.PageNeeded)
+            {
+                Assert.True(memory.InstallPage(page, PageContent(1)));
+            }
+        }
+
+        public void Sleeping()
+        {
+            Log("sleeping");
+            if (installIn == During.Sleeping)
+            {
+                _ = Task.Run(async () =>
+                {
+                    await Task.Delay(20);
+                    memory.InstallPage(_page, PageContent(2));
+                });
+            }
+        }
+
+        public void PageInstalled(int page, long at) => Log($"installed {page}");
+
+        public void WaitEnded() => Log("wait ended");
+
+        public void StallEnded(int page, long blockedAt, long resumedAt) => Log($"stall ended {page}");
+
+        private void Log(string call)
+        {
+            lock (Calls)
+            {
+                Calls.Add(call);
+            }
+        }
+    }
+
     private sealed class DelayedPager : IAbsentPageHandler
     {
         private readonly GuestMemory _memory;
