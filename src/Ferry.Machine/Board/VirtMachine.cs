@@ -615,9 +615,15 @@ public sealed class VirtMachine : IDisposable
             wait = TimeSpan.FromMilliseconds(100);
         }
 
-        if (wait > TimeSpan.Zero)
+        if (wait >= TimeSpan.FromMilliseconds(1))
         {
-            _wake.WaitOne(wait);
+            _wake.WaitOne(wait); // (whole milliseconds: what is left of a fraction comes back here)
+        }
+        else if (wait > TimeSpan.Zero)
+        {
+            // Less than a millisecond: a sleep of the kernel's, not a poll of the clock. What it
+            // delays (a device's interrupt, a stop) waits at most this long.
+            HostSleep.For(wait);
         }
     }
 

@@ -39,6 +39,23 @@ public sealed class GuestTests
     }
 
     [Fact]
+    public void A_guest_that_sleeps_in_steps_shorter_than_a_millisecond_leaves_its_core_idle()
+    {
+        // dirty at 8 pages per ms of real time sleeps 125 µs between pages (dirty-slow's pace):
+        // 3 passes over 1 MiB are 768 pages, about 96 ms. The hart must sleep in the kernel
+        // between them, not poll the clock: the run's thread may use a fraction of that time.
+        GuestImage image = GuestRunner.Load("dirty", ("size_mib", 1), ("rate", 8), ("passes", 3));
+        GuestRunner.Run(GuestRunner.Load("dirty", ("size_mib", 1), ("rate", 8), ("passes", 1)), icount: false); // the JIT's compiles, on this thread, before the count
+        long cpuBefore = ThreadCpu.Ticks();
+        var wall = System.Diagnostics.Stopwatch.StartNew();
+        FerryResult result = GuestRunner.Run(image, icount: false);
+        double cpuMs = (ThreadCpu.Ticks() - cpuBefore) / 10_000.0;
+        Assert.True(result.Outcome == RunOutcome.GuestExited, result.ToString());
+        Assert.True(wall.Elapsed >= TimeSpan.FromMilliseconds(90), $"768 pages at 8 per ms took {wall.Elapsed.TotalMilliseconds} ms");
+        Assert.True(cpuMs < 0.3 * wall.Elapsed.TotalMilliseconds, $"the run's thread used {cpuMs:0.0} ms of CPU in {wall.Elapsed.TotalMilliseconds:0.0} ms: it polled instead of sleeping");
+    }
+
+    [Fact]
     public void Compute_RetiresTwentyInstructionsPerIteration()
     {
         // README: the loop is exactly 20 instructions per iteration; setup and printing are small.
