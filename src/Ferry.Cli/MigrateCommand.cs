@@ -183,6 +183,10 @@ internal static class MigrateCommand
                 Row("fault stages", $"µs p50/p99: request {S(st.Request)}{(st.Send is { } send ? $" (its write {S(send)})" : "")}, network {S(st.Network)}, source queue {S(st.SourceQueue)}, "
                     + $"source link {S(st.SourceLink)}, install {S(st.Install)}, resume {S(st.Resume)}; in flight {st.InFlight.Count:N0} ({S(st.InFlight)}); "
                     + $"destination GC {r.NetworkFaults.DestinationGcCollections} ({r.NetworkFaults.DestinationGcPauseMs:0.0} ms)");
+                if (st.Slowest is [SlowFault slowest, ..])
+                {
+                    Row("slowest fault", $"{slowest.TotalMs:0.000} ms, {slowest.AtMs:0} ms after the first; {SlowestStage(slowest)}");
+                }
             }
 
             Row("pages arrived", $"fault {r.PagesArrived.Fault:N0}, prefetch {r.PagesArrived.Prefetch:N0}, push {r.PagesArrived.Push:N0}, pause {r.PagesArrived.Pause:N0}");
@@ -214,6 +218,18 @@ internal static class MigrateCommand
 
         Row("guest speed", $"before {Mips(r.Guest.IpsBefore)}, during {Mips(r.Guest.IpsDuring)}, after {Mips(r.Guest.IpsAfter)} MIPS");
         AnsiConsole.Write(grid);
+    }
+
+    /// <summary>A slow fault's largest stage, named.</summary>
+    private static string SlowestStage(SlowFault f)
+    {
+        (string Name, double? Ms)[] stages =
+        [
+            ("request", f.RequestMs), ("its write", f.SendMs), ("network", f.NetworkMs), ("source queue", f.SourceQueueMs),
+            ("source link", f.SourceLinkMs), ("install", f.InstallMs), ("resume", f.ResumeMs), ("in flight", f.InFlightMs),
+        ];
+        (string name, double? ms) = stages.MaxBy(s => s.Ms ?? -1);
+        return ms is double m ? $"mostly {name} ({m:0.000} ms)" : "no stage measured";
     }
 
     private static string Mips(double? ips) => ips is double v ? $"{v / 1e6:0.0}" : "n/a";

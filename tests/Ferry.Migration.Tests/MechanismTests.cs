@@ -939,6 +939,30 @@ public sealed class MechanismTests
         Assert.Equal(2, r.InFlight.Count);
         Near(300, r.InFlight.MaxMs);
         Near(2_001, r.Total.MaxMs);
+
+        // The slowest, slowest first, each with its own stages.
+        Assert.Equal(3, r.Slowest!.Count);
+        SlowFault slowest = r.Slowest[0];
+        Near(2_001, slowest.TotalMs);
+        Near(1_992, slowest.SendMs!.Value);
+        Near(1, slowest.ResumeMs!.Value);
+        Near(50, slowest.InFlightMs!.Value);
+        Assert.Null(slowest.NetworkMs); // no reply of its own
+        Near(302, r.Slowest[1].TotalMs);
+        Near(130, r.Slowest[2].TotalMs);
+        Near(55, r.Slowest[2].NetworkMs!.Value);
+
+        // Only the five slowest are kept, and when each blocked (after the first) is told.
+        for (int i = 1; i <= 10; i++)
+        {
+            long at = t0 + (i * 1_000 * us);
+            recorder.Record(at, at + us, at + (2 * us), 0, default, at + (i * 500 * us), at + ((i * 500) + 1) * us);
+        }
+
+        IReadOnlyList<SlowFault> kept = recorder.Summary().Slowest!;
+        Assert.Equal(FaultStageRecorder.SlowestKept, kept.Count);
+        Assert.Equal(new[] { 5_001.0, 4_501, 4_001, 3_501, 3_001 }, kept.Select(f => Math.Round(f.TotalMs * 1000)));
+        Near(10_000, kept[0].AtMs);
     }
 
     [Fact]

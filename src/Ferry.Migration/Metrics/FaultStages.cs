@@ -30,6 +30,11 @@ public sealed class FaultStageRecorder
     private readonly List<double> _install = new(1 << 12);
     private readonly List<double> _resume = new(1 << 12);
     private readonly List<double> _inFlight = new(1 << 12);
+    private readonly List<SlowFault> _slowest = new(SlowestKept + 1);
+    private long _firstBlocked;
+
+    /// <summary>How many of the slowest faults the summary names, each with its own stages.</summary>
+    public const int SlowestKept = 5;
 
     /// <summary>Records one stall from its timestamps (Stopwatch ticks; 0 = that moment did not happen).</summary>
     /// <param name="requestWritten">When the hart's write of its request returned (0: it wrote none, or its time was not taken).</param>
@@ -38,6 +43,8 @@ public sealed class FaultStageRecorder
         lock (_total)
         {
             _total.Add(Ms(resumed - blocked));
+            _firstBlocked = _firstBlocked == 0 ? blocked : Math.Min(_firstBlocked, blocked);
+            KeepIfSlow(blocked, requestSent, requestWritten, replyReceived, timing, installed, resumed);
             if (requestSent != 0)
             {
                 _request.Add(Ms(requestSent - blocked));
@@ -71,6 +78,37 @@ public sealed class FaultStageRecorder
         }
     }
 
+    /// <summary>Keeps the fault among the <see cref="SlowestKept"/> slowest so far, with its stages (what was not measured is null).</summary>
+    private void KeepIfSlow(long blocked, long requestSent, long requestWritten, long replyReceived, FaultTiming timing, long installed, long resumed)
+    {
+        double total = Ms(resumed - blocked);
+        if (_slowest.Count == SlowestKept && total <= _slowest[^1].TotalMs)
+        {
+            return;
+        }
+
+        bool replied = replyReceived != 0 && requestSent != 0;
+        double? network = replied ? Math.Max(0, Ms(replyReceived - requestSent) - (timing.QueueNs / 1e6) - (timing.LinkNs / 1e6)) : null;
+        long runnable = Math.Max(installed, requestWritten);
+        var fault = new SlowFault(
+            Ms(blocked - _firstBlocked),
+            total,
+            requestSent != 0 ? Ms(requestSent - blocked) : null,
+            requestSent != 0 && requestWritten >= requestSent ? Ms(requestWritten - requestSent) : null,
+            network,
+            replied ? timing.QueueNs / 1e6 : null,
+            replied ? timing.LinkNs / 1e6 : null,
+            replied && installed >= replyReceived ? Ms(installed - replyReceived) : null,
+            installed != 0 && resumed >= runnable ? Ms(resumed - runnable) : null,
+            !replied && installed != 0 ? Ms(installed - blocked) : null);
+        int at = _slowest.FindIndex(f => f.TotalMs < total);
+        _slowest.Insert(at < 0 ? _slowest.Count : at, fault);
+        if (_slowest.Count > SlowestKept)
+        {
+            _slowest.RemoveAt(SlowestKept);
+        }
+    }
+
     /// <summary>Every stall's total, in milliseconds, in the order they ended.</summary>
     public double[] Totals()
     {
@@ -89,6 +127,7 @@ public sealed class FaultStageRecorder
                 StageSummary.Of(_install), StageSummary.Of(_resume), StageSummary.Of(_inFlight), StageSummary.Of(_total))
             {
                 Send = StageSummary.Of(_send),
+                Slowest = [.. _slowest],
             };
         }
     }
@@ -112,7 +151,19 @@ public sealed record FaultStagesReport(
 {
     /// <summary>The hart's write of its request (null in a report from before it was measured).</summary>
     public StageSummary? Send { get; init; }
+
+    /// <summary>The slowest faults (at most <see cref="FaultStageRecorder.SlowestKept"/>), slowest first, each with its own stages.</summary>
+    public IReadOnlyList<SlowFault>? Slowest { get; init; }
 }
+
+/// <summary>
+/// One fault's stages, in milliseconds (null: that stage did not happen for it, e.g. no reply
+/// for a page that came by another path); <paramref name="AtMs"/> is when the hart blocked,
+/// after the first fault's blocking (about the resume).
+/// </summary>
+public sealed record SlowFault(
+    double AtMs, double TotalMs, double? RequestMs, double? SendMs, double? NetworkMs,
+    double? SourceQueueMs, double? SourceLinkMs, double? InstallMs, double? ResumeMs, double? InFlightMs);
 
 /// <summary>A stage's distribution in milliseconds.</summary>
 public sealed record StageSummary(long Count, double P50Ms, double P99Ms, double MaxMs, double MeanMs)
