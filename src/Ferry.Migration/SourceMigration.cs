@@ -331,7 +331,7 @@ public sealed class SourceMigration
             // Post-copy phase: the destination runs; push what it still lacks, while faults are
             // served. A lost or silent destination pauses the migration here (the VM stays paused,
             // its memory and this record kept) until a reconnection tells what is still absent.
-            Task<(ulong Digest, uint Pages)> digest = switchover.DigestAtPause ?? Task.Run(() => PageHash.OfMemory(memory), CancellationToken.None);
+            Task<(ulong Digest, uint Pages)> digest = switchover.DigestAtPause ?? DedicatedThread.Start("ferry-digest", DedicatedThread.BackgroundNice, () => PageHash.OfMemory(memory));
             bool first = true;
             bool completedThere = false;
             while (true)
