@@ -39,8 +39,10 @@ public sealed class RemotePager : IAbsentPageHandler
     private long _requests;
     private long _bumps;
     private int _hartThread;
-    private bool _sleepingRealtime; // hart thread only
     private bool _mayRealtime = true;
+
+    [ThreadStatic]
+    private static int t_sleepingRealtime; // the calling thread's id while it sleeps real-time on a page, else 0
 
     // The fault in progress (one hart: at most one at a time). Written by the hart thread and the
     // receivers; guarded by _lock.
@@ -150,19 +152,6 @@ public sealed class RemotePager : IAbsentPageHandler
         }
 
         Send(request);
-    }
-
-    /// <summary>Makes the calling hart thread real-time where the fault path may be; false where it did not.</summary>
-    private bool RealtimeOnThisThread()
-    {
-        if (!_mayRealtime)
-        {
-            return false;
-        }
-
-        bool realtime = DedicatedThread.RealtimeFaultPath && DedicatedThread.SetRealtime(_hartThread);
-        _mayRealtime = realtime; // refused once (no privilege): never asked again
-        return realtime;
     }
 
     private PageRequest WindowFor(int page)
@@ -293,15 +282,26 @@ public sealed class RemotePager : IAbsentPageHandler
     /// </summary>
     public void Sleeping()
     {
-        _sleepingRealtime = RealtimeOnThisThread();
+        if (!_mayRealtime)
+        {
+            return;
+        }
+
+        // The calling thread: the vCPU's, or a device's that waits for a page its DMA touches.
+        int tid = DedicatedThread.CurrentThreadId;
+        bool realtime = DedicatedThread.RealtimeFaultPath && DedicatedThread.SetRealtime(tid);
+        _mayRealtime = realtime; // refused once (no privilege, or turned off): never asked again
+        t_sleepingRealtime = realtime ? tid : 0;
     }
 
     public void WaitEnded()
     {
-        if (_sleepingRealtime)
+        int tid = t_sleepingRealtime;
+        if (tid != 0)
         {
-            _sleepingRealtime = false;
-            DedicatedThread.SetSlice(_hartThread, DedicatedThread.LatencySlice);
+            t_sleepingRealtime = 0;
+            // The vCPU keeps the short slice of the post-copy phase; any other thread its default.
+            DedicatedThread.SetSlice(tid, tid == _hartThread ? DedicatedThread.LatencySlice : TimeSpan.Zero);
         }
     }
 
