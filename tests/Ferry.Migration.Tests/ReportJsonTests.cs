@@ -48,6 +48,25 @@ public class ReportJsonTests
     }
 
     [Fact]
+    public void The_slowest_faults_cross_from_the_destination_in_its_metrics()
+    {
+        var recorder = new FaultStageRecorder();
+        long ms = System.Diagnostics.Stopwatch.Frequency / 1000;
+        recorder.Record(ms, 0, 0, 0, default, 0, 3 * ms);                                           // no request, no install
+        recorder.Record(10 * ms, 11 * ms, 12 * ms, 0, default, 14 * ms, 15 * ms);                     // in flight
+        var sent = new DestinationMetrics { FaultStages = recorder.Summary() };
+
+        DestinationMetrics back = JsonSerializer.Deserialize<DestinationMetrics>(JsonSerializer.SerializeToUtf8Bytes(sent, MigrationReport.Json), MigrationReport.Json)!;
+
+        Assert.Equal(sent.FaultStages!.Slowest, back.FaultStages!.Slowest);
+        Assert.Equal(2, back.FaultStages.Slowest!.Count);
+        Assert.Equal(5, back.FaultStages.Slowest[0].TotalMs, 6);          // slowest first
+        Assert.Equal(9, back.FaultStages.Slowest[0].AtMs, 6);             // after the first fault's blocking
+        Assert.Equal(4, back.FaultStages.Slowest[0].InFlightMs!.Value, 6);
+        Assert.Null(back.FaultStages.Slowest[1].RequestMs);               // what did not happen stays null
+    }
+
+    [Fact]
     public void Outcomes_keep_their_names() => AssertNames(Outcomes);
 
     [Fact]

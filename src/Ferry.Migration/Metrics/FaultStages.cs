@@ -42,70 +42,65 @@ public sealed class FaultStageRecorder
     {
         lock (_total)
         {
-            _total.Add(Ms(resumed - blocked));
             _firstBlocked = _firstBlocked == 0 ? blocked : Math.Min(_firstBlocked, blocked);
-            KeepIfSlow(blocked, requestSent, requestWritten, replyReceived, timing, installed, resumed);
-            if (requestSent != 0)
-            {
-                _request.Add(Ms(requestSent - blocked));
-                if (requestWritten >= requestSent)
-                {
-                    _send.Add(Ms(requestWritten - requestSent));
-                }
-            }
+            SlowFault f = Stages(blocked, requestSent, requestWritten, replyReceived, timing, installed, resumed);
+            _total.Add(f.TotalMs);
+            Add(_request, f.RequestMs);
+            Add(_send, f.SendMs);
+            Add(_network, f.NetworkMs);
+            Add(_sourceQueue, f.SourceQueueMs);
+            Add(_sourceLink, f.SourceLinkMs);
+            Add(_install, f.InstallMs);
+            Add(_resume, f.ResumeMs);
+            Add(_inFlight, f.InFlightMs);
+            KeepIfSlow(f);
+        }
 
-            if (replyReceived != 0 && requestSent != 0)
+        static void Add(List<double> stage, double? ms)
+        {
+            if (ms is double v)
             {
-                double queue = timing.QueueNs / 1e6, link = timing.LinkNs / 1e6;
-                _sourceQueue.Add(queue);
-                _sourceLink.Add(link);
-                _network.Add(Math.Max(0, Ms(replyReceived - requestSent) - queue - link));
-                if (installed >= replyReceived)
-                {
-                    _install.Add(Ms(installed - replyReceived));
-                }
-            }
-            else if (installed != 0)
-            {
-                _inFlight.Add(Ms(installed - blocked));
-            }
-
-            long runnable = Math.Max(installed, requestWritten);
-            if (installed != 0 && resumed >= runnable)
-            {
-                _resume.Add(Ms(resumed - runnable));
+                stage.Add(v);
             }
         }
     }
 
-    /// <summary>Keeps the fault among the <see cref="SlowestKept"/> slowest so far, with its stages (what was not measured is null).</summary>
-    private void KeepIfSlow(long blocked, long requestSent, long requestWritten, long replyReceived, FaultTiming timing, long installed, long resumed)
+    /// <summary>One fault's stages from its timestamps; a stage that did not happen for it is null.</summary>
+    private SlowFault Stages(long blocked, long requestSent, long requestWritten, long replyReceived, FaultTiming timing, long installed, long resumed)
     {
-        double total = Ms(resumed - blocked);
-        if (_slowest.Count == SlowestKept && total <= _slowest[^1].TotalMs)
-        {
-            return;
-        }
-
-        bool replied = replyReceived != 0 && requestSent != 0;
-        double? network = replied ? Math.Max(0, Ms(replyReceived - requestSent) - (timing.QueueNs / 1e6) - (timing.LinkNs / 1e6)) : null;
+        bool sent = requestSent != 0;
+        bool replied = replyReceived != 0 && sent;
+        double queue = timing.QueueNs / 1e6, link = timing.LinkNs / 1e6;
         long runnable = Math.Max(installed, requestWritten);
-        var fault = new SlowFault(
+        return new SlowFault(
             Ms(blocked - _firstBlocked),
-            total,
-            requestSent != 0 ? Ms(requestSent - blocked) : null,
-            requestSent != 0 && requestWritten >= requestSent ? Ms(requestWritten - requestSent) : null,
-            network,
-            replied ? timing.QueueNs / 1e6 : null,
-            replied ? timing.LinkNs / 1e6 : null,
+            Ms(resumed - blocked),
+            sent ? Ms(requestSent - blocked) : null,
+            sent && requestWritten >= requestSent ? Ms(requestWritten - requestSent) : null,
+            replied ? Math.Max(0, Ms(replyReceived - requestSent) - queue - link) : null,
+            replied ? queue : null,
+            replied ? link : null,
             replied && installed >= replyReceived ? Ms(installed - replyReceived) : null,
             installed != 0 && resumed >= runnable ? Ms(resumed - runnable) : null,
             !replied && installed != 0 ? Ms(installed - blocked) : null);
-        int at = _slowest.FindIndex(f => f.TotalMs < total);
-        _slowest.Insert(at < 0 ? _slowest.Count : at, fault);
-        if (_slowest.Count > SlowestKept)
+    }
+
+    /// <summary>Keeps <paramref name="fault"/> among the <see cref="SlowestKept"/> slowest so far, slowest first.</summary>
+    private void KeepIfSlow(SlowFault fault)
+    {
+        int at = _slowest.Count;
+        while (at > 0 && _slowest[at - 1].TotalMs < fault.TotalMs)
         {
-            _slowest.RemoveAt(SlowestKept);
+            at--;
+        }
+
+        if (at < SlowestKept)
+        {
+            _slowest.Insert(at, fault);
+            if (_slowest.Count > SlowestKept)
+            {
+                _slowest.RemoveAt(SlowestKept);
+            }
         }
     }
 
@@ -161,7 +156,7 @@ public sealed record FaultStagesReport(
 /// for a page that came by another path); <paramref name="AtMs"/> is when the hart blocked,
 /// after the first fault's blocking (about the resume).
 /// </summary>
-public sealed record SlowFault(
+public readonly record struct SlowFault(
     double AtMs, double TotalMs, double? RequestMs, double? SendMs, double? NetworkMs,
     double? SourceQueueMs, double? SourceLinkMs, double? InstallMs, double? ResumeMs, double? InFlightMs);
 
