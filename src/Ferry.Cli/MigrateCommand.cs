@@ -167,6 +167,12 @@ internal static class MigrateCommand
 
         Row("total time", $"{r.TotalTimeMs:0.0} ms (setup {r.SetupTimeMs:0.0}, live {r.LiveTimeMs:0.0}, post-copy {r.PostCopyTimeMs:0.0})");
         Row("downtime", $"{r.DowntimeMs:0.00} ms (observed at the source: {r.DowntimeObservedMs:0.00} ms)");
+        if (r.Switchover is { } sw)
+        {
+            Row("pause", $"ms: select {sw.SelectMs:0.0}, pages {sw.PausePagesMs:0.0} ({Mib(sw.PausePagesBytes)}), state {sw.StateMs:0.0}, "
+                + $"destination {sw.DestinationMs:0.0}, Resumed back at the source {sw.WaitResumedMs:0.0} (handshake round trip {sw.RoundTripMs:0.0})");
+        }
+
         Row("on the wire", $"{Mib(r.BytesOnWire)} (live {Mib(r.Bytes.Live)}, pause {Mib(r.Bytes.Pause)}, push {Mib(r.Bytes.Push)}, faults {Mib(r.Bytes.FaultReplies)})");
         Row("pages", $"{r.Pages.Total:N0} ({r.Pages.Zero:N0} zero, {r.Pages.Resent:N0} resent{(r.Pages.Delta > 0 ? $", {r.Pages.Delta:N0} as deltas" : "")})");
         if (r.PrecopyRounds > 0)

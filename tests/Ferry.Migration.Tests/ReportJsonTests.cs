@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Ferry.Migration.Metrics;
 using Ferry.Migration.Protocol;
+using Ferry.Tests.Shared;
 using Xunit;
 
 namespace Ferry.Migration.Tests;
@@ -123,21 +124,5 @@ public class ReportJsonTests
         }
     }
 
-    private static MigrationReport Report(MigrationOutcome outcome, VmLocation location, StrategyKind strategy) => new()
-    {
-        Id = "m1",
-        Vm = "vm",
-        Strategy = strategy,
-        Outcome = outcome,
-        VmLocation = location,
-        Options = new OptionsReport(0, 20, 30, 60000, 64, true, 3, 3, 100, 64 << 20, false, 0, "Linear", 64, false, 32),
-        StartedAt = DateTimeOffset.UnixEpoch,
-        Bytes = new BytesReport(1, 2, 3, 4, 5, 15),
-        Pages = new PagesReport(1, 1, 0, 0, 1, 0, 0, 0, 1),
-        NetworkFaults = new FaultReport(0, 0, 0, 0, 0, 0),
-        PagesArrived = new ArrivalReport(1, 0, 0, 0, 0),
-        Prefetch = new PrefetchReport(0, 0, 0),
-        Guest = new GuestReport(null, null, null, null, 0),
-        Timeline = new TimelineReport(0, 0, []),
-    };
+    private static MigrationReport Report(MigrationOutcome outcome, VmLocation location, StrategyKind strategy) => SampleReports.Minimal(outcome, location, strategy);
 }
