@@ -43,7 +43,10 @@ public sealed class HostAgent : IAsyncDisposable
         }
 
         _options = options;
-        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
+        // No watch for changed configuration files: ASP.NET's default watches its content root (the
+        // working directory, with every directory under it) on a thread of its own, which woke for
+        // every file written there, a bench's or a build's, during moves.
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o =>
         {
