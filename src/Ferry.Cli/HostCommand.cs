@@ -15,7 +15,7 @@ internal static class HostCommand
         var api = new Option<string?>("--api") { Description = "control API ADDR:PORT (default: 127.0.0.1, the listen port + 1; port 0: any free port); not loopback: a warning" };
         var secret = Common.SecretOption();
         var name = new Option<string?>("--name") { Description = "this host's name in statuses and reports" };
-        var noWarmUp = new Option<bool>("--no-warm-up") { Description = "skip the start-up warm-up (a self-migration per strategy and a Linux boot in a scratch machine) that has the JIT compile the migration's and the machine's code before a real VM depends on it" };
+        var noWarmUp = new Option<bool>("--no-warm-up") { Description = "skip the start-up warm-up (a self-migration per strategy, a Linux boot in a scratch machine, and calls of its own control API) that has the JIT compile the migration's and the machine's code before a real VM depends on it" };
         var warmUpRounds = new Option<int>("--warm-up-rounds")
         {
             Description = "after the first warm-up migrations, run them this many more times (about 2 s each) so the runtime's tiering compiles the migration's hot paths optimized before a real move depends on them",

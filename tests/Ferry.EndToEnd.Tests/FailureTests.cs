@@ -272,6 +272,13 @@ public sealed class CommandLineTests
     public async Task A_wrong_secret_is_refused_and_the_right_one_accepted()
     {
         await using HostProcess host = await HostProcess.StartAsync("S", secret: "s3cret");
+        for (int i = 0; i < 100 && !host.Log.Contains("calls of the control API", StringComparison.Ordinal); i++)
+        {
+            await Task.Delay(50); // (its log comes on stderr, its readiness on stdout: either may be read first)
+        }
+
+        Assert.Contains("calls of the control API", host.Log, StringComparison.Ordinal); // its warm-up's own calls carried the secret
+        Assert.DoesNotContain("not answered as a client's would be", host.Log, StringComparison.Ordinal);
         (int exit, _, string stderr) = await Ferry.RunTextAsync(Timeout, "vm", "list", "--host", host.Api, "--secret", "wrong");
         Assert.Equal(125, exit);
         Assert.Contains("wrong or missing secret", stderr);

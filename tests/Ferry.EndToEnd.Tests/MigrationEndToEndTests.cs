@@ -98,13 +98,15 @@ public sealed class MigrationEndToEndTests(TwoHosts hosts)
 
     /// <summary>
     /// A host started as a user starts it runs its warm-up migrations again for the runtime's
-    /// tiering before it reports ready, and says what each round compiled; a count out of range is
-    /// refused with one line.
+    /// tiering before it reports ready, and says what each round compiled, then calls its own
+    /// control API as a move's clients will; a count out of range is refused with one line.
     /// </summary>
     [Fact]
     public async Task A_host_runs_its_tiering_rounds_before_it_is_ready_and_refuses_a_bad_count()
     {
         Assert.Contains($"warm-up: {TwoHosts.DefaultWarmUpRounds} more rounds for the runtime's tiering", hosts.A.Log, StringComparison.Ordinal);
+        Assert.Contains($"warm-up: {(ApiWarmUp.CallsPerRound * 5 * 2) + 2} calls of the control API", hosts.A.Log, StringComparison.Ordinal); // before it announced its API
+        Assert.DoesNotContain("not answered as a client's would be", hosts.A.Log, StringComparison.Ordinal);
         (int exit, _, string stderr) = await Ferry.RunTextAsync(Long, "host", "--listen", "127.0.0.1:0", "--warm-up-rounds", "21");
         Assert.Equal(125, exit);
         Assert.Contains("--warm-up-rounds must be between 0 and 20, not 21", stderr, StringComparison.Ordinal);
