@@ -899,7 +899,7 @@ public sealed class SourceMigration
                 Switchover = _resumeAt == 0 || _switchover is not Switchover s ? null : new SwitchoverReport(
                     Ms(s.SelectedAt) - Ms(pauseAt), Ms(s.PausePagesSentAt) - Ms(s.SelectedAt), c.Bytes(PagePhase.Pause),
                     Ms(s.BundleSentAt) - Ms(s.PausePagesSentAt), s.BundleBytes, _handshakeRttMs, _destinationSwitchMs,
-                    Ms(_resumedReceivedAt) - Ms(s.BundleSentAt), s.DevicePages),
+                    Ms(_resumedReceivedAt) - Ms(s.BundleSentAt), s.DevicePages, d.SwitchoverAllocatedBytes),
             };
         }
 

@@ -114,7 +114,7 @@ public sealed record OptionsReport(
 /// in the pause with a working set, else pushed first.
 /// </summary>
 public sealed record SwitchoverReport(double SelectMs, double PausePagesMs, long PausePagesBytes, double StateMs, long BundleBytes,
-    double RoundTripMs, double DestinationMs, double WaitResumedMs, long DevicePages = 0);
+    double RoundTripMs, double DestinationMs, double WaitResumedMs, long DevicePages = 0, long DestinationAllocatedBytes = 0);
 
 /// <summary>Runtime suspensions: the source's during the pause, the destination's from its resume to its final report.</summary>
 public sealed record RuntimeReport(RuntimeSuspensionReport? SourcePause, RuntimeSuspensionReport? Destination)
@@ -268,6 +268,9 @@ public sealed record DestinationMetrics
     public long PrefetchHits { get; init; }
     public PrefetchDistance[]? PrefetchByDistance { get; init; }
     public double RestoreMs { get; init; }
+
+    /// <summary>What the destination allocated from the state's restore to the resume, in the pause (bytes).</summary>
+    public long SwitchoverAllocatedBytes { get; init; }
     public double TimeToFullyResidentMs { get; init; }
     public double? IpsDuring { get; init; }
     public double? IpsAfter { get; init; }
