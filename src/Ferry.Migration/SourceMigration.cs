@@ -467,9 +467,16 @@ public sealed class SourceMigration
 
             TimeSpan retry = TimeSpan.FromTicks(Math.Clamp(Options.PeerTimeout.Ticks / 2, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromSeconds(2).Ticks));
             int attempts = 0;
+            string paused = reason + "; the VM is paused here";
             while (true)
             {
                 bool automatic = Stopwatch.GetElapsedTime(lostAt) < Options.ReconnectWindow;
+                if (!automatic)
+                {
+                    // (the last automatic attempt may have failed just before the window's end, and said "retrying")
+                    progress.Detail = paused + ", waiting for `ferry migrate --resume`";
+                }
+
                 if (attempts > 0 || !automatic)
                 {
                     // Wait for the next automatic attempt, or (after the window) for the operator.
@@ -516,8 +523,8 @@ public sealed class SourceMigration
                 }
                 catch (Exception e) when (!ct.IsCancellationRequested && !DestinationStopped && (LinkFailure.Is(e) || e is TimeoutException or MigrationPeerException))
                 {
-                    progress.Detail = $"{reason}; reconnection attempt {attempts} failed ({e.Message}); the VM is paused here"
-                        + (Stopwatch.GetElapsedTime(lostAt) < Options.ReconnectWindow ? ", retrying" : ", waiting for `ferry migrate --resume`");
+                    paused = $"{reason}; reconnection attempt {attempts} failed ({e.Message}); the VM is paused here";
+                    progress.Detail = paused + (Stopwatch.GetElapsedTime(lostAt) < Options.ReconnectWindow ? ", retrying" : ", waiting for `ferry migrate --resume`");
                     _liveness?.Dispose();
                     await CloseAsync().ConfigureAwait(false);
                 }
