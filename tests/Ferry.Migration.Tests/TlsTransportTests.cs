@@ -106,6 +106,56 @@ public class TlsTransportTests
         }
     }
 
+    /// <summary>
+    /// A listener disposed while a connection's handshake is still refusing its peer returns
+    /// only once that refusal is logged (an in-process migration's report and its destination's
+    /// log then agree; CI once saw the source's report before the destination's log line).
+    /// </summary>
+    [Fact]
+    public async Task Disposing_a_listener_waits_for_the_refusals_in_progress()
+    {
+        var log = new List<string>();
+        var accepted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var transport = new InMemoryTransport();
+        var listener = new MigrationListener(
+            new SlowRefusals(transport.Listen("slow"), accepted),
+            (_, _) => Task.CompletedTask,
+            m =>
+            {
+                lock (log)
+                {
+                    log.Add(m);
+                }
+            });
+        listener.Start(CancellationToken.None);
+        await using Stream client = await transport.ConnectAsync(listener.Endpoint, CancellationToken.None);
+        await accepted.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await listener.DisposeAsync();
+        lock (log)
+        {
+            Assert.Contains(log, m => m.Contains("refused slowly", StringComparison.Ordinal));
+        }
+    }
+
+    /// <summary>Accepts connections whose handshake fails after 100 ms, whatever the cancellation.</summary>
+    private sealed class SlowRefusals(IConnectionListener inner, TaskCompletionSource accepted) : IConnectionListener
+    {
+        public string Endpoint => inner.Endpoint;
+
+        public async ValueTask<AcceptedConnection> AcceptAsync(CancellationToken cancellation)
+        {
+            AcceptedConnection connection = await inner.AcceptAsync(cancellation);
+            accepted.TrySetResult();
+            return connection.WithHandshake(async (_, _) =>
+            {
+                await Task.Delay(100, CancellationToken.None);
+                throw new MigrationPeerException("refused slowly");
+            });
+        }
+
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
+
     /// <summary>Records the first byte each source connection writes, and whether a plain Hello ever crossed.</summary>
     private sealed class SniffingTransport(MigrationTransport inner) : MigrationTransport
     {

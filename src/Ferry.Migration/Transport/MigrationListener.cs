@@ -21,6 +21,7 @@ public sealed class MigrationListener : IAsyncDisposable
     private readonly int _maxPending;
     private readonly Func<Hello, FrameChannel, string, CancellationToken, Task<bool>>? _onResume;
     private readonly TimeSpan _handshakeTimeout;
+    private readonly HashSet<Task> _handlers = [];
     private Task _acceptLoop = Task.CompletedTask;
     private int _pending; // connections accepted and not yet past their Hello
 
@@ -49,12 +50,26 @@ public sealed class MigrationListener : IAsyncDisposable
         _acceptLoop = AcceptLoopAsync(token);
     }
 
+    /// <summary>
+    /// Stops accepting, then waits (up to <see cref="HandlerDrainTimeout"/>) for the connections
+    /// being handled to end, so that every refusal they make is logged before disposal returns.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         _stopping.Cancel();
         await _connections.DisposeAsync().ConfigureAwait(false);
         await _acceptLoop.ConfigureAwait(false);
+        Task[] handlers;
+        lock (_handlers)
+        {
+            handlers = [.. _handlers];
+        }
+
+        await Task.WhenAny(Task.WhenAll(handlers), Task.Delay(HandlerDrainTimeout)).ConfigureAwait(false);
     }
+
+    /// <summary>How long disposal waits for the connections still being handled.</summary>
+    public static TimeSpan HandlerDrainTimeout { get; } = TimeSpan.FromSeconds(2);
 
     private async Task AcceptLoopAsync(CancellationToken stopping)
     {
@@ -78,7 +93,22 @@ public sealed class MigrationListener : IAsyncDisposable
                 continue;
             }
 
-            _ = Task.Run(() => HandleAsync(connection, stopping), CancellationToken.None);
+            Task handler = Task.Run(() => HandleAsync(connection, stopping), CancellationToken.None);
+            lock (_handlers)
+            {
+                _handlers.Add(handler);
+            }
+
+            _ = handler.ContinueWith(
+                (t, state) =>
+                {
+                    var set = (HashSet<Task>)state!;
+                    lock (set)
+                    {
+                        set.Remove(t);
+                    }
+                },
+                _handlers, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
 
