@@ -172,8 +172,14 @@ public sealed class FailureTests(TwoHosts hosts)
     public async Task Ctrl_c_on_ferry_migrate_cancels_the_migration_and_the_vm_keeps_running()
     {
         string name = await StartAsync("interrupted", "dirty", "size_mib=8,rate=0");
-        using var process = System.Diagnostics.Process.Start(Ferry.StartInfo("migrate", name, "--from", hosts.A.Api, "--to", hosts.B.Api,
-            "--strategy", "precopy", "--bandwidth", "20Mbit", "--downtime-limit", "1ms", "--quiet"))!;
+        System.Diagnostics.ProcessStartInfo psi = Ferry.StartInfo("migrate", name, "--from", hosts.A.Api, "--to", hosts.B.Api,
+            "--strategy", "precopy", "--bandwidth", "20Mbit", "--downtime-limit", "1ms", "--quiet");
+        // SIGINT as a terminal delivers it: a test run started in the background of a
+        // non-interactive shell inherits SIGINT ignored, and .NET (like any program) keeps it so.
+        psi.ArgumentList.Insert(0, psi.FileName);
+        psi.ArgumentList.Insert(0, "--default-signal=INT");
+        psi.FileName = "env";
+        using var process = System.Diagnostics.Process.Start(psi)!;
         Task<string> stderr = process.StandardError.ReadToEndAsync();
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         await Api.WaitAsync(hosts.A.Api, name, s => s.Migration is not null, Timeout);
