@@ -107,6 +107,31 @@ public class PrepageTests
         Assert.Equal(w.HitRate(-2), w.HitRate(-3));
     }
 
+    /// <summary>
+    /// The fixed window of a fault on one of RAM's last pages shifts to stay inside it, so it
+    /// reaches farther before the fault than the adaptive window measures: evaluating it books
+    /// only the distances measured (it threw IndexOutOfRangeException on the hart's thread once
+    /// its horizon passed, a fault on the last pages of RAM).
+    /// </summary>
+    [Fact]
+    public void A_window_shifted_at_the_end_of_ram_is_booked_within_the_distances_measured()
+    {
+        var g = new Guest();
+        var w = Window(g, 4); // 1 before, 2 after
+        int last = PageCount - 1;
+        for (int p = last - 3; p < last; p++)
+        {
+            w.Requested(p, last); // [last - 3, last + 1): three pages before it
+        }
+
+        w.Sent(last, last - 3, last + 1, g.Now);
+        g.Accessed.Set(last - 1);
+        g.Accessed.Set(last - 3);
+        w.Sent(0, 0, 1, g.Now + Horizon); // its horizon passed: evaluated now
+        Assert.Equal((1, 1), (w.Evaluated(-1), w.Hits(-1)));
+        Assert.Equal(-1, Assert.Single(w.ByDistance()).Distance);
+    }
+
     [Fact]
     public void A_scattered_fault_stream_narrows_the_window_to_the_page_alone_but_for_its_probes()
     {

@@ -277,11 +277,18 @@ public sealed class PrepageWindow
                     continue;
                 }
 
+                // A fixed window shifted to stay inside RAM (a fault on one of the last pages)
+                // reaches past the distances measured here: those pages are not booked.
+                int d = p - w.Pivot + MaxBefore;
+                if ((uint)d >= (uint)_sent.Length)
+                {
+                    continue;
+                }
+
                 // Not here by the horizon (the push took the window's rest) counts as a miss: it
                 // was no use within it (a distance that never arrived in time must not stay in
                 // the window on its prior).
                 bool hit = _accessed.Get(p);
-                int d = p - w.Pivot + MaxBefore;
                 _measuredBefore = Math.Max(_measuredBefore, w.Pivot - p);
                 _measuredAfter = Math.Max(_measuredAfter, p - w.Pivot);
                 _totalSent[d]++;
