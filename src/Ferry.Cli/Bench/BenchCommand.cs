@@ -148,7 +148,7 @@ internal static class BenchCommand
         public bool WarmUpMoves { get; init; } = true;
 
         /// <summary>How long a QEMU migration may try before it counts as not converging.</summary>
-        public TimeSpan QemuTimeout => Quick ? TimeSpan.FromSeconds(15) : TimeSpan.FromSeconds(60);
+        public TimeSpan QemuTimeout => Quick ? TimeSpan.FromSeconds(8) : TimeSpan.FromSeconds(60);
     }
 
     /// <summary>
