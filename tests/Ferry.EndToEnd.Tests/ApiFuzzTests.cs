@@ -83,7 +83,14 @@ public sealed class ApiFuzzTests : IAsyncLifetime
 
     private sealed record Call(string Method, string Path, string? Body);
 
-    private static readonly Gen<Call> Calls = Gen.Select(Gen.Int[0, 11], Gen.Int[0, Names.Length - 1], Body).Select((route, name, body) =>
+    /// <summary>
+    /// A route: each of the twelve, and a second draw of create, stop and incoming (12, 13, 14),
+    /// so that a VM created is more often stopped than deleted before anything stops it (the
+    /// coverage the test asserts: at equal odds a run of 2026-11-28 stopped none).
+    /// </summary>
+    private static readonly Gen<int> Route = Gen.Int[0, 14].Select(r => r switch { 12 => 0, 13 => 2, 14 => 5, _ => r });
+
+    private static readonly Gen<Call> Calls = Gen.Select(Route, Gen.Int[0, Names.Length - 1], Body).Select((route, name, body) =>
     {
         // A NUL in the request line is refused by Kestrel itself, before any of the host's code runs.
         string n = Uri.EscapeDataString(Names[name].Replace("\u0000", "", StringComparison.Ordinal));
