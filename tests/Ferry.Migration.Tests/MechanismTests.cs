@@ -874,6 +874,39 @@ public sealed class MechanismTests
         Assert.Equal(7, pager.Faults);
     }
 
+    /// <summary>
+    /// Whatever the RAM size, window, kind of window and fault stream (faults anywhere, pages
+    /// arriving and touched or not, a clock that passes the prefetch horizon or not), a fault
+    /// never throws into the hart and its window fits in RAM. (A fixed window shifted
+    /// at the end of RAM once made the prefetch statistics throw on the hart's thread.)
+    /// </summary>
+    [Fact]
+    public void RemotePager_never_throws_into_the_hart_and_its_windows_fit_in_ram()
+    {
+        long horizon = (long)(PrepageWindow.Horizon.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        Gen.Select(Gen.Int[1, 300], Gen.Int[1, 600], Gen.Bool, Gen.Select(Gen.Int[0, 299], Gen.Int[0, 3], Gen.Bool).Array[1, 200])
+            .Sample((pageCount, locality, adaptive, faults) =>
+            {
+                using var memory = new GuestMemory((ulong)pageCount * PageSize);
+                memory.Absent.SetAll();
+                long now = 1;
+                var pager = new RemotePager(memory, locality, adaptive, () => now);
+                foreach ((int at, int step, bool arrives) in faults)
+                {
+                    int page = at % pageCount;
+                    pager.PageNeeded(page, now);
+                    Assert.InRange(pager.CurrentWindow, 1, pageCount);
+                    if (arrives)
+                    {
+                        memory.Absent.Clear(page);
+                        memory.Accessed.Set(page);
+                    }
+
+                    now += step * horizon / 2;
+                }
+            }, iter: 300);
+    }
+
     [Fact]
     public async Task RemotePager_windows_are_clipped_to_RAM()
     {
